@@ -1,0 +1,357 @@
+//! `provisioner demo`: the whole pipeline on sample jobs, with zero setup.
+//!
+//! By default it runs on the in-memory broker; `--amqp URL` runs the real worker against a
+//! real broker, in a topology of its own that it removes afterwards.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use serde::Serialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::Health;
+use crate::config::{AccountSettings, Settings, TopologySettings};
+use crate::metrics::Metrics;
+use crate::pipeline::{sample_job, Pipeline};
+use crate::transport::headers as h;
+use crate::transport::memory::MemoryBroker;
+use crate::transport::rabbitmq::{self, ConfirmPublisher};
+use crate::transport::{Outbound, OutboundKind, Publisher};
+use crate::vendors::{build_adapters, standin::Ledger, VendorKey};
+use crate::worker::Worker;
+
+/// One sample job: what it is meant to show.
+pub struct Sample {
+    pub label: &'static str,
+    pub routing_key: String,
+    pub body: Vec<u8>,
+    pub job_id: Option<String>,
+    /// Whether this sample must end in the dead-letter queue.
+    pub dead_letter: bool,
+}
+
+/// The summary printed at the end; `--json` prints it as one object.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    pub jobs: usize,
+    pub created: usize,
+    pub existing: usize,
+    pub failed: usize,
+    pub dead_lettered: usize,
+    #[serde(skip)]
+    pub rows: Vec<Row>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Row {
+    pub job_id: String,
+    pub vendor: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// Demo settings: five accounts on the stand-in vendor, each showing one behaviour, and
+/// retry tiers short enough to watch.
+pub fn demo_settings(topology: TopologySettings) -> Settings {
+    let mut s = Settings { topology, ..Settings::default() };
+    s.retry.tiers = vec![Duration::from_millis(200), Duration::from_millis(400)];
+    s.retry.inline.initial_delay = Duration::from_millis(20);
+    s.retry.inline.max_delay = Duration::from_millis(100);
+    s.retry.inline.budget = Duration::from_millis(500);
+    s.worker.drain_deadline = Duration::from_secs(5);
+    let account = |vendor, mode: &str| AccountSettings {
+        vendor,
+        base_url: None,
+        settings: BTreeMap::from([("standin_mode".to_owned(), mode.to_owned())]),
+        credentials: BTreeMap::new(),
+    };
+    s.accounts = BTreeMap::from([
+        ("acme-glance".into(), account(VendorKey::Glance, "normal")),
+        ("acme-netsapiens".into(), account(VendorKey::Netsapiens, "flaky")),
+        ("acme-clienttoolbox".into(), account(VendorKey::Clienttoolbox, "normal")),
+        ("legacy-glance".into(), account(VendorKey::Glance, "auth_failure")),
+        ("down-netsapiens".into(), account(VendorKey::Netsapiens, "outage")),
+    ]);
+    s
+}
+
+/// The sample jobs: successes, a redelivered duplicate, and one failure of each kind.
+pub fn samples() -> Vec<Sample> {
+    let job = |label, id: &str, vendor, account, identity: &str, dead_letter| Sample {
+        label,
+        routing_key: crate::job::Job::routing_key(vendor),
+        body: sample_job(id, vendor, account, identity).to_string().into_bytes(),
+        job_id: Some(id.to_owned()),
+        dead_letter,
+    };
+    let mut conflicting = sample_job("demo-7-glance-conflict", VendorKey::Glance, "acme-glance", "EMP-0001");
+    conflicting["user"]["UserFirst"] = json!("Someone");
+    conflicting["user"]["UserLast"] = json!("Else");
+    let mut with_credentials = sample_job("demo-8-invalid", VendorKey::Glance, "acme-glance", "EMP-0008");
+    with_credentials["user"]["PartnerPW"] = json!("do-not-send-me");
+    with_credentials["user"]["Nickname"] = json!("JD");
+    vec![
+        job("created", "demo-1-glance", VendorKey::Glance, "acme-glance", "EMP-0001", false),
+        job(
+            "created after an inline retry",
+            "demo-2-netsapiens",
+            VendorKey::Netsapiens,
+            "acme-netsapiens",
+            "1002",
+            false,
+        ),
+        job("created", "demo-3-clienttoolbox", VendorKey::Clienttoolbox, "acme-clienttoolbox", "jdoe_0003", false),
+        job("the same job again: existing", "demo-1-glance", VendorKey::Glance, "acme-glance", "EMP-0001", false),
+        job(
+            "vendor refuses the input",
+            "demo-5-rejected",
+            VendorKey::Clienttoolbox,
+            "acme-clienttoolbox",
+            "REJECT_0005",
+            true,
+        ),
+        job("wrong credentials", "demo-6-auth", VendorKey::Glance, "legacy-glance", "EMP-0006", true),
+        Sample {
+            label: "identity held by someone else",
+            routing_key: crate::job::Job::routing_key(VendorKey::Glance),
+            body: conflicting.to_string().into_bytes(),
+            job_id: Some("demo-7-glance-conflict".into()),
+            dead_letter: true,
+        },
+        Sample {
+            label: "credentials and an unknown field in the job",
+            routing_key: crate::job::Job::routing_key(VendorKey::Glance),
+            body: with_credentials.to_string().into_bytes(),
+            job_id: Some("demo-8-invalid".into()),
+            dead_letter: true,
+        },
+        job(
+            "vendor down through every retry tier",
+            "demo-9-outage",
+            VendorKey::Netsapiens,
+            "down-netsapiens",
+            "1009",
+            true,
+        ),
+        Sample {
+            label: "not JSON at all",
+            routing_key: crate::job::Job::routing_key(VendorKey::Clienttoolbox),
+            body: b"<user>oops</user>".to_vec(),
+            job_id: None,
+            dead_letter: true,
+        },
+    ]
+}
+
+/// Runs the demo in memory.
+pub async fn run_in_memory() -> Summary {
+    let settings = demo_settings(TopologySettings::default());
+    let ledger = Arc::new(Ledger::default());
+    let adapters = build_adapters(&settings, &ledger).expect("demo settings are valid");
+    let pipeline = Arc::new(Pipeline::new(&settings, adapters));
+    let broker = MemoryBroker::new(settings.topology.clone());
+    let samples = samples();
+    // The duplicate must arrive after the original is settled, as a redelivery would.
+    let (first, rest): (Vec<_>, Vec<_>) = samples.iter().enumerate().partition(|(i, _)| *i < 3);
+    for (_, s) in &first {
+        broker.publish_job(&s.routing_key, s.body.clone(), s.job_id.clone()).expect("routable");
+    }
+    broker.run_until_idle(pipeline.clone(), Metrics::new(), 8, CancellationToken::new()).await;
+    for (_, s) in &rest {
+        broker.publish_job(&s.routing_key, s.body.clone(), s.job_id.clone()).expect("routable");
+    }
+    broker.run_until_idle(pipeline, Metrics::new(), 8, CancellationToken::new()).await;
+    summarise(samples.len(), &broker.events(), &broker.dead_letters())
+}
+
+/// Builds the summary from what was published to the events exchange and the DLQ.
+pub fn summarise(jobs: usize, events: &[Outbound], dead: &[Outbound]) -> Summary {
+    let mut s = Summary { jobs, dead_lettered: dead.len(), ..Default::default() };
+    for e in events {
+        let body: serde_json::Value = serde_json::from_slice(&e.body).unwrap_or_default();
+        let data = &body["data"];
+        let outcome = data["outcome"].as_str().unwrap_or("?").to_owned();
+        match outcome.as_str() {
+            "created" => s.created += 1,
+            "existing" => s.existing += 1,
+            "failed" => s.failed += 1,
+            _ => {}
+        }
+        let detail = match outcome.as_str() {
+            "failed" => format!(
+                "{}: {}",
+                data["error"]["class"].as_str().unwrap_or("?"),
+                data["error"]["message"].as_str().unwrap_or("")
+            ),
+            _ => {
+                format!("vendor id {}, {} attempt(s)", data["vendor_user_id"].as_str().unwrap_or("-"), data["attempts"])
+            }
+        };
+        s.rows.push(Row {
+            job_id: data["job_id"].as_str().unwrap_or("?").to_owned(),
+            vendor: data["vendor"].as_str().unwrap_or("?").to_owned(),
+            outcome,
+            detail,
+        });
+    }
+    for d in dead.iter().filter(|d| h::text(&d.headers, h::REASON) == Some("undecodable")) {
+        s.rows.push(Row {
+            job_id: "(none)".into(),
+            vendor: d.routing_key.trim_start_matches("create_user.").to_owned(),
+            outcome: "dead-lettered".into(),
+            detail: format!("undecodable: {}", h::text(&d.headers, h::ERROR_MESSAGE).unwrap_or("")),
+        });
+    }
+    s
+}
+
+impl Summary {
+    /// A readable table, one row per terminal event, then the totals.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let w_id = self.rows.iter().map(|r| r.job_id.len()).max().unwrap_or(6).max(6);
+        out.push_str(&format!("{:<w_id$}  {:<13}  {:<13}  {}\n", "JOB_ID", "VENDOR", "OUTCOME", "DETAIL"));
+        for r in &self.rows {
+            let detail: String = r.detail.chars().take(100).collect();
+            out.push_str(&format!("{:<w_id$}  {:<13}  {:<13}  {}\n", r.job_id, r.vendor, r.outcome, detail));
+        }
+        out.push_str(&format!(
+            "\n{} jobs: {} created, {} existing, {} failed, {} dead-lettered\n",
+            self.jobs, self.created, self.existing, self.failed, self.dead_lettered
+        ));
+        out
+    }
+
+    pub fn json(&self) -> String {
+        serde_json::to_string(self).expect("summary serialises")
+    }
+}
+
+/// Runs the demo through the real worker against the broker at `url`, in a throw-away
+/// topology that is deleted afterwards.
+pub async fn run_on_broker(url: &str) -> anyhow::Result<Summary> {
+    let suffix = format!("demo-{}", uuid::Uuid::new_v4().simple());
+    let mut settings = demo_settings(TopologySettings::namespaced(&suffix));
+    settings.amqp.url = url.to_owned();
+    settings.admin.listen = "127.0.0.1:0".parse()?;
+    settings.topology.audit_queue = String::new();
+    settings.check()?;
+    let settings = Arc::new(settings);
+
+    // Declare first, so the observer can bind before any job runs.
+    let conn = rabbitmq::connect(&settings).await?;
+    let ch = rabbitmq::confirm_channel(&conn).await?;
+    rabbitmq::declare(&ch, &settings).await?;
+    let observed = format!("provisioning.demo-events.{suffix}");
+    ch.queue_declare(
+        observed.as_str().into(),
+        QueueDeclareOptions { exclusive: true, ..Default::default() },
+        FieldTable::default(),
+    )
+    .await?;
+    ch.queue_bind(
+        observed.as_str().into(),
+        settings.topology.events_exchange.as_str().into(),
+        "#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+
+    let ledger = Arc::new(Ledger::default());
+    let pipeline = Arc::new(Pipeline::new(&settings, build_adapters(&settings, &ledger)?));
+    let shutdown = CancellationToken::new();
+    let worker =
+        tokio::spawn(Worker::new(settings.clone(), pipeline, Metrics::new(), Health::default()).run(shutdown.clone()));
+
+    let publisher = ConfirmPublisher::new(ch.clone());
+    let samples = samples();
+    let mut events = ch
+        .basic_consume(
+            observed.as_str().into(),
+            "demo-observer".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut dead = ch
+        .basic_consume(
+            settings.topology.dead_queue.as_str().into(),
+            "demo-dlq-observer".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let expected_events = samples.iter().filter(|s| s.job_id.is_some()).count();
+    let mut seen_events = Vec::new();
+    let mut seen_dead = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    for (i, s) in samples.iter().enumerate() {
+        let msg = Outbound {
+            kind: OutboundKind::Job,
+            exchange: settings.topology.jobs_exchange.clone(),
+            routing_key: s.routing_key.clone(),
+            body: s.body.clone(),
+            message_id: s.job_id.clone(),
+            content_type: Some("application/json".into()),
+            timestamp: Some(chrono::Utc::now().timestamp() as u64),
+            headers: Default::default(),
+        };
+        publisher.publish(&msg).await?;
+        // The duplicate is sent after the original's event arrived, as a redelivery would be.
+        if i == 2 {
+            while seen_events.len() < 3 {
+                let d = tokio::time::timeout_at(deadline, events.next())
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("events consumer ended"))??;
+                d.ack(BasicAckOptions::default()).await?;
+                seen_events.push(to_outbound(&d));
+            }
+        }
+    }
+    let failing = samples.iter().filter(|s| s.dead_letter).count();
+    while seen_events.len() < expected_events || seen_dead.len() < failing {
+        tokio::select! {
+            d = events.next() => { let d = d.ok_or_else(|| anyhow::anyhow!("events consumer ended"))??; d.ack(BasicAckOptions::default()).await?; seen_events.push(to_outbound(&d)); }
+            d = dead.next() => { let d = d.ok_or_else(|| anyhow::anyhow!("DLQ consumer ended"))??; d.ack(BasicAckOptions::default()).await?; seen_dead.push(to_outbound(&d)); }
+            _ = tokio::time::sleep_until(deadline) => anyhow::bail!("the demo did not finish within 60s: {} events, {} dead letters", seen_events.len(), seen_dead.len()),
+        }
+    }
+    shutdown.cancel();
+    worker.await??;
+
+    // Remove the throw-away topology.
+    let t = &settings.topology;
+    let mut queues = vec![t.dead_queue.clone()];
+    queues.extend(VendorKey::ALL.map(|v| t.job_queue(v)));
+    queues.extend(
+        settings.retry.tiers.iter().map(|d| format!("{}.{}", t.retry_queue_prefix, crate::retry::tier_name(*d))),
+    );
+    for q in queues {
+        let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+    }
+    for x in [&t.jobs_exchange, &t.events_exchange, &t.retry_exchange, &t.dead_exchange] {
+        let _ = ch.exchange_delete(x.as_str().into(), Default::default()).await;
+    }
+    let _ = conn.close(200, "demo done".into()).await;
+    Ok(summarise(samples.len(), &seen_events, &seen_dead))
+}
+
+fn to_outbound(d: &lapin::message::Delivery) -> Outbound {
+    let m = rabbitmq::inbound(d);
+    Outbound {
+        kind: OutboundKind::Event,
+        exchange: m.exchange,
+        routing_key: m.routing_key,
+        body: m.body,
+        message_id: m.message_id,
+        content_type: m.content_type,
+        timestamp: m.timestamp,
+        headers: m.headers,
+    }
+}

@@ -1,0 +1,5 @@
+//! The subcommands of the `provisioner` binary, each a function the tests can call.
+
+pub mod demo;
+pub mod run;
+pub mod validate;

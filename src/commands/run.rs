@@ -1,0 +1,36 @@
+//! `provisioner run`: the worker, with its admin port.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, Health};
+use crate::config::{redact_url, Settings};
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::vendors::{build_adapters, standin::Ledger};
+use crate::worker::Worker;
+
+/// Runs the worker until `shutdown` is cancelled and the drain is over.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // Resolve every secret now: a missing one stops start-up, naming its key.
+    let _credentials = settings.resolve_credentials()?;
+    let _ = settings.amqp_uri()?;
+    let ledger = Arc::new(Ledger::default());
+    let pipeline = Arc::new(Pipeline::new(&settings, build_adapters(&settings, &ledger)?));
+    let metrics = Metrics::new();
+    let health = Health::default();
+    let admin_stop = CancellationToken::new();
+    let (addr, admin) = admin::serve(settings.admin.listen, metrics.clone(), health.clone(), admin_stop.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on admin.listen = {}: {e}", settings.admin.listen))?;
+    tracing::info!(admin = %addr, broker = %redact_url(&settings.amqp.url), accounts = settings.accounts.len(), "provisioner starting");
+    let settings = Arc::new(settings);
+    let result = Worker::new(settings, pipeline, metrics, health).run(shutdown).await;
+    // The admin port outlives the drain so liveness probes keep passing during it.
+    admin_stop.cancel();
+    let _ = admin.await;
+    result?;
+    tracing::info!("provisioner stopped");
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! `provisioner validate FILE`: checks jobs offline, from a JSON array or NDJSON.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::job::{self, FieldError, Rejection};
+
+/// One job's verdict; with `--json`, one line of output.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Verdict {
+    pub index: usize,
+    pub job_id: Option<String>,
+    pub valid: bool,
+    pub errors: Vec<FieldError>,
+}
+
+/// Splits the input into job values: a JSON array of jobs, or one job per line (NDJSON).
+/// A line that is not JSON stays a job of its own, so its error is reported in place.
+pub fn split_jobs(input: &str) -> Vec<Result<serde_json::Value, String>> {
+    let trimmed = input.trim_start();
+    if trimmed.starts_with('[') {
+        if let Ok(serde_json::Value::Array(items)) = serde_json::from_str::<serde_json::Value>(trimmed) {
+            return items.into_iter().map(Ok).collect();
+        }
+    }
+    input
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("not JSON: {e}")))
+        .collect()
+}
+
+/// Checks every job; with `settings`, also that its account exists and serves its vendor.
+pub fn check(input: &str, settings: Option<&Settings>) -> Vec<Verdict> {
+    split_jobs(input)
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let value = match item {
+                Ok(v) => v,
+                Err(message) => {
+                    return Verdict { index, job_id: None, valid: false, errors: vec![FieldError::new("", message)] }
+                }
+            };
+            let job_id = value.get("job_id").and_then(|v| v.as_str()).map(str::to_owned);
+            let mut errors = match &value {
+                serde_json::Value::Object(obj) => match job::decode::decode_object(obj) {
+                    Ok(job) => account_errors(&job, settings),
+                    Err(Rejection::Invalid(inv)) => inv.errors,
+                    Err(Rejection::Undecodable(m)) => vec![FieldError::new("", m)],
+                },
+                _ => vec![FieldError::new("", "expected a JSON object")],
+            };
+            errors.dedup();
+            Verdict { index, job_id, valid: errors.is_empty(), errors }
+        })
+        .collect()
+}
+
+fn account_errors(job: &job::Job, settings: Option<&Settings>) -> Vec<FieldError> {
+    let Some(settings) = settings else { return Vec::new() };
+    match settings.account(job.account.as_str()) {
+        None => vec![FieldError::new("account", format!("no account named {:?} is configured", job.account.as_str()))],
+        Some(a) if a.vendor != job.vendor => vec![FieldError::new(
+            "account",
+            format!("account {:?} is a {} account, not {}", job.account.as_str(), a.vendor, job.vendor),
+        )],
+        Some(_) => Vec::new(),
+    }
+}
+
+/// Prints the verdicts; returns whether every job was valid.
+pub fn print(verdicts: &[Verdict], json: bool, out: &mut impl Write) -> std::io::Result<bool> {
+    for v in verdicts {
+        if json {
+            writeln!(out, "{}", serde_json::to_string(v).expect("verdicts serialise"))?;
+        } else if v.valid {
+            writeln!(out, "#{} {}: valid", v.index, v.job_id.as_deref().unwrap_or("?"))?;
+        } else {
+            writeln!(out, "#{} {}: INVALID", v.index, v.job_id.as_deref().unwrap_or("?"))?;
+            for e in &v.errors {
+                let field = if e.field.is_empty() { "(job)" } else { &e.field };
+                writeln!(out, "    {field}: {}", e.message)?;
+            }
+        }
+    }
+    let invalid = verdicts.iter().filter(|v| !v.valid).count();
+    if !json {
+        writeln!(out, "{} jobs, {} valid, {invalid} invalid", verdicts.len(), verdicts.len() - invalid)?;
+    }
+    Ok(invalid == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_arrays_and_ndjson_alike() {
+        let one = r#"{"job_id":"a","vendor":"glance","account":"x","user":{"PartnerUserID":"1","UserAddress":"a.glance.net"}}"#;
+        let array = format!("[{one},{one}]");
+        let ndjson = format!("{one}\n\n{one}\n");
+        assert_eq!(check(&array, None), check(&ndjson, None));
+        assert!(check(&array, None).iter().all(|v| v.valid));
+    }
+
+    #[test]
+    fn a_broken_line_is_reported_in_place() {
+        let input = "{\"job_id\":\"a\"}\nnot json\n";
+        let v = check(input, None);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[1].index, 1);
+        assert!(v[1].errors[0].message.starts_with("not JSON"));
+    }
+}

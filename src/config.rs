@@ -1,0 +1,600 @@
+//! Settings: layered TOML files in `config/`, then `PROVISIONER__…` environment overrides,
+//! with secrets resolved from env vars or mounted files.
+//!
+//! Every setting has a default in code (`Default` impls below) and `config/default.toml`
+//! spells the same defaults out for operators; a test keeps the two equal.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::vendors::VendorKey;
+
+/// A configuration problem, always naming the key an operator has to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration error: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration error: key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid { key: key.into(), message: message.into() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub amqp: AmqpSettings,
+    pub topology: TopologySettings,
+    pub worker: WorkerSettings,
+    pub retry: RetrySettings,
+    pub vendors: VendorsSettings,
+    pub admin: AdminSettings,
+    pub log: LogSettings,
+    pub events: EventSettings,
+    pub accounts: BTreeMap<String, AccountSettings>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpSettings {
+    /// Broker URL. A password here is allowed for local use; in production leave it out
+    /// and set `amqp.password` to an `env:` or `file:` secret.
+    pub url: String,
+    pub password: Option<SecretSource>,
+    pub connection_name: String,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_initial_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max_delay: Duration,
+}
+
+impl Default for AmqpSettings {
+    fn default() -> Self {
+        Self {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            password: None,
+            connection_name: "provisioner".into(),
+            reconnect_initial_delay: Duration::from_millis(500),
+            reconnect_max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Names of everything the service declares on the broker. Tests give each run its own
+/// names; production keeps the documented defaults.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TopologySettings {
+    pub jobs_exchange: String,
+    pub events_exchange: String,
+    pub retry_exchange: String,
+    pub dead_exchange: String,
+    pub dead_queue: String,
+    /// Job queues are `<job_queue_prefix>.<vendor>`.
+    pub job_queue_prefix: String,
+    /// Retry tier queues are `<retry_queue_prefix>.<delay>`, e.g. `provisioning.retry.10s`.
+    pub retry_queue_prefix: String,
+    /// A queue bound to every event so that events are never unroutable; "" declares none.
+    pub audit_queue: String,
+    /// Oldest audit events are dropped beyond this many.
+    pub audit_max_length: u32,
+    /// Quorum `x-delivery-limit`: a message redelivered more often than this (crash loops,
+    /// poison messages) is dead-lettered by the broker itself.
+    pub delivery_limit: u32,
+}
+
+impl Default for TopologySettings {
+    fn default() -> Self {
+        Self {
+            jobs_exchange: "provisioning.jobs".into(),
+            events_exchange: "provisioning.events".into(),
+            retry_exchange: "provisioning.retry".into(),
+            dead_exchange: "provisioning.dead".into(),
+            dead_queue: "provisioning.dead".into(),
+            job_queue_prefix: "provisioning.jobs".into(),
+            retry_queue_prefix: "provisioning.retry".into(),
+            audit_queue: "provisioning.events.audit".into(),
+            audit_max_length: 100_000,
+            delivery_limit: 10,
+        }
+    }
+}
+
+impl TopologySettings {
+    /// The same topology with every name suffixed, so concurrent test runs never share queues.
+    pub fn namespaced(suffix: &str) -> Self {
+        let d = Self::default();
+        let n = |s: String| format!("{s}.{suffix}");
+        Self {
+            jobs_exchange: n(d.jobs_exchange),
+            events_exchange: n(d.events_exchange),
+            retry_exchange: n(d.retry_exchange),
+            dead_exchange: n(d.dead_exchange),
+            dead_queue: n(d.dead_queue),
+            job_queue_prefix: n(d.job_queue_prefix),
+            retry_queue_prefix: n(d.retry_queue_prefix),
+            audit_queue: n(d.audit_queue),
+            ..d
+        }
+    }
+
+    pub fn job_queue(&self, vendor: VendorKey) -> String {
+        format!("{}.{vendor}", self.job_queue_prefix)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// After SIGTERM, how long jobs in flight may take to finish before the connection is
+    /// closed and the broker redelivers them. Keep it below Kubernetes'
+    /// terminationGracePeriodSeconds.
+    #[serde(with = "humantime_serde")]
+    pub drain_deadline: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self { drain_deadline: Duration::from_secs(20) }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrySettings {
+    pub inline: InlineRetrySettings,
+    /// Durable retry tiers, in order. After the last one a transient failure becomes
+    /// `unavailable` and is dead-lettered.
+    #[serde(with = "humantime_serde_vec")]
+    pub tiers: Vec<Duration>,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            inline: InlineRetrySettings::default(),
+            tiers: [10, 60, 300, 1800, 7200].into_iter().map(Duration::from_secs).collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InlineRetrySettings {
+    /// Vendor calls per delivery, the first one included.
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub initial_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+    /// No inline retry starts once this much time has passed since the first attempt.
+    #[serde(with = "humantime_serde")]
+    pub budget: Duration,
+}
+
+impl Default for InlineRetrySettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            initial_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(2),
+            budget: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct VendorsSettings {
+    pub glance: VendorSettings,
+    pub netsapiens: VendorSettings,
+    pub clienttoolbox: VendorSettings,
+}
+
+impl VendorsSettings {
+    pub fn get(&self, vendor: VendorKey) -> &VendorSettings {
+        match vendor {
+            VendorKey::Glance => &self.glance,
+            VendorKey::Netsapiens => &self.netsapiens,
+            VendorKey::Clienttoolbox => &self.clienttoolbox,
+        }
+    }
+
+    pub fn get_mut(&mut self, vendor: VendorKey) -> &mut VendorSettings {
+        match vendor {
+            VendorKey::Glance => &mut self.glance,
+            VendorKey::Netsapiens => &mut self.netsapiens,
+            VendorKey::Clienttoolbox => &mut self.clienttoolbox,
+        }
+    }
+}
+
+/// Per-vendor consumer settings: each vendor has its own queue, consumer and limits so a
+/// slow vendor never holds up the others.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VendorSettings {
+    pub enabled: bool,
+    /// Messages the broker may push ahead of acks. At least `concurrency`.
+    pub prefetch: u16,
+    /// Jobs of this vendor processed at once.
+    pub concurrency: u16,
+}
+
+impl Default for VendorSettings {
+    fn default() -> Self {
+        Self { enabled: true, prefetch: 32, concurrency: 16 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self { listen: "0.0.0.0:9464".parse().expect("valid literal") }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON when stdout is not a terminal (production), text when it is.
+    Auto,
+    Json,
+    Text,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A tracing filter directive; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { format: LogFormat::Auto, level: "info".into() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventSettings {
+    /// The CloudEvents `source` attribute of every result event.
+    pub source: String,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self { source: "urn:provisioner".into() }
+    }
+}
+
+/// One vendor account. Jobs name it; it holds everything a job must not carry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSettings {
+    pub vendor: VendorKey,
+    /// The vendor API's base URL; the built-in stand-in vendor ignores it.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Vendor-level settings that are not secret (e.g. NetSapiens `domain`, ClientToolbox
+    /// `account_id`).
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    /// Credentials, each an `env:NAME` or `file:PATH` reference.
+    #[serde(default)]
+    pub credentials: BTreeMap<String, SecretSource>,
+}
+
+/// Where a secret comes from. Literal secrets are refused so none can end up in git.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+}
+
+impl From<SecretSource> for String {
+    fn from(s: SecretSource) -> String {
+        match s {
+            SecretSource::Env(name) => format!("env:{name}"),
+            SecretSource::File(path) => format!("file:{}", path.display()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        if let Some(name) = raw.strip_prefix("env:").filter(|n| !n.is_empty()) {
+            Ok(SecretSource::Env(name.to_owned()))
+        } else if let Some(path) = raw.strip_prefix("file:").filter(|p| !p.is_empty()) {
+            Ok(SecretSource::File(PathBuf::from(path)))
+        } else {
+            // Never echo the value: it may well be the secret itself.
+            Err(serde::de::Error::custom(
+                "a secret must be `env:VARIABLE` or `file:/path/to/file`; literal secrets are not accepted",
+            ))
+        }
+    }
+}
+
+impl SecretSource {
+    /// Reads the secret. Trailing newlines of mounted files are dropped, since Kubernetes
+    /// Secrets and `echo > file` both tend to add one.
+    pub fn resolve(&self, key: &str) -> Result<SecretString, ConfigError> {
+        let value = match self {
+            SecretSource::Env(name) => std::env::var(name)
+                .map_err(|_| ConfigError::invalid(key, format!("environment variable {name} is not set")))?,
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::invalid(key, format!("cannot read {}: {e}", path.display())))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        };
+        if value.is_empty() {
+            return Err(ConfigError::invalid(key, "the secret is empty"));
+        }
+        Ok(SecretString::from(value))
+    }
+}
+
+/// `humantime` for a list of durations (`["10s", "1m"]`).
+mod humantime_serde_vec {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|d| humantime::format_duration(*d).to_string()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|s| humantime::parse_duration(s).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
+/// Where to read settings from.
+#[derive(Clone, Debug)]
+pub struct Sources {
+    pub dir: PathBuf,
+    /// Selects `<dir>/<environment>.toml` on top of `<dir>/default.toml`.
+    pub environment: Option<String>,
+    pub use_env_vars: bool,
+}
+
+impl Sources {
+    pub fn dir(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into(), environment: std::env::var("PROVISIONER_ENV").ok(), use_env_vars: true }
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then `default.toml`, then `<environment>.toml`, then `PROVISIONER__*`.
+    /// A missing config directory is an error; missing files inside it are not.
+    pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
+        if !sources.dir.is_dir() {
+            return Err(ConfigError::invalid("--config", format!("{} is not a directory", sources.dir.display())));
+        }
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file(sources.dir.join("default.toml")));
+        if let Some(env) = &sources.environment {
+            let file = sources.dir.join(format!("{env}.toml"));
+            if !file.is_file() {
+                return Err(ConfigError::invalid("PROVISIONER_ENV", format!("{} does not exist", file.display())));
+            }
+            fig = fig.merge(Toml::file(file));
+        }
+        if sources.use_env_vars {
+            fig = fig.merge(Env::prefixed("PROVISIONER__").split("__"));
+        }
+        let settings: Settings = fig.extract().map_err(Box::new)?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Rules serde cannot express. Each error names the key to fix.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        for vendor in VendorKey::ALL {
+            let v = self.vendors.get(vendor);
+            if v.concurrency == 0 {
+                return Err(ConfigError::invalid(format!("vendors.{vendor}.concurrency"), "must be at least 1"));
+            }
+            if v.prefetch < v.concurrency {
+                return Err(ConfigError::invalid(
+                    format!("vendors.{vendor}.prefetch"),
+                    format!("must be at least concurrency ({}), or workers sit idle", v.concurrency),
+                ));
+            }
+        }
+        let inline = &self.retry.inline;
+        if inline.max_attempts == 0 {
+            return Err(ConfigError::invalid("retry.inline.max_attempts", "must be at least 1"));
+        }
+        if inline.initial_delay > inline.max_delay {
+            return Err(ConfigError::invalid("retry.inline.initial_delay", "must not exceed retry.inline.max_delay"));
+        }
+        if self.retry.tiers.iter().any(Duration::is_zero) {
+            return Err(ConfigError::invalid("retry.tiers", "every tier must be longer than 0s"));
+        }
+        if self.topology.delivery_limit == 0 {
+            return Err(ConfigError::invalid("topology.delivery_limit", "must be at least 1"));
+        }
+        let t = &self.topology;
+        for (key, value) in [
+            ("jobs_exchange", &t.jobs_exchange),
+            ("events_exchange", &t.events_exchange),
+            ("retry_exchange", &t.retry_exchange),
+            ("dead_exchange", &t.dead_exchange),
+            ("dead_queue", &t.dead_queue),
+            ("job_queue_prefix", &t.job_queue_prefix),
+            ("retry_queue_prefix", &t.retry_queue_prefix),
+        ] {
+            if value.is_empty() || value.len() > 200 {
+                return Err(ConfigError::invalid(format!("topology.{key}"), "must be 1 to 200 characters"));
+            }
+        }
+        if self.amqp.url.parse::<lapin::uri::AMQPUri>().is_err() {
+            return Err(ConfigError::invalid("amqp.url", "is not a valid amqp:// or amqps:// URL"));
+        }
+        for (name, account) in &self.accounts {
+            if let Err(e) = crate::job::AccountName::parse(name) {
+                return Err(ConfigError::invalid(format!("accounts.{name}"), format!("account name {e}")));
+            }
+            if let Some(url) = &account.base_url {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(ConfigError::invalid(format!("accounts.{name}.base_url"), "must be an http(s) URL"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The broker URL with `amqp.password` applied.
+    pub fn amqp_uri(&self) -> Result<lapin::uri::AMQPUri, ConfigError> {
+        let mut uri = self
+            .amqp
+            .url
+            .parse::<lapin::uri::AMQPUri>()
+            .map_err(|e| ConfigError::invalid("amqp.url", e.to_string()))?;
+        if let Some(source) = &self.amqp.password {
+            use secrecy::ExposeSecret;
+            uri.authority.userinfo.password = source.resolve("amqp.password")?.expose_secret().to_owned();
+        }
+        Ok(uri)
+    }
+
+    /// Every credential of every account, resolved now so that a missing secret stops
+    /// start-up instead of failing the first job.
+    pub fn resolve_credentials(&self) -> Result<BTreeMap<(String, String), SecretString>, ConfigError> {
+        let mut out = BTreeMap::new();
+        for (account, settings) in &self.accounts {
+            for (name, source) in &settings.credentials {
+                let key = format!("accounts.{account}.credentials.{name}");
+                out.insert((account.clone(), name.clone()), source.resolve(&key)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn account(&self, name: &str) -> Option<&AccountSettings> {
+        self.accounts.get(name)
+    }
+}
+
+/// The URL with any password masked, for logs.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// The directory holding `default.toml` when `--config` is not given.
+pub fn default_dir() -> &'static Path {
+    Path::new("config")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(dir: &Path) -> Sources {
+        Sources { dir: dir.to_owned(), environment: None, use_env_vars: false }
+    }
+
+    #[test]
+    fn shipped_default_toml_matches_the_defaults_in_code() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let text = std::fs::read_to_string(dir.join("default.toml")).unwrap();
+        let from_file: Settings = Figment::from(Toml::string(&text)).extract().unwrap();
+        assert_eq!(from_file, Settings::default());
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_key() {
+        let dir = tempdir_with("[vendors.glance]\nprefetch = \"lots\"\n");
+        let err = Settings::load(&sources(dir.path())).unwrap_err().to_string();
+        assert!(err.contains("vendors.glance.prefetch"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused() {
+        let dir = tempdir_with("[worker]\ndrain_dedline = \"5s\"\n");
+        let err = Settings::load(&sources(dir.path())).unwrap_err().to_string();
+        assert!(err.contains("drain_dedline"), "{err}");
+    }
+
+    #[test]
+    fn a_rule_violation_names_the_key() {
+        let dir = tempdir_with("[vendors.netsapiens]\nprefetch = 4\nconcurrency = 8\n");
+        let err = Settings::load(&sources(dir.path())).unwrap_err().to_string();
+        assert!(err.contains("vendors.netsapiens.prefetch"), "{err}");
+    }
+
+    #[test]
+    fn literal_secrets_are_refused_without_echoing_them() {
+        let dir = tempdir_with("[accounts.acme]\nvendor = \"glance\"\ncredentials = { PartnerPW = \"hunter2\" }\n");
+        let err = Settings::load(&sources(dir.path())).unwrap_err().to_string();
+        assert!(err.contains("literal secrets are not accepted"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn secrets_resolve_from_files_and_name_the_key_when_missing() {
+        let dir = tempdir_with("");
+        let secret_file = dir.path().join("pw");
+        std::fs::write(&secret_file, "s3cret\n").unwrap();
+        let src = SecretSource::File(secret_file);
+        use secrecy::ExposeSecret;
+        assert_eq!(src.resolve("k").unwrap().expose_secret(), "s3cret");
+        let missing = SecretSource::Env("PROVISIONER_TEST_SURELY_UNSET".into());
+        let err = missing.resolve("accounts.a.credentials.x").unwrap_err().to_string();
+        assert!(err.contains("accounts.a.credentials.x") && err.contains("PROVISIONER_TEST_SURELY_UNSET"), "{err}");
+    }
+
+    #[test]
+    fn missing_environment_file_is_an_error() {
+        let dir = tempdir_with("");
+        let mut s = sources(dir.path());
+        s.environment = Some("nope".into());
+        assert!(Settings::load(&s).unwrap_err().to_string().contains("PROVISIONER_ENV"));
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact_url("amqp://user:pw@host:5672/%2f"), "amqp://user:***@host:5672/%2f");
+        assert_eq!(redact_url("amqp://host"), "amqp://host");
+    }
+
+    fn tempdir_with(default_toml: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("default.toml"), default_toml).unwrap();
+        dir
+    }
+}

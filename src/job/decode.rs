@@ -1,0 +1,323 @@
+//! Turns the bytes of a job message into a [`Job`], or into every reason it is not one.
+//!
+//! All errors are collected rather than stopping at the first, so `provisioner validate`
+//! and the `invalid` event can tell an HR integrator everything to fix in one round.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::{AccountName, FieldValue, Job, JobId, UserFields};
+use crate::vendors::{all_auth_fields, FieldKind, VendorKey};
+
+pub const ENVELOPE_FIELDS: &[&str] =
+    &["job_id", "vendor", "account", "correlation_id", "requested_at", "domain", "user"];
+
+/// One thing wrong with a job, addressed by its JSON path (`user.UserAddress`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+/// A job-shaped message that broke the contract. Whatever could be read is kept, so the
+/// failure event can still name the job, vendor and account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidJob {
+    pub job_id: Option<JobId>,
+    pub vendor: Option<VendorKey>,
+    pub account: Option<AccountName>,
+    pub correlation_id: Option<String>,
+    pub errors: Vec<FieldError>,
+}
+
+impl InvalidJob {
+    /// All field errors in one line, for event messages and DLQ headers.
+    pub fn summary(&self) -> String {
+        self.errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// Not a JSON object at all; nothing about it can be trusted.
+    Undecodable(String),
+    Invalid(InvalidJob),
+}
+
+/// Decodes and validates a job body. Vendor-independent contract rules are checked here;
+/// the vendors' field catalogs decide which `user` fields exist.
+pub fn decode(body: &[u8]) -> Result<Job, Rejection> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| Rejection::Undecodable(format!("not JSON: {e}")))?;
+    let Value::Object(obj) = value else {
+        return Err(Rejection::Undecodable(format!("expected a JSON object, got {}", kind_of(&value))));
+    };
+    decode_object(&obj)
+}
+
+pub fn decode_object(obj: &Map<String, Value>) -> Result<Job, Rejection> {
+    let mut errors = Vec::new();
+
+    for key in obj.keys() {
+        if all_auth_fields().any(|a| a == key) {
+            errors.push(FieldError::new(key, "credentials never travel in jobs; they come from the account config"));
+        } else if !ENVELOPE_FIELDS.contains(&key.as_str()) {
+            errors.push(FieldError::new(key, "unknown field"));
+        }
+    }
+
+    let job_id = required_str(obj, "job_id", &mut errors).and_then(|s| keep(JobId::parse(s), "job_id", &mut errors));
+    let vendor = required_str(obj, "vendor", &mut errors).and_then(|s| {
+        let v = VendorKey::parse(s);
+        if v.is_none() {
+            errors.push(FieldError::new(
+                "vendor",
+                format!("unknown vendor {s:?}; expected one of glance, netsapiens, clienttoolbox"),
+            ));
+        }
+        v
+    });
+    let account =
+        required_str(obj, "account", &mut errors).and_then(|s| keep(AccountName::parse(s), "account", &mut errors));
+    let correlation_id = optional_str(obj, "correlation_id", &mut errors).and_then(|s| {
+        if s.is_empty() || s.len() > 256 || s.chars().any(char::is_control) {
+            errors.push(FieldError::new("correlation_id", "must be 1 to 256 characters without control characters"));
+            None
+        } else {
+            Some(s.to_owned())
+        }
+    });
+    let requested_at = optional_str(obj, "requested_at", &mut errors).and_then(|s| {
+        keep(
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| format!("must be an RFC 3339 timestamp: {e}")),
+            "requested_at",
+            &mut errors,
+        )
+    });
+    let domain = optional_str(obj, "domain", &mut errors).and_then(|s| {
+        if vendor.is_some_and(|v| v != VendorKey::Netsapiens) {
+            errors.push(FieldError::new("domain", "only NetSapiens jobs may name a domain"));
+            None
+        } else if s.is_empty() || s.len() > 255 || s.chars().any(|c| c.is_control() || c == '/') {
+            errors.push(FieldError::new("domain", "must be 1 to 255 characters without '/' or control characters"));
+            None
+        } else {
+            Some(s.to_owned())
+        }
+    });
+
+    let user = match obj.get("user") {
+        None => {
+            errors.push(FieldError::new("user", "is required"));
+            None
+        }
+        Some(Value::Object(user)) => vendor.and_then(|v| decode_user(v, user, &mut errors)),
+        Some(other) => {
+            errors.push(FieldError::new("user", format!("must be an object, got {}", kind_of(other))));
+            None
+        }
+    };
+
+    match (job_id, vendor, account, user) {
+        (Some(id), Some(vendor), Some(account), Some(user)) if errors.is_empty() => {
+            Ok(Job { id, vendor, account, correlation_id, requested_at, domain, user })
+        }
+        (job_id, vendor, account, _) => {
+            Err(Rejection::Invalid(InvalidJob { job_id, vendor, account, correlation_id, errors }))
+        }
+    }
+}
+
+fn decode_user(vendor: VendorKey, user: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<UserFields> {
+    let before = errors.len();
+    let mut fields = BTreeMap::new();
+    for (key, value) in user {
+        let path = format!("user.{key}");
+        if all_auth_fields().any(|a| a == key) {
+            errors.push(FieldError::new(path, "credentials never travel in jobs; they come from the account config"));
+            continue;
+        }
+        let Some(spec) = vendor.field(key) else {
+            errors.push(FieldError::new(path, format!("unknown field for {vendor}")));
+            continue;
+        };
+        let parsed = match (spec.kind, value) {
+            (FieldKind::Text | FieldKind::TextOrInteger, Value::String(s)) => Some(FieldValue::Text(s.clone())),
+            (FieldKind::Integer | FieldKind::TextOrInteger, Value::Number(n)) => n.as_i64().map(FieldValue::Integer),
+            _ => None,
+        };
+        match parsed {
+            Some(v) => {
+                fields.insert(spec.name, v);
+            }
+            None => {
+                let expected = match spec.kind {
+                    FieldKind::Text => "a string",
+                    FieldKind::Integer => "an integer",
+                    FieldKind::TextOrInteger => "a string or an integer",
+                };
+                errors.push(FieldError::new(path, format!("must be {expected}, got {}", kind_of(value))));
+            }
+        }
+    }
+    for spec in vendor.user_fields().iter().filter(|f| f.required) {
+        if !user.contains_key(spec.name) {
+            errors.push(FieldError::new(format!("user.{}", spec.name), "is required"));
+        }
+    }
+    (errors.len() == before).then(|| UserFields::new(vendor, fields))
+}
+
+fn required_str<'a>(obj: &'a Map<String, Value>, key: &str, errors: &mut Vec<FieldError>) -> Option<&'a str> {
+    match obj.get(key) {
+        None => {
+            errors.push(FieldError::new(key, "is required"));
+            None
+        }
+        Some(_) => optional_str(obj, key, errors),
+    }
+}
+
+fn optional_str<'a>(obj: &'a Map<String, Value>, key: &str, errors: &mut Vec<FieldError>) -> Option<&'a str> {
+    match obj.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(other) => {
+            errors.push(FieldError::new(key, format!("must be a string, got {}", kind_of(other))));
+            None
+        }
+    }
+}
+
+fn keep<T>(result: Result<T, String>, field: &str, errors: &mut Vec<FieldError>) -> Option<T> {
+    result.map_err(|message| errors.push(FieldError::new(field, message))).ok()
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn glance_job() -> Value {
+        json!({
+            "job_id": "hire-000731-glance", "vendor": "glance", "account": "acme",
+            "correlation_id": "hire-000731", "requested_at": "2026-11-22T09:30:00Z",
+            "user": {"PartnerUserID": "EMP-000731", "UserAddress": "jdoe.acme.glance.net",
+                     "UserFirst": "Jane", "UserLast": "Doe", "UserEmail": "jane.doe@acme.example"}
+        })
+    }
+
+    fn errors_of(v: Value) -> Vec<FieldError> {
+        match decode(v.to_string().as_bytes()) {
+            Err(Rejection::Invalid(inv)) => inv.errors,
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_design_example_decodes() {
+        let job = decode(glance_job().to_string().as_bytes()).unwrap();
+        assert_eq!(job.id.as_str(), "hire-000731-glance");
+        assert_eq!(job.vendor, VendorKey::Glance);
+        assert_eq!(job.identity(), Some("EMP-000731"));
+        assert_eq!(job.requested_at.unwrap().to_rfc3339(), "2026-11-22T09:30:00+00:00");
+    }
+
+    #[test]
+    fn non_json_and_non_objects_are_undecodable() {
+        assert!(matches!(decode(b"{not json"), Err(Rejection::Undecodable(_))));
+        assert!(matches!(decode(b"[1,2]"), Err(Rejection::Undecodable(m)) if m.contains("array")));
+    }
+
+    #[test]
+    fn unknown_fields_are_invalid_not_ignored() {
+        let mut v = glance_job();
+        v["priority"] = json!(1);
+        v["user"]["UserNickname"] = json!("JD");
+        let fields: Vec<_> = errors_of(v).into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["priority", "user.UserNickname"]);
+    }
+
+    #[test]
+    fn credentials_in_a_job_are_refused_at_any_level() {
+        let mut v = glance_job();
+        v["user"]["PartnerPW"] = json!("hunter2");
+        v["user_password"] = json!("x");
+        let errs = errors_of(v);
+        assert_eq!(errs.len(), 2);
+        assert!(errs.iter().all(|e| e.message.starts_with("credentials never travel")));
+        assert!(errs.iter().all(|e| !e.message.contains("hunter2")));
+    }
+
+    #[test]
+    fn every_error_is_reported_with_what_could_be_read() {
+        let v = json!({"job_id": "j-1", "vendor": "glance", "account": "bad account!", "user": {"UserFirst": 7}});
+        let Err(Rejection::Invalid(inv)) = decode(v.to_string().as_bytes()) else { panic!() };
+        assert_eq!(inv.job_id.unwrap().as_str(), "j-1");
+        assert_eq!(inv.vendor, Some(VendorKey::Glance));
+        let fields: Vec<_> = inv.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["account", "user.UserFirst", "user.PartnerUserID", "user.UserAddress"]);
+    }
+
+    #[test]
+    fn job_id_rules() {
+        assert!(JobId::parse("a").is_ok());
+        assert!(JobId::parse(&"x".repeat(128)).is_ok());
+        assert!(JobId::parse(&"x".repeat(129)).is_err());
+        assert!(JobId::parse("").is_err());
+        assert!(JobId::parse("tab\there").is_err());
+        assert!(JobId::parse("é").is_err());
+        assert!(JobId::parse(" padded").is_err());
+    }
+
+    #[test]
+    fn domain_is_only_for_netsapiens() {
+        let mut v = glance_job();
+        v["domain"] = json!("acme.example");
+        assert_eq!(errors_of(v)[0].field, "domain");
+        let ns = json!({"job_id": "j", "vendor": "netsapiens", "account": "a", "domain": "acme",
+            "user": {"user": "1000", "name-first-name": "J", "name-last-name": "D"}});
+        assert_eq!(decode(ns.to_string().as_bytes()).unwrap().domain.as_deref(), Some("acme"));
+    }
+
+    #[test]
+    fn field_kinds_are_enforced() {
+        let ns = json!({"job_id": "j", "vendor": "netsapiens", "account": "a",
+            "user": {"user": "1000", "name-first-name": "J", "name-last-name": "D", "area-code": "858"}});
+        let errs = errors_of(ns);
+        assert_eq!(errs[0].field, "user.area-code");
+        assert!(errs[0].message.contains("integer"));
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let v = json!({"job_id": "j", "vendor": "clienttoolbox", "account": "a",
+            "user": {"user_name": "jdoe", "user_new_password": "S3cure!pass", "user_PIN": "4321",
+                     "user_role": "K", "allowed_campaigns": "all"}});
+        let job = decode(v.to_string().as_bytes()).unwrap();
+        let shown = format!("{job:?}");
+        assert!(!shown.contains("S3cure!pass") && !shown.contains("4321"), "{shown}");
+        assert!(shown.contains("jdoe"));
+    }
+}

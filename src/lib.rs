@@ -1,0 +1,21 @@
+//! provisioner: creates user accounts in SaaS products from create-user jobs on RabbitMQ.
+//!
+//! The data flows one way: consume → [`job::decode`] → vendor [`vendors::Adapter`] with
+//! [`retry`] → [`outcome::Outcome`] → [`pipeline::Disposition`] → [`transport::settle`]
+//! (publish the event, then ack, retry later or dead-letter).
+
+pub mod admin;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod event;
+pub mod job;
+pub mod metrics;
+pub mod outcome;
+pub mod pipeline;
+pub mod retry;
+pub mod shutdown;
+pub mod telemetry;
+pub mod transport;
+pub mod vendors;
+pub mod worker;

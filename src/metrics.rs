@@ -1,0 +1,193 @@
+//! Prometheus metrics. Labels come only from closed sets: vendor, outcome, error class,
+//! retry kind, publish kind and reason; never ids or names.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::outcome::ErrorClass;
+use crate::pipeline::{Disposition, Report};
+use crate::transport::{OutboundKind, PublishError};
+use crate::vendors::VendorKey;
+
+/// `unknown` stands for messages whose vendor could not be read.
+pub const UNKNOWN_VENDOR: &str = "unknown";
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub jobs_received: IntCounterVec,
+    pub jobs_completed: IntCounterVec,
+    pub job_duration: HistogramVec,
+    pub end_to_end_latency: HistogramVec,
+    pub jobs_in_flight: IntGaugeVec,
+    pub retries: IntCounterVec,
+    pub dead_lettered: IntCounterVec,
+    pub publish_failures: IntCounterVec,
+    pub broker_reconnects: IntCounter,
+    pub broker_connected: IntGauge,
+    pub consumers_active: IntGaugeVec,
+    pub settle_duration: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("provisioner".into()), None).expect("valid prefix");
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let jobs_received = counter("jobs_received_total", "Job deliveries received, by vendor.", &["vendor"]);
+        let jobs_completed = counter(
+            "jobs_completed_total",
+            "Jobs that reached a terminal event, by vendor, outcome and error class (none for successes).",
+            &["vendor", "outcome", "error_class"],
+        );
+        let retries = counter("retries_total", "Retries, by vendor and kind (inline or durable).", &["vendor", "kind"]);
+        let dead_lettered = counter(
+            "dead_lettered_total",
+            "Messages put in the dead-letter queue, by vendor and reason (an error class, or undecodable).",
+            &["vendor", "reason"],
+        );
+        let publish_failures = counter(
+            "publish_failures_total",
+            "Publishes the broker did not confirm, by kind and reason; the delivery was requeued.",
+            &["kind", "reason"],
+        );
+        let job_duration = HistogramVec::new(
+            HistogramOpts::new("job_duration_seconds", "Time from delivery to settled disposition, by vendor.")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["vendor"],
+        )
+        .expect("valid metric");
+        let end_to_end_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "end_to_end_latency_seconds",
+                "Time from the business event (requested_at, else the AMQP timestamp) to the terminal event, by vendor.",
+            )
+            .buckets(vec![0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0]),
+            &["vendor"],
+        )
+        .expect("valid metric");
+        let jobs_in_flight =
+            IntGaugeVec::new(Opts::new("jobs_in_flight", "Jobs being processed now, by vendor."), &["vendor"])
+                .expect("valid metric");
+        let consumers_active = IntGaugeVec::new(
+            Opts::new("consumers_active", "1 while this replica consumes the vendor's job queue."),
+            &["vendor"],
+        )
+        .expect("valid metric");
+        let broker_reconnects =
+            IntCounter::new("broker_reconnects_total", "Broker connections re-established after a loss.")
+                .expect("valid metric");
+        let broker_connected =
+            IntGauge::new("broker_connected", "1 while connected to the broker.").expect("valid metric");
+        let settle_duration = Histogram::with_opts(
+            HistogramOpts::new("settle_duration_seconds", "Time to publish a disposition with confirms and ack it.")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+        )
+        .expect("valid metric");
+        let build_info =
+            IntGaugeVec::new(Opts::new("build_info", "Always 1; the labels say which build is running."), &["version"])
+                .expect("valid metric");
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        for c in [&job_duration, &end_to_end_latency] {
+            registry.register(Box::new(c.clone())).expect("unique metric");
+        }
+        for g in [&jobs_in_flight, &consumers_active, &build_info] {
+            registry.register(Box::new(g.clone())).expect("unique metric");
+        }
+        registry.register(Box::new(broker_reconnects.clone())).expect("unique metric");
+        registry.register(Box::new(broker_connected.clone())).expect("unique metric");
+        registry.register(Box::new(settle_duration.clone())).expect("unique metric");
+
+        let m = Self {
+            registry,
+            jobs_received,
+            jobs_completed,
+            job_duration,
+            end_to_end_latency,
+            jobs_in_flight,
+            retries,
+            dead_lettered,
+            publish_failures,
+            broker_reconnects,
+            broker_connected,
+            consumers_active,
+            settle_duration,
+        };
+        m.touch_series();
+        m
+    }
+
+    /// Creates every labelled series at zero, so dashboards and alerts see them before the
+    /// first job (a rate over a missing series is silently empty).
+    fn touch_series(&self) {
+        for vendor in VendorKey::ALL.map(VendorKey::as_str) {
+            self.jobs_received.with_label_values(&[vendor]);
+            self.jobs_in_flight.with_label_values(&[vendor]);
+            self.consumers_active.with_label_values(&[vendor]);
+            self.job_duration.with_label_values(&[vendor]);
+            self.end_to_end_latency.with_label_values(&[vendor]);
+            for outcome in ["created", "existing"] {
+                self.jobs_completed.with_label_values(&[vendor, outcome, "none"]);
+            }
+            for class in ErrorClass::ALL {
+                self.jobs_completed.with_label_values(&[vendor, "failed", class.as_str()]);
+                self.dead_lettered.with_label_values(&[vendor, class.as_str()]);
+            }
+            for kind in ["inline", "durable"] {
+                self.retries.with_label_values(&[vendor, kind]);
+            }
+        }
+        self.dead_lettered.with_label_values(&[UNKNOWN_VENDOR, "undecodable"]);
+        for kind in [OutboundKind::Event, OutboundKind::Retry, OutboundKind::DeadLetter] {
+            for reason in ["nacked", "unroutable", "connection"] {
+                self.publish_failures.with_label_values(&[kind.as_str(), reason]);
+            }
+        }
+    }
+
+    /// Records a disposition once it is settled, so a requeued delivery is never counted twice.
+    pub fn record_settled(&self, d: &Disposition) {
+        let vendor = d.vendor.map_or(UNKNOWN_VENDOR, VendorKey::as_str);
+        if d.inline_retries > 0 {
+            self.retries.with_label_values(&[vendor, "inline"]).inc_by(d.inline_retries.into());
+        }
+        match &d.report {
+            Report::Terminal { outcome, class, dead_lettered } => {
+                let class = class.map_or("none", ErrorClass::as_str);
+                self.jobs_completed.with_label_values(&[vendor, outcome, class]).inc();
+                if *dead_lettered {
+                    self.dead_lettered.with_label_values(&[vendor, class]).inc();
+                }
+                if let Some(at) = d.requested_at {
+                    let secs = (chrono::Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0;
+                    self.end_to_end_latency.with_label_values(&[vendor]).observe(secs);
+                }
+            }
+            Report::RetryScheduled { .. } => self.retries.with_label_values(&[vendor, "durable"]).inc(),
+            Report::Undecodable => self.dead_lettered.with_label_values(&[vendor, "undecodable"]).inc(),
+            Report::Deferred => {}
+        }
+    }
+
+    pub fn record_publish_failure(&self, kind: OutboundKind, e: &PublishError) {
+        self.publish_failures.with_label_values(&[kind.as_str(), e.reason()]).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}

@@ -1,0 +1,99 @@
+//! The terminal result of a job: created, existing, or failed with a class that says who must act.
+
+use serde::Serialize;
+
+use crate::vendors::{Receipt, VendorError, VendorFailure};
+
+/// Why a job failed for good. A closed set: used as a metric label and in DLQ headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorClass {
+    /// Failed local validation and was never sent. The producer must fix the job.
+    Invalid,
+    /// The vendor refused the input. The producer must fix the job.
+    Rejected,
+    /// A different user already holds the identity. A person must pick another identity.
+    Conflict,
+    /// Credentials or account configuration are wrong. An operator must fix config, then replay.
+    Auth,
+    /// Transient failures until the retries ran out. Replay once the vendor is back.
+    Unavailable,
+}
+
+impl ErrorClass {
+    pub const ALL: [ErrorClass; 5] =
+        [ErrorClass::Invalid, ErrorClass::Rejected, ErrorClass::Conflict, ErrorClass::Auth, ErrorClass::Unavailable];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Invalid => "invalid",
+            ErrorClass::Rejected => "rejected",
+            ErrorClass::Conflict => "conflict",
+            ErrorClass::Auth => "auth",
+            ErrorClass::Unavailable => "unavailable",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// A permanent failure, as it appears in the `failed` event's `error` object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub class: ErrorClass,
+    pub code: String,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(class: ErrorClass, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { class, code: code.into(), message: message.into() }
+    }
+
+    /// A vendor error that will not be retried (any more). Transient errors that ran out of
+    /// retries become `unavailable`.
+    pub fn from_vendor(e: &VendorError) -> Self {
+        let class = match e.failure {
+            VendorFailure::Rejected => ErrorClass::Rejected,
+            VendorFailure::Conflict => ErrorClass::Conflict,
+            VendorFailure::Auth => ErrorClass::Auth,
+            VendorFailure::Transient => ErrorClass::Unavailable,
+        };
+        Self::new(class, e.code.clone(), e.message.clone())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Created(Receipt),
+    Existing(Receipt),
+    Failed(Failure),
+}
+
+impl Outcome {
+    pub fn from_receipt(receipt: Receipt) -> Self {
+        if receipt.existing {
+            Outcome::Existing(receipt)
+        } else {
+            Outcome::Created(receipt)
+        }
+    }
+
+    /// `created`, `existing` or `failed`: the routing-key word and metric label.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Created(_) => "created",
+            Outcome::Existing(_) => "existing",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+
+    pub fn failure(&self) -> Option<&Failure> {
+        match self {
+            Outcome::Failed(f) => Some(f),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! One delivery in, one [`Disposition`] out: decode → adapter (with inline retry) → outcome.
+//!
+//! Nothing here touches a broker. The transport carries the disposition out through
+//! [`crate::transport::settle`], the only place that acks.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::{Settings, TopologySettings};
+use crate::event::{self, JobRef};
+use crate::job::{self, FieldError, InvalidJob, Job, JobId, Rejection};
+use crate::outcome::{ErrorClass, Failure, Outcome};
+use crate::retry::{tier_name, DurableSchedule, InlineRetry};
+use crate::transport::headers as h;
+use crate::transport::{Headers, Inbound, Outbound, OutboundKind};
+use crate::vendors::{Adapter, AnyAdapter, CallContext, VendorKey};
+
+/// What to do after publishing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum After {
+    Ack,
+    /// Give the delivery back untouched; nothing is published.
+    Requeue,
+}
+
+/// What happened, for metrics and logs once the disposition is settled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// A terminal event: created, existing or failed.
+    Terminal { outcome: &'static str, class: Option<ErrorClass>, dead_lettered: bool },
+    /// Parked in a durable retry tier.
+    RetryScheduled { tier: String },
+    /// Not a job at all; only dead-lettered.
+    Undecodable,
+    /// Shutdown began before the vendor was called.
+    Deferred,
+}
+
+/// The pipeline's decision for one delivery.
+#[derive(Clone, Debug)]
+pub struct Disposition {
+    /// Published in order, each confirmed, before the ack.
+    pub publish: Vec<Outbound>,
+    pub after: After,
+    pub report: Report,
+    pub vendor: Option<VendorKey>,
+    pub job_id: Option<String>,
+    /// Inline retries made in this delivery (calls beyond the first).
+    pub inline_retries: u32,
+    /// When the business event happened, for the end-to-end latency of terminal outcomes.
+    pub requested_at: Option<DateTime<Utc>>,
+}
+
+/// What earlier deliveries of the same job left in its headers.
+#[derive(Clone, Debug, Default)]
+struct History {
+    attempts: u32,
+    durable_retries: u32,
+    first_failed_at: Option<String>,
+}
+
+impl History {
+    fn read(headers: &Headers) -> Self {
+        let n = |name| h::int(headers, name).and_then(|i| u32::try_from(i).ok()).unwrap_or(0);
+        Self {
+            attempts: n(h::ATTEMPTS),
+            durable_retries: n(h::DURABLE_RETRIES),
+            first_failed_at: h::text(headers, h::FIRST_FAILED_AT).map(str::to_owned),
+        }
+    }
+}
+
+pub struct Pipeline {
+    topology: TopologySettings,
+    event_source: String,
+    inline: InlineRetry,
+    durable: DurableSchedule,
+    adapters: HashMap<String, AnyAdapter>,
+}
+
+impl Pipeline {
+    pub fn new(settings: &Settings, adapters: HashMap<String, AnyAdapter>) -> Self {
+        Self {
+            topology: settings.topology.clone(),
+            event_source: settings.events.source.clone(),
+            inline: InlineRetry::new(settings.retry.inline.clone()),
+            durable: DurableSchedule::new(settings.retry.tiers.clone()),
+            adapters,
+        }
+    }
+
+    pub fn topology(&self) -> &TopologySettings {
+        &self.topology
+    }
+
+    /// Decides what to do with one delivery. Never panics on bad input; every input maps to
+    /// a disposition.
+    pub async fn handle(&self, msg: &Inbound, shutdown: &CancellationToken) -> Disposition {
+        let history = History::read(&msg.headers);
+        let job = match job::decode(&msg.body) {
+            Ok(job) => job,
+            Err(Rejection::Undecodable(reason)) => return self.undecodable(msg, &reason),
+            Err(Rejection::Invalid(invalid)) => return self.invalid(msg, invalid, &history),
+        };
+        let (adapter, errors) = self.route(&job, msg);
+        let Some(adapter) = adapter.filter(|_| errors.is_empty()) else {
+            let invalid = InvalidJob {
+                job_id: Some(job.id.clone()),
+                vendor: Some(job.vendor),
+                account: Some(job.account.clone()),
+                correlation_id: job.correlation_id.clone(),
+                errors,
+            };
+            return self.invalid(msg, invalid, &history);
+        };
+
+        let span = tracing::info_span!("job", job_id = %job.id, vendor = %job.vendor, account = %job.account,
+            attempt = history.attempts + 1, outcome = tracing::field::Empty);
+        async {
+            if shutdown.is_cancelled() {
+                return self.deferred(&job);
+            }
+            let seen_before = msg.redelivered || history.attempts > 0;
+            let attempted = self
+                .inline
+                .run(shutdown, |n| {
+                    let ctx = CallContext { maybe_seen_before: seen_before || n > 1, inline_attempt: n };
+                    adapter.create_user(&job, ctx)
+                })
+                .await;
+            let attempts = history.attempts + attempted.calls;
+            let inline_retries = attempted.calls.saturating_sub(1);
+            let mut d = match attempted.result {
+                Ok(receipt) => self.terminal(msg, &job, Outcome::from_receipt(receipt), attempts, &history),
+                Err(e) if e.is_transient() => match self.durable.next(history.durable_retries) {
+                    Some(tier) => self.retry_later(msg, &job, &e.to_string(), tier, attempts, &history),
+                    None => {
+                        let mut f = Failure::from_vendor(&e);
+                        f.message = format!("gave up after {attempts} attempts and every retry tier: {}", f.message);
+                        self.terminal(msg, &job, Outcome::Failed(f), attempts, &history)
+                    }
+                },
+                Err(e) => self.terminal(msg, &job, Outcome::Failed(Failure::from_vendor(&e)), attempts, &history),
+            };
+            d.inline_retries = inline_retries;
+            let outcome = match &d.report {
+                Report::Terminal { outcome, .. } => *outcome,
+                Report::RetryScheduled { .. } => "retry_scheduled",
+                Report::Undecodable | Report::Deferred => "deferred",
+            };
+            tracing::Span::current().record("outcome", outcome);
+            d
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Finds the job's adapter, collecting the contract errors that need the config or the
+    /// routing key to see.
+    fn route(&self, job: &Job, msg: &Inbound) -> (Option<&AnyAdapter>, Vec<FieldError>) {
+        let mut errors = Vec::new();
+        let expected_key = Job::routing_key(job.vendor);
+        if msg.routing_key != expected_key {
+            errors.push(FieldError::new(
+                "vendor",
+                format!(
+                    "a {} job must be published with routing key {expected_key}, not {}",
+                    job.vendor, msg.routing_key
+                ),
+            ));
+        }
+        let adapter = self.adapters.get(job.account.as_str());
+        match adapter {
+            None => errors
+                .push(FieldError::new("account", format!("no account named {:?} is configured", job.account.as_str()))),
+            Some(a) if a.vendor() != job.vendor => errors.push(FieldError::new(
+                "account",
+                format!("account {:?} is a {} account, not {}", job.account.as_str(), a.vendor(), job.vendor),
+            )),
+            Some(_) => {}
+        }
+        (adapter, errors)
+    }
+
+    fn terminal(&self, msg: &Inbound, job: &Job, outcome: Outcome, attempts: u32, history: &History) -> Disposition {
+        let job_ref = JobRef {
+            job_id: job.id.as_str(),
+            vendor: Some(job.vendor),
+            account: Some(job.account.as_str()),
+            correlation_id: job.correlation_id.as_deref(),
+            traceparent: h::text(&msg.headers, h::TRACEPARENT),
+        };
+        let mut publish = vec![self.event(&job_ref, &outcome, attempts)];
+        if let Some(f) = outcome.failure() {
+            publish.push(self.dead_letter(
+                msg,
+                f.class.as_str(),
+                &f.code,
+                &f.message,
+                Some(&job_ref),
+                attempts,
+                history,
+            ));
+        }
+        Disposition {
+            publish,
+            after: After::Ack,
+            report: Report::Terminal {
+                outcome: outcome.name(),
+                class: outcome.failure().map(|f| f.class),
+                dead_lettered: outcome.failure().is_some(),
+            },
+            vendor: Some(job.vendor),
+            job_id: Some(job.id.to_string()),
+            inline_retries: 0,
+            requested_at: job.requested_at.or_else(|| amqp_time(msg)),
+        }
+    }
+
+    /// A job that broke the contract. It gets a `failed` event when it can be named at all
+    /// (its own job_id, else the AMQP message_id); either way a copy goes to the DLQ.
+    fn invalid(&self, msg: &Inbound, invalid: InvalidJob, history: &History) -> Disposition {
+        let failure = Failure::new(ErrorClass::Invalid, "invalid_job", invalid.summary());
+        let job_id = invalid.job_id.clone().or_else(|| msg.message_id.as_deref().and_then(|m| JobId::parse(m).ok()));
+        let vendor = invalid.vendor.or_else(|| vendor_of_routing_key(&msg.routing_key));
+        let mut publish = Vec::new();
+        let job_ref = job_id.as_ref().map(|id| JobRef {
+            job_id: id.as_str(),
+            vendor,
+            account: invalid.account.as_ref().map(|a| a.as_str()),
+            correlation_id: invalid.correlation_id.as_deref(),
+            traceparent: h::text(&msg.headers, h::TRACEPARENT),
+        });
+        let outcome = Outcome::Failed(failure.clone());
+        if let Some(job_ref) = &job_ref {
+            publish.push(self.event(job_ref, &outcome, history.attempts));
+        }
+        publish.push(self.dead_letter(
+            msg,
+            "invalid",
+            &failure.code,
+            &failure.message,
+            job_ref.as_ref(),
+            history.attempts,
+            history,
+        ));
+        tracing::warn!(job_id = job_id.as_ref().map(|j| j.as_str()), vendor = vendor.map(VendorKey::as_str), errors = %failure.message, "invalid job dead-lettered");
+        Disposition {
+            publish,
+            after: After::Ack,
+            report: Report::Terminal { outcome: "failed", class: Some(ErrorClass::Invalid), dead_lettered: true },
+            vendor,
+            job_id: job_id.map(|j| j.to_string()),
+            inline_retries: 0,
+            requested_at: amqp_time(msg),
+        }
+    }
+
+    fn undecodable(&self, msg: &Inbound, reason: &str) -> Disposition {
+        tracing::warn!(reason, routing_key = %msg.routing_key, "undecodable message dead-lettered");
+        let history = History::read(&msg.headers);
+        Disposition {
+            publish: vec![self.dead_letter(
+                msg,
+                "undecodable",
+                "undecodable",
+                reason,
+                None,
+                history.attempts,
+                &history,
+            )],
+            after: After::Ack,
+            report: Report::Undecodable,
+            vendor: vendor_of_routing_key(&msg.routing_key),
+            job_id: None,
+            inline_retries: 0,
+            requested_at: None,
+        }
+    }
+
+    fn deferred(&self, job: &Job) -> Disposition {
+        Disposition {
+            publish: Vec::new(),
+            after: After::Requeue,
+            report: Report::Deferred,
+            vendor: Some(job.vendor),
+            job_id: Some(job.id.to_string()),
+            inline_retries: 0,
+            requested_at: None,
+        }
+    }
+
+    fn retry_later(
+        &self,
+        msg: &Inbound,
+        job: &Job,
+        error: &str,
+        tier: std::time::Duration,
+        attempts: u32,
+        history: &History,
+    ) -> Disposition {
+        let now = h::timestamp(Utc::now());
+        let tier = tier_name(tier);
+        let mut headers = msg.headers.clone();
+        h::set_int(&mut headers, h::ATTEMPTS, attempts.into());
+        h::set_int(&mut headers, h::DURABLE_RETRIES, (history.durable_retries + 1).into());
+        h::set_text(&mut headers, h::FIRST_FAILED_AT, history.first_failed_at.clone().unwrap_or_else(|| now.clone()));
+        h::set_text(&mut headers, h::LAST_FAILED_AT, now);
+        h::set_text(&mut headers, h::LAST_ERROR, error);
+        h::set_text(&mut headers, h::RETRY_TIER, tier.clone());
+        h::set_text(&mut headers, h::ORIGINAL_ROUTING_KEY, msg.routing_key.clone());
+        tracing::info!(tier, attempts, error, "transient failure; parked in a retry tier");
+        Disposition {
+            publish: vec![Outbound {
+                kind: OutboundKind::Retry,
+                exchange: self.topology.retry_exchange.clone(),
+                // The tier queue dead-letters back to the jobs exchange with this key.
+                routing_key: msg.routing_key.clone(),
+                body: msg.body.clone(),
+                message_id: msg.message_id.clone(),
+                content_type: msg.content_type.clone(),
+                timestamp: msg.timestamp,
+                headers,
+            }],
+            after: After::Ack,
+            report: Report::RetryScheduled { tier },
+            vendor: Some(job.vendor),
+            job_id: Some(job.id.to_string()),
+            inline_retries: 0,
+            requested_at: None,
+        }
+    }
+
+    fn event(&self, job: &JobRef<'_>, outcome: &Outcome, attempts: u32) -> Outbound {
+        let body = event::build(&self.event_source, job, outcome, attempts, Utc::now());
+        let mut headers = Headers::new();
+        if let Some(tp) = job.traceparent {
+            h::set_text(&mut headers, h::TRACEPARENT, tp);
+        }
+        Outbound {
+            kind: OutboundKind::Event,
+            exchange: self.topology.events_exchange.clone(),
+            routing_key: event::routing_key(outcome, job.vendor),
+            body: serde_json::to_vec(&body).expect("a JSON value serialises"),
+            message_id: body["id"].as_str().map(str::to_owned),
+            content_type: Some("application/cloudevents+json".into()),
+            timestamp: Some(Utc::now().timestamp().max(0) as u64),
+            headers,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dead_letter(
+        &self,
+        msg: &Inbound,
+        reason: &str,
+        code: &str,
+        message: &str,
+        job: Option<&JobRef<'_>>,
+        attempts: u32,
+        history: &History,
+    ) -> Outbound {
+        let now = h::timestamp(Utc::now());
+        let mut headers = msg.headers.clone();
+        headers.remove(h::RETRY_TIER);
+        h::set_text(&mut headers, h::REASON, reason);
+        h::set_text(&mut headers, h::ERROR_CODE, code);
+        h::set_text(&mut headers, h::ERROR_MESSAGE, truncate(message, 1024));
+        h::set_int(&mut headers, h::ATTEMPTS, attempts.into());
+        h::set_text(&mut headers, h::FIRST_FAILED_AT, history.first_failed_at.clone().unwrap_or_else(|| now.clone()));
+        h::set_text(&mut headers, h::LAST_FAILED_AT, now);
+        h::set_text(&mut headers, h::ORIGINAL_EXCHANGE, msg.exchange.clone());
+        h::set_text(&mut headers, h::ORIGINAL_ROUTING_KEY, msg.routing_key.clone());
+        if let Some(job) = job {
+            h::set_text(&mut headers, h::JOB_ID, job.job_id);
+            if let Some(v) = job.vendor {
+                h::set_text(&mut headers, h::VENDOR, v.as_str());
+            }
+            if let Some(a) = job.account {
+                h::set_text(&mut headers, h::ACCOUNT, a);
+            }
+        }
+        Outbound {
+            kind: OutboundKind::DeadLetter,
+            exchange: self.topology.dead_exchange.clone(),
+            routing_key: msg.routing_key.clone(),
+            body: msg.body.clone(),
+            message_id: msg.message_id.clone(),
+            content_type: msg.content_type.clone(),
+            timestamp: msg.timestamp,
+            headers,
+        }
+    }
+}
+
+fn amqp_time(msg: &Inbound) -> Option<DateTime<Utc>> {
+    msg.timestamp.and_then(|t| Utc.timestamp_opt(i64::try_from(t).ok()?, 0).single())
+}
+
+fn vendor_of_routing_key(key: &str) -> Option<VendorKey> {
+    key.strip_prefix("create_user.").and_then(VendorKey::parse)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// A sample job body, for tests and the demo.
+pub fn sample_job(job_id: &str, vendor: VendorKey, account: &str, identity: &str) -> serde_json::Value {
+    let user = match vendor {
+        VendorKey::Glance => {
+            json!({"PartnerUserID": identity, "UserAddress": format!("{}.acme.glance.net", identity.to_lowercase()),
+            "UserFirst": "Jane", "UserLast": "Doe", "UserEmail": "jane.doe@acme.example"})
+        }
+        VendorKey::Netsapiens => json!({"user": identity, "name-first-name": "Jane", "name-last-name": "Doe",
+            "email": "jane.doe@acme.example", "user-scope": "Basic User"}),
+        VendorKey::Clienttoolbox => json!({"user_name": identity, "user_new_password": "S3cure!pass",
+            "user_first_name": "Jane", "user_last_name": "Doe", "user_role": "K", "allowed_campaigns": "all"}),
+    };
+    json!({"job_id": job_id, "vendor": vendor, "account": account, "correlation_id": format!("corr-{job_id}"),
+           "requested_at": "2026-11-22T09:30:00Z", "user": user})
+}

@@ -1,0 +1,254 @@
+//! How long to wait before trying again: inline backoff within a delivery, and the durable
+//! retry tiers beyond it. Whether to retry at all is the adapter's classification.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder, Retryable};
+use rand::Rng;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::InlineRetrySettings;
+use crate::vendors::VendorError;
+
+/// Exponential backoff with *full* jitter: each delay is drawn uniformly from `[0, d]`.
+///
+/// backon's own jitter only adds on top of `d`; full jitter spreads a thundering herd of
+/// workers retrying the same vendor far better (AWS Architecture Blog, "Exponential
+/// Backoff and Jitter").
+pub struct FullJitter(ExponentialBackoff);
+
+impl Iterator for FullJitter {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let ceiling = self.0.next()?;
+        Some(Duration::from_secs_f64(rand::rng().random_range(0.0..=ceiling.as_secs_f64())))
+    }
+}
+
+/// The inline retry policy for transient vendor errors within one delivery.
+#[derive(Clone, Debug)]
+pub struct InlineRetry {
+    settings: InlineRetrySettings,
+}
+
+/// The result of a call with inline retries, and how many calls it took.
+#[derive(Debug)]
+pub struct Attempted<T> {
+    pub result: Result<T, VendorError>,
+    pub calls: u32,
+}
+
+impl InlineRetry {
+    pub fn new(settings: InlineRetrySettings) -> Self {
+        Self { settings }
+    }
+
+    /// The un-jittered ceilings, one per retry.
+    pub fn ceilings(&self) -> ExponentialBackoff {
+        ExponentialBuilder::default()
+            .with_min_delay(self.settings.initial_delay)
+            .with_max_delay(self.settings.max_delay)
+            .with_factor(2.0)
+            .with_max_times(self.settings.max_attempts.saturating_sub(1) as usize)
+            .build()
+    }
+
+    /// Calls `call` until it succeeds, fails permanently, runs out of attempts or budget, or
+    /// shutdown begins. A `Retry-After` longer than the backoff is honoured, but a wait that
+    /// would end past the budget is not started: the durable tiers take over instead.
+    pub async fn run<T, F, Fut>(&self, shutdown: &CancellationToken, mut call: F) -> Attempted<T>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: std::future::Future<Output = Result<T, VendorError>>,
+    {
+        let started = Instant::now();
+        let budget = self.settings.budget;
+        let calls = AtomicU32::new(0);
+        let result = (|| {
+            let n = calls.fetch_add(1, Ordering::Relaxed) + 1;
+            call(n)
+        })
+        .retry(FullJitterBuilder(self.clone()))
+        .sleep(tokio::time::sleep)
+        .when(|e: &VendorError| e.is_transient() && !shutdown.is_cancelled())
+        .adjust(|e: &VendorError, next: Option<Duration>| {
+            let wait = match (next, e.retry_after) {
+                (None, _) => return None,
+                (Some(d), Some(ra)) => d.max(ra),
+                (Some(d), None) => d,
+            };
+            (started.elapsed() + wait <= budget).then_some(wait)
+        })
+        .await;
+        Attempted { result, calls: calls.into_inner() }
+    }
+}
+
+struct FullJitterBuilder(InlineRetry);
+
+impl BackoffBuilder for FullJitterBuilder {
+    type Backoff = FullJitter;
+
+    fn build(self) -> FullJitter {
+        FullJitter(self.0.ceilings())
+    }
+}
+
+/// The durable retry tiers: parked in TTL queues on the broker, never in memory.
+#[derive(Clone, Debug)]
+pub struct DurableSchedule {
+    tiers: Vec<Duration>,
+}
+
+impl DurableSchedule {
+    pub fn new(tiers: Vec<Duration>) -> Self {
+        Self { tiers }
+    }
+
+    /// The tier for the next durable retry, given how many were already used.
+    pub fn next(&self, used: u32) -> Option<Duration> {
+        self.tiers.get(used as usize).copied()
+    }
+
+    pub fn tiers(&self) -> &[Duration] {
+        &self.tiers
+    }
+}
+
+/// The stable short name of a tier, used in queue names and headers: `10s`, `1m`, `2h`.
+pub fn tier_name(delay: Duration) -> String {
+    humantime::format_duration(delay).to_string().replace(' ', "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vendors::VendorFailure;
+    use std::sync::Mutex;
+
+    fn policy(max_attempts: u32, budget_ms: u64) -> InlineRetry {
+        InlineRetry::new(InlineRetrySettings {
+            max_attempts,
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(800),
+            budget: Duration::from_millis(budget_ms),
+        })
+    }
+
+    fn transient() -> VendorError {
+        VendorError::new(VendorFailure::Transient, "http_503", "unavailable")
+    }
+
+    /// Records when each call happened, relative to the start, on the paused clock.
+    async fn run_recording(
+        p: &InlineRetry,
+        shutdown: &CancellationToken,
+        mut answer: impl FnMut(u32) -> Result<(), VendorError>,
+    ) -> (Attempted<()>, Vec<Duration>) {
+        let start = Instant::now();
+        let times = Mutex::new(Vec::new());
+        let out = p
+            .run(shutdown, |n| {
+                times.lock().unwrap().push(start.elapsed());
+                let r = answer(n);
+                async move { r }
+            })
+            .await;
+        (out, times.into_inner().unwrap())
+    }
+
+    #[test]
+    fn ceilings_double_up_to_the_cap() {
+        let c: Vec<_> = policy(6, 10_000).ceilings().map(|d| d.as_millis()).collect();
+        assert_eq!(c, [100, 200, 400, 800, 800]);
+    }
+
+    #[test]
+    fn full_jitter_stays_within_zero_and_the_ceiling() {
+        let p = policy(6, 10_000);
+        for _ in 0..200 {
+            for (jittered, ceiling) in FullJitter(p.ceilings()).zip(p.ceilings()) {
+                assert!(jittered <= ceiling, "{jittered:?} > {ceiling:?}");
+            }
+        }
+        // Full jitter, not a fixed delay: over many draws the first delay takes many values.
+        let firsts: std::collections::BTreeSet<_> =
+            (0..50).map(|_| FullJitter(p.ceilings()).next().unwrap().as_micros()).collect();
+        assert!(firsts.len() > 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_errors_are_retried_until_attempts_run_out_within_the_ceilings() {
+        let p = policy(4, 10_000);
+        let (out, times) = run_recording(&p, &CancellationToken::new(), |_| Err(transient())).await;
+        assert_eq!(out.calls, 4);
+        assert!(out.result.unwrap_err().is_transient());
+        let gaps: Vec<_> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        for (gap, ceiling) in gaps.iter().zip([100, 200, 400]) {
+            assert!(*gap <= Duration::from_millis(ceiling), "{gap:?} > {ceiling}ms");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn permanent_errors_are_not_retried() {
+        let p = policy(4, 10_000);
+        let (out, _) = run_recording(&p, &CancellationToken::new(), |_| {
+            Err(VendorError::new(VendorFailure::Rejected, "bad", "no"))
+        })
+        .await;
+        assert_eq!(out.calls, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn success_after_a_transient_error_returns_the_value() {
+        let p = policy(4, 10_000);
+        let (out, _) =
+            run_recording(&p, &CancellationToken::new(), |n| if n < 3 { Err(transient()) } else { Ok(()) }).await;
+        assert_eq!(out.calls, 3);
+        assert!(out.result.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_honoured_but_never_beyond_the_budget() {
+        let p = policy(10, 3_000);
+        let mut e = transient();
+        e.retry_after = Some(Duration::from_secs(1));
+        let (out, times) = run_recording(&p, &CancellationToken::new(), |_| Err(e.clone())).await;
+        // Waits of >= 1s each: calls at ~0, ~1s, ~2s, ~3s at the very most; never past 3s.
+        assert!(out.calls >= 2, "{}", out.calls);
+        for w in times.windows(2) {
+            assert!(w[1] - w[0] >= Duration::from_secs(1));
+        }
+        assert!(*times.last().unwrap() <= Duration::from_secs(3), "{times:?}");
+
+        e.retry_after = Some(Duration::from_secs(60));
+        let (out, times) = run_recording(&p, &CancellationToken::new(), |_| Err(e.clone())).await;
+        assert_eq!(out.calls, 1, "a Retry-After past the budget must not be waited for: {times:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_retry_starts_once_shutdown_has_begun() {
+        let p = policy(10, 10_000);
+        let shutdown = CancellationToken::new();
+        let s = shutdown.clone();
+        let (out, _) = run_recording(&p, &shutdown, move |_| {
+            s.cancel();
+            Err(transient())
+        })
+        .await;
+        assert_eq!(out.calls, 1);
+    }
+
+    #[test]
+    fn tier_names_are_short_and_stable() {
+        let names: Vec<_> =
+            [10, 60, 300, 1800, 7200, 90].into_iter().map(|s| tier_name(Duration::from_secs(s))).collect();
+        assert_eq!(names, ["10s", "1m", "5m", "30m", "2h", "1m30s"]);
+        let s = DurableSchedule::new(vec![Duration::from_secs(10), Duration::from_secs(60)]);
+        assert_eq!(s.next(0), Some(Duration::from_secs(10)));
+        assert_eq!(s.next(2), None);
+    }
+}

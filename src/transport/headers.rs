@@ -1,0 +1,57 @@
+//! Names of the message headers this service reads and writes on retry and dead-letter copies.
+//!
+//! They carry no `x-` prefix on purpose: a headers exchange ignores `x-` headers when it
+//! matches, and the retry tier is routed on one of them.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::{HeaderValue, Headers};
+
+/// Vendor calls made for this job so far, across all deliveries.
+pub const ATTEMPTS: &str = "provisioner-attempts";
+/// Durable retry tiers already used.
+pub const DURABLE_RETRIES: &str = "provisioner-durable-retries";
+/// Which retry tier queue the headers exchange routes a retry to.
+pub const RETRY_TIER: &str = "provisioner-retry-tier";
+pub const FIRST_FAILED_AT: &str = "provisioner-first-failed-at";
+pub const LAST_FAILED_AT: &str = "provisioner-last-failed-at";
+pub const LAST_ERROR: &str = "provisioner-last-error";
+/// Why a message is in the DLQ: an error class, or `undecodable`.
+pub const REASON: &str = "provisioner-reason";
+pub const ERROR_CODE: &str = "provisioner-error-code";
+pub const ERROR_MESSAGE: &str = "provisioner-error-message";
+pub const ORIGINAL_EXCHANGE: &str = "provisioner-original-exchange";
+pub const ORIGINAL_ROUTING_KEY: &str = "provisioner-original-routing-key";
+pub const JOB_ID: &str = "provisioner-job-id";
+pub const VENDOR: &str = "provisioner-vendor";
+pub const ACCOUNT: &str = "provisioner-account";
+/// W3C trace context, carried through from the producer when present.
+pub const TRACEPARENT: &str = "traceparent";
+
+pub fn text<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+    match headers.get(name) {
+        Some(HeaderValue::Text(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// An integer header; tolerates the number arriving as text, as some clients send it.
+pub fn int(headers: &Headers, name: &str) -> Option<i64> {
+    match headers.get(name) {
+        Some(HeaderValue::Int(i)) => Some(*i),
+        Some(HeaderValue::Text(s)) => s.parse().ok(),
+        None => None,
+    }
+}
+
+pub fn set_text(headers: &mut Headers, name: &str, value: impl Into<String>) {
+    headers.insert(name.to_owned(), HeaderValue::Text(value.into()));
+}
+
+pub fn set_int(headers: &mut Headers, name: &str, value: i64) {
+    headers.insert(name.to_owned(), HeaderValue::Int(value));
+}
+
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}

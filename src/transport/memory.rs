@@ -1,0 +1,220 @@
+//! An in-process broker with the same dispositions as RabbitMQ (publish with routing,
+//! ack, requeue, retry tiers, dead-lettering). It backs `demo` and fast pipeline tests.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::headers as h;
+use super::{settle, Acknowledge, Inbound, Outbound, PublishError, Publisher, Settled};
+use crate::config::TopologySettings;
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::vendors::VendorKey;
+
+#[derive(Default)]
+struct State {
+    queues: HashMap<VendorKey, VecDeque<Inbound>>,
+    events: Vec<Outbound>,
+    dead: Vec<Outbound>,
+    /// Messages sitting in a retry tier; they count as work still to do.
+    parked: usize,
+    /// Messages taken from a queue and not yet settled.
+    in_flight: usize,
+}
+
+/// The in-memory broker. Cloning shares it.
+#[derive(Clone)]
+pub struct MemoryBroker {
+    topology: TopologySettings,
+    state: Arc<Mutex<State>>,
+    wake: Arc<Notify>,
+}
+
+impl MemoryBroker {
+    pub fn new(topology: TopologySettings) -> Self {
+        Self { topology, state: Arc::default(), wake: Arc::default() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("memory broker lock")
+    }
+
+    /// Publishes a job the way a producer would: routing key `create_user.<vendor>`.
+    pub fn publish_job(
+        &self,
+        routing_key: &str,
+        body: Vec<u8>,
+        message_id: Option<String>,
+    ) -> Result<(), PublishError> {
+        let msg = Inbound {
+            body,
+            exchange: self.topology.jobs_exchange.clone(),
+            routing_key: routing_key.to_owned(),
+            message_id,
+            content_type: Some("application/json".into()),
+            timestamp: Some(chrono::Utc::now().timestamp().max(0) as u64),
+            ..Default::default()
+        };
+        self.enqueue(msg)
+    }
+
+    fn enqueue(&self, msg: Inbound) -> Result<(), PublishError> {
+        let vendor = msg.routing_key.strip_prefix("create_user.").and_then(VendorKey::parse).ok_or_else(|| {
+            PublishError::Unroutable { exchange: msg.exchange.clone(), routing_key: msg.routing_key.clone() }
+        })?;
+        self.lock().queues.entry(vendor).or_default().push_back(msg);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    pub fn events(&self) -> Vec<Outbound> {
+        self.lock().events.clone()
+    }
+
+    pub fn dead_letters(&self) -> Vec<Outbound> {
+        self.lock().dead.clone()
+    }
+
+    fn next(&self) -> Option<Inbound> {
+        let mut state = self.lock();
+        let msg = VendorKey::ALL.into_iter().find_map(|v| state.queues.get_mut(&v).and_then(VecDeque::pop_front));
+        state.in_flight += usize::from(msg.is_some());
+        msg
+    }
+
+    fn idle(&self) -> bool {
+        let state = self.lock();
+        state.parked == 0 && state.in_flight == 0 && state.queues.values().all(VecDeque::is_empty)
+    }
+
+    /// Processes messages until every queue is empty and no retry is parked, or shutdown.
+    pub async fn run_until_idle(
+        &self,
+        pipeline: Arc<Pipeline>,
+        metrics: Metrics,
+        concurrency: usize,
+        shutdown: CancellationToken,
+    ) {
+        let tasks = TaskTracker::new();
+        let limit = Arc::new(Semaphore::new(concurrency.max(1)));
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let permit = limit.clone().acquire_owned().await.expect("semaphore never closed");
+            let Some(msg) = self.next() else {
+                drop(permit);
+                if self.idle() {
+                    break;
+                }
+                // Woken by a publish (a retry coming back) or a finished task.
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            };
+            let (broker, pipeline, metrics, shutdown) =
+                (self.clone(), pipeline.clone(), metrics.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                let vendor = msg.routing_key.strip_prefix("create_user.").and_then(VendorKey::parse);
+                metrics
+                    .jobs_received
+                    .with_label_values(&[vendor.map_or(crate::metrics::UNKNOWN_VENDOR, VendorKey::as_str)])
+                    .inc();
+                let disposition = pipeline.handle(&msg, &shutdown).await;
+                let acker = MemoryDelivery { broker: broker.clone(), msg };
+                match settle(&broker, acker, &disposition).await {
+                    Settled::Acked | Settled::Requeued => metrics.record_settled(&disposition),
+                    Settled::PublishFailed(kind, e) => metrics.record_publish_failure(kind, &e),
+                    Settled::AckFailed(_) => {}
+                }
+                drop(permit);
+                broker.lock().in_flight -= 1;
+                broker.wake.notify_one();
+            });
+        }
+        tasks.close();
+        tasks.wait().await;
+    }
+}
+
+impl Publisher for MemoryBroker {
+    async fn publish(&self, msg: &Outbound) -> Result<(), PublishError> {
+        let t = &self.topology;
+        if msg.exchange == t.events_exchange {
+            self.lock().events.push(msg.clone());
+        } else if msg.exchange == t.dead_exchange {
+            self.lock().dead.push(msg.clone());
+        } else if msg.exchange == t.retry_exchange {
+            let delay = h::text(&msg.headers, h::RETRY_TIER)
+                .and_then(|t| humantime::parse_duration(t).ok())
+                .ok_or_else(|| PublishError::Unroutable {
+                    exchange: msg.exchange.clone(),
+                    routing_key: msg.routing_key.clone(),
+                })?;
+            self.lock().parked += 1;
+            let broker = self.clone();
+            let back = Inbound {
+                body: msg.body.clone(),
+                exchange: t.jobs_exchange.clone(),
+                routing_key: msg.routing_key.clone(),
+                message_id: msg.message_id.clone(),
+                content_type: msg.content_type.clone(),
+                timestamp: msg.timestamp,
+                redelivered: false,
+                headers: msg.headers.clone(),
+            };
+            // Like a TTL queue dead-lettering back to the jobs exchange.
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = broker.enqueue(back);
+                broker.lock().parked -= 1;
+                broker.wake.notify_one();
+            });
+        } else if msg.exchange == t.jobs_exchange {
+            let inbound = Inbound {
+                body: msg.body.clone(),
+                exchange: msg.exchange.clone(),
+                routing_key: msg.routing_key.clone(),
+                message_id: msg.message_id.clone(),
+                content_type: msg.content_type.clone(),
+                timestamp: msg.timestamp,
+                redelivered: false,
+                headers: msg.headers.clone(),
+            };
+            self.enqueue(inbound)?;
+        } else {
+            return Err(PublishError::Unroutable {
+                exchange: msg.exchange.clone(),
+                routing_key: msg.routing_key.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A delivery taken from a [`MemoryBroker`] queue.
+pub struct MemoryDelivery {
+    broker: MemoryBroker,
+    msg: Inbound,
+}
+
+impl Acknowledge for MemoryDelivery {
+    async fn ack(self) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn requeue(self) -> Result<(), String> {
+        let mut msg = self.msg;
+        msg.redelivered = true;
+        let vendor = msg.routing_key.strip_prefix("create_user.").and_then(VendorKey::parse).ok_or("unroutable")?;
+        self.broker.lock().queues.entry(vendor).or_default().push_front(msg);
+        self.broker.wake.notify_one();
+        Ok(())
+    }
+}

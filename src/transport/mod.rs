@@ -1,0 +1,140 @@
+//! Broker-neutral messages and the one place that settles a delivery: publish, then ack.
+//!
+//! The pipeline decides a [`Disposition`](crate::pipeline::Disposition); [`settle`] carries it
+//! out over any [`Publisher`] and [`Acknowledge`] pair, RabbitMQ or in-memory alike.
+
+pub mod headers;
+pub mod memory;
+pub mod rabbitmq;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use crate::pipeline::{After, Disposition};
+
+/// A header value as this service reads and writes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderValue {
+    Text(String),
+    Int(i64),
+}
+
+pub type Headers = BTreeMap<String, HeaderValue>;
+
+/// A message as delivered by a transport.
+#[derive(Clone, Debug, Default)]
+pub struct Inbound {
+    pub body: Vec<u8>,
+    pub exchange: String,
+    pub routing_key: String,
+    pub message_id: Option<String>,
+    pub content_type: Option<String>,
+    /// AMQP timestamp, seconds since the epoch.
+    pub timestamp: Option<u64>,
+    /// The broker delivered it before (a consumer died or requeued it).
+    pub redelivered: bool,
+    pub headers: Headers,
+}
+
+/// What a publish is for; a closed set used as a metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OutboundKind {
+    Event,
+    Retry,
+    DeadLetter,
+    Job,
+}
+
+impl OutboundKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboundKind::Event => "event",
+            OutboundKind::Retry => "retry",
+            OutboundKind::DeadLetter => "dead_letter",
+            OutboundKind::Job => "job",
+        }
+    }
+}
+
+/// A message to publish, persistent and mandatory, with publisher confirms.
+#[derive(Clone, Debug)]
+pub struct Outbound {
+    pub kind: OutboundKind,
+    pub exchange: String,
+    pub routing_key: String,
+    pub body: Vec<u8>,
+    pub message_id: Option<String>,
+    pub content_type: Option<String>,
+    pub timestamp: Option<u64>,
+    pub headers: Headers,
+}
+
+/// Why a publish did not land. Any of them means the delivery must not be acked.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    #[error("the broker refused the message (nack)")]
+    Nacked,
+    #[error("the message was unroutable: no queue is bound for exchange {exchange:?} and routing key {routing_key:?}")]
+    Unroutable { exchange: String, routing_key: String },
+    #[error("the broker connection failed: {0}")]
+    Connection(String),
+}
+
+impl PublishError {
+    /// A closed set for the publish-failure metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PublishError::Nacked => "nacked",
+            PublishError::Unroutable { .. } => "unroutable",
+            PublishError::Connection(_) => "connection",
+        }
+    }
+}
+
+pub trait Publisher: Send + Sync {
+    /// Resolves once the broker confirmed the message; a nack or a return is an error.
+    fn publish(&self, msg: &Outbound) -> impl Future<Output = Result<(), PublishError>> + Send;
+}
+
+/// The acknowledgement handle of one delivery.
+pub trait Acknowledge: Send {
+    fn ack(self) -> impl Future<Output = Result<(), String>> + Send;
+    /// Hand the message back to the broker for redelivery.
+    fn requeue(self) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// How settling a delivery ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// Every publish was confirmed and the delivery acked.
+    Acked,
+    /// The disposition asked for a requeue, and it was requeued.
+    Requeued,
+    /// A publish failed, so the delivery was requeued instead of acked.
+    PublishFailed(OutboundKind, PublishError),
+    /// Everything was published but the ack or requeue itself failed (the channel died);
+    /// the broker redelivers, and the adapters' idempotency absorbs the repeat.
+    AckFailed(String),
+}
+
+/// The one place a delivery is acked: only after every message of the disposition was
+/// confirmed, so a crash anywhere in between means redelivery, never loss.
+pub async fn settle<P: Publisher, A: Acknowledge>(publisher: &P, delivery: A, disposition: &Disposition) -> Settled {
+    if disposition.after == After::Requeue {
+        return match delivery.requeue().await {
+            Ok(()) => Settled::Requeued,
+            Err(e) => Settled::AckFailed(e),
+        };
+    }
+    for msg in &disposition.publish {
+        if let Err(e) = publisher.publish(msg).await {
+            // Best effort: if the channel is gone the broker requeues it anyway.
+            let _ = delivery.requeue().await;
+            return Settled::PublishFailed(msg.kind, e);
+        }
+    }
+    match delivery.ack().await {
+        Ok(()) => Settled::Acked,
+        Err(e) => Settled::AckFailed(e),
+    }
+}

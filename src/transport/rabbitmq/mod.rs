@@ -1,0 +1,165 @@
+//! The RabbitMQ transport (lapin): connection, topology, confirmed publishing and acking.
+
+mod topology;
+
+pub use topology::{declare, declare_job_queue_args};
+
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::Confirmation;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+
+use super::{Acknowledge, HeaderValue, Headers, Inbound, Outbound, PublishError, Publisher};
+use crate::config::{ConfigError, Settings};
+
+/// Connection failures, with what the operator should check.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot connect to the broker at {url}: {source} (is RabbitMQ running? `rabbitmq-server -detached` starts a local one)")]
+    Connect { url: String, source: lapin::Error },
+    #[error("broker setup failed while {step}: {source}")]
+    Setup { step: &'static str, source: lapin::Error },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Opens a connection. lapin's auto-recovery is left off on purpose: it does not survive a
+/// broker restart, so the worker's supervisor reconnects and re-declares instead.
+pub async fn connect(settings: &Settings) -> Result<Connection, BrokerError> {
+    let uri = settings.amqp_uri()?;
+    let props = ConnectionProperties::default().with_connection_name(settings.amqp.connection_name.clone().into());
+    Connection::connect_uri(uri, props)
+        .await
+        .map_err(|source| BrokerError::Connect { url: crate::config::redact_url(&settings.amqp.url), source })
+}
+
+/// Opens a channel in publisher-confirm mode.
+pub async fn confirm_channel(conn: &Connection) -> Result<Channel, BrokerError> {
+    let ch = conn.create_channel().await.map_err(|source| BrokerError::Setup { step: "opening a channel", source })?;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|source| BrokerError::Setup { step: "enabling publisher confirms", source })?;
+    Ok(ch)
+}
+
+/// Publishes with `mandatory` and waits for the broker's confirm.
+#[derive(Clone)]
+pub struct ConfirmPublisher {
+    channel: Channel,
+}
+
+impl ConfirmPublisher {
+    /// `channel` must be in confirm mode (see [`confirm_channel`]).
+    pub fn new(channel: Channel) -> Self {
+        Self { channel }
+    }
+}
+
+impl Publisher for ConfirmPublisher {
+    async fn publish(&self, msg: &Outbound) -> Result<(), PublishError> {
+        let conn_err = |e: lapin::Error| PublishError::Connection(e.to_string());
+        let opts = BasicPublishOptions { mandatory: true, ..Default::default() };
+        let confirm = self
+            .channel
+            .basic_publish(
+                msg.exchange.as_str().into(),
+                msg.routing_key.as_str().into(),
+                opts,
+                &msg.body,
+                properties(msg),
+            )
+            .await
+            .map_err(conn_err)?;
+        match confirm.await.map_err(conn_err)? {
+            Confirmation::Ack(None) => Ok(()),
+            // An ack with a returned message: the broker accepted it but no queue was bound.
+            Confirmation::Ack(Some(_)) => {
+                Err(PublishError::Unroutable { exchange: msg.exchange.clone(), routing_key: msg.routing_key.clone() })
+            }
+            Confirmation::Nack(_) => Err(PublishError::Nacked),
+            Confirmation::NotRequested => Err(PublishError::Connection("the channel is not in confirm mode".into())),
+        }
+    }
+}
+
+fn properties(msg: &Outbound) -> BasicProperties {
+    let mut props = BasicProperties::default().with_delivery_mode(2).with_headers(to_field_table(&msg.headers));
+    if let Some(id) = msg.message_id.as_deref().and_then(|m| ShortString::try_new(m).ok()) {
+        props = props.with_message_id(id);
+    }
+    if let Some(ct) = msg.content_type.as_deref().and_then(|c| ShortString::try_new(c).ok()) {
+        props = props.with_content_type(ct);
+    }
+    if let Some(ts) = msg.timestamp {
+        props = props.with_timestamp(ts);
+    }
+    props
+}
+
+pub fn to_field_table(headers: &Headers) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (k, v) in headers {
+        let Ok(key) = ShortString::try_new(k.as_str()) else { continue };
+        let value = match v {
+            HeaderValue::Text(s) => AMQPValue::LongString(LongString::from(s.as_bytes())),
+            HeaderValue::Int(i) => AMQPValue::LongLongInt(*i),
+        };
+        table.insert(key, value);
+    }
+    table
+}
+
+/// Headers this service understands; others (e.g. `x-death` arrays) are carried only as far
+/// as they convert.
+pub fn from_field_table(table: Option<&FieldTable>) -> Headers {
+    let mut out = Headers::new();
+    for (k, v) in table.map(|t| t.inner().iter()).into_iter().flatten() {
+        let value = match v {
+            AMQPValue::LongString(s) => HeaderValue::Text(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+            AMQPValue::ShortString(s) => HeaderValue::Text(s.as_str().to_owned()),
+            AMQPValue::ShortShortInt(i) => HeaderValue::Int((*i).into()),
+            AMQPValue::ShortShortUInt(i) => HeaderValue::Int((*i).into()),
+            AMQPValue::ShortInt(i) => HeaderValue::Int((*i).into()),
+            AMQPValue::ShortUInt(i) => HeaderValue::Int((*i).into()),
+            AMQPValue::LongInt(i) => HeaderValue::Int((*i).into()),
+            AMQPValue::LongUInt(i) => HeaderValue::Int((*i).into()),
+            AMQPValue::LongLongInt(i) => HeaderValue::Int(*i),
+            AMQPValue::Timestamp(t) => HeaderValue::Int(i64::try_from(*t).unwrap_or(i64::MAX)),
+            _ => continue,
+        };
+        out.insert(k.as_str().to_owned(), value);
+    }
+    out
+}
+
+pub fn inbound(d: &Delivery) -> Inbound {
+    let p = &d.properties;
+    Inbound {
+        body: d.data.clone(),
+        exchange: d.exchange.as_str().to_owned(),
+        routing_key: d.routing_key.as_str().to_owned(),
+        message_id: p.message_id().as_ref().map(|s| s.as_str().to_owned()),
+        content_type: p.content_type().as_ref().map(|s| s.as_str().to_owned()),
+        timestamp: *p.timestamp(),
+        redelivered: d.redelivered,
+        headers: from_field_table(p.headers().as_ref()),
+    }
+}
+
+/// Acks or requeues one lapin delivery.
+pub struct DeliveryAcker(pub lapin::Acker);
+
+impl Acknowledge for DeliveryAcker {
+    async fn ack(self) -> Result<(), String> {
+        self.0.ack(BasicAckOptions::default()).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    async fn requeue(self) -> Result<(), String> {
+        self.0
+            .nack(BasicNackOptions { requeue: true, ..Default::default() })
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}

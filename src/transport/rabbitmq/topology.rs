@@ -1,0 +1,106 @@
+//! Declares the broker topology of design.md §2, idempotently, at every (re)connect.
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, ExchangeKind};
+
+use super::BrokerError;
+use crate::config::Settings;
+use crate::retry::tier_name;
+use crate::transport::headers;
+use crate::vendors::VendorKey;
+
+fn text(v: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(v.as_bytes()))
+}
+
+/// Quorum queue arguments. At-least-once dead-lettering (which needs `reject-publish`)
+/// makes the broker keep a message until the dead-letter target confirmed it, so a
+/// dead-lettered job cannot vanish between two queues.
+fn quorum(dead_letter_exchange: &str) -> FieldTable {
+    let mut t = FieldTable::default();
+    t.insert("x-queue-type".into(), text("quorum"));
+    t.insert("x-dead-letter-exchange".into(), text(dead_letter_exchange));
+    t.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+    t.insert("x-overflow".into(), text("reject-publish"));
+    t
+}
+
+/// Arguments of a vendor's job queue; exposed so tests can assert them.
+pub fn declare_job_queue_args(settings: &Settings) -> FieldTable {
+    let mut args = quorum(&settings.topology.dead_exchange);
+    args.insert("x-delivery-limit".into(), AMQPValue::LongInt(settings.topology.delivery_limit as i32));
+    args
+}
+
+async fn exchange(ch: &Channel, name: &str, kind: ExchangeKind) -> Result<(), BrokerError> {
+    ch.exchange_declare(
+        name.into(),
+        kind,
+        ExchangeDeclareOptions { durable: true, ..Default::default() },
+        FieldTable::default(),
+    )
+    .await
+    .map_err(|source| BrokerError::Setup { step: "declaring an exchange", source })
+}
+
+async fn queue(ch: &Channel, name: &str, args: FieldTable) -> Result<(), BrokerError> {
+    ch.queue_declare(name.into(), QueueDeclareOptions { durable: true, ..Default::default() }, args)
+        .await
+        .map(|_| ())
+        .map_err(|source| BrokerError::Setup {
+            step: "declaring a queue (a queue of that name with other arguments already exists?)",
+            source,
+        })
+}
+
+async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str, args: FieldTable) -> Result<(), BrokerError> {
+    ch.queue_bind(queue.into(), exchange.into(), key.into(), QueueBindOptions::default(), args)
+        .await
+        .map_err(|source| BrokerError::Setup { step: "binding a queue", source })
+}
+
+/// Declares every exchange and queue. Declaring is idempotent, so every replica does it at
+/// every connect; a changed argument makes the broker refuse, which stops start-up loudly.
+pub async fn declare(ch: &Channel, settings: &Settings) -> Result<(), BrokerError> {
+    let t = &settings.topology;
+    exchange(ch, &t.jobs_exchange, ExchangeKind::Topic).await?;
+    exchange(ch, &t.events_exchange, ExchangeKind::Topic).await?;
+    // Headers-routed so one exchange serves every tier while the original routing key
+    // survives to the dead-letter hop back into the jobs exchange.
+    exchange(ch, &t.retry_exchange, ExchangeKind::Headers).await?;
+    exchange(ch, &t.dead_exchange, ExchangeKind::Fanout).await?;
+
+    let mut dead_args = FieldTable::default();
+    dead_args.insert("x-queue-type".into(), text("quorum"));
+    queue(ch, &t.dead_queue, dead_args).await?;
+    bind(ch, &t.dead_queue, &t.dead_exchange, "", FieldTable::default()).await?;
+
+    for vendor in VendorKey::ALL {
+        let name = t.job_queue(vendor);
+        queue(ch, &name, declare_job_queue_args(settings)).await?;
+        bind(ch, &name, &t.jobs_exchange, &crate::job::Job::routing_key(vendor), FieldTable::default()).await?;
+    }
+
+    for delay in &settings.retry.tiers {
+        let tier = tier_name(*delay);
+        let name = format!("{}.{tier}", t.retry_queue_prefix);
+        let mut args = quorum(&t.jobs_exchange);
+        args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(delay.as_millis().min(i64::MAX as u128) as i64));
+        queue(ch, &name, args).await?;
+        let mut match_args = FieldTable::default();
+        match_args.insert("x-match".into(), text("all"));
+        match_args.insert(headers::RETRY_TIER.into(), text(&tier));
+        bind(ch, &name, &t.retry_exchange, "", match_args).await?;
+    }
+
+    if !t.audit_queue.is_empty() {
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), text("quorum"));
+        args.insert("x-max-length".into(), AMQPValue::LongLongInt(t.audit_max_length.into()));
+        args.insert("x-overflow".into(), text("drop-head"));
+        queue(ch, &t.audit_queue, args).await?;
+        bind(ch, &t.audit_queue, &t.events_exchange, "#", FieldTable::default()).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! Everything that knows a vendor: the vendor keys, their field catalogs and the adapter interface.
+//!
+//! The generic pipeline only sees [`Adapter`], [`Receipt`] and [`VendorError`]; status codes,
+//! XML and wire names stay behind this module.
+
+mod catalog;
+pub mod standin;
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use catalog::{FieldKind, FieldSpec};
+
+use crate::job::Job;
+
+/// The vendors this service can provision into. A closed set, so it is safe as a metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VendorKey {
+    Glance,
+    Netsapiens,
+    Clienttoolbox,
+}
+
+impl VendorKey {
+    pub const ALL: [VendorKey; 3] = [VendorKey::Glance, VendorKey::Netsapiens, VendorKey::Clienttoolbox];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VendorKey::Glance => "glance",
+            VendorKey::Netsapiens => "netsapiens",
+            VendorKey::Clienttoolbox => "clienttoolbox",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// The documented create-call fields a job's `user` object may carry, by wire name.
+    pub fn user_fields(self) -> &'static [FieldSpec] {
+        match self {
+            VendorKey::Glance => catalog::GLANCE_USER,
+            VendorKey::Netsapiens => catalog::NETSAPIENS_USER,
+            VendorKey::Clienttoolbox => catalog::CLIENTTOOLBOX_USER,
+        }
+    }
+
+    /// Wire names of the vendor's authentication fields. They belong to the account config,
+    /// so a job that carries one is refused rather than forwarded.
+    pub fn auth_fields(self) -> &'static [&'static str] {
+        match self {
+            VendorKey::Glance => catalog::GLANCE_AUTH,
+            VendorKey::Netsapiens => catalog::NETSAPIENS_AUTH,
+            VendorKey::Clienttoolbox => catalog::CLIENTTOOLBOX_AUTH,
+        }
+    }
+
+    /// The user field that identifies the user at the vendor (what "already exists" is keyed on).
+    pub fn identity_field(self) -> &'static str {
+        match self {
+            VendorKey::Glance => "PartnerUserID",
+            VendorKey::Netsapiens => "user",
+            VendorKey::Clienttoolbox => "user_name",
+        }
+    }
+
+    pub fn field(self, name: &str) -> Option<&'static FieldSpec> {
+        self.user_fields().iter().find(|f| f.name == name)
+    }
+}
+
+impl fmt::Display for VendorKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every auth field name of every vendor: refused anywhere in a job, whatever its vendor says.
+pub fn all_auth_fields() -> impl Iterator<Item = &'static str> {
+    VendorKey::ALL.into_iter().flat_map(|v| v.auth_fields().iter().copied())
+}
+
+/// What a vendor call produced when it succeeded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// `true` when the user already existed with the same identity (a redelivery or replay).
+    pub existing: bool,
+    /// The vendor's own id or key for the user, when it returns one.
+    pub vendor_user_id: Option<String>,
+    /// Other values the vendor returned that a consumer of the event needs (e.g. Glance `dialIn`).
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// How a vendor call failed, classified by the adapter so nothing generic reads status codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VendorFailure {
+    /// The vendor refused the input; sending it again cannot help.
+    Rejected,
+    /// A different user already holds the identity.
+    Conflict,
+    /// Credentials or account configuration are wrong; an operator must fix config.
+    Auth,
+    /// Worth trying again later: 5xx, 429, timeouts, resets, unreadable bodies.
+    Transient,
+}
+
+/// A classified vendor error. `message` must never contain a secret.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{failure:?} ({code}): {message}")]
+pub struct VendorError {
+    pub failure: VendorFailure,
+    /// A short stable code, e.g. `http_503` or `duplicate_address`.
+    pub code: String,
+    pub message: String,
+    /// The vendor's `Retry-After`, when it sent one.
+    pub retry_after: Option<Duration>,
+}
+
+impl VendorError {
+    pub fn new(failure: VendorFailure, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { failure, code: code.into(), message: message.into(), retry_after: None }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.failure == VendorFailure::Transient
+    }
+}
+
+/// Facts about the current delivery that an adapter needs to stay idempotent.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CallContext {
+    /// The broker says it delivered this message before, or it came back from a retry tier:
+    /// a previous attempt may have created the user, so look before creating.
+    pub maybe_seen_before: bool,
+    /// 1-based attempt number within this delivery's inline retries.
+    pub inline_attempt: u32,
+}
+
+/// One vendor account's client. Implementations own the request building, the I/O and the
+/// interpretation of the answer; they return a receipt or a classified error.
+pub trait Adapter: Send + Sync {
+    fn create_user(
+        &self,
+        job: &Job,
+        ctx: CallContext,
+    ) -> impl std::future::Future<Output = Result<Receipt, VendorError>> + Send;
+}
+
+/// Every adapter this build knows, as one type, so the pipeline needs no boxing or dyn.
+/// A new vendor adds a variant here and a module beside this one.
+#[derive(Clone, Debug)]
+pub enum AnyAdapter {
+    StandIn(standin::StandIn),
+}
+
+impl AnyAdapter {
+    pub fn vendor(&self) -> VendorKey {
+        match self {
+            AnyAdapter::StandIn(a) => a.vendor(),
+        }
+    }
+}
+
+impl Adapter for AnyAdapter {
+    async fn create_user(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
+        match self {
+            AnyAdapter::StandIn(a) => a.create_user(job, ctx).await,
+        }
+    }
+}
+
+/// One adapter per configured account. Until the vendor adapters land, every account is
+/// served by the stand-in vendor.
+pub fn build_adapters(
+    settings: &crate::config::Settings,
+    ledger: &std::sync::Arc<standin::Ledger>,
+) -> Result<std::collections::HashMap<String, AnyAdapter>, crate::config::ConfigError> {
+    let mut out = std::collections::HashMap::new();
+    for (name, account) in &settings.accounts {
+        let mode_key = format!("accounts.{name}.settings.standin_mode");
+        let mode = match account.settings.get("standin_mode") {
+            None => standin::Mode::Normal,
+            Some(m) => standin::Mode::parse(m).ok_or_else(|| crate::config::ConfigError::Invalid {
+                key: mode_key,
+                message: format!("unknown mode {m:?}; expected normal, auth_failure, outage or flaky"),
+            })?,
+        };
+        let latency = match account.settings.get("standin_latency") {
+            None => Duration::ZERO,
+            Some(l) => humantime::parse_duration(l).map_err(|e| crate::config::ConfigError::Invalid {
+                key: format!("accounts.{name}.settings.standin_latency"),
+                message: e.to_string(),
+            })?,
+        };
+        out.insert(
+            name.clone(),
+            AnyAdapter::StandIn(standin::StandIn::new(account.vendor, name, mode, latency, ledger.clone())),
+        );
+    }
+    Ok(out)
+}

@@ -1,0 +1,279 @@
+//! The RabbitMQ worker: supervises the connection, runs one consumer per vendor and drains
+//! on shutdown.
+//!
+//! Concurrency model: one connection; one channel per vendor consumer (its prefetch is the
+//! broker-side buffer) and one confirm-mode channel shared by every publish. Each delivery
+//! becomes a task on one [`TaskTracker`]; a per-vendor semaphore caps the tasks, and a
+//! consumer takes a permit *before* pulling the next delivery, so a slow vendor fills only
+//! its own prefetch. Shutdown is a [`CancellationToken`] passed down: consumers stop
+//! pulling, tasks in flight finish within the drain deadline, and whatever is left unacked
+//! is redelivered by the broker when the connection closes.
+
+use std::sync::Arc;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::{FutureExt, StreamExt};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::{Connection, Event};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admin::Health;
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::transport::rabbitmq::{self, BrokerError, ConfirmPublisher, DeliveryAcker};
+use crate::transport::{settle, Settled};
+use crate::vendors::VendorKey;
+
+pub struct Worker {
+    settings: Arc<Settings>,
+    pipeline: Arc<Pipeline>,
+    metrics: Metrics,
+    health: Health,
+    tasks: TaskTracker,
+}
+
+/// Why one connection's session ended.
+enum SessionEnd {
+    Shutdown,
+    Lost(String),
+}
+
+impl Worker {
+    pub fn new(settings: Arc<Settings>, pipeline: Arc<Pipeline>, metrics: Metrics, health: Health) -> Self {
+        Self { settings, pipeline, metrics, health, tasks: TaskTracker::new() }
+    }
+
+    /// Runs until `shutdown` is cancelled and the drain is over. Connection losses are
+    /// retried forever with capped, jittered backoff: a broker outage must not kill the pod,
+    /// only make it unready.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), BrokerError> {
+        let reconnect = ExponentialBuilder::default()
+            .with_min_delay(self.settings.amqp.reconnect_initial_delay)
+            .with_max_delay(self.settings.amqp.reconnect_max_delay)
+            .with_jitter()
+            .without_max_times();
+        let mut delays = reconnect.build();
+        let mut connected_before = false;
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let conn = match self.open().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    let wait = delays.next().unwrap_or(self.settings.amqp.reconnect_max_delay);
+                    tracing::warn!(error = %e, retry_in = ?wait, "broker unavailable");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(wait) => continue,
+                    }
+                }
+            };
+            if connected_before {
+                self.metrics.broker_reconnects.inc();
+            }
+            connected_before = true;
+            delays = reconnect.build();
+            match self.serve(&conn, &shutdown).await {
+                SessionEnd::Shutdown => {
+                    let _ = conn.close(200, "shutting down".into()).await;
+                    break;
+                }
+                SessionEnd::Lost(why) => {
+                    tracing::warn!(reason = %why, "broker connection lost; reconnecting");
+                    let _ = conn.close(200, "reconnecting".into()).await;
+                }
+            }
+        }
+        self.health.set_connected(false);
+        self.metrics.broker_connected.set(0);
+        Ok(())
+    }
+
+    async fn open(&self) -> Result<Connection, BrokerError> {
+        let conn = rabbitmq::connect(&self.settings).await?;
+        let ch =
+            conn.create_channel().await.map_err(|source| BrokerError::Setup { step: "opening a channel", source })?;
+        rabbitmq::declare(&ch, &self.settings).await?;
+        let _ = ch.close(200, "topology declared".into()).await;
+        Ok(conn)
+    }
+
+    /// One connection's life: consume until shutdown or until the connection fails.
+    async fn serve(&self, conn: &Connection, shutdown: &CancellationToken) -> SessionEnd {
+        let lost = CancellationToken::new();
+        let stop = CancellationToken::new();
+        let mut events = conn.events_listener();
+        let lost_on_error = lost.clone();
+        let watcher = tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                if let Event::Error(e) = event {
+                    tracing::warn!(error = %e, "broker connection error");
+                    lost_on_error.cancel();
+                    break;
+                }
+            }
+        });
+
+        let publisher = match rabbitmq::confirm_channel(conn).await {
+            Ok(ch) => ConfirmPublisher::new(ch),
+            Err(e) => return SessionEnd::Lost(e.to_string()),
+        };
+        let mut consumers = Vec::new();
+        for vendor in VendorKey::ALL.into_iter().filter(|v| self.settings.vendors.get(*v).enabled) {
+            match self.start_consumer(conn, vendor, publisher.clone(), &stop, &lost, shutdown).await {
+                Ok(c) => consumers.push(c),
+                Err(e) => {
+                    stop.cancel();
+                    watcher.abort();
+                    return SessionEnd::Lost(e.to_string());
+                }
+            }
+        }
+        self.health.set_connected(true);
+        self.metrics.broker_connected.set(1);
+        tracing::info!(consumers = consumers.len(), "connected and consuming");
+
+        let end = tokio::select! {
+            _ = shutdown.cancelled() => SessionEnd::Shutdown,
+            _ = lost.cancelled() => SessionEnd::Lost("a channel or the connection failed".into()),
+        };
+        self.health.set_connected(false);
+        self.metrics.broker_connected.set(0);
+        stop.cancel();
+        for (vendor, channel, tag) in &consumers {
+            // Tell the broker to stop pushing; prefetched-but-unstarted deliveries stay
+            // unacked and are redelivered once the channel closes.
+            let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+            self.metrics.consumers_active.with_label_values(&[vendor.as_str()]).set(0);
+        }
+        if matches!(end, SessionEnd::Shutdown) {
+            self.drain().await;
+        }
+        watcher.abort();
+        end
+    }
+
+    /// Waits for the jobs in flight, up to the drain deadline.
+    async fn drain(&self) {
+        let deadline = self.settings.worker.drain_deadline;
+        let in_flight = self.tasks.len();
+        tracing::info!(in_flight, ?deadline, "draining jobs in flight");
+        self.tasks.close();
+        if tokio::time::timeout(deadline, self.tasks.wait()).await.is_err() {
+            tracing::warn!(left = self.tasks.len(), "drain deadline passed; unfinished jobs will be redelivered");
+        } else {
+            tracing::info!("drained");
+        }
+    }
+
+    async fn start_consumer(
+        &self,
+        conn: &Connection,
+        vendor: VendorKey,
+        publisher: ConfirmPublisher,
+        stop: &CancellationToken,
+        lost: &CancellationToken,
+        shutdown: &CancellationToken,
+    ) -> Result<(VendorKey, lapin::Channel, String), BrokerError> {
+        let cfg = self.settings.vendors.get(vendor);
+        let setup = |step| move |source| BrokerError::Setup { step, source };
+        let channel = conn.create_channel().await.map_err(setup("opening a consumer channel"))?;
+        channel.basic_qos(cfg.prefetch, BasicQosOptions::default()).await.map_err(setup("setting prefetch"))?;
+        let queue = self.settings.topology.job_queue(vendor);
+        let tag = format!("{}-{vendor}-{}", self.settings.amqp.connection_name, uuid::Uuid::new_v4().simple());
+        let mut consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(setup("starting a consumer"))?;
+        self.metrics.consumers_active.with_label_values(&[vendor.as_str()]).set(1);
+
+        let limit = Arc::new(Semaphore::new(cfg.concurrency.into()));
+        let (stop, lost, shutdown) = (stop.clone(), lost.clone(), shutdown.clone());
+        let (pipeline, metrics, tasks) = (self.pipeline.clone(), self.metrics.clone(), self.tasks.clone());
+        tokio::spawn(async move {
+            loop {
+                let permit = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    p = limit.clone().acquire_owned() => p.expect("semaphore never closed"),
+                };
+                let delivery = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    d = consumer.next() => d,
+                };
+                let delivery = match delivery {
+                    Some(Ok(d)) => d,
+                    Some(Err(e)) => {
+                        tracing::warn!(%vendor, error = %e, "consumer failed");
+                        lost.cancel();
+                        break;
+                    }
+                    None => {
+                        tracing::warn!(%vendor, "consumer stream ended (cancelled by the broker?)");
+                        lost.cancel();
+                        break;
+                    }
+                };
+                let (pipeline, metrics, publisher, shutdown) =
+                    (pipeline.clone(), metrics.clone(), publisher.clone(), shutdown.clone());
+                tasks.spawn(async move {
+                    let _permit = permit;
+                    process(&pipeline, &metrics, &publisher, delivery, vendor, &shutdown).await;
+                });
+            }
+        });
+        Ok((vendor, channel, tag))
+    }
+}
+
+/// Handles and settles one delivery, keeping the metrics.
+async fn process(
+    pipeline: &Pipeline,
+    metrics: &Metrics,
+    publisher: &ConfirmPublisher,
+    delivery: lapin::message::Delivery,
+    vendor: VendorKey,
+    shutdown: &CancellationToken,
+) {
+    let started = tokio::time::Instant::now();
+    let label = [vendor.as_str()];
+    metrics.jobs_received.with_label_values(&label).inc();
+    let in_flight = metrics.jobs_in_flight.with_label_values(&label);
+    in_flight.inc();
+    let msg = rabbitmq::inbound(&delivery);
+    let acker = DeliveryAcker(delivery.acker);
+    // A panicking handler must not leave its delivery unacked forever on a live channel:
+    // requeue it, and the quorum delivery limit dead-letters a message that keeps doing it.
+    let handled = std::panic::AssertUnwindSafe(pipeline.handle(&msg, shutdown)).catch_unwind().await;
+    match handled {
+        Ok(disposition) => {
+            let settle_started = tokio::time::Instant::now();
+            match settle(publisher, acker, &disposition).await {
+                Settled::Acked | Settled::Requeued => metrics.record_settled(&disposition),
+                Settled::PublishFailed(kind, e) => {
+                    metrics.record_publish_failure(kind, &e);
+                    tracing::warn!(job_id = disposition.job_id.as_deref(), error = %e, "publish not confirmed; job requeued");
+                }
+                Settled::AckFailed(e) => {
+                    tracing::warn!(job_id = disposition.job_id.as_deref(), error = %e, "ack failed; the broker will redeliver");
+                }
+            }
+            metrics.settle_duration.observe(settle_started.elapsed().as_secs_f64());
+        }
+        Err(_) => {
+            tracing::error!(%vendor, "job handler panicked; message requeued");
+            let _ = crate::transport::Acknowledge::requeue(acker).await;
+        }
+    }
+    in_flight.dec();
+    metrics.job_duration.with_label_values(&label).observe(started.elapsed().as_secs_f64());
+}
