@@ -1,0 +1,284 @@
+//! The worker against a real RabbitMQ: flow, retries, dead-lettering, reconnects and
+//! unroutable events. Each test has its own topology names.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{test_settings, wait_until, Probe};
+use provisioner::admin::{self, Health};
+use provisioner::config::Settings;
+use provisioner::metrics::Metrics;
+use provisioner::pipeline::{sample_job, Pipeline};
+use provisioner::transport::headers as h;
+use provisioner::vendors::{build_adapters, standin::Ledger, VendorKey};
+use provisioner::worker::Worker;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A worker running in this process.
+struct App {
+    shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<Result<(), provisioner::transport::rabbitmq::BrokerError>>,
+    metrics: Metrics,
+    health: Health,
+    ledger: Arc<Ledger>,
+}
+
+impl App {
+    fn spawn(settings: &Settings) -> Self {
+        let ledger = Arc::new(Ledger::default());
+        let pipeline = Arc::new(Pipeline::new(settings, build_adapters(settings, &ledger).unwrap()));
+        let (metrics, health, shutdown) = (Metrics::new(), Health::default(), CancellationToken::new());
+        let worker = Worker::new(Arc::new(settings.clone()), pipeline, metrics.clone(), health.clone());
+        let handle = tokio::spawn(worker.run(shutdown.clone()));
+        Self { shutdown, handle, metrics, health, ledger }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT, self.handle).await.expect("worker stops").unwrap().unwrap();
+    }
+
+    fn counter(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_value(&self.metrics.render(), name, labels)
+    }
+}
+
+/// Reads one sample from Prometheus text, 0 when absent.
+fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_job_flows_to_a_confirmed_created_event_and_is_acked() {
+    let settings = test_settings(&[("acme", VendorKey::Glance, &[])]);
+    let probe = Probe::new(&settings).await;
+    let mut events = probe.observe_events().await;
+    let app = App::spawn(&settings);
+
+    let job = sample_job("flow-1", VendorKey::Glance, "acme", "EMP-1");
+    probe.publish_job(VendorKey::Glance, &job).await;
+    let event = events.next_json(WAIT, "the created event").await;
+
+    assert_eq!(event["type"], "provisioning.user.created");
+    assert_eq!(event["subject"], "flow-1");
+    assert_eq!(event["data"]["correlation_id"], "corr-flow-1");
+    assert_eq!(event["data"]["attempts"], 1);
+    // Acked: nothing is left ready or unacked, so a restart would not see the job again.
+    let queue = settings.topology.job_queue(VendorKey::Glance);
+    wait_until(WAIT, "the job is acked", || app.counter("provisioner_jobs_completed_total", &[("outcome", "created")]) == 1.0).await;
+    assert_eq!(app.ledger.creations("acme", "EMP-1"), 1);
+    app.stop().await;
+    assert_eq!(probe.ready_count(&queue).await, 0, "an acked job must not come back after the consumer closed");
+    probe.teardown().await;
+}
+
+#[tokio::test]
+async fn readyz_is_200_only_while_connected_and_consuming() {
+    let settings = test_settings(&[("acme", VendorKey::Glance, &[])]);
+    let probe = Probe::new(&settings).await;
+    let app = App::spawn(&settings);
+    let stop = CancellationToken::new();
+    let (addr, server) =
+        admin::serve("127.0.0.1:0".parse().unwrap(), app.metrics.clone(), app.health.clone(), stop.clone()).await.unwrap();
+    let get = |path: &'static str| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    wait_until(WAIT, "the worker is ready", || app.health.is_ready()).await;
+    assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
+    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+    let metrics = get("/metrics").await;
+    assert!(metrics.contains("provisioner_broker_connected 1"), "{metrics}");
+    assert!(metrics.contains("provisioner_build_info{version="), "{metrics}");
+    app.stop().await;
+    assert!(get("/readyz").await.starts_with("HTTP/1.1 503"));
+    stop.cancel();
+    server.await.unwrap();
+    probe.teardown().await;
+}
+
+#[tokio::test]
+async fn a_malformed_message_goes_to_the_dlq_with_a_reason() {
+    let settings = test_settings(&[("acme", VendorKey::Netsapiens, &[])]);
+    let probe = Probe::new(&settings).await;
+    let mut dead = probe.observe_dead_letters().await;
+    let app = App::spawn(&settings);
+
+    probe.publish_raw("create_user.netsapiens", b"{\"job_id\": \"half".to_vec(), None).await;
+    let msg = dead.next(WAIT, "the dead-lettered message").await;
+
+    assert_eq!(msg.body, b"{\"job_id\": \"half", "the DLQ keeps the original bytes");
+    assert_eq!(h::text(&msg.headers, h::REASON), Some("undecodable"));
+    assert!(h::text(&msg.headers, h::ERROR_MESSAGE).unwrap().starts_with("not JSON"));
+    assert_eq!(h::text(&msg.headers, h::ORIGINAL_ROUTING_KEY), Some("create_user.netsapiens"));
+    assert!(h::text(&msg.headers, h::FIRST_FAILED_AT).is_some());
+    app.stop().await;
+    probe.teardown().await;
+}
+
+#[tokio::test]
+async fn an_invalid_job_gets_a_failed_event_and_a_dlq_copy() {
+    let settings = test_settings(&[("acme", VendorKey::Glance, &[])]);
+    let probe = Probe::new(&settings).await;
+    let mut events = probe.observe_events().await;
+    let mut dead = probe.observe_dead_letters().await;
+    let app = App::spawn(&settings);
+
+    let mut job = sample_job("invalid-1", VendorKey::Glance, "acme", "EMP-1");
+    job["user"]["PartnerPW"] = serde_json::json!("hunter2");
+    probe.publish_job(VendorKey::Glance, &job).await;
+
+    let event = events.next_json(WAIT, "the failed event").await;
+    assert_eq!(event["data"]["error"]["class"], "invalid");
+    assert!(event["data"]["error"]["message"].as_str().unwrap().contains("user.PartnerPW"));
+    assert!(!event.to_string().contains("hunter2"), "a credential leaked into the event: {event}");
+    let copy = dead.next(WAIT, "the DLQ copy").await;
+    assert_eq!(h::text(&copy.headers, h::REASON), Some("invalid"));
+    assert_eq!(h::text(&copy.headers, h::JOB_ID), Some("invalid-1"));
+    app.stop().await;
+    probe.teardown().await;
+}
+
+#[tokio::test]
+async fn a_transient_failure_goes_through_a_retry_tier_and_comes_back() {
+    // `flaky`: the stand-in fails the first call for each user. With one inline attempt,
+    // that first failure must park the job in the 1s tier, which routes it back.
+    let mut settings = test_settings(&[("acme", VendorKey::Clienttoolbox, &[("standin_mode", "flaky")])]);
+    settings.retry.inline.max_attempts = 1;
+    let probe = Probe::new(&settings).await;
+    let mut events = probe.observe_events().await;
+    let app = App::spawn(&settings);
+
+    probe.publish_job(VendorKey::Clienttoolbox, &sample_job("retry-1", VendorKey::Clienttoolbox, "acme", "jdoe")).await;
+    let event = events.next_json(WAIT, "the created event after a durable retry").await;
+
+    assert_eq!(event["type"], "provisioning.user.created");
+    assert_eq!(event["data"]["attempts"], 2, "one failed call before the tier, one after");
+    assert_eq!(app.counter("provisioner_retries_total", &[("kind", "durable")]), 1.0);
+    assert_eq!(app.ledger.creations("acme", "jdoe"), 1);
+    app.stop().await;
+    probe.teardown().await;
+}
+
+#[tokio::test]
+async fn retries_run_out_into_an_unavailable_failure_in_the_dlq() {
+    let mut settings = test_settings(&[("acme", VendorKey::Glance, &[("standin_mode", "outage")])]);
+    settings.retry.inline.max_attempts = 2;
+    let probe = Probe::new(&settings).await;
+    let mut events = probe.observe_events().await;
+    let mut dead = probe.observe_dead_letters().await;
+    let app = App::spawn(&settings);
+
+    probe.publish_job(VendorKey::Glance, &sample_job("outage-1", VendorKey::Glance, "acme", "EMP-9")).await;
+    let event = events.next_json(WAIT, "the unavailable event").await;
+    assert_eq!(event["data"]["error"]["class"], "unavailable");
+    assert_eq!(event["data"]["attempts"], 4, "2 inline calls, one tier, 2 more calls");
+    let copy = dead.next(WAIT, "the DLQ copy").await;
+    assert_eq!(h::int(&copy.headers, h::ATTEMPTS), Some(4));
+    assert_eq!(h::text(&copy.headers, h::REASON), Some("unavailable"));
+    assert!(h::text(&copy.headers, h::FIRST_FAILED_AT) < h::text(&copy.headers, h::LAST_FAILED_AT));
+    app.stop().await;
+    probe.teardown().await;
+}
+
+#[tokio::test]
+async fn an_unroutable_event_publish_does_not_ack_the_job() {
+    // No audit queue and no observer yet: the events exchange routes nowhere.
+    let settings = test_settings(&[("acme", VendorKey::Glance, &[])]);
+    let probe = Probe::new(&settings).await;
+    let app = App::spawn(&settings);
+
+    probe.publish_job(VendorKey::Glance, &sample_job("unroutable-1", VendorKey::Glance, "acme", "EMP-5")).await;
+    wait_until(WAIT, "an unroutable event publish was seen", || {
+        app.counter("provisioner_publish_failures_total", &[("kind", "event"), ("reason", "unroutable")]) >= 1.0
+    })
+    .await;
+    assert_eq!(app.counter("provisioner_jobs_completed_total", &[]), 0.0, "nothing may count as completed");
+
+    // The job was requeued, not acked: once someone listens, its event arrives.
+    let mut events = probe.observe_events().await;
+    let event = events.next_json(WAIT, "the event once it is routable").await;
+    assert_eq!(event["subject"], "unroutable-1");
+    // The stand-in created the user on the first pass; the redelivery must see it as existing.
+    assert_eq!(event["type"], "provisioning.user.existing");
+    assert_eq!(app.ledger.creations("acme", "EMP-5"), 1);
+    app.stop().await;
+    probe.teardown().await;
+}
+
+#[tokio::test]
+async fn a_forced_connection_close_is_survived_without_losing_a_job() {
+    let settings = test_settings(&[("acme", VendorKey::Netsapiens, &[])]);
+    let probe = Probe::new(&settings).await;
+    let mut events = probe.observe_events().await;
+    let app = App::spawn(&settings);
+    wait_until(WAIT, "the worker is ready", || app.health.is_ready()).await;
+
+    probe.publish_job(VendorKey::Netsapiens, &sample_job("before-close", VendorKey::Netsapiens, "acme", "1001")).await;
+    assert_eq!(events.next_json(WAIT, "the first event").await["subject"], "before-close");
+
+    let closed = tokio::task::spawn_blocking({
+        let name = settings.amqp.connection_name.clone();
+        move || common::force_close_connections(&name)
+    })
+    .await
+    .unwrap();
+    assert_eq!(closed, 1, "the worker's connection should have been found and closed");
+    wait_until(WAIT, "the worker has reconnected", || {
+        app.counter("provisioner_broker_reconnects_total", &[]) >= 1.0 && app.health.is_ready()
+    })
+    .await;
+
+    for i in 0..5 {
+        let job = sample_job(&format!("after-close-{i}"), VendorKey::Netsapiens, "acme", &format!("200{i}"));
+        probe.publish_job(VendorKey::Netsapiens, &job).await;
+    }
+    let mut subjects: Vec<String> = Vec::new();
+    for _ in 0..5 {
+        subjects.push(events.next_json(WAIT, "an event after the reconnect").await["subject"].as_str().unwrap().to_owned());
+    }
+    subjects.sort();
+    assert_eq!(subjects, (0..5).map(|i| format!("after-close-{i}")).collect::<Vec<_>>());
+    app.stop().await;
+    probe.teardown().await;
+}
+
+#[tokio::test]
+async fn the_topology_uses_quorum_queues_with_a_dead_letter_exchange() {
+    let settings = test_settings(&[]);
+    let probe = Probe::new(&settings).await;
+    let listing = tokio::task::spawn_blocking(|| {
+        common::rabbitmqctl(&["list_queues", "name", "type", "arguments", "--no-table-headers", "--quiet"])
+    })
+    .await
+    .unwrap();
+    let t = &settings.topology;
+    for vendor in VendorKey::ALL {
+        let line = listing
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(&t.job_queue(vendor)))
+            .unwrap_or_else(|| panic!("{} not declared:\n{listing}", t.job_queue(vendor)));
+        assert!(line.contains("quorum"), "{line}");
+        assert!(line.contains("x-dead-letter-exchange") && line.contains(&t.dead_exchange), "{line}");
+        assert!(line.contains("x-delivery-limit"), "{line}");
+    }
+    let retry = format!("{}.1s", t.retry_queue_prefix);
+    let line = listing.lines().find(|l| l.starts_with(&retry)).unwrap_or_else(|| panic!("{retry} missing:\n{listing}"));
+    assert!(line.contains("x-message-ttl") && line.contains(&t.jobs_exchange), "{line}");
+    assert!(listing.lines().any(|l| l.starts_with(&format!("{}\tquorum", t.dead_queue))), "{listing}");
+    // Declaring twice is harmless: every replica does it at every connect.
+    provisioner::transport::rabbitmq::declare(&probe.channel, &settings).await.unwrap();
+    probe.teardown().await;
+}

@@ -1,0 +1,216 @@
+//! Test harness: a real RabbitMQ, a topology of its own per test, and helpers that wait on
+//! real conditions with deadlines (never sleep-and-hope).
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, Consumer};
+use provisioner::config::{AccountSettings, Settings, TopologySettings};
+use provisioner::retry::tier_name;
+use provisioner::transport::rabbitmq::{self, ConfirmPublisher};
+use provisioner::transport::{Headers, Inbound, Outbound, OutboundKind, Publisher};
+use provisioner::vendors::VendorKey;
+
+pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+pub fn broker_url() -> String {
+    std::env::var("PROVISIONER_TEST_AMQP_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
+}
+
+/// Settings for one test: its own topology names and connection name, short retry tiers.
+pub fn test_settings(accounts: &[(&str, VendorKey, &[(&str, &str)])]) -> Settings {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut s = Settings { topology: TopologySettings::namespaced(&format!("test-{id}")), ..Settings::default() };
+    s.amqp.url = broker_url();
+    s.amqp.connection_name = format!("provisioner-test-{id}");
+    s.amqp.reconnect_initial_delay = Duration::from_millis(100);
+    s.amqp.reconnect_max_delay = Duration::from_secs(1);
+    s.topology.audit_queue = String::new();
+    s.retry.tiers = vec![Duration::from_secs(1)];
+    s.retry.inline.initial_delay = Duration::from_millis(10);
+    s.retry.inline.max_delay = Duration::from_millis(50);
+    s.retry.inline.budget = Duration::from_millis(500);
+    s.worker.drain_deadline = Duration::from_secs(10);
+    s.admin.listen = "127.0.0.1:0".parse().unwrap();
+    s.accounts = accounts
+        .iter()
+        .map(|(name, vendor, settings)| {
+            let settings = settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            ((*name).to_owned(), AccountSettings { vendor: *vendor, base_url: None, settings, credentials: BTreeMap::new() })
+        })
+        .collect();
+    s
+}
+
+/// A connection for the test itself (publishing jobs, observing events and the DLQ).
+pub struct Probe {
+    pub conn: Connection,
+    pub channel: Channel,
+    pub publisher: ConfirmPublisher,
+    pub settings: Arc<Settings>,
+}
+
+impl Probe {
+    /// Connects and declares the test's topology. Fails loudly when there is no broker.
+    pub async fn new(settings: &Settings) -> Self {
+        // A name of its own, so forcing the worker's connection closed spares the probe's.
+        let mut own = settings.clone();
+        own.amqp.connection_name = format!("probe-of-{}", settings.amqp.connection_name);
+        let conn = match rabbitmq::connect(&own).await {
+            Ok(c) => c,
+            Err(e) => panic!(
+                "these tests need a real RabbitMQ at {} ({e}).\n\
+                 Start one with `rabbitmq-server -detached` (or point PROVISIONER_TEST_AMQP_URL at one).",
+                broker_url()
+            ),
+        };
+        let channel = rabbitmq::confirm_channel(&conn).await.unwrap();
+        rabbitmq::declare(&channel, settings).await.unwrap();
+        let publisher = ConfirmPublisher::new(channel.clone());
+        Self { conn, channel, publisher, settings: Arc::new(settings.clone()) }
+    }
+
+    /// Binds a fresh exclusive queue to the events exchange and consumes it.
+    pub async fn observe_events(&self) -> Observer {
+        let name = format!("observer.{}", uuid::Uuid::new_v4().simple());
+        let opts = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
+        self.channel.queue_declare(name.as_str().into(), opts, FieldTable::default()).await.unwrap();
+        let exchange = self.settings.topology.events_exchange.as_str();
+        self.channel
+            .queue_bind(name.as_str().into(), exchange.into(), "#".into(), QueueBindOptions::default(), FieldTable::default())
+            .await
+            .unwrap();
+        self.consume(&name).await
+    }
+
+    /// Consumes the test's dead-letter queue.
+    pub async fn observe_dead_letters(&self) -> Observer {
+        let name = self.settings.topology.dead_queue.clone();
+        self.consume(&name).await
+    }
+
+    async fn consume(&self, queue: &str) -> Observer {
+        let ch = self.conn.create_channel().await.unwrap();
+        let consumer = ch
+            .basic_consume(queue.into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .unwrap();
+        Observer { _channel: ch, consumer }
+    }
+
+    /// Publishes a job with confirms, as a producer would.
+    pub async fn publish_job(&self, vendor: VendorKey, body: &serde_json::Value) {
+        self.publish_raw(&provisioner::job::Job::routing_key(vendor), body.to_string().into_bytes(), body["job_id"].as_str())
+            .await;
+    }
+
+    pub async fn publish_raw(&self, routing_key: &str, body: Vec<u8>, message_id: Option<&str>) {
+        let msg = Outbound {
+            kind: OutboundKind::Job,
+            exchange: self.settings.topology.jobs_exchange.clone(),
+            routing_key: routing_key.to_owned(),
+            body,
+            message_id: message_id.map(str::to_owned),
+            content_type: Some("application/json".into()),
+            timestamp: Some(chrono::Utc::now().timestamp() as u64),
+            headers: Headers::new(),
+        };
+        self.publisher.publish(&msg).await.expect("job publish confirmed");
+    }
+
+    /// Messages ready in a queue (not counting unacked ones).
+    pub async fn ready_count(&self, queue: &str) -> u32 {
+        let opts = QueueDeclareOptions { passive: true, ..Default::default() };
+        self.channel.queue_declare(queue.into(), opts, FieldTable::default()).await.unwrap().message_count()
+    }
+
+    /// Deletes everything the test declared.
+    pub async fn teardown(self) {
+        let t = &self.settings.topology;
+        let mut queues = vec![t.dead_queue.clone()];
+        queues.extend(VendorKey::ALL.map(|v| t.job_queue(v)));
+        queues.extend(self.settings.retry.tiers.iter().map(|d| format!("{}.{}", t.retry_queue_prefix, tier_name(*d))));
+        if !t.audit_queue.is_empty() {
+            queues.push(t.audit_queue.clone());
+        }
+        for q in queues {
+            let _ = self.channel.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+        }
+        for x in [&t.jobs_exchange, &t.events_exchange, &t.retry_exchange, &t.dead_exchange] {
+            let _ = self.channel.exchange_delete(x.as_str().into(), Default::default()).await;
+        }
+        let _ = self.conn.close(200, "test done".into()).await;
+    }
+}
+
+pub struct Observer {
+    _channel: Channel,
+    consumer: Consumer,
+}
+
+impl Observer {
+    /// The next message, acked, or a panic naming what did not arrive in time.
+    pub async fn next(&mut self, within: Duration, what: &str) -> Inbound {
+        let d = tokio::time::timeout(within, self.consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("{what} did not arrive within {within:?}"))
+            .expect("consumer open")
+            .expect("delivery");
+        d.ack(BasicAckOptions::default()).await.unwrap();
+        rabbitmq::inbound(&d)
+    }
+
+    /// The next message as JSON.
+    pub async fn next_json(&mut self, within: Duration, what: &str) -> serde_json::Value {
+        serde_json::from_slice(&self.next(within, what).await.body).unwrap()
+    }
+
+    /// Asserts nothing arrives for `quiet`: used only after the positive condition was met,
+    /// to show no second message follows.
+    pub async fn assert_quiet(&mut self, quiet: Duration) {
+        if let Ok(Some(Ok(d))) = tokio::time::timeout(quiet, self.consumer.next()).await {
+            panic!("unexpected message: {}", String::from_utf8_lossy(&d.data));
+        }
+    }
+}
+
+/// Waits until `check` holds, polling, or panics with `what` after `within`.
+pub async fn wait_until<F: FnMut() -> bool>(within: Duration, what: &str, mut check: F) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {within:?} waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs `rabbitmqctl` and returns its stdout; panics with its stderr on failure.
+pub fn rabbitmqctl(args: &[&str]) -> String {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl is installed with RabbitMQ");
+    assert!(out.status.success(), "rabbitmqctl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Closes the broker-side connections whose client name is `connection_name`, as
+/// `rabbitmqctl close_connection` does during a broker maintenance.
+pub fn force_close_connections(connection_name: &str) -> usize {
+    let listing = rabbitmqctl(&["list_connections", "pid", "client_properties", "--no-table-headers", "--quiet"]);
+    let pids: Vec<&str> = listing
+        .lines()
+        .filter(|l| l.contains(&format!("\"{connection_name}\"")))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for pid in &pids {
+        rabbitmqctl(&["close_connection", pid, "forced close by test"]);
+    }
+    pids.len()
+}
