@@ -1,0 +1,317 @@
+//! The `provisioner` binary as an operator runs it: schema, validate, config errors, and
+//! the worker process under SIGTERM and SIGKILL against a real RabbitMQ.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{test_settings, wait_until, Probe};
+use provisioner::config::Settings;
+use provisioner::pipeline::sample_job;
+use provisioner::vendors::VendorKey;
+
+const BIN: &str = env!("CARGO_BIN_EXE_provisioner");
+const WAIT: Duration = Duration::from_secs(20);
+
+fn provisioner(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).env_remove("PROVISIONER_ENV").output().expect("binary runs")
+}
+
+#[test]
+fn schema_prints_the_job_schema() {
+    let out = provisioner(&["schema"]);
+    assert!(out.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("schema is JSON");
+    assert_eq!(schema["additionalProperties"], false);
+    assert!(schema["properties"]["user"]["oneOf"].is_array());
+}
+
+#[test]
+fn validate_exit_codes_and_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = sample_job("ok-1", VendorKey::Glance, "acme", "EMP-1");
+    let mut bad = sample_job("bad-1", VendorKey::Netsapiens, "acme", "1000");
+    bad["user"]["user_password"] = serde_json::json!("pw");
+    bad["user"].as_object_mut().unwrap().remove("name-last-name");
+    let all_good = dir.path().join("good.ndjson");
+    std::fs::write(&all_good, format!("{good}\n{good}\n")).unwrap();
+    let mixed = dir.path().join("mixed.json");
+    std::fs::write(&mixed, serde_json::to_string(&vec![good.clone(), bad]).unwrap()).unwrap();
+
+    let out = provisioner(&["validate", all_good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+
+    let out = provisioner(&["validate", "--json", mixed.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0], serde_json::json!({"index": 0, "job_id": "ok-1", "valid": true, "errors": []}));
+    assert_eq!(lines[1]["valid"], false);
+    let fields: Vec<&str> = lines[1]["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["user.user_password", "user.name-last-name"]);
+
+    let out = provisioner(&["validate", dir.path().join("missing.json").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+#[test]
+fn validate_with_config_checks_that_the_account_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("default.toml"), "[accounts.acme]\nvendor = \"glance\"\n").unwrap();
+    let jobs = dir.path().join("jobs.ndjson");
+    let known = sample_job("a", VendorKey::Glance, "acme", "EMP-1");
+    let unknown = sample_job("b", VendorKey::Glance, "nobody", "EMP-2");
+    let wrong_vendor = sample_job("c", VendorKey::Netsapiens, "acme", "1000");
+    std::fs::write(&jobs, format!("{known}\n{unknown}\n{wrong_vendor}\n")).unwrap();
+    let out = provisioner(&["validate", "--json", "--config", dir.path().to_str().unwrap(), jobs.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["valid"], true);
+    assert!(lines[1]["errors"][0]["message"].as_str().unwrap().contains("no account named \"nobody\""));
+    assert!(lines[2]["errors"][0]["message"].as_str().unwrap().contains("is a glance account"));
+}
+
+#[test]
+fn bad_config_is_refused_with_a_message_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("default.toml"), "[worker]\ndrain_deadline = \"soon\"\n").unwrap();
+    let out = provisioner(&["run", "--config", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("worker.drain_deadline"), "{err}");
+
+    std::fs::write(
+        dir.path().join("default.toml"),
+        "[accounts.acme]\nvendor = \"glance\"\ncredentials = { PartnerPW = \"env:PROVISIONER_TEST_UNSET_SECRET\" }\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config", dir.path().to_str().unwrap()])
+        .env_remove("PROVISIONER_TEST_UNSET_SECRET")
+        .env_remove("PROVISIONER_ENV")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("accounts.acme.credentials.PartnerPW") && err.contains("PROVISIONER_TEST_UNSET_SECRET"), "{err}");
+
+    let out = Command::new(BIN)
+        .args(["run", "--config", dir.path().to_str().unwrap()])
+        .env("PROVISIONER__VENDORS__GLANCE__CONCURRENCY", "0")
+        .env_remove("PROVISIONER_ENV")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("vendors.glance.concurrency"));
+}
+
+/// A worker process with its stderr (JSON logs) collected line by line.
+struct WorkerProcess {
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+    _config: tempfile::TempDir,
+}
+
+impl WorkerProcess {
+    fn start(settings: &Settings) -> Self {
+        let config = tempfile::tempdir().unwrap();
+        let mut file = settings.clone();
+        file.log.format = provisioner::config::LogFormat::Json;
+        std::fs::write(config.path().join("default.toml"), toml_of(&file)).unwrap();
+        Self::start_in(config)
+    }
+
+    fn start_in(config: tempfile::TempDir) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["run", "--config", config.path().to_str().unwrap()])
+            .env_remove("PROVISIONER_ENV")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self { child, logs, _config: config }
+    }
+
+    fn logged(&self, needle: &str) -> bool {
+        self.logs.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    fn all_logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// The admin address the worker logged at start-up.
+    async fn admin(&self) -> std::net::SocketAddr {
+        wait_until(WAIT, "the worker logs its admin address", || self.logged("provisioner starting")).await;
+        let logs = self.logs.lock().unwrap();
+        let line = logs.iter().find(|l| l.contains("provisioner starting")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        v["admin"].as_str().unwrap().parse().unwrap()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap().success();
+        assert!(ok, "kill {sig} failed");
+    }
+
+    async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the worker did not exit within {within:?}:\n{}", self.all_logs());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn toml_of(settings: &Settings) -> String {
+    toml::to_string(settings).expect("settings serialise to TOML")
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else { return String::new() };
+    let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).await;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out).await;
+    out
+}
+
+async fn in_flight(addr: std::net::SocketAddr) -> u32 {
+    let text = http_get(addr, "/metrics").await;
+    text.lines()
+        .filter(|l| l.starts_with("provisioner_jobs_in_flight{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u32>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn sigterm_drains_the_jobs_in_flight_and_exits_zero() {
+    let settings = test_settings(&[("acme", VendorKey::Glance, &[("standin_latency", "1500ms")])]);
+    let probe = Probe::new(&settings).await;
+    let mut events = probe.observe_events().await;
+    let mut worker = WorkerProcess::start(&settings);
+    let admin = worker.admin().await;
+    wait_until(WAIT, "the worker is consuming", || worker.logged("connected and consuming")).await;
+
+    for i in 0..5 {
+        probe.publish_job(VendorKey::Glance, &sample_job(&format!("drain-{i}"), VendorKey::Glance, "acme", &format!("E{i}"))).await;
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while in_flight(admin).await < 5 {
+        assert!(tokio::time::Instant::now() < deadline, "jobs never went in flight:\n{}", worker.all_logs());
+    }
+    worker.signal("-TERM");
+    let status = worker.wait_exit(WAIT).await;
+    assert!(status.success(), "exit status {status:?}:\n{}", worker.all_logs());
+    assert!(worker.logged("drained"), "{}", worker.all_logs());
+
+    // Every job in flight at SIGTERM finished and was acked before the process left.
+    let mut subjects: Vec<String> = Vec::new();
+    for _ in 0..5 {
+        let e = events.next_json(WAIT, "an event of a drained job").await;
+        assert_eq!(e["type"], "provisioning.user.created");
+        subjects.push(e["subject"].as_str().unwrap().to_owned());
+    }
+    subjects.sort();
+    assert_eq!(subjects, (0..5).map(|i| format!("drain-{i}")).collect::<Vec<_>>());
+    assert_eq!(probe.ready_count(&settings.topology.job_queue(VendorKey::Glance)).await, 0);
+    probe.teardown().await;
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_job_leads_to_redelivery_and_a_terminal_event() {
+    let settings = test_settings(&[("acme", VendorKey::Clienttoolbox, &[("standin_latency", "3s")])]);
+    let probe = Probe::new(&settings).await;
+    let mut events = probe.observe_events().await;
+    let mut first = WorkerProcess::start(&settings);
+    let admin = first.admin().await;
+    wait_until(WAIT, "the worker is consuming", || first.logged("connected and consuming")).await;
+
+    probe.publish_job(VendorKey::Clienttoolbox, &sample_job("crash-1", VendorKey::Clienttoolbox, "acme", "jdoe")).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while in_flight(admin).await < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "the job never went in flight");
+    }
+    first.signal("-KILL");
+    first.wait_exit(WAIT).await;
+
+    // Nothing was acked, so the broker hands the job to the next worker.
+    let mut second = WorkerProcess::start(&settings);
+    let event = events.next_json(Duration::from_secs(30), "the event after redelivery").await;
+    assert_eq!(event["subject"], "crash-1");
+    assert_eq!(event["type"], "provisioning.user.created");
+    second.signal("-TERM");
+    assert!(second.wait_exit(WAIT).await.success());
+    events.assert_quiet(Duration::from_millis(300)).await;
+    probe.teardown().await;
+}
+
+#[tokio::test]
+async fn passwords_and_pins_never_reach_the_logs_even_at_debug_level() {
+    let mut settings = test_settings(&[("acme", VendorKey::Clienttoolbox, &[]), ("down", VendorKey::Clienttoolbox, &[("standin_mode", "auth_failure")])]);
+    settings.log.level = "debug".into();
+    let probe = Probe::new(&settings).await;
+    let mut events = probe.observe_events().await;
+    let mut worker = WorkerProcess::start(&settings);
+    wait_until(WAIT, "the worker is consuming", || worker.logged("connected and consuming")).await;
+
+    let mut ok = sample_job("secret-1", VendorKey::Clienttoolbox, "acme", "jdoe");
+    ok["user"]["user_new_password"] = serde_json::json!("Pa55-very-secret");
+    ok["user"]["user_PIN"] = serde_json::json!("918273");
+    let mut failing = ok.clone();
+    failing["job_id"] = serde_json::json!("secret-2");
+    failing["account"] = serde_json::json!("down");
+    let mut invalid = ok.clone();
+    invalid["job_id"] = serde_json::json!("secret-3");
+    invalid["user"]["user_password"] = serde_json::json!("Caller-pw-9911");
+    for job in [&ok, &failing, &invalid] {
+        probe.publish_job(VendorKey::Clienttoolbox, job).await;
+    }
+    let mut seen = String::new();
+    for _ in 0..3 {
+        seen.push_str(&events.next_json(WAIT, "an event").await.to_string());
+    }
+    worker.signal("-TERM");
+    assert!(worker.wait_exit(WAIT).await.success());
+    let logs = worker.all_logs();
+    assert!(logs.contains("secret-3"), "the logs should mention the jobs at all:\n{logs}");
+    for secret in ["Pa55-very-secret", "918273", "Caller-pw-9911"] {
+        assert!(!logs.contains(secret), "{secret} leaked into the logs");
+        assert!(!seen.contains(secret), "{secret} leaked into an event");
+    }
+    probe.teardown().await;
+}
+
+#[test]
+fn the_demo_runs_with_zero_setup() {
+    let out = provisioner(&["demo", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary, serde_json::json!({"jobs": 10, "created": 3, "existing": 1, "failed": 5, "dead_lettered": 6}));
+}
+
