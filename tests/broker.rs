@@ -73,7 +73,10 @@ async fn a_job_flows_to_a_confirmed_created_event_and_is_acked() {
     assert_eq!(event["data"]["attempts"], 1);
     // Acked: nothing is left ready or unacked, so a restart would not see the job again.
     let queue = settings.topology.job_queue(VendorKey::Glance);
-    wait_until(WAIT, "the job is acked", || app.counter("provisioner_jobs_completed_total", &[("outcome", "created")]) == 1.0).await;
+    wait_until(WAIT, "the job is acked", || {
+        app.counter("provisioner_jobs_completed_total", &[("outcome", "created")]) == 1.0
+    })
+    .await;
     assert_eq!(app.ledger.creations("acme", "EMP-1"), 1);
     app.stop().await;
     assert_eq!(probe.ready_count(&queue).await, 0, "an acked job must not come back after the consumer closed");
@@ -87,7 +90,9 @@ async fn readyz_is_200_only_while_connected_and_consuming() {
     let app = App::spawn(&settings);
     let stop = CancellationToken::new();
     let (addr, server) =
-        admin::serve("127.0.0.1:0".parse().unwrap(), app.metrics.clone(), app.health.clone(), stop.clone()).await.unwrap();
+        admin::serve("127.0.0.1:0".parse().unwrap(), app.metrics.clone(), app.health.clone(), stop.clone())
+            .await
+            .unwrap();
     let get = |path: &'static str| async move {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -247,7 +252,8 @@ async fn a_forced_connection_close_is_survived_without_losing_a_job() {
     }
     let mut subjects: Vec<String> = Vec::new();
     for _ in 0..5 {
-        subjects.push(events.next_json(WAIT, "an event after the reconnect").await["subject"].as_str().unwrap().to_owned());
+        subjects
+            .push(events.next_json(WAIT, "an event after the reconnect").await["subject"].as_str().unwrap().to_owned());
     }
     subjects.sort();
     assert_eq!(subjects, (0..5).map(|i| format!("after-close-{i}")).collect::<Vec<_>>());

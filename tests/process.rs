@@ -51,7 +51,8 @@ fn validate_exit_codes_and_json_lines() {
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0], serde_json::json!({"index": 0, "job_id": "ok-1", "valid": true, "errors": []}));
     assert_eq!(lines[1]["valid"], false);
-    let fields: Vec<&str> = lines[1]["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> =
+        lines[1]["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["user.user_password", "user.name-last-name"]);
 
     let out = provisioner(&["validate", dir.path().join("missing.json").to_str().unwrap()]);
@@ -99,7 +100,10 @@ fn bad_config_is_refused_with_a_message_naming_the_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("accounts.acme.credentials.PartnerPW") && err.contains("PROVISIONER_TEST_UNSET_SECRET"), "{err}");
+    assert!(
+        err.contains("accounts.acme.credentials.PartnerPW") && err.contains("PROVISIONER_TEST_UNSET_SECRET"),
+        "{err}"
+    );
 
     let out = Command::new(BIN)
         .args(["run", "--config", dir.path().to_str().unwrap()])
@@ -175,7 +179,11 @@ impl WorkerProcess {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(tokio::time::Instant::now() < deadline, "the worker did not exit within {within:?}:\n{}", self.all_logs());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the worker did not exit within {within:?}:\n{}",
+                self.all_logs()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -219,7 +227,12 @@ async fn sigterm_drains_the_jobs_in_flight_and_exits_zero() {
     wait_until(WAIT, "the worker is consuming", || worker.logged("connected and consuming")).await;
 
     for i in 0..5 {
-        probe.publish_job(VendorKey::Glance, &sample_job(&format!("drain-{i}"), VendorKey::Glance, "acme", &format!("E{i}"))).await;
+        probe
+            .publish_job(
+                VendorKey::Glance,
+                &sample_job(&format!("drain-{i}"), VendorKey::Glance, "acme", &format!("E{i}")),
+            )
+            .await;
     }
     let deadline = tokio::time::Instant::now() + WAIT;
     while in_flight(admin).await < 5 {
@@ -273,7 +286,10 @@ async fn a_worker_killed_mid_job_leads_to_redelivery_and_a_terminal_event() {
 
 #[tokio::test]
 async fn passwords_and_pins_never_reach_the_logs_even_at_debug_level() {
-    let mut settings = test_settings(&[("acme", VendorKey::Clienttoolbox, &[]), ("down", VendorKey::Clienttoolbox, &[("standin_mode", "auth_failure")])]);
+    let mut settings = test_settings(&[
+        ("acme", VendorKey::Clienttoolbox, &[]),
+        ("down", VendorKey::Clienttoolbox, &[("standin_mode", "auth_failure")]),
+    ]);
     settings.log.level = "debug".into();
     let probe = Probe::new(&settings).await;
     let mut events = probe.observe_events().await;
@@ -314,4 +330,3 @@ fn the_demo_runs_with_zero_setup() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary, serde_json::json!({"jobs": 10, "created": 3, "existing": 1, "failed": 5, "dead_lettered": 6}));
 }
-

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use provisioner::config::{AccountSettings, Settings, TopologySettings};
@@ -43,7 +41,10 @@ pub fn test_settings(accounts: &[(&str, VendorKey, &[(&str, &str)])]) -> Setting
         .iter()
         .map(|(name, vendor, settings)| {
             let settings = settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-            ((*name).to_owned(), AccountSettings { vendor: *vendor, base_url: None, settings, credentials: BTreeMap::new() })
+            (
+                (*name).to_owned(),
+                AccountSettings { vendor: *vendor, base_url: None, settings, credentials: BTreeMap::new() },
+            )
         })
         .collect();
     s
@@ -84,7 +85,13 @@ impl Probe {
         self.channel.queue_declare(name.as_str().into(), opts, FieldTable::default()).await.unwrap();
         let exchange = self.settings.topology.events_exchange.as_str();
         self.channel
-            .queue_bind(name.as_str().into(), exchange.into(), "#".into(), QueueBindOptions::default(), FieldTable::default())
+            .queue_bind(
+                name.as_str().into(),
+                exchange.into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .unwrap();
         self.consume(&name).await
@@ -107,8 +114,12 @@ impl Probe {
 
     /// Publishes a job with confirms, as a producer would.
     pub async fn publish_job(&self, vendor: VendorKey, body: &serde_json::Value) {
-        self.publish_raw(&provisioner::job::Job::routing_key(vendor), body.to_string().into_bytes(), body["job_id"].as_str())
-            .await;
+        self.publish_raw(
+            &provisioner::job::Job::routing_key(vendor),
+            body.to_string().into_bytes(),
+            body["job_id"].as_str(),
+        )
+        .await;
     }
 
     pub async fn publish_raw(&self, routing_key: &str, body: Vec<u8>, message_id: Option<&str>) {
@@ -192,10 +203,8 @@ pub async fn wait_until<F: FnMut() -> bool>(within: Duration, what: &str, mut ch
 
 /// Runs `rabbitmqctl` and returns its stdout; panics with its stderr on failure.
 pub fn rabbitmqctl(args: &[&str]) -> String {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl is installed with RabbitMQ");
+    let out =
+        std::process::Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl is installed with RabbitMQ");
     assert!(out.status.success(), "rabbitmqctl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
