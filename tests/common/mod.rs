@@ -22,8 +22,11 @@ pub fn broker_url() -> String {
     std::env::var("PROVISIONER_TEST_AMQP_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
 }
 
+/// A test account: name, vendor, and its `settings` entries (e.g. the stand-in's mode).
+pub type TestAccount<'a> = (&'a str, VendorKey, &'a [(&'a str, &'a str)]);
+
 /// Settings for one test: its own topology names and connection name, short retry tiers.
-pub fn test_settings(accounts: &[(&str, VendorKey, &[(&str, &str)])]) -> Settings {
+pub fn test_settings(accounts: &[TestAccount<'_>]) -> Settings {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let mut s = Settings { topology: TopologySettings::namespaced(&format!("test-{id}")), ..Settings::default() };
     s.amqp.url = broker_url();
