@@ -153,6 +153,11 @@ impl Worker {
         }
         if matches!(end, SessionEnd::Shutdown) {
             self.drain().await;
+            // Close our channels before the connection, so a clean stop logs no channel errors.
+            for (_, channel, _) in &consumers {
+                let _ = channel.close(200, "shutting down".into()).await;
+            }
+            let _ = publisher.channel().close(200, "shutting down".into()).await;
         }
         watcher.abort();
         end

@@ -54,6 +54,10 @@ impl ConfirmPublisher {
     pub fn new(channel: Channel) -> Self {
         Self { channel }
     }
+
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
 }
 
 impl Publisher for ConfirmPublisher {
