@@ -142,11 +142,15 @@ pub struct WorkerSettings {
     /// terminationGracePeriodSeconds.
     #[serde(with = "humantime_serde")]
     pub drain_deadline: Duration,
+    /// How long a delivery whose event (or retry or DLQ copy) the broker refused is held
+    /// before it is requeued, so a broker-side problem does not become a hot loop.
+    #[serde(with = "humantime_serde")]
+    pub publish_failure_delay: Duration,
 }
 
 impl Default for WorkerSettings {
     fn default() -> Self {
-        Self { drain_deadline: Duration::from_secs(20) }
+        Self { drain_deadline: Duration::from_secs(20), publish_failure_delay: Duration::from_secs(1) }
     }
 }
 

@@ -25,7 +25,7 @@ use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::transport::rabbitmq::{self, BrokerError, ConfirmPublisher, DeliveryAcker};
-use crate::transport::{settle, Settled};
+use crate::transport::{settle, Metered, Settled};
 use crate::vendors::VendorKey;
 
 pub struct Worker {
@@ -203,6 +203,7 @@ impl Worker {
         self.metrics.consumers_active.with_label_values(&[vendor.as_str()]).set(1);
 
         let limit = Arc::new(Semaphore::new(cfg.concurrency.into()));
+        let requeue_delay = self.settings.worker.publish_failure_delay;
         let (stop, lost, shutdown) = (stop.clone(), lost.clone(), shutdown.clone());
         let (pipeline, metrics, tasks) = (self.pipeline.clone(), self.metrics.clone(), self.tasks.clone());
         tokio::spawn(async move {
@@ -232,7 +233,7 @@ impl Worker {
                     (pipeline.clone(), metrics.clone(), publisher.clone(), shutdown.clone());
                 tasks.spawn(async move {
                     let _permit = permit;
-                    process(&pipeline, &metrics, &publisher, delivery, vendor, &shutdown).await;
+                    process(&pipeline, &metrics, &publisher, delivery, vendor, &shutdown, requeue_delay).await;
                 });
             }
         });
@@ -248,6 +249,7 @@ async fn process(
     delivery: lapin::message::Delivery,
     vendor: VendorKey,
     shutdown: &CancellationToken,
+    requeue_delay: std::time::Duration,
 ) {
     let started = tokio::time::Instant::now();
     let label = [vendor.as_str()];
@@ -262,10 +264,10 @@ async fn process(
     match handled {
         Ok(disposition) => {
             let settle_started = tokio::time::Instant::now();
-            match settle(publisher, acker, &disposition).await {
+            let publisher = Metered { inner: publisher, metrics };
+            match settle(&publisher, acker, &disposition, requeue_delay).await {
                 Settled::Acked | Settled::Requeued => metrics.record_settled(&disposition),
-                Settled::PublishFailed(kind, e) => {
-                    metrics.record_publish_failure(kind, &e);
+                Settled::PublishFailed(_, e) => {
                     tracing::warn!(job_id = disposition.job_id.as_deref(), error = %e, "publish not confirmed; job requeued");
                 }
                 Settled::AckFailed(e) => {

@@ -200,8 +200,10 @@ async fn retries_run_out_into_an_unavailable_failure_in_the_dlq() {
 
 #[tokio::test]
 async fn an_unroutable_event_publish_does_not_ack_the_job() {
-    // No audit queue and no observer yet: the events exchange routes nowhere.
-    let settings = test_settings(&[("acme", VendorKey::Glance, &[])]);
+    // No audit queue and no observer yet: the events exchange routes nowhere. The hold
+    // before the requeue leaves ample time to bind an observer before the next delivery.
+    let mut settings = test_settings(&[("acme", VendorKey::Glance, &[])]);
+    settings.worker.publish_failure_delay = Duration::from_secs(3);
     let probe = Probe::new(&settings).await;
     let app = App::spawn(&settings);
 

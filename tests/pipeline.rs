@@ -135,13 +135,13 @@ async fn settle_acks_only_after_every_publish_is_confirmed() {
     // The event is confirmed, the DLQ copy is not: the delivery must be requeued, not acked.
     let rec = Recorder::default();
     let publisher = FailingAfter { ok: 1, seen: Mutex::default() };
-    let settled = settle(&publisher, rec.clone(), &d).await;
+    let settled = settle(&publisher, rec.clone(), &d, std::time::Duration::ZERO).await;
     assert_eq!(settled, Settled::PublishFailed(OutboundKind::DeadLetter, PublishError::Nacked));
     assert_eq!(*rec.0.lock().unwrap(), ["requeue"]);
 
     let rec = Recorder::default();
     let publisher = FailingAfter { ok: 2, seen: Mutex::default() };
-    assert_eq!(settle(&publisher, rec.clone(), &d).await, Settled::Acked);
+    assert_eq!(settle(&publisher, rec.clone(), &d, std::time::Duration::ZERO).await, Settled::Acked);
     assert_eq!(*rec.0.lock().unwrap(), ["ack"]);
     assert_eq!(*publisher.seen.lock().unwrap(), [OutboundKind::Event, OutboundKind::DeadLetter]);
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use serde::Serialize;
 use serde_json::json;
@@ -325,19 +325,7 @@ pub async fn run_on_broker(url: &str) -> anyhow::Result<Summary> {
     shutdown.cancel();
     worker.await??;
 
-    // Remove the throw-away topology.
-    let t = &settings.topology;
-    let mut queues = vec![t.dead_queue.clone()];
-    queues.extend(VendorKey::ALL.map(|v| t.job_queue(v)));
-    queues.extend(
-        settings.retry.tiers.iter().map(|d| format!("{}.{}", t.retry_queue_prefix, crate::retry::tier_name(*d))),
-    );
-    for q in queues {
-        let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
-    }
-    for x in [&t.jobs_exchange, &t.events_exchange, &t.retry_exchange, &t.dead_exchange] {
-        let _ = ch.exchange_delete(x.as_str().into(), Default::default()).await;
-    }
+    rabbitmq::delete_topology(&ch, &settings).await;
     let _ = conn.close(200, "demo done".into()).await;
     Ok(summarise(samples.len(), &seen_events, &seen_dead))
 }

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::headers as h;
-use super::{settle, Acknowledge, Inbound, Outbound, PublishError, Publisher, Settled};
+use super::{settle, Acknowledge, Inbound, Metered, Outbound, PublishError, Publisher, Settled};
 use crate::config::TopologySettings;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
@@ -128,10 +128,10 @@ impl MemoryBroker {
                     .inc();
                 let disposition = pipeline.handle(&msg, &shutdown).await;
                 let acker = MemoryDelivery { broker: broker.clone(), msg };
-                match settle(&broker, acker, &disposition).await {
+                let publisher = Metered { inner: &broker, metrics: &metrics };
+                match settle(&publisher, acker, &disposition, std::time::Duration::ZERO).await {
                     Settled::Acked | Settled::Requeued => metrics.record_settled(&disposition),
-                    Settled::PublishFailed(kind, e) => metrics.record_publish_failure(kind, &e),
-                    Settled::AckFailed(_) => {}
+                    Settled::PublishFailed(..) | Settled::AckFailed(_) => {}
                 }
                 drop(permit);
                 broker.lock().in_flight -= 1;

@@ -96,6 +96,22 @@ pub trait Publisher: Send + Sync {
     fn publish(&self, msg: &Outbound) -> impl Future<Output = Result<(), PublishError>> + Send;
 }
 
+/// Counts every publish the broker refused, at the moment it is refused.
+pub struct Metered<'a, P> {
+    pub inner: &'a P,
+    pub metrics: &'a crate::metrics::Metrics,
+}
+
+impl<P: Publisher> Publisher for Metered<'_, P> {
+    async fn publish(&self, msg: &Outbound) -> Result<(), PublishError> {
+        let result = self.inner.publish(msg).await;
+        if let Err(e) = &result {
+            self.metrics.record_publish_failure(msg.kind, e);
+        }
+        result
+    }
+}
+
 /// The acknowledgement handle of one delivery.
 pub trait Acknowledge: Send {
     fn ack(self) -> impl Future<Output = Result<(), String>> + Send;
@@ -119,7 +135,17 @@ pub enum Settled {
 
 /// The one place a delivery is acked: only after every message of the disposition was
 /// confirmed, so a crash anywhere in between means redelivery, never loss.
-pub async fn settle<P: Publisher, A: Acknowledge>(publisher: &P, delivery: A, disposition: &Disposition) -> Settled {
+///
+/// After a failed publish the delivery is held for `requeue_delay` before it is requeued.
+/// A failed publish is usually a broker-side problem (no queue bound, a full queue, an
+/// alarm) that an instant requeue would turn into a hot loop, burning through the quorum
+/// delivery limit in milliseconds.
+pub async fn settle<P: Publisher, A: Acknowledge>(
+    publisher: &P,
+    delivery: A,
+    disposition: &Disposition,
+    requeue_delay: std::time::Duration,
+) -> Settled {
     if disposition.after == After::Requeue {
         return match delivery.requeue().await {
             Ok(()) => Settled::Requeued,
@@ -128,6 +154,9 @@ pub async fn settle<P: Publisher, A: Acknowledge>(publisher: &P, delivery: A, di
     }
     for msg in &disposition.publish {
         if let Err(e) = publisher.publish(msg).await {
+            if !matches!(e, PublishError::Connection(_)) {
+                tokio::time::sleep(requeue_delay).await;
+            }
             // Best effort: if the channel is gone the broker requeues it anyway.
             let _ = delivery.requeue().await;
             return Settled::PublishFailed(msg.kind, e);

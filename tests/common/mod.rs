@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use provisioner::config::{AccountSettings, Settings, TopologySettings};
-use provisioner::retry::tier_name;
 use provisioner::transport::rabbitmq::{self, ConfirmPublisher};
 use provisioner::transport::{Headers, Inbound, Outbound, OutboundKind, Publisher};
 use provisioner::vendors::VendorKey;
@@ -147,19 +146,7 @@ impl Probe {
 
     /// Deletes everything the test declared.
     pub async fn teardown(self) {
-        let t = &self.settings.topology;
-        let mut queues = vec![t.dead_queue.clone()];
-        queues.extend(VendorKey::ALL.map(|v| t.job_queue(v)));
-        queues.extend(self.settings.retry.tiers.iter().map(|d| format!("{}.{}", t.retry_queue_prefix, tier_name(*d))));
-        if !t.audit_queue.is_empty() {
-            queues.push(t.audit_queue.clone());
-        }
-        for q in queues {
-            let _ = self.channel.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
-        }
-        for x in [&t.jobs_exchange, &t.events_exchange, &t.retry_exchange, &t.dead_exchange] {
-            let _ = self.channel.exchange_delete(x.as_str().into(), Default::default()).await;
-        }
+        rabbitmq::delete_topology(&self.channel, &self.settings).await;
         let _ = self.conn.close(200, "test done".into()).await;
     }
 }

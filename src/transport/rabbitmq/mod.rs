@@ -2,7 +2,7 @@
 
 mod topology;
 
-pub use topology::{declare, declare_job_queue_args};
+pub use topology::{declare, declare_job_queue_args, delete_topology};
 
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions};

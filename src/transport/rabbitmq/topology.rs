@@ -1,6 +1,6 @@
 //! Declares the broker topology of design.md §2, idempotently, at every (re)connect.
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, ExchangeKind};
 
@@ -84,7 +84,7 @@ pub async fn declare(ch: &Channel, settings: &Settings) -> Result<(), BrokerErro
 
     for delay in &settings.retry.tiers {
         let tier = tier_name(*delay);
-        let name = format!("{}.{tier}", t.retry_queue_prefix);
+        let name = retry_queue(settings, *delay);
         let mut args = quorum(&t.jobs_exchange);
         args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(delay.as_millis().min(i64::MAX as u128) as i64));
         queue(ch, &name, args).await?;
@@ -103,4 +103,26 @@ pub async fn declare(ch: &Channel, settings: &Settings) -> Result<(), BrokerErro
         bind(ch, &t.audit_queue, &t.events_exchange, "#", FieldTable::default()).await?;
     }
     Ok(())
+}
+
+fn retry_queue(settings: &Settings, delay: std::time::Duration) -> String {
+    format!("{}.{}", settings.topology.retry_queue_prefix, tier_name(delay))
+}
+
+/// Deletes everything [`declare`] creates, best effort. For throw-away topologies only (the
+/// demo on a real broker, tests): production queues hold jobs and are never deleted.
+pub async fn delete_topology(ch: &Channel, settings: &Settings) {
+    let t = &settings.topology;
+    let mut queues = vec![t.dead_queue.clone()];
+    queues.extend(VendorKey::ALL.map(|v| t.job_queue(v)));
+    queues.extend(settings.retry.tiers.iter().map(|d| retry_queue(settings, *d)));
+    if !t.audit_queue.is_empty() {
+        queues.push(t.audit_queue.clone());
+    }
+    for q in queues {
+        let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+    }
+    for x in [&t.jobs_exchange, &t.events_exchange, &t.retry_exchange, &t.dead_exchange] {
+        let _ = ch.exchange_delete(x.as_str().into(), Default::default()).await;
+    }
 }
