@@ -234,11 +234,23 @@ pub struct VendorSettings {
     pub prefetch: u16,
     /// Jobs of this vendor processed at once.
     pub concurrency: u16,
+    /// TCP and TLS connect timeout of vendor calls.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Total time one vendor HTTP call may take.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
 
 impl Default for VendorSettings {
     fn default() -> Self {
-        Self { enabled: true, prefetch: 32, concurrency: 16 }
+        Self {
+            enabled: true,
+            prefetch: 32,
+            concurrency: 16,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+        }
     }
 }
 
@@ -422,6 +434,12 @@ impl Settings {
             let v = self.vendors.get(vendor);
             if v.concurrency == 0 {
                 return Err(ConfigError::invalid(format!("vendors.{vendor}.concurrency"), "must be at least 1"));
+            }
+            if v.connect_timeout.is_zero() || v.request_timeout.is_zero() {
+                return Err(ConfigError::invalid(
+                    format!("vendors.{vendor}.request_timeout"),
+                    "timeouts must be longer than 0s",
+                ));
             }
             if v.prefetch < v.concurrency {
                 return Err(ConfigError::invalid(

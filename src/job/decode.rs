@@ -175,7 +175,12 @@ fn decode_user(vendor: VendorKey, user: &Map<String, Value>, errors: &mut Vec<Fi
             errors.push(FieldError::new(format!("user.{}", spec.name), "is required"));
         }
     }
-    (errors.len() == before).then(|| UserFields::new(vendor, fields))
+    if errors.len() > before {
+        return None;
+    }
+    let user = UserFields::new(vendor, fields);
+    errors.extend(crate::vendors::validate_user(vendor, &user));
+    (errors.len() == before).then_some(user)
 }
 
 fn required_str<'a>(obj: &'a Map<String, Value>, key: &str, errors: &mut Vec<FieldError>) -> Option<&'a str> {

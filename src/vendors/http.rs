@@ -1,0 +1,80 @@
+//! HTTP plumbing shared by the vendor adapters: one pooled client per account, and the
+//! vendor-neutral reading of transport failures and `Retry-After`.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+use super::{VendorError, VendorFailure};
+use crate::config::VendorSettings;
+
+/// A pooled rustls client with the vendor's connect and total timeouts. Build one per account
+/// and keep it: connections are reused across jobs.
+pub fn client(settings: &VendorSettings) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(settings.connect_timeout)
+        .timeout(settings.request_timeout)
+        .user_agent(concat!("provisioner/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("a rustls client with timeouts always builds")
+}
+
+/// A failure below HTTP (connect, TLS, timeout, reset) is transient. The message never
+/// includes the URL: query strings may carry credentials.
+pub fn transport_error(e: &reqwest::Error) -> VendorError {
+    let code = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else {
+        "transport"
+    };
+    let mut source: &dyn std::error::Error = e;
+    let mut message = String::from("request failed");
+    // The innermost cause says what happened (e.g. "connection refused"); the outer ones
+    // repeat the URL.
+    while let Some(inner) = source.source() {
+        source = inner;
+        message = inner.to_string();
+    }
+    VendorError::new(VendorFailure::Transient, code, message)
+}
+
+/// Reads `Retry-After` as delta-seconds or an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::ZERO), "a date in the past means now");
+        h.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_transient_and_names_no_url() {
+        let settings = VendorSettings::default();
+        let err = client(&settings).get("http://127.0.0.1:9/secret?PartnerPW=hunter2").send().await.unwrap_err();
+        let v = transport_error(&err);
+        assert_eq!(v.failure, VendorFailure::Transient);
+        assert_eq!(v.code, "connect");
+        assert!(!v.message.contains("hunter2"), "{}", v.message);
+    }
+}
