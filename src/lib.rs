@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
 pub mod retry;
+pub mod sandbox;
 pub mod shutdown;
 pub mod telemetry;
 pub mod transport;
