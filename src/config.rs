@@ -320,18 +320,36 @@ pub struct AccountSettings {
 }
 
 /// Where a secret comes from. Literal secrets are refused so none can end up in git.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 #[serde(into = "String")]
 pub enum SecretSource {
     Env(String),
     File(PathBuf),
+    /// Built in by code, e.g. the demo's sandbox credentials. Never read from configuration.
+    Value(SecretString),
 }
+
+impl PartialEq for SecretSource {
+    fn eq(&self, other: &Self) -> bool {
+        use secrecy::ExposeSecret;
+        match (self, other) {
+            (SecretSource::Env(a), SecretSource::Env(b)) => a == b,
+            (SecretSource::File(a), SecretSource::File(b)) => a == b,
+            (SecretSource::Value(a), SecretSource::Value(b)) => a.expose_secret() == b.expose_secret(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for SecretSource {}
 
 impl From<SecretSource> for String {
     fn from(s: SecretSource) -> String {
         match s {
             SecretSource::Env(name) => format!("env:{name}"),
             SecretSource::File(path) => format!("file:{}", path.display()),
+            // Serialising must never write a secret out; this form is refused when read back.
+            SecretSource::Value(_) => "value:***".to_owned(),
         }
     }
 }
@@ -357,6 +375,7 @@ impl SecretSource {
     /// Secrets and `echo > file` both tend to add one.
     pub fn resolve(&self, key: &str) -> Result<SecretString, ConfigError> {
         let value = match self {
+            SecretSource::Value(v) => return Ok(v.clone()),
             SecretSource::Env(name) => std::env::var(name)
                 .map_err(|_| ConfigError::invalid(key, format!("environment variable {name} is not set")))?,
             SecretSource::File(path) => std::fs::read_to_string(path)
