@@ -49,6 +49,127 @@ pub enum Command {
     },
     /// Print the JSON Schema of the job message.
     Schema,
+    /// Find, inspect, replay and purge dead-lettered jobs (AMQP only).
+    Dlq {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Validate the jobs of a file (NDJSON or a JSON array) and publish the valid ones with
+    /// confirms, reporting each. Exit 0 all published, 1 some invalid or unconfirmed, 2 on error.
+    Publish {
+        /// The file; `-` reads standard input.
+        file: PathBuf,
+        #[command(flatten)]
+        broker: BrokerArgs,
+        /// One JSON line per job.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BrokerArgs {
+    /// Directory holding the service's config (broker URL, queue names).
+    #[arg(long, global = true, default_value = "config", env = "PROVISIONER_CONFIG_DIR")]
+    pub config: PathBuf,
+    /// Broker URL, overriding the config's `amqp.url`.
+    #[arg(long, global = true)]
+    pub amqp: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct FilterArgs {
+    #[arg(long)]
+    pub vendor: Option<crate::vendors::VendorKey>,
+    #[arg(long)]
+    pub account: Option<String>,
+    /// An error class (invalid, rejected, conflict, auth, unavailable), undecodable, or delivery_limit.
+    #[arg(long)]
+    pub class: Option<String>,
+    #[arg(long)]
+    pub job_id: Option<String>,
+    /// Last failure at or after: an RFC 3339 time, or an age like 2h (two hours ago).
+    #[arg(long, value_parser = parse_when)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Last failure before: an RFC 3339 time, or an age like 30m.
+    #[arg(long, value_parser = parse_when)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Stop after this many matching messages.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> crate::commands::dlq::Filter {
+        crate::commands::dlq::Filter {
+            vendor: self.vendor,
+            account: self.account.clone(),
+            class: self.class.clone(),
+            job_id: self.job_id.clone(),
+            since: self.since,
+            until: self.until,
+            limit: self.limit,
+        }
+    }
+}
+
+fn parse_when(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let ago =
+        humantime::parse_duration(s).map_err(|_| format!("{s:?} is neither an RFC 3339 time nor an age like 2h"))?;
+    Ok(chrono::Utc::now() - chrono::TimeDelta::from_std(ago).map_err(|e| e.to_string())?)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// A table of the matching dead letters (streamed; --json for NDJSON).
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts by vendor, account and error class, with the oldest failure of each group.
+    Stats {
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One dead letter in full: headers, the job with secrets redacted, its failure history.
+    Show { job_id: String },
+    /// Move matching dead letters back to the jobs exchange with a fresh retry budget.
+    Replay {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// List what would move and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// At most this many messages per second.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Why, recorded in the audit header.
+        #[arg(long)]
+        reason: Option<String>,
+        /// A JSON merge patch (RFC 7396) applied to each job, which is then re-validated.
+        #[arg(long)]
+        edit: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove matching dead letters for good. Refuses without --yes.
+    Purge {
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Exit code for usage, I/O and configuration errors.
@@ -70,6 +191,210 @@ pub fn main() -> ExitCode {
         Command::Validate { file, json, config } => validate(file, json, config),
         Command::Demo { amqp, json } => demo(amqp, json),
         Command::Run { config } => run(config),
+        Command::Dlq { broker, command } => dlq(broker, command),
+        Command::Publish { file, broker, json } => publish(file, broker, json),
+    }
+}
+
+fn broker_settings(args: &BrokerArgs) -> Result<Settings, String> {
+    let mut settings = Settings::load(&Sources::dir(&args.config)).map_err(|e| e.to_string())?;
+    if let Some(url) = &args.amqp {
+        settings.amqp.url.clone_from(url);
+        settings.check().map_err(|e| e.to_string())?;
+    }
+    Ok(settings)
+}
+
+fn read_input(file: &PathBuf) -> Result<String, String> {
+    let input =
+        if file.as_os_str() == "-" { std::io::read_to_string(std::io::stdin()) } else { std::fs::read_to_string(file) };
+    input.map_err(|e| format!("cannot read {}: {e}", file.display()))
+}
+
+fn publish(file: PathBuf, broker: BrokerArgs, json: bool) -> ExitCode {
+    let (settings, input) = match (broker_settings(&broker), read_input(&file)) {
+        (Ok(s), Ok(i)) => (s, i),
+        (Err(e), _) | (_, Err(e)) => return fail(e),
+    };
+    let mut out = std::io::stdout().lock();
+    let result = runtime().block_on(crate::commands::publish::publish(&settings, &input, |p| {
+        let _ = if json {
+            writeln!(out, "{}", serde_json::to_string(p).expect("serialises"))
+        } else {
+            let errors: Vec<String> = p.errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
+            writeln!(out, "#{} {}: {} {}", p.index, p.job_id.as_deref().unwrap_or("?"), p.status, errors.join("; "))
+        };
+    }));
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => fail(e),
+    }
+}
+
+/// A spinner on stderr for long walks, only when a person is watching.
+fn progress(json: bool) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    (!json && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    })
+}
+
+fn dlq(broker: BrokerArgs, command: DlqCommand) -> ExitCode {
+    use crate::commands::dlq::{self, Dlq};
+    let settings = match broker_settings(&broker) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if let DlqCommand::Purge { yes: false, .. } = command {
+        return fail("purge removes dead letters for good; add --yes to confirm (see `dlq list` for what matches)");
+    }
+    let patch = match &command {
+        DlqCommand::Replay { edit: Some(path), .. } => {
+            match std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+            {
+                Ok(p) => Some(p),
+                Err(e) => return fail(format!("cannot read the patch {}: {e}", path.display())),
+            }
+        }
+        _ => None,
+    };
+    let result: Result<ExitCode, dlq::DlqError> = runtime().block_on(async move {
+        let session = Dlq::open(settings).await?;
+        let mut out = std::io::stdout().lock();
+        let now = chrono::Utc::now();
+        let code = match command {
+            DlqCommand::List { filter, json } => {
+                if !json {
+                    dlq::print_header(&mut out)?;
+                }
+                let n = session.each(&filter.filter(), |_, d| Ok(dlq::print_row(&mut out, d, json, now)?)).await?;
+                if !json {
+                    writeln!(out, "{n} dead letter(s)")?;
+                }
+                ExitCode::SUCCESS
+            }
+            DlqCommand::Stats { filter, json } => {
+                let mut groups = std::collections::BTreeMap::new();
+                session
+                    .each(&filter.filter(), |_, d| {
+                        dlq::group(&mut groups, d);
+                        Ok(())
+                    })
+                    .await?;
+                for g in groups.values() {
+                    if json {
+                        writeln!(out, "{}", serde_json::to_string(g).expect("serialises"))?;
+                    } else {
+                        let oldest = g.oldest.map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string());
+                        writeln!(
+                            out,
+                            "{:<13} {:<20} {:<14} {:>7}  oldest {oldest}",
+                            g.vendor, g.account, g.class, g.count
+                        )?;
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            DlqCommand::Show { job_id } => {
+                let filter = dlq::Filter { job_id: Some(job_id.clone()), limit: Some(1), ..Default::default() };
+                let mut shown = None;
+                session
+                    .each(&filter, |msg, d| {
+                        let headers: serde_json::Map<String, serde_json::Value> = msg
+                            .headers
+                            .iter()
+                            .map(|(k, v)| {
+                                let v = match v {
+                                    crate::transport::HeaderValue::Text(t) => serde_json::json!(t),
+                                    crate::transport::HeaderValue::Int(i) => serde_json::json!(i),
+                                };
+                                (k.clone(), v)
+                            })
+                            .collect();
+                        shown = Some(serde_json::json!({
+                            "dead_letter": d,
+                            "routing_key": msg.routing_key,
+                            "message_id": msg.message_id,
+                            "headers": headers,
+                            "job": dlq::shown_body(&msg.body),
+                        }));
+                        Ok(())
+                    })
+                    .await?;
+                match shown {
+                    Some(v) => {
+                        writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("serialises"))?;
+                        ExitCode::SUCCESS
+                    }
+                    None => {
+                        eprintln!("provisioner: no dead letter with job_id {job_id:?}");
+                        ExitCode::from(1)
+                    }
+                }
+            }
+            DlqCommand::Replay { filter, dry_run, rate, reason, edit: _, json } => {
+                let actor = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+                let opts = dlq::Replay { dry_run, rate, reason, actor, patch };
+                let bar = progress(json);
+                let summary = session
+                    .replay(&filter.filter(), &opts, |line| {
+                        if let Some(b) = &bar {
+                            b.inc(1);
+                        }
+                        let _ = if json {
+                            writeln!(out, "{}", serde_json::to_string(line).expect("serialises"))
+                        } else {
+                            writeln!(
+                                out,
+                                "{:<28} {:<13} {}",
+                                line.job_id.as_deref().unwrap_or("-"),
+                                line.action,
+                                line.detail
+                            )
+                        };
+                    })
+                    .await?;
+                if let Some(b) = bar {
+                    b.finish_and_clear();
+                }
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(&summary).expect("serialises"))?;
+                } else if dry_run {
+                    writeln!(
+                        out,
+                        "dry run: {} would be replayed, {} refused; nothing changed",
+                        summary.would_move, summary.refused
+                    )?;
+                } else {
+                    writeln!(out, "{} replayed, {} refused (left in the DLQ)", summary.moved, summary.refused)?;
+                }
+                if summary.refused > 0 {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            DlqCommand::Purge { filter, json, .. } => {
+                let removed = session.purge(&filter.filter()).await?;
+                if json {
+                    writeln!(out, "{}", serde_json::json!({"removed": removed}))?;
+                } else {
+                    writeln!(out, "removed {removed} dead letter(s)")?;
+                }
+                ExitCode::SUCCESS
+            }
+        };
+        session.close().await;
+        Ok(code)
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => fail(e),
     }
 }
 

@@ -1,5 +1,7 @@
 //! The subcommands of the `provisioner` binary, each a function the tests can call.
 
 pub mod demo;
+pub mod dlq;
+pub mod publish;
 pub mod run;
 pub mod validate;

@@ -17,7 +17,8 @@ pub use catalog::{FieldKind, FieldSpec};
 use crate::job::Job;
 
 /// The vendors this service can provision into. A closed set, so it is safe as a metric label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[value(rename_all = "lowercase")]
 #[serde(rename_all = "lowercase")]
 pub enum VendorKey {
     Glance,

@@ -213,3 +213,61 @@ pub fn force_close_connections(connection_name: &str) -> usize {
     }
     pids.len()
 }
+
+/// The settings as a `default.toml` for a child process.
+pub fn toml_of(settings: &Settings) -> String {
+    toml::to_string(settings).expect("settings serialise to TOML")
+}
+
+/// A dead letter as the worker writes one, for seeding the DLQ.
+pub fn dead_letter(settings: &Settings, job: &serde_json::Value, reason: &str) -> Outbound {
+    use provisioner::transport::headers as h;
+    let mut headers = Headers::new();
+    let vendor = job["vendor"].as_str().unwrap_or("glance");
+    h::set_text(&mut headers, h::REASON, reason);
+    h::set_text(&mut headers, h::ERROR_CODE, format!("{reason}_code"));
+    h::set_text(&mut headers, h::ERROR_MESSAGE, format!("it failed as {reason}"));
+    h::set_int(&mut headers, h::ATTEMPTS, 3);
+    h::set_text(&mut headers, h::FIRST_FAILED_AT, "2026-11-20T10:00:00.000Z");
+    h::set_text(&mut headers, h::LAST_FAILED_AT, "2026-11-20T11:00:00.000Z");
+    h::set_text(&mut headers, h::ORIGINAL_ROUTING_KEY, format!("create_user.{vendor}"));
+    if let Some(id) = job["job_id"].as_str() {
+        h::set_text(&mut headers, h::JOB_ID, id);
+    }
+    h::set_text(&mut headers, h::VENDOR, vendor);
+    if let Some(a) = job["account"].as_str() {
+        h::set_text(&mut headers, h::ACCOUNT, a);
+    }
+    Outbound {
+        kind: OutboundKind::DeadLetter,
+        exchange: settings.topology.dead_exchange.clone(),
+        routing_key: format!("create_user.{vendor}"),
+        body: job.to_string().into_bytes(),
+        message_id: job["job_id"].as_str().map(str::to_owned),
+        content_type: Some("application/json".into()),
+        timestamp: Some(chrono::Utc::now().timestamp() as u64),
+        headers,
+    }
+}
+
+impl Probe {
+    /// Publishes many messages with pipelined confirms: each is awaited, but not one by one.
+    pub async fn publish_many(&self, msgs: Vec<Outbound>) {
+        use futures_util::stream::{self, StreamExt as _};
+        let results: Vec<_> =
+            stream::iter(msgs.iter().map(|m| self.publisher.publish(m))).buffer_unordered(256).collect().await;
+        assert!(results.iter().all(Result::is_ok), "every seeded message must be confirmed");
+    }
+
+    /// Takes every ready message of `queue` (acking it) and returns their job ids in order.
+    pub async fn drain_ids(&self, queue: &str) -> Vec<String> {
+        use lapin::options::BasicGetOptions;
+        let mut ids = Vec::new();
+        while let Some(m) = self.channel.basic_get(queue.into(), BasicGetOptions { no_ack: true }).await.unwrap() {
+            let msg = rabbitmq::inbound(&m.delivery);
+            let body: serde_json::Value = serde_json::from_slice(&msg.body).unwrap_or_default();
+            ids.push(body["job_id"].as_str().map(str::to_owned).or(msg.message_id).unwrap_or_default());
+        }
+        ids
+    }
+}

@@ -87,7 +87,7 @@ impl Publisher for ConfirmPublisher {
     }
 }
 
-fn properties(msg: &Outbound) -> BasicProperties {
+pub(crate) fn properties(msg: &Outbound) -> BasicProperties {
     let mut props = BasicProperties::default().with_delivery_mode(2).with_headers(to_field_table(&msg.headers));
     if let Some(id) = msg.message_id.as_deref().and_then(|m| ShortString::try_new(m).ok()) {
         props = props.with_message_id(id);
