@@ -247,3 +247,57 @@ async fn publish_validates_each_job_and_publishes_the_valid_ones_with_confirms()
     assert_eq!(probe.drain_ids(&settings.topology.job_queue(VendorKey::Glance)).await, ["pub-1"]);
     probe.teardown().await;
 }
+
+/// Runs `dlq list --json` with its output discarded and returns its peak RSS in KiB, read
+/// from `/proc` while it runs (VmHWM only grows, so the last reading is the peak so far).
+async fn peak_rss_of_list(dir: &tempfile::TempDir) -> u64 {
+    let mut child = Command::new(BIN)
+        .args(["dlq", "list", "--json", "--config", dir.path().to_str().unwrap()])
+        .env_remove("PROVISIONER_ENV")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "dlq list did not finish in 120s");
+        if let Ok(status) = std::fs::read_to_string(&status_file) {
+            if let Some(kib) = status.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
+                peak = peak.max(kib.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(peak > 0, "no RSS reading was taken");
+    peak
+}
+
+#[tokio::test]
+async fn listing_a_large_dlq_runs_in_bounded_memory() {
+    let settings = test_settings(&[]);
+    let probe = Probe::new(&settings).await;
+    let dir = config_dir(&settings);
+    let seed = |from: usize, to: usize| {
+        (from..to)
+            .map(|i| {
+                dead_letter(
+                    &settings,
+                    &sample_job(&format!("m{i:06}"), VendorKey::Netsapiens, "acme", "1000"),
+                    "unavailable",
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    probe.publish_many(seed(0, 1_000)).await;
+    let small = peak_rss_of_list(&dir).await;
+    probe.publish_many(seed(1_000, 8_000)).await;
+    let large = peak_rss_of_list(&dir).await;
+    println!("dlq list peak RSS: {small} KiB for 1,000 messages, {large} KiB for 8,000");
+    // Eight times the messages (~10 MiB as read) must not mean more memory: allow noise only.
+    assert!(large < small + 3 * 1024, "peak RSS grew from {small} KiB to {large} KiB");
+    assert_eq!(probe.ready_count(&settings.topology.dead_queue).await, 8_000, "listing took nothing");
+    probe.teardown().await;
+}

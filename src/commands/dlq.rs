@@ -330,7 +330,7 @@ fn replayed_copy(msg: &Inbound, dl: &DeadLetter, opts: &Replay, settings: &Setti
         json_patch::merge(&mut job, patch);
         body = serde_json::to_vec(&job).expect("a JSON value serialises");
     }
-    if !dl.routing_key.strip_prefix("create_user.").is_some_and(|v| VendorKey::parse(v).is_some()) {
+    if dl.routing_key.strip_prefix("create_user.").is_none_or(|v| VendorKey::parse(v).is_none()) {
         return Err(format!("routing key {:?} names no vendor; fix the job with --edit", dl.routing_key));
     }
     if opts.patch.is_some() || dl.reason != "undecodable" {
