@@ -199,7 +199,9 @@ impl UserPw {
             return Err(format!("must be at most {USER_PW_MAX} characters"));
         }
         if n < min {
-            return Err(format!("must be at least {min} characters, or be left out for Login Key sign-in"));
+            return Err(format!(
+                "must be at least {min} characters, or be left out when the user signs in through SSO"
+            ));
         }
         Ok(Self(SecretString::from(raw.to_owned())))
     }

@@ -140,11 +140,6 @@ pub fn parse(body: &str) -> Result<Element, String> {
     root.ok_or_else(|| "no root element".into())
 }
 
-/// Escapes text for element content and attribute values.
-pub fn escape(s: &str) -> String {
-    quick_xml::escape::escape(s).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
