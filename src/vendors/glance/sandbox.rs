@@ -323,3 +323,190 @@ async fn show_users(State(sandbox): State<Arc<Sandbox>>, Form(form): Form<Fields
         next.unwrap_or_default()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::VendorSettings;
+    use crate::vendors::glance::adapter::tests::{adapter_with, jane, job};
+    use crate::vendors::glance::adapter::Adapter as GlanceAdapter;
+    use crate::vendors::{Adapter as _, CallContext, VendorFailure};
+
+    const FRESH: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 1 };
+    const SEEN: CallContext = CallContext { maybe_seen_before: true, inline_attempt: 1 };
+
+    async fn serve() -> (Arc<Sandbox>, String) {
+        let sandbox = Arc::new(Sandbox::new());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(sandbox.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (sandbox, format!("http://{addr}"))
+    }
+
+    fn password_adapter(base: &str, login: &str, pw: &str) -> GlanceAdapter {
+        adapter_with(
+            base,
+            &[("PartnerLogin", login), ("PartnerID", &SANDBOX_PARTNER_ID.to_string())],
+            ("PartnerPW", pw),
+            &VendorSettings::default(),
+        )
+    }
+
+    fn sandbox_adapter(base: &str) -> GlanceAdapter {
+        password_adapter(base, SANDBOX_PARTNER_LOGIN, SANDBOX_PARTNER_PW)
+    }
+
+    #[tokio::test]
+    async fn round_trip_and_redelivery_create_exactly_once() {
+        let (sandbox, base) = serve().await;
+        let a = sandbox_adapter(&base);
+        let created = a.create_user(&jane(), FRESH).await.unwrap();
+        assert!(!created.existing);
+        assert!(created.details["dialIn"].as_str().unwrap().starts_with("1 (555) 010-"));
+        assert!(created.details["audio"].get("hostCode").is_none(), "host codes stay out of events");
+        let again = a.create_user(&jane(), SEEN).await.unwrap();
+        assert!(again.existing);
+        assert_eq!(again.vendor_user_id, created.vendor_user_id);
+        // Without the flag: Glance says "already used", the adapter looks up and decides.
+        let replay = a.create_user(&jane(), FRESH).await.unwrap();
+        assert!(replay.existing);
+        assert_eq!(sandbox.creations("EMP-1"), 1);
+        assert_eq!(sandbox.user_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_different_user_on_the_same_identity_is_a_conflict() {
+        let (sandbox, base) = serve().await;
+        let a = sandbox_adapter(&base);
+        a.create_user(&jane(), FRESH).await.unwrap();
+        let john = job(json!({"PartnerUserID": "EMP-1", "UserAddress": "john.acme.glance.net", "UserFirst": "John"}));
+        for ctx in [FRESH, SEEN] {
+            let e = a.create_user(&john, ctx).await.unwrap_err();
+            assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Conflict, "partner_user_id_taken"));
+        }
+        let thief = job(json!({"PartnerUserID": "EMP-2", "UserAddress": "jdoe.acme.glance.net"}));
+        let e = a.create_user(&thief, FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Conflict, "user_address_taken"));
+        assert!(e.message.contains("PartnerUserID EMP-1"), "{}", e.message);
+        sandbox.reserve_foreign_address("taken.acme.glance.net");
+        let foreign = job(json!({"PartnerUserID": "EMP-3", "UserAddress": "Taken.acme.glance.net"}));
+        let e = a.create_user(&foreign, FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Conflict, "user_address_taken"));
+        assert!(e.message.contains("outside this group"), "{}", e.message);
+        assert_eq!(sandbox.user_count(), 1);
+        assert_eq!(sandbox.creations("EMP-2") + sandbox.creations("EMP-3"), 0);
+    }
+
+    #[tokio::test]
+    async fn wrong_or_inactive_credentials_are_auth() {
+        let (sandbox, base) = serve().await;
+        for a in [
+            password_adapter(&base, SANDBOX_PARTNER_LOGIN, "wrong-pw"),
+            password_adapter(&base, SANDBOX_INACTIVE_LOGIN, SANDBOX_PARTNER_PW),
+        ] {
+            let e = a.create_user(&jane(), FRESH).await.unwrap_err();
+            assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Auth, "credentials_refused"));
+            assert!(!e.message.contains("wrong-pw") && !e.message.contains(SANDBOX_PARTNER_PW), "{}", e.message);
+        }
+        assert_eq!(sandbox.user_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn login_keys_work_when_they_sign_the_admin_id_and_fail_as_auth_otherwise() {
+        let (sandbox, base) = serve().await;
+        let pid = SANDBOX_PARTNER_ID.to_string();
+        let good = adapter_with(
+            &base,
+            &[
+                ("PartnerLogin", SANDBOX_PARTNER_LOGIN),
+                ("PartnerID", &pid),
+                ("admin_partner_user_id", SANDBOX_ADMIN_PARTNER_USER_ID),
+            ],
+            ("api_key", SANDBOX_API_KEY),
+            &VendorSettings::default(),
+        );
+        assert!(!good.create_user(&jane(), FRESH).await.unwrap().existing);
+        assert!(good.create_user(&jane(), SEEN).await.unwrap().existing);
+        let other_subject = adapter_with(
+            &base,
+            &[("PartnerLogin", SANDBOX_PARTNER_LOGIN), ("PartnerID", &pid), ("login_key_user", "new_user")],
+            ("api_key", SANDBOX_API_KEY),
+            &VendorSettings::default(),
+        );
+        let e = other_subject.create_user(&jane(), SEEN).await.unwrap_err();
+        assert_eq!(e.failure, VendorFailure::Auth);
+        assert_eq!(sandbox.creations("EMP-1"), 1);
+    }
+
+    #[tokio::test]
+    async fn the_sandbox_enforces_roles_and_field_rules() {
+        let (sandbox, base) = serve().await;
+        let a = sandbox_adapter(&base);
+        let boss = job(json!({"PartnerUserID": "EMP-9", "UserAddress": "boss.acme.glance.net", "UserRole": "Boss"}));
+        let e = a.create_user(&boss, FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, "role_not_provisioned"));
+        let sales = job(json!({"PartnerUserID": "EMP-8", "UserAddress": "s.acme.glance.net", "UserRole": "sales"}));
+        assert!(!a.create_user(&sales, FRESH).await.unwrap().existing);
+        // An account that relaxes the (unconfirmed) password minimum sends what the sandbox,
+        // which follows the older doc, refuses.
+        let lax = adapter_with(
+            &base,
+            &[("PartnerLogin", SANDBOX_PARTNER_LOGIN), ("user_pw_min_length", "1")],
+            ("PartnerPW", SANDBOX_PARTNER_PW),
+            &VendorSettings::default(),
+        );
+        let mut fields = std::collections::BTreeMap::new();
+        fields.insert("PartnerUserID", FieldValue::Text("EMP-7".into()));
+        fields.insert("UserAddress", FieldValue::Text("p.acme.glance.net".into()));
+        fields.insert("UserPW", FieldValue::Text("abc".into()));
+        let mut short_pw = jane();
+        short_pw.user = UserFields::new(VendorKey::Glance, fields);
+        let e = lax.create_user(&short_pw, FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, "user_refused"));
+        assert!(e.message.contains("UserPW") && !e.message.contains("abc\""), "{}", e.message);
+        assert_eq!(sandbox.user_count(), 1);
+    }
+
+    async fn show(base: &str, extra: &[(&str, &str)]) -> String {
+        let mut form = vec![("PartnerLogin", SANDBOX_PARTNER_LOGIN), ("PartnerPW", SANDBOX_PARTNER_PW)];
+        form.extend_from_slice(extra);
+        reqwest::Client::new()
+            .post(format!("{base}{SHOW_USERS_PATH}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&form).unwrap())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn show_users_filters_wildcards_and_pages() {
+        let (_sandbox, base) = serve().await;
+        let a = sandbox_adapter(&base);
+        for (id, addr) in
+            [("Sales-1", "a.ri.acme.glance.net"), ("Sales-2", "b.ri.acme.glance.net"), ("X-34", "c.acme.glance.net")]
+        {
+            a.create_user(&job(json!({"PartnerUserID": id, "UserAddress": addr})), FRESH).await.unwrap();
+        }
+        let count = |s: &str| s.matches("<user>").count();
+        assert_eq!(count(&show(&base, &[("PageCount", "10"), ("PartnerUserID", "Sales*")]).await), 2);
+        assert_eq!(count(&show(&base, &[("PageCount", "10"), ("PartnerUserID", "*34")]).await), 1);
+        assert_eq!(count(&show(&base, &[("PageCount", "10"), ("UserAddress", "*.ri.acme.glance.net")]).await), 2);
+        assert_eq!(count(&show(&base, &[("PageCount", "10"), ("UserRole", "-none-")]).await), 3);
+        let first = show(&base, &[("PageCount", "2")]).await;
+        assert_eq!(count(&first), 2);
+        assert!(first.contains("<PageStart>2</PageStart>"), "{first}");
+        let rest = show(&base, &[("PageCount", "2"), ("PageStart", "2")]).await;
+        assert_eq!(count(&rest), 1);
+        assert!(!rest.contains("PageStart"));
+        let refused = show(&base, &[]).await;
+        assert!(refused.contains("<error>") && refused.contains("PageCount"), "{refused}");
+        assert!(refused.starts_with(r#"<?xml version="1.0" standalone="yes"?>"#));
+    }
+}
