@@ -142,7 +142,7 @@ struct VendorMessage {
     message: String,
 }
 
-fn named<'a>(e: &'a Element, names: &[String]) -> Option<String> {
+fn named(e: &Element, names: &[String]) -> Option<String> {
     for (depth, d) in e.walk() {
         if depth > 0 && names.contains(&d.name) {
             let t = d.all_text();

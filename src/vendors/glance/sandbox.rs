@@ -100,8 +100,16 @@ fn xml(body: String) -> axum::response::Response {
 }
 
 /// A failure document, HTTP 200 like every Glance answer.
-fn failure(code: &str, message: &str) -> axum::response::Response {
-    xml(format!("<error><code>{}</code><message>{}</message></error>", esc(code), esc(message)))
+struct Fail(String);
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> axum::response::Response {
+        xml(self.0)
+    }
+}
+
+fn failure(code: &str, message: &str) -> Fail {
+    Fail(format!("<error><code>{}</code><message>{}</message></error>", esc(code), esc(message)))
 }
 
 type Fields = Vec<(String, String)>;
@@ -110,7 +118,7 @@ fn get<'a>(form: &'a Fields, name: &str) -> Option<&'a str> {
     form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-fn authenticate(form: &Fields) -> Result<(), axum::response::Response> {
+fn authenticate(form: &Fields) -> Result<(), Fail> {
     let login = get(form, "PartnerLogin").unwrap_or_default();
     if !login.eq_ignore_ascii_case(SANDBOX_PARTNER_LOGIN) {
         return Err(failure("InvalidLogin", "Unknown or inactive PartnerLogin"));
@@ -152,7 +160,7 @@ fn login_key_ok(key: &str, partner_id: &str) -> bool {
     expected.expose_secret() == key
 }
 
-fn user_fields(form: &Fields) -> Result<UserFields, axum::response::Response> {
+fn user_fields(form: &Fields) -> Result<UserFields, Fail> {
     let mut fields = std::collections::BTreeMap::new();
     for spec in VendorKey::Glance.user_fields() {
         let Some(raw) = get(form, spec.name) else { continue };
@@ -169,39 +177,37 @@ fn user_fields(form: &Fields) -> Result<UserFields, axum::response::Response> {
     Ok(UserFields::new(VendorKey::Glance, fields))
 }
 
-async fn new_user(State(sandbox): State<Arc<Sandbox>>, Form(form): Form<Fields>) -> axum::response::Response {
-    if let Err(r) = authenticate(&form) {
-        return r;
-    }
-    let fields = match user_fields(&form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+async fn new_user(
+    State(sandbox): State<Arc<Sandbox>>,
+    Form(form): Form<Fields>,
+) -> Result<axum::response::Response, Fail> {
+    authenticate(&form)?;
+    let fields = user_fields(&form)?;
     let user = match NewUser::parse(&fields, &sandbox.rules) {
         Ok(u) => u,
         Err(errors) => {
             let e = &errors[0];
-            return failure("InvalidInput", &format!("{}: {}", e.field.trim_start_matches("user."), e.message));
+            return Err(failure("InvalidInput", &format!("{}: {}", e.field.trim_start_matches("user."), e.message)));
         }
     };
     if let Some(role) = user.role.as_ref().filter(|r| !r.is_none()) {
         if !SANDBOX_ROLES.iter().any(|r| r.eq_ignore_ascii_case(role.as_str().trim())) {
-            return failure(
+            return Err(failure(
                 "RoleNotProvisioned",
                 &format!("UserRole {} is not provisioned for this group", role.as_str()),
-            );
+            ));
         }
     }
     let mut ledger = sandbox.ledger.lock().expect("sandbox lock");
     if ledger.users.iter().any(|u| u.partner_user_id == user.partner_user_id.as_str()) {
-        return failure(
+        return Err(failure(
             "DuplicatePartnerUserID",
             &format!("PartnerUserID {} is already used in this group", user.partner_user_id),
-        );
+        ));
     }
     let address = user.address.as_str();
     if ledger.foreign_addresses.contains(address) || ledger.users.iter().any(|u| u.address == address) {
-        return failure("DuplicateUserAddress", &format!("UserAddress {address} is already taken"));
+        return Err(failure("DuplicateUserAddress", &format!("UserAddress {address} is already taken")));
     }
     ledger.next_id += 1;
     let user_id = 100_000 + ledger.next_id;
@@ -228,12 +234,12 @@ async fn new_user(State(sandbox): State<Arc<Sandbox>>, Form(form): Form<Fields>)
             900_000 + user_id % 100_000
         ),
     };
-    xml(format!(
+    Ok(xml(format!(
         "<NewUser><result>OK</result><user><UserID>{user_id}</UserID><PartnerUserID>{}</PartnerUserID>\
          <UserAddress>{}</UserAddress></user>{audio}</NewUser>",
         esc(&stored.partner_user_id),
         esc(&stored.address)
-    ))
+    )))
 }
 
 /// ShowUsers filters: exact, or `*` at the start and/or end as a wildcard.
@@ -249,7 +255,7 @@ fn pattern_matches(pattern: &str, value: &str, fold: bool) -> bool {
     }
 }
 
-fn within(form: &Fields, name: &str, max: usize) -> Result<(), axum::response::Response> {
+fn within(form: &Fields, name: &str, max: usize) -> Result<(), Fail> {
     match get(form, name) {
         Some(v) if v.chars().count() > max => {
             Err(failure("InvalidInput", &format!("{name} must be at most {max} characters")))
@@ -258,24 +264,23 @@ fn within(form: &Fields, name: &str, max: usize) -> Result<(), axum::response::R
     }
 }
 
-async fn show_users(State(sandbox): State<Arc<Sandbox>>, Form(form): Form<Fields>) -> axum::response::Response {
-    if let Err(r) = authenticate(&form) {
-        return r;
-    }
+async fn show_users(
+    State(sandbox): State<Arc<Sandbox>>,
+    Form(form): Form<Fields>,
+) -> Result<axum::response::Response, Fail> {
+    authenticate(&form)?;
     let page_count = match get(&form, "PageCount").and_then(|v| v.trim().parse::<usize>().ok()) {
         Some(n) if (1..=1000).contains(&n) => n,
-        _ => return failure("InvalidInput", "PageCount is required and must be 1 to 1000"),
+        _ => return Err(failure("InvalidInput", "PageCount is required and must be 1 to 1000")),
     };
     for (name, max) in [("PartnerUserID", 255), ("UserAddress", 127), ("UserRole", 255), ("PageStart", 15)] {
-        if let Err(r) = within(&form, name, max) {
-            return r;
-        }
+        within(&form, name, max)?;
     }
     let start = match get(&form, "PageStart").filter(|s| !s.is_empty()) {
         None => 0,
         Some(s) => match s.parse::<usize>() {
             Ok(n) => n,
-            Err(_) => return failure("InvalidInput", "PageStart must be a value from a previous answer"),
+            Err(_) => return Err(failure("InvalidInput", "PageStart must be a value from a previous answer")),
         },
     };
     let ledger = sandbox.ledger.lock().expect("sandbox lock");
@@ -316,12 +321,12 @@ async fn show_users(State(sandbox): State<Arc<Sandbox>>, Form(form): Form<Fields
         })
         .collect();
     let next = (start + page_count < matching.len()).then(|| format!("<PageStart>{}</PageStart>", start + page_count));
-    xml(format!(
+    Ok(xml(format!(
         "<ShowUsers><users count=\"{}\">{}</users>{}</ShowUsers>",
         page.len(),
         page.concat(),
         next.unwrap_or_default()
-    ))
+    )))
 }
 
 #[cfg(test)]
