@@ -44,11 +44,17 @@ fn scrub_error(mut e: VendorError, secrets: &[&str]) -> VendorError {
     e
 }
 
-fn scrub_receipt(mut r: Receipt, secrets: &[&str]) -> Receipt {
-    let shown = serde_json::Value::Object(std::mem::take(&mut r.details)).to_string();
-    if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&scrub(&shown, secrets)) {
-        r.details = map;
+fn scrub_value(v: &mut serde_json::Value, secrets: &[&str]) {
+    match v {
+        serde_json::Value::String(s) => *s = scrub(s, secrets),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|i| scrub_value(i, secrets)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|i| scrub_value(i, secrets)),
+        _ => {}
     }
+}
+
+fn scrub_receipt(mut r: Receipt, secrets: &[&str]) -> Receipt {
+    r.details.values_mut().for_each(|v| scrub_value(v, secrets));
     r.vendor_user_id = r.vendor_user_id.map(|v| scrub(&v, secrets));
     r
 }
