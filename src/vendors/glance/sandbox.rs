@@ -1,0 +1,517 @@
+//! A faithful simulator of the Glance PAPI (`NewUser`, `ShowUsers`) with a ledger of the users
+//! it holds, for the demo, the integration tests and the benchmarks.
+//!
+//! It answers like Glance: HTTP 200 and an XML document for success and failure alike. The
+//! failure document is `<error><code>…</code><message>…</message></error>` (Glance's real
+//! shape is unconfirmed; the adapter's default markers read it and several others).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Form, Router};
+use secrecy::ExposeSecret;
+
+use super::fields::{NewUser, Rules, NO_ROLE};
+use super::request::{login_key, NEW_USER_PATH, SHOW_USERS_PATH};
+use crate::job::{FieldValue, UserFields};
+use crate::vendors::VendorKey;
+
+/// The sandbox group's admin login (`PartnerLogin`).
+pub const SANDBOX_PARTNER_LOGIN: &str = "provisioner.sandbox.glance.net";
+/// Its password (`PartnerPW`).
+pub const SANDBOX_PARTNER_PW: &str = "sandbox-partner-pw";
+/// The sandbox group id (`PartnerID`).
+pub const SANDBOX_PARTNER_ID: u64 = 40123;
+/// The group's API key, which signs `PartnerAuth` Login Keys.
+pub const SANDBOX_API_KEY: &str = "example-api-key";
+/// The PartnerUserID of the admin account: the sandbox expects it in Login Key messages
+/// (the adapter's default `login_key_user = admin`).
+pub const SANDBOX_ADMIN_PARTNER_USER_ID: &str = "provisioner-admin";
+/// An admin login that exists but is inactive: every call with it fails.
+pub const SANDBOX_INACTIVE_LOGIN: &str = "former.sandbox.glance.net";
+/// The roles provisioned for the sandbox group.
+pub const SANDBOX_ROLES: &[&str] = &["Support Tier 1", "Support Tier 2", "Sales"];
+/// Login Keys further ahead than this (plus a little clock skew) are refused.
+const MAX_KEY_AHEAD: i64 = 24 * 3600 + 300;
+
+#[derive(Clone, Debug)]
+struct StoredUser {
+    user_id: u64,
+    partner_user_id: String,
+    address: String,
+    first: String,
+    last: String,
+    email: String,
+    role: String,
+}
+
+#[derive(Debug, Default)]
+struct Ledger {
+    users: Vec<StoredUser>,
+    creations: HashMap<String, u32>,
+    foreign_addresses: HashSet<String>,
+    next_id: u64,
+}
+
+/// The simulated Glance group.
+#[derive(Debug, Default)]
+pub struct Sandbox {
+    rules: Rules,
+    ledger: Mutex<Ledger>,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many times the user with this PartnerUserID was created. Never more than 1.
+    pub fn creations(&self, identity: &str) -> u32 {
+        self.ledger.lock().expect("sandbox lock").creations.get(identity).copied().unwrap_or(0)
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.ledger.lock().expect("sandbox lock").users.len()
+    }
+
+    /// Marks a Glance Address as held by some other Glance group: invisible to ShowUsers,
+    /// refused by NewUser.
+    pub fn reserve_foreign_address(&self, address: &str) {
+        self.ledger.lock().expect("sandbox lock").foreign_addresses.insert(address.to_ascii_lowercase());
+    }
+}
+
+pub fn router(state: Arc<Sandbox>) -> Router {
+    Router::new().route(NEW_USER_PATH, post(new_user)).route(SHOW_USERS_PATH, post(show_users)).with_state(state)
+}
+
+const PROLOG: &str = r#"<?xml version="1.0" standalone="yes"?>"#;
+
+fn esc(s: &str) -> String {
+    quick_xml::escape::escape(s).into_owned()
+}
+
+fn xml(body: String) -> axum::response::Response {
+    ([(CONTENT_TYPE, "text/xml; charset=utf-8")], format!("{PROLOG}\n{body}")).into_response()
+}
+
+/// A failure document, HTTP 200 like every Glance answer.
+struct Fail(String);
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> axum::response::Response {
+        xml(self.0)
+    }
+}
+
+fn failure(code: &str, message: &str) -> Fail {
+    Fail(format!("<error><code>{}</code><message>{}</message></error>", esc(code), esc(message)))
+}
+
+type Fields = Vec<(String, String)>;
+
+fn get<'a>(form: &'a Fields, name: &str) -> Option<&'a str> {
+    form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn authenticate(form: &Fields) -> Result<(), Fail> {
+    let login = get(form, "PartnerLogin").unwrap_or_default();
+    if !login.eq_ignore_ascii_case(SANDBOX_PARTNER_LOGIN) {
+        return Err(failure("InvalidLogin", "Unknown or inactive PartnerLogin"));
+    }
+    let partner_id = get(form, "PartnerID");
+    if let Some(id) = partner_id {
+        if id != SANDBOX_PARTNER_ID.to_string() {
+            return Err(failure(
+                "InvalidPartnerID",
+                &format!("PartnerLogin is not an administrator of PartnerID {id}"),
+            ));
+        }
+    }
+    match (get(form, "PartnerPW"), get(form, "PartnerAuth")) {
+        (Some(pw), _) if pw == SANDBOX_PARTNER_PW => Ok(()),
+        (Some(_), _) => Err(failure("InvalidLogin", "Wrong PartnerPW for PartnerLogin")),
+        (None, Some(key)) if login_key_ok(key, partner_id.unwrap_or_default()) => Ok(()),
+        (None, Some(_)) => Err(failure(
+            "InvalidLoginKey",
+            "PartnerAuth Login Key is expired, too far ahead, or its signature does not match",
+        )),
+        (None, None) => Err(failure("InvalidLogin", "No password given for PartnerLogin")),
+    }
+}
+
+fn login_key_ok(key: &str, partner_id: &str) -> bool {
+    let mut parts = key.split('$');
+    let (Some(""), Some("1"), Some(expires), Some(_sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let Ok(expires) = expires.parse::<i64>() else { return false };
+    let now = chrono::Utc::now().timestamp();
+    if expires <= now || expires > now + MAX_KEY_AHEAD {
+        return false;
+    }
+    let expected = login_key(SANDBOX_API_KEY, partner_id, SANDBOX_ADMIN_PARTNER_USER_ID, expires);
+    expected.expose_secret() == key
+}
+
+fn user_fields(form: &Fields) -> Result<UserFields, Fail> {
+    let mut fields = std::collections::BTreeMap::new();
+    for spec in VendorKey::Glance.user_fields() {
+        let Some(raw) = get(form, spec.name) else { continue };
+        let value =
+            if spec.name == "AudioProvider" {
+                FieldValue::Integer(raw.trim().parse().map_err(|_| {
+                    failure("InvalidInput", "AudioProvider must be 1 (Glance Free Conferencing) or 666")
+                })?)
+            } else {
+                FieldValue::Text(raw.to_owned())
+            };
+        fields.insert(spec.name, value);
+    }
+    Ok(UserFields::new(VendorKey::Glance, fields))
+}
+
+async fn new_user(
+    State(sandbox): State<Arc<Sandbox>>,
+    Form(form): Form<Fields>,
+) -> Result<axum::response::Response, Fail> {
+    authenticate(&form)?;
+    let fields = user_fields(&form)?;
+    let user = match NewUser::parse(&fields, &sandbox.rules) {
+        Ok(u) => u,
+        Err(errors) => {
+            let e = &errors[0];
+            return Err(failure("InvalidInput", &format!("{}: {}", e.field.trim_start_matches("user."), e.message)));
+        }
+    };
+    if let Some(role) = user.role.as_ref().filter(|r| !r.is_none()) {
+        if !SANDBOX_ROLES.iter().any(|r| r.eq_ignore_ascii_case(role.as_str().trim())) {
+            return Err(failure(
+                "RoleNotProvisioned",
+                &format!("UserRole {} is not provisioned for this group", role.as_str()),
+            ));
+        }
+    }
+    let mut ledger = sandbox.ledger.lock().expect("sandbox lock");
+    if ledger.users.iter().any(|u| u.partner_user_id == user.partner_user_id.as_str()) {
+        return Err(failure(
+            "DuplicatePartnerUserID",
+            &format!("PartnerUserID {} is already used in this group", user.partner_user_id),
+        ));
+    }
+    let address = user.address.as_str();
+    if ledger.foreign_addresses.contains(address) || ledger.users.iter().any(|u| u.address == address) {
+        return Err(failure("DuplicateUserAddress", &format!("UserAddress {address} is already taken")));
+    }
+    ledger.next_id += 1;
+    let user_id = 100_000 + ledger.next_id;
+    let text = |v: Option<&str>| v.unwrap_or_default().to_owned();
+    let stored = StoredUser {
+        user_id,
+        partner_user_id: user.partner_user_id.as_str().to_owned(),
+        address: address.to_owned(),
+        first: text(user.first.as_ref().map(|v| v.as_str())),
+        last: text(user.last.as_ref().map(|v| v.as_str())),
+        email: text(user.email.as_ref().map(|v| v.as_str())),
+        role: text(user.role.as_ref().map(|v| v.as_str())),
+    };
+    *ledger.creations.entry(stored.partner_user_id.clone()).or_default() += 1;
+    ledger.users.push(stored.clone());
+    drop(ledger);
+    let audio = match user.audio {
+        None => String::new(),
+        Some(_) => format!(
+            "<audio><dialIn>1 (555) 010-{:04}</dialIn><participantCode>{}</participantCode>\
+             <hostCode>{}</hostCode></audio>",
+            user_id % 10_000,
+            700_000 + user_id % 100_000,
+            900_000 + user_id % 100_000
+        ),
+    };
+    Ok(xml(format!(
+        "<NewUser><result>OK</result><user><UserID>{user_id}</UserID><PartnerUserID>{}</PartnerUserID>\
+         <UserAddress>{}</UserAddress></user>{audio}</NewUser>",
+        esc(&stored.partner_user_id),
+        esc(&stored.address)
+    )))
+}
+
+/// ShowUsers filters: exact, or `*` at the start and/or end as a wildcard.
+fn pattern_matches(pattern: &str, value: &str, fold: bool) -> bool {
+    let (p, v) =
+        if fold { (pattern.to_ascii_lowercase(), value.to_ascii_lowercase()) } else { (pattern.into(), value.into()) };
+    match (p.strip_prefix('*'), p.strip_suffix('*')) {
+        (Some(rest), _) if rest.ends_with('*') => v.contains(rest.trim_end_matches('*')),
+        (Some(rest), None) => v.ends_with(rest),
+        (None, Some(rest)) => v.starts_with(rest),
+        (Some(_), Some(_)) => true,
+        (None, None) => v == p,
+    }
+}
+
+fn within(form: &Fields, name: &str, max: usize) -> Result<(), Fail> {
+    match get(form, name) {
+        Some(v) if v.chars().count() > max => {
+            Err(failure("InvalidInput", &format!("{name} must be at most {max} characters")))
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn show_users(
+    State(sandbox): State<Arc<Sandbox>>,
+    Form(form): Form<Fields>,
+) -> Result<axum::response::Response, Fail> {
+    authenticate(&form)?;
+    let page_count = match get(&form, "PageCount").and_then(|v| v.trim().parse::<usize>().ok()) {
+        Some(n) if (1..=1000).contains(&n) => n,
+        _ => return Err(failure("InvalidInput", "PageCount is required and must be 1 to 1000")),
+    };
+    for (name, max) in [("PartnerUserID", 255), ("UserAddress", 127), ("UserRole", 255), ("PageStart", 15)] {
+        within(&form, name, max)?;
+    }
+    let start = match get(&form, "PageStart").filter(|s| !s.is_empty()) {
+        None => 0,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) => n,
+            Err(_) => return Err(failure("InvalidInput", "PageStart must be a value from a previous answer")),
+        },
+    };
+    let ledger = sandbox.ledger.lock().expect("sandbox lock");
+    let matching: Vec<&StoredUser> = ledger
+        .users
+        .iter()
+        .filter(|u| {
+            get(&form, "PartnerUserID").is_none_or(|p| p != NO_ROLE && pattern_matches(p, &u.partner_user_id, false))
+        })
+        .filter(|u| get(&form, "UserAddress").is_none_or(|p| pattern_matches(p, &u.address, true)))
+        .filter(|u| {
+            get(&form, "UserRole").is_none_or(|p| {
+                if p.eq_ignore_ascii_case(NO_ROLE) {
+                    u.role.is_empty() || u.role.eq_ignore_ascii_case(NO_ROLE)
+                } else {
+                    u.role.eq_ignore_ascii_case(p)
+                }
+            })
+        })
+        .collect();
+    let page: Vec<String> = matching
+        .iter()
+        .skip(start)
+        .take(page_count)
+        .map(|u| {
+            format!(
+                "<user><UserID>{}</UserID><PartnerUserID>{}</PartnerUserID><UserAddress>{}</UserAddress>\
+                 <UserFirst>{}</UserFirst><UserLast>{}</UserLast><UserEmail>{}</UserEmail><UserRole>{}</UserRole>\
+                 <UserSuspended>0</UserSuspended></user>",
+                u.user_id,
+                esc(&u.partner_user_id),
+                esc(&u.address),
+                esc(&u.first),
+                esc(&u.last),
+                esc(&u.email),
+                esc(if u.role.is_empty() { NO_ROLE } else { &u.role })
+            )
+        })
+        .collect();
+    let next = (start + page_count < matching.len()).then(|| format!("<PageStart>{}</PageStart>", start + page_count));
+    Ok(xml(format!(
+        "<ShowUsers><users count=\"{}\">{}</users>{}</ShowUsers>",
+        page.len(),
+        page.concat(),
+        next.unwrap_or_default()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::VendorSettings;
+    use crate::vendors::glance::adapter::tests::{adapter_with, jane, job};
+    use crate::vendors::glance::adapter::Adapter as GlanceAdapter;
+    use crate::vendors::{Adapter as _, CallContext, VendorFailure};
+
+    const FRESH: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 1 };
+    const SEEN: CallContext = CallContext { maybe_seen_before: true, inline_attempt: 1 };
+
+    async fn serve() -> (Arc<Sandbox>, String) {
+        let sandbox = Arc::new(Sandbox::new());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(sandbox.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (sandbox, format!("http://{addr}"))
+    }
+
+    fn password_adapter(base: &str, login: &str, pw: &str) -> GlanceAdapter {
+        adapter_with(
+            base,
+            &[("PartnerLogin", login), ("PartnerID", &SANDBOX_PARTNER_ID.to_string())],
+            ("PartnerPW", pw),
+            &VendorSettings::default(),
+        )
+    }
+
+    fn sandbox_adapter(base: &str) -> GlanceAdapter {
+        password_adapter(base, SANDBOX_PARTNER_LOGIN, SANDBOX_PARTNER_PW)
+    }
+
+    #[tokio::test]
+    async fn round_trip_and_redelivery_create_exactly_once() {
+        let (sandbox, base) = serve().await;
+        let a = sandbox_adapter(&base);
+        let created = a.create_user(&jane(), FRESH).await.unwrap();
+        assert!(!created.existing);
+        assert!(created.details["dialIn"].as_str().unwrap().starts_with("1 (555) 010-"));
+        assert!(created.details["audio"].get("hostCode").is_none(), "host codes stay out of events");
+        let again = a.create_user(&jane(), SEEN).await.unwrap();
+        assert!(again.existing);
+        assert_eq!(again.vendor_user_id, created.vendor_user_id);
+        // Without the flag: Glance says "already used", the adapter looks up and decides.
+        let replay = a.create_user(&jane(), FRESH).await.unwrap();
+        assert!(replay.existing);
+        assert_eq!(sandbox.creations("EMP-1"), 1);
+        assert_eq!(sandbox.user_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_different_user_on_the_same_identity_is_a_conflict() {
+        let (sandbox, base) = serve().await;
+        let a = sandbox_adapter(&base);
+        a.create_user(&jane(), FRESH).await.unwrap();
+        let john = job(json!({"PartnerUserID": "EMP-1", "UserAddress": "john.acme.glance.net", "UserFirst": "John"}));
+        for ctx in [FRESH, SEEN] {
+            let e = a.create_user(&john, ctx).await.unwrap_err();
+            assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Conflict, "partner_user_id_taken"));
+        }
+        let thief = job(json!({"PartnerUserID": "EMP-2", "UserAddress": "jdoe.acme.glance.net"}));
+        let e = a.create_user(&thief, FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Conflict, "user_address_taken"));
+        assert!(e.message.contains("PartnerUserID EMP-1"), "{}", e.message);
+        sandbox.reserve_foreign_address("taken.acme.glance.net");
+        let foreign = job(json!({"PartnerUserID": "EMP-3", "UserAddress": "Taken.acme.glance.net"}));
+        let e = a.create_user(&foreign, FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Conflict, "user_address_taken"));
+        assert!(e.message.contains("outside this group"), "{}", e.message);
+        assert_eq!(sandbox.user_count(), 1);
+        assert_eq!(sandbox.creations("EMP-2") + sandbox.creations("EMP-3"), 0);
+    }
+
+    #[tokio::test]
+    async fn wrong_or_inactive_credentials_are_auth() {
+        let (sandbox, base) = serve().await;
+        for a in [
+            password_adapter(&base, SANDBOX_PARTNER_LOGIN, "wrong-pw"),
+            password_adapter(&base, SANDBOX_INACTIVE_LOGIN, SANDBOX_PARTNER_PW),
+        ] {
+            let e = a.create_user(&jane(), FRESH).await.unwrap_err();
+            assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Auth, "credentials_refused"));
+            assert!(!e.message.contains("wrong-pw") && !e.message.contains(SANDBOX_PARTNER_PW), "{}", e.message);
+        }
+        assert_eq!(sandbox.user_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn login_keys_work_when_they_sign_the_admin_id_and_fail_as_auth_otherwise() {
+        let (sandbox, base) = serve().await;
+        let pid = SANDBOX_PARTNER_ID.to_string();
+        let good = adapter_with(
+            &base,
+            &[
+                ("PartnerLogin", SANDBOX_PARTNER_LOGIN),
+                ("PartnerID", &pid),
+                ("admin_partner_user_id", SANDBOX_ADMIN_PARTNER_USER_ID),
+            ],
+            ("api_key", SANDBOX_API_KEY),
+            &VendorSettings::default(),
+        );
+        assert!(!good.create_user(&jane(), FRESH).await.unwrap().existing);
+        assert!(good.create_user(&jane(), SEEN).await.unwrap().existing);
+        let other_subject = adapter_with(
+            &base,
+            &[("PartnerLogin", SANDBOX_PARTNER_LOGIN), ("PartnerID", &pid), ("login_key_user", "new_user")],
+            ("api_key", SANDBOX_API_KEY),
+            &VendorSettings::default(),
+        );
+        let e = other_subject.create_user(&jane(), SEEN).await.unwrap_err();
+        assert_eq!(e.failure, VendorFailure::Auth);
+        assert_eq!(sandbox.creations("EMP-1"), 1);
+    }
+
+    #[tokio::test]
+    async fn the_sandbox_enforces_roles_and_field_rules() {
+        let (sandbox, base) = serve().await;
+        let a = sandbox_adapter(&base);
+        let boss = job(json!({"PartnerUserID": "EMP-9", "UserAddress": "boss.acme.glance.net", "UserRole": "Boss"}));
+        let e = a.create_user(&boss, FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, "role_not_provisioned"));
+        let sales = job(json!({"PartnerUserID": "EMP-8", "UserAddress": "s.acme.glance.net", "UserRole": "sales"}));
+        assert!(!a.create_user(&sales, FRESH).await.unwrap().existing);
+        // An account that relaxes the (unconfirmed) password minimum sends what the sandbox,
+        // which follows the older doc, refuses.
+        let lax = adapter_with(
+            &base,
+            &[("PartnerLogin", SANDBOX_PARTNER_LOGIN), ("user_pw_min_length", "1")],
+            ("PartnerPW", SANDBOX_PARTNER_PW),
+            &VendorSettings::default(),
+        );
+        let mut fields = std::collections::BTreeMap::new();
+        fields.insert("PartnerUserID", FieldValue::Text("EMP-7".into()));
+        fields.insert("UserAddress", FieldValue::Text("p.acme.glance.net".into()));
+        fields.insert("UserPW", FieldValue::Text("abc".into()));
+        let mut short_pw = jane();
+        short_pw.user = UserFields::new(VendorKey::Glance, fields);
+        let e = lax.create_user(&short_pw, FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, "user_refused"));
+        assert!(e.message.contains("UserPW") && !e.message.contains("abc\""), "{}", e.message);
+        assert_eq!(sandbox.user_count(), 1);
+    }
+
+    async fn show(base: &str, extra: &[(&str, &str)]) -> String {
+        let mut form = vec![("PartnerLogin", SANDBOX_PARTNER_LOGIN), ("PartnerPW", SANDBOX_PARTNER_PW)];
+        form.extend_from_slice(extra);
+        reqwest::Client::new()
+            .post(format!("{base}{SHOW_USERS_PATH}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&form).unwrap())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn show_users_filters_wildcards_and_pages() {
+        let (_sandbox, base) = serve().await;
+        let a = sandbox_adapter(&base);
+        for (id, addr) in
+            [("Sales-1", "a.ri.acme.glance.net"), ("Sales-2", "b.ri.acme.glance.net"), ("X-34", "c.acme.glance.net")]
+        {
+            a.create_user(&job(json!({"PartnerUserID": id, "UserAddress": addr})), FRESH).await.unwrap();
+        }
+        let count = |s: &str| s.matches("<user>").count();
+        assert_eq!(count(&show(&base, &[("PageCount", "10"), ("PartnerUserID", "Sales*")]).await), 2);
+        assert_eq!(count(&show(&base, &[("PageCount", "10"), ("PartnerUserID", "*34")]).await), 1);
+        assert_eq!(count(&show(&base, &[("PageCount", "10"), ("UserAddress", "*.ri.acme.glance.net")]).await), 2);
+        assert_eq!(count(&show(&base, &[("PageCount", "10"), ("UserRole", "-none-")]).await), 3);
+        let first = show(&base, &[("PageCount", "2")]).await;
+        assert_eq!(count(&first), 2);
+        assert!(first.contains("<PageStart>2</PageStart>"), "{first}");
+        let rest = show(&base, &[("PageCount", "2"), ("PageStart", "2")]).await;
+        assert_eq!(count(&rest), 1);
+        assert!(!rest.contains("PageStart"));
+        let refused = show(&base, &[]).await;
+        assert!(refused.contains("<error>") && refused.contains("PageCount"), "{refused}");
+        assert!(refused.starts_with(r#"<?xml version="1.0" standalone="yes"?>"#));
+    }
+}
