@@ -4,6 +4,7 @@
 //! XML and wire names stay behind this module.
 
 mod catalog;
+pub mod clienttoolbox;
 pub mod http;
 pub mod standin;
 
@@ -83,9 +84,9 @@ impl fmt::Display for VendorKey {
 /// formats), applied when a job is decoded so `validate` and the worker agree. A job that
 /// fails them is `invalid` and never sent.
 pub fn validate_user(vendor: VendorKey, user: &crate::job::UserFields) -> Vec<crate::job::FieldError> {
-    let _ = user;
     match vendor {
-        VendorKey::Glance | VendorKey::Netsapiens | VendorKey::Clienttoolbox => Vec::new(),
+        VendorKey::Clienttoolbox => clienttoolbox::validate(user),
+        VendorKey::Glance | VendorKey::Netsapiens => Vec::new(),
     }
 }
 
