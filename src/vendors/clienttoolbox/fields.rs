@@ -337,3 +337,252 @@ fn optional<T>(
 fn keep<T>(result: Result<T, String>, name: &str, errors: &mut Vec<FieldError>) -> Option<T> {
     result.map_err(|message| errors.push(FieldError::new(format!("user.{name}"), message))).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::vendors::VendorKey;
+
+    fn user(fields: &[(&'static str, FieldValue)]) -> UserFields {
+        UserFields::new(VendorKey::Clienttoolbox, fields.iter().cloned().collect::<BTreeMap<_, _>>())
+    }
+
+    fn t(s: &str) -> FieldValue {
+        FieldValue::Text(s.to_owned())
+    }
+
+    fn valid() -> Vec<(&'static str, FieldValue)> {
+        vec![
+            ("user_name", t("jdoe_front")),
+            ("user_new_password", t("S3cure!pass")),
+            ("user_first_name", t("Jane")),
+            ("user_last_name", t("Doe")),
+            ("user_custom1", t("Downtown Store")),
+            ("user_PIN", t("4321")),
+            ("language_selector", t("EN")),
+            ("timezone_selector", t("68")),
+            ("user_role", t("K")),
+            ("allowed_campaigns", t("all")),
+        ]
+    }
+
+    /// The errors of the valid user with `name` replaced (or removed with `None`).
+    fn errors_with(name: &'static str, value: Option<FieldValue>) -> Vec<FieldError> {
+        let mut fields: Vec<_> = valid().into_iter().filter(|(k, _)| *k != name).collect();
+        if let Some(v) = value {
+            fields.push((name, v));
+        }
+        validate(&user(&fields))
+    }
+
+    fn accepted(name: &'static str, value: FieldValue) {
+        let errs = errors_with(name, Some(value.clone()));
+        assert!(errs.is_empty(), "{name} = {:?} should pass: {errs:?}", value.to_wire());
+    }
+
+    fn refused(name: &'static str, value: Option<FieldValue>) -> String {
+        let errs = errors_with(name, value);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, format!("user.{name}"));
+        errs[0].message.clone()
+    }
+
+    #[test]
+    fn the_documented_example_is_valid() {
+        let parsed = NewUser::parse(&user(&valid())).unwrap();
+        assert_eq!(parsed.user_name.as_given(), "jdoe_front");
+        assert_eq!(parsed.timezone.unwrap().code(), 68);
+        assert_eq!(parsed.allowed_campaigns, AllowedCampaigns::All);
+    }
+
+    #[test]
+    fn user_name_is_at_most_20_of_letters_digits_and_underscore() {
+        accepted("user_name", t("Jane_Doe_2024"));
+        accepted("user_name", t(&"a".repeat(20)));
+        assert!(refused("user_name", Some(t(&"a".repeat(21)))).contains("at most 20"));
+        assert!(refused("user_name", Some(t("jane.doe"))).contains("A-Z, a-z, 0-9 and _"));
+        refused("user_name", Some(t("jöe")));
+        refused("user_name", Some(t("")));
+        assert_eq!(refused("user_name", None), "is required");
+    }
+
+    #[test]
+    fn user_name_is_compared_case_insensitively_and_lowered() {
+        let n = ClientToolboxUserName::parse("JDoe_Front").unwrap();
+        assert_eq!(n.canonical(), "jdoe_front");
+        assert_eq!(n.as_given(), "JDoe_Front");
+        assert!(n.matches("jdoe_FRONT"));
+        assert!(!n.matches("jdoe_back"));
+    }
+
+    #[test]
+    fn new_password_is_required_and_never_echoed() {
+        accepted("user_new_password", t("x"));
+        assert_eq!(refused("user_new_password", None), "is required");
+        refused("user_new_password", Some(t("")));
+    }
+
+    #[test]
+    fn pin_is_digits_and_never_echoed() {
+        accepted("user_PIN", t("0042"));
+        let msg = refused("user_PIN", Some(t("12ab9")));
+        assert!(msg.contains("digits"), "{msg}");
+        assert!(!msg.contains("12ab9"), "{msg}");
+        refused("user_PIN", Some(t("")));
+        accepted("user_PIN", t("1")); // optional, any length of digits
+        assert!(errors_with("user_PIN", None).is_empty(), "user_PIN is optional");
+    }
+
+    #[test]
+    fn role_is_one_upper_case_letter() {
+        accepted("user_role", t("A"));
+        accepted("user_role", t("K"));
+        assert!(refused("user_role", Some(t("k"))).contains("upper-case"));
+        refused("user_role", Some(t("AK")));
+        refused("user_role", Some(t("Clerk")));
+        assert_eq!(refused("user_role", None), "is required");
+    }
+
+    #[test]
+    fn allowed_campaigns_forms() {
+        accepted("allowed_campaigns", t("all"));
+        accepted("allowed_campaigns", t("none"));
+        accepted("allowed_campaigns", t("12971184024723"));
+        accepted("allowed_campaigns", t("12971184024723,0239471023412"));
+        for bad in ["", "All", "12971184024723,", ",1", "12, 34", "abc", "12;34", "all,12"] {
+            let msg = refused("allowed_campaigns", Some(t(bad)));
+            assert!(msg.contains("`all`, `none`"), "{bad:?}: {msg}");
+        }
+        assert_eq!(refused("allowed_campaigns", None), "is required");
+    }
+
+    #[test]
+    fn campaign_ids_keep_leading_zeros() {
+        let c = AllowedCampaigns::parse("0239471023412,12971184024723").unwrap();
+        assert_eq!(c.to_wire(), "0239471023412,12971184024723");
+    }
+
+    #[test]
+    fn language_is_two_upper_case_letters() {
+        accepted("language_selector", t("FR"));
+        refused("language_selector", Some(t("en")));
+        refused("language_selector", Some(t("ENG")));
+        refused("language_selector", Some(t("E1")));
+        assert!(errors_with("language_selector", None).is_empty());
+    }
+
+    #[test]
+    fn timezone_is_a_positive_code_as_number_or_digits() {
+        accepted("timezone_selector", FieldValue::Integer(68));
+        accepted("timezone_selector", t("68"));
+        assert!(refused("timezone_selector", Some(t("Australia/Sydney"))).contains("not an IANA name"));
+        refused("timezone_selector", Some(FieldValue::Integer(0)));
+        refused("timezone_selector", Some(FieldValue::Integer(-5)));
+        refused("timezone_selector", Some(t("+68")));
+        refused("timezone_selector", Some(t("")));
+        refused("timezone_selector", Some(FieldValue::Integer(i64::from(u32::MAX) + 1)));
+    }
+
+    #[test]
+    fn free_text_fields_have_no_published_rule() {
+        accepted("user_first_name", t("Zoë-Ann O'Neil"));
+        accepted("user_custom1", t(""));
+        assert!(errors_with("user_first_name", None).is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let errs = validate(&user(&[("user_name", t("bad name")), ("user_PIN", t("x"))]));
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        for f in ["user.user_name", "user.user_new_password", "user.user_PIN", "user.user_role", "user.allowed_campaigns"]
+        {
+            assert!(fields.contains(&f), "{f} missing from {fields:?}");
+        }
+    }
+
+    #[test]
+    fn decoding_a_job_applies_these_rules() {
+        let job = json!({"job_id": "j1", "vendor": "clienttoolbox", "account": "a",
+            "user": {"user_name": "too-long-and-dashed-name", "user_new_password": "pw", "user_role": "K",
+                     "allowed_campaigns": "all", "timezone_selector": 68}});
+        match crate::job::decode(job.to_string().as_bytes()) {
+            Err(crate::job::Rejection::Invalid(inv)) => {
+                assert_eq!(inv.errors.len(), 1, "{:?}", inv.errors);
+                assert_eq!(inv.errors[0].field, "user.user_name");
+            }
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let parsed = NewUser::parse(&user(&valid())).unwrap();
+        let shown = format!("{parsed:?}");
+        assert!(!shown.contains("S3cure!pass") && !shown.contains("4321"), "{shown}");
+        assert!(shown.contains("jdoe_front"));
+    }
+
+    proptest! {
+        #[test]
+        fn user_names_that_parse_reparse_in_every_spelling(raw in "[A-Za-z0-9_]{1,20}") {
+            let n = ClientToolboxUserName::parse(&raw).unwrap();
+            prop_assert_eq!(n.as_given(), raw.as_str());
+            let lowered = ClientToolboxUserName::parse(&n.canonical()).unwrap();
+            prop_assert!(lowered.matches(n.as_given()));
+        }
+
+        #[test]
+        fn over_long_user_names_are_refused(raw in "[A-Za-z0-9_]{21,40}") {
+            prop_assert!(ClientToolboxUserName::parse(&raw).is_err());
+        }
+
+        #[test]
+        fn user_names_with_any_other_character_are_refused(
+            head in "[A-Za-z0-9_]{0,9}", bad in "[^A-Za-z0-9_]", tail in "[A-Za-z0-9_]{0,9}"
+        ) {
+            let raw = format!("{head}{bad}{tail}");
+            prop_assert!(ClientToolboxUserName::parse(&raw).is_err());
+        }
+
+        #[test]
+        fn campaign_lists_round_trip(ids in proptest::collection::vec("[0-9]{1,16}", 1..5)) {
+            let raw = ids.join(",");
+            let parsed = AllowedCampaigns::parse(&raw).unwrap();
+            prop_assert_eq!(parsed.to_wire(), raw.clone());
+            prop_assert_eq!(AllowedCampaigns::parse(&parsed.to_wire()).unwrap(), parsed);
+        }
+
+        #[test]
+        fn campaign_lists_with_a_non_digit_are_refused(ids in "[0-9]{1,5}", bad in "[^0-9,]") {
+            let with_bad = format!("{ids},{bad}{ids}");
+            prop_assert!(AllowedCampaigns::parse(&with_bad).is_err());
+        }
+
+        #[test]
+        fn timezone_codes_round_trip(n in 1u32..=u32::MAX) {
+            let tz = TimezoneSelector::parse(&n.to_string()).unwrap();
+            prop_assert_eq!(tz.code(), n);
+            prop_assert_eq!(TimezoneSelector::from_integer(i64::from(n)).unwrap(), tz);
+        }
+
+        #[test]
+        fn pins_are_digits_only(ok in "[0-9]{1,12}", bad in "[0-9]{0,4}[^0-9][0-9]{0,4}") {
+            prop_assert_eq!(UserPin::parse(&ok).unwrap().expose().to_owned(), ok.clone());
+            let err = UserPin::parse(&bad).unwrap_err();
+            prop_assert!(!err.contains(&bad));
+        }
+
+        #[test]
+        fn roles_and_languages(letter in "[A-Z]", other in "[^A-Z]", pair in "[A-Z]{2}") {
+            prop_assert_eq!(UserRole::parse(&letter).unwrap().to_string(), letter.clone());
+            prop_assert!(UserRole::parse(&other).is_err());
+            prop_assert_eq!(LanguageSelector::parse(&pair).unwrap().as_str().to_owned(), pair.clone());
+            prop_assert!(LanguageSelector::parse(&letter).is_err());
+        }
+    }
+}
