@@ -392,3 +392,177 @@ fn allow_list<T: Ord>(
         .collect::<Result<BTreeSet<_>, _>>()?;
     Ok(Some(set).filter(|s| !s.is_empty()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{self, API_KEY, PASSWORD};
+    use super::*;
+    use crate::config::SecretSource;
+
+    fn parse(settings: &[(&str, &str)]) -> Result<Account, ConfigError> {
+        let f = testing::account(None, settings);
+        from_settings("acme", &f.settings)
+    }
+
+    fn err_key(e: ConfigError) -> String {
+        match e {
+            ConfigError::Invalid { key, .. } => key,
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    fn user(fields: serde_json::Value) -> NewUser {
+        NewUser::parse(&testing::job("jdoe", fields).user).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.base_url, DEFAULT_BASE_URL);
+        assert_eq!(a.path, "/api.php");
+        assert_eq!(a.account_id, "acmerewards");
+        assert_eq!(a.user_id, "provisioner");
+        assert!(matches!(a.auth, Auth::Password(_)));
+        assert_eq!(a.output, Output::Xml);
+        assert_eq!(a.api_version, None);
+        assert_eq!(a.user_name_case, NameCase::Lower);
+        assert_eq!(a.lookup, LookupMethod::UserInfo);
+        assert_eq!(a.on_unverified_duplicate, UnverifiedDuplicate::Conflict);
+        assert_eq!(a.classifier, Classifier::default());
+        assert!(a.roles.is_none() && a.languages.is_none() && a.timezones.is_none());
+        assert_eq!(a.min_password_length, 0);
+    }
+
+    #[test]
+    fn every_switch_can_be_set() {
+        let a = parse(&[
+            ("auth", "api_access_key"),
+            ("output", "json"),
+            ("api_version", "1.6"),
+            ("user_name_case", "preserve"),
+            ("lookup", "users_list"),
+            ("on_unverified_duplicate", "existing"),
+            ("duplicate_patterns", "schon vorhanden"),
+            ("roles", "A, K,M"),
+            ("languages", "EN,FR"),
+            ("timezones", "68,70"),
+            ("min_password_length", "8"),
+            ("path", "/custom/api.php"),
+        ])
+        .unwrap();
+        assert!(matches!(a.auth, Auth::Header(_)));
+        assert_eq!(a.output, Output::Json);
+        assert_eq!(a.api_version.as_deref(), Some("1.6"));
+        assert_eq!(a.user_name_case, NameCase::Preserve);
+        assert_eq!(a.lookup, LookupMethod::UsersList);
+        assert_eq!(a.on_unverified_duplicate, UnverifiedDuplicate::Existing);
+        assert!(a.classifier.duplicate.matches("Benutzer schon vorhanden"));
+        assert!(!a.classifier.duplicate.matches("User name already exists"));
+        assert_eq!(a.roles.unwrap().len(), 3);
+        assert_eq!(a.languages.unwrap().len(), 2);
+        assert_eq!(a.timezones.unwrap().len(), 2);
+        assert_eq!(a.min_password_length, 8);
+        assert_eq!(a.path, "/custom/api.php");
+        assert_eq!(parse(&[("lookup", "none")]).unwrap().lookup, LookupMethod::None);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let mut f = testing::account(None, &[]);
+        f.settings.settings.remove("account_id");
+        assert_eq!(err_key(from_settings("acme", &f.settings).unwrap_err()), "accounts.acme.settings.account_id");
+        for (k, v) in [
+            ("auth", "oauth"),
+            ("output", "csv"),
+            ("api_version", "v2"),
+            ("user_name_case", "upper"),
+            ("lookup", "search"),
+            ("on_unverified_duplicate", "update"),
+            ("duplicate_patterns", " | "),
+            ("roles", "Admin"),
+            ("languages", "english"),
+            ("timezones", "Europe/Paris"),
+            ("min_password_length", "eight"),
+            ("path", "api.php"),
+            ("account_id", "two words"),
+            ("standin_mode", "normal"),
+        ] {
+            let key = err_key(parse(&[(k, v)]).unwrap_err());
+            assert_eq!(key, format!("accounts.acme.settings.{k}"), "{k} = {v}");
+        }
+        let mut f = testing::account(Some("ftp://x"), &[]);
+        assert_eq!(err_key(from_settings("acme", &f.settings).unwrap_err()), "accounts.acme.base_url");
+        f.settings.base_url = None;
+        f.settings.credentials.remove("user_password");
+        assert_eq!(err_key(from_settings("acme", &f.settings).unwrap_err()), "accounts.acme.credentials.user_password");
+        f.settings.credentials.insert("PartnerPW".into(), SecretSource::Env("X".into()));
+        assert_eq!(err_key(from_settings("acme", &f.settings).unwrap_err()), "accounts.acme.credentials.PartnerPW");
+    }
+
+    #[test]
+    fn header_auth_needs_its_own_credential() {
+        let mut f = testing::account(None, &[("auth", "api_access_key")]);
+        f.settings.credentials.remove("api_access_key");
+        let key = err_key(from_settings("acme", &f.settings).unwrap_err());
+        assert_eq!(key, "accounts.acme.credentials.api_access_key");
+    }
+
+    #[test]
+    fn user_id_may_come_from_credentials() {
+        let mut f = testing::account(None, &[]);
+        f.settings.settings.remove("user_id");
+        let path = f.settings.credentials["user_password"].clone();
+        f.settings.credentials.insert("user_id".into(), path);
+        assert_eq!(from_settings("acme", &f.settings).unwrap().user_id, PASSWORD);
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        for auth in ["user_password", "api_access_key"] {
+            let shown = format!("{:?}", parse(&[("auth", auth)]).unwrap());
+            assert!(!shown.contains(PASSWORD) && !shown.contains(API_KEY), "{shown}");
+        }
+    }
+
+    #[test]
+    fn patterns_match_whole_words_case_insensitively() {
+        let p = Patterns::parse("taken|already exists|pin").unwrap();
+        assert!(p.matches("User name is TAKEN."));
+        assert!(p.matches("User name Already Exists"));
+        assert!(!p.matches("mistaken identity"));
+        assert!(p.matches("Duplicate PIN"));
+        assert!(!p.matches("spinning"));
+        assert!(!p.matches("user_pin_code"));
+        assert!(Patterns::parse("").is_err());
+    }
+
+    #[test]
+    fn allow_lists_narrow_the_job_rules_only_when_set() {
+        let open = parse(&[]).unwrap();
+        let tight = parse(&[("roles", "A"), ("languages", "FR"), ("timezones", "70"), ("min_password_length", "20")])
+            .unwrap();
+        let u = user(serde_json::json!({}));
+        assert!(open.check(&u).is_ok());
+        let (field, message) = tight.check(&u).unwrap_err();
+        assert_eq!(field, "user.user_role");
+        assert!(message.contains("accounts.acme.settings.roles"), "{message}");
+        let u = user(serde_json::json!({"user_role": "A"}));
+        assert_eq!(tight.check(&u).unwrap_err().0, "user.language_selector");
+        let u = user(serde_json::json!({"user_role": "A", "language_selector": "FR"}));
+        assert_eq!(tight.check(&u).unwrap_err().0, "user.timezone_selector");
+        let u = user(serde_json::json!({"user_role": "A", "language_selector": "FR", "timezone_selector": "70"}));
+        let (field, message) = tight.check(&u).unwrap_err();
+        assert_eq!(field, "user.user_new_password");
+        assert!(!message.contains("S3cure!pass"));
+        let u = user(serde_json::json!({"user_role": "A", "language_selector": null, "timezone_selector": null,
+            "user_new_password": "a-very-long-password-indeed"}));
+        assert!(tight.check(&u).is_ok(), "absent optional fields are not checked against allow-lists");
+    }
+
+    #[test]
+    fn user_name_case_is_configurable() {
+        let u = user(serde_json::json!({"user_name": "JDoe_Front"}));
+        assert_eq!(parse(&[]).unwrap().wire_user_name(&u), "jdoe_front");
+        assert_eq!(parse(&[("user_name_case", "preserve")]).unwrap().wire_user_name(&u), "JDoe_Front");
+    }
+}

@@ -142,3 +142,87 @@ pub fn lookup(account: &Account, wire_user_name: &str) -> Option<ApiRequest> {
         LookupMethod::None => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::account::from_settings;
+    use super::super::testing::{self, API_KEY, PASSWORD};
+    use super::*;
+
+    fn account(settings: &[(&str, &str)]) -> Account {
+        from_settings("acme", &testing::account(None, settings).settings).unwrap()
+    }
+
+    fn example_user(overrides: serde_json::Value) -> NewUser {
+        NewUser::parse(&testing::job("jdoe_front", overrides).user).unwrap()
+    }
+
+    #[test]
+    fn create_golden_with_password_auth() {
+        let r = create(&account(&[]), &example_user(serde_json::json!({})));
+        assert_eq!(r.path, "/api.php");
+        assert!(r.headers.is_empty());
+        assert_eq!(
+            r.body(),
+            "type=user_new&user_id=provisioner&user_password=sandbox-password&account_id=acmerewards\
+             &user_name=jdoe_front&user_new_password=S3cure%21pass&user_first_name=Jane&user_last_name=Doe\
+             &user_custom1=Downtown+Store&user_PIN=4321&language_selector=EN&timezone_selector=68&user_role=K\
+             &allowed_campaigns=all&output=XML"
+        );
+    }
+
+    #[test]
+    fn create_golden_with_header_auth_json_and_api_version() {
+        let acc = account(&[("auth", "api_access_key"), ("output", "JSON"), ("api_version", "1.6")]);
+        let user = example_user(serde_json::json!({"user_first_name": null, "user_last_name": null,
+            "user_custom1": null, "user_PIN": null, "language_selector": null, "timezone_selector": null,
+            "user_name": "JDoe_Front", "user_new_password": "p$ss w&rd=1", "user_role": "A",
+            "allowed_campaigns": "12971184024723,0239471023412"}));
+        let r = create(&acc, &user);
+        assert_eq!(r.header_values().collect::<Vec<_>>(), vec![("api_access_key", API_KEY)]);
+        assert_eq!(
+            r.body(),
+            "type=user_new&user_id=provisioner&account_id=acmerewards&user_name=jdoe_front\
+             &user_new_password=p%24ss+w%26rd%3D1&user_role=A&allowed_campaigns=12971184024723%2C0239471023412\
+             &output=JSON&API=1.6"
+        );
+        assert_eq!(r.field("user_password"), None, "the header replaces user_password");
+    }
+
+    #[test]
+    fn preserve_keeps_the_user_name_spelling() {
+        let acc = account(&[("user_name_case", "preserve")]);
+        let r = create(&acc, &example_user(serde_json::json!({"user_name": "JDoe_Front"})));
+        assert_eq!(r.field("user_name"), Some("JDoe_Front"));
+    }
+
+    #[test]
+    fn lookup_golden() {
+        let r = lookup(&account(&[]), "jdoe_front").unwrap();
+        assert_eq!(
+            r.body(),
+            "type=user_info&user_id=provisioner&user_password=sandbox-password&account_id=acmerewards\
+             &user_name=jdoe_front&output=XML"
+        );
+        let r = lookup(&account(&[("lookup", "users_list")]), "jdoe_front").unwrap();
+        assert_eq!(
+            r.body(),
+            "type=users_list&user_id=provisioner&user_password=sandbox-password&account_id=acmerewards&output=XML"
+        );
+        assert!(lookup(&account(&[("lookup", "none")]), "jdoe_front").is_none());
+    }
+
+    #[test]
+    fn debug_redacts_every_secret() {
+        for auth in ["user_password", "api_access_key"] {
+            let r = create(&account(&[("auth", auth)]), &example_user(serde_json::json!({})));
+            let shown = format!("{r:?}");
+            for secret in [PASSWORD, API_KEY, "S3cure!pass", "4321"] {
+                assert!(!shown.contains(secret), "{secret} in {shown}");
+            }
+            assert!(shown.contains("jdoe_front") && shown.contains("***"));
+            let secrets = r.secrets();
+            assert!(secrets.contains(&"S3cure!pass") && secrets.contains(&"4321"), "{secrets:?}");
+        }
+    }
+}
