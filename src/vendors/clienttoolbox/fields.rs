@@ -571,7 +571,7 @@ mod tests {
         }
 
         #[test]
-        fn pins_are_digits_only(ok in "[0-9]{1,12}", bad in "[0-9]{0,4}[^0-9][0-9]{0,4}") {
+        fn pins_are_digits_only(ok in "[0-9]{1,12}", bad in "[0-9]{2,4}[^0-9][0-9]{2,4}") {
             prop_assert_eq!(UserPin::parse(&ok).unwrap().expose().to_owned(), ok.clone());
             let err = UserPin::parse(&bad).unwrap_err();
             prop_assert!(!err.contains(&bad));

@@ -474,3 +474,204 @@ pub fn decide(record: &UserRecord, user: &NewUser, wire_user_name: &str) -> Resu
         ),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use reqwest::header::RETRY_AFTER;
+
+    use super::super::testing;
+    use super::*;
+
+    const SECRETS: &[&str] = &["S3cure!pass", "4321", "sandbox-password"];
+
+    fn create(status: u16, body: &str) -> Result<Receipt, VendorError> {
+        interpret_create(status, &HeaderMap::new(), body.as_bytes(), &Classifier::default(), "jdoe", SECRETS)
+    }
+
+    fn create_err(status: u16, body: &str) -> VendorError {
+        create(status, body).unwrap_err()
+    }
+
+    fn xml_error(message: &str) -> String {
+        format!("<response status=\"error\">\n  <error>{message}</error>\n</response>")
+    }
+
+    fn lookup(method: LookupMethod, body: &str) -> Result<Lookup, VendorError> {
+        interpret_lookup(method, 200, &HeaderMap::new(), body.as_bytes(), &Classifier::default(), "jdoe", SECRETS)
+    }
+
+    #[test]
+    fn documented_success_is_created_and_addressed_by_user_name() {
+        let r = create(200, "<response status=\"success\">\n</response>").unwrap();
+        assert!(!r.existing);
+        assert_eq!(r.vendor_user_id.as_deref(), Some("jdoe"));
+        assert_eq!(r.details["user_name"], "jdoe");
+        // With a declaration, a self-closing root, or as JSON in either shape.
+        for body in [
+            "<?xml version=\"1.0\"?>\n<response status=\"success\"/>",
+            "{\"status\": \"success\"}",
+            "{\"response\": {\"status\": \"success\"}}",
+            "{\"@attributes\": {\"status\": \"success\"}}",
+        ] {
+            assert!(create(200, body).is_ok(), "{body}");
+        }
+    }
+
+    #[test]
+    fn documented_error_with_http_200_is_classified_by_its_message() {
+        let e = create_err(200, &xml_error("User name already exists"));
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Conflict, code::DUPLICATE_USER_NAME));
+        let e = create_err(200, "{\"status\": \"error\", \"error\": \"User name already exists\"}");
+        assert_eq!(e.code, code::DUPLICATE_USER_NAME, "the JSON form reads the same");
+    }
+
+    #[test]
+    fn every_error_class() {
+        let cases = [
+            ("User PIN already exists", VendorFailure::Conflict, code::DUPLICATE_PIN),
+            ("Authentication failed: invalid user_id or user_password", VendorFailure::Auth, code::AUTH),
+            ("Permission denied: this user may not manage users", VendorFailure::Auth, code::AUTH),
+            ("Invalid account_id", VendorFailure::Auth, code::UNKNOWN_ACCOUNT),
+            ("Too many requests, slow down", VendorFailure::Transient, code::RATE_LIMITED),
+            ("Invalid user_role", VendorFailure::Rejected, code::REJECTED),
+            ("Invalid campaign id: 123", VendorFailure::Rejected, code::REJECTED),
+            ("Missing required field: user_new_password", VendorFailure::Rejected, code::REJECTED),
+            ("", VendorFailure::Rejected, code::REJECTED),
+        ];
+        for (message, failure, code) in cases {
+            let e = create_err(200, &xml_error(message));
+            assert_eq!((e.failure, e.code.as_str()), (failure, code), "{message:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn messages_say_what_to_do() {
+        assert!(create_err(200, &xml_error("Invalid user_role")).message.contains("Fix the job"));
+        assert!(create_err(200, &xml_error("Invalid account_id")).message.contains("settings.account_id"));
+        assert!(create_err(200, &xml_error("Authentication failed")).message.contains("credentials"));
+    }
+
+    #[test]
+    fn an_error_body_wins_over_an_unusual_status() {
+        let e = create_err(400, &xml_error("Invalid user_role"));
+        assert_eq!(e.code, code::REJECTED);
+        let e = create_err(403, &xml_error("Authentication failed"));
+        assert_eq!(e.code, code::AUTH);
+    }
+
+    #[test]
+    fn server_faults_throttling_and_garbage_are_transient() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "7".parse().unwrap());
+        let e = interpret_create(429, &h, b"", &Classifier::default(), "jdoe", SECRETS).unwrap_err();
+        assert_eq!((e.failure, e.code.as_str(), e.retry_after), (VendorFailure::Transient, "http_429", Some(Duration::from_secs(7))));
+        let e = interpret_create(503, &h, &xml_error("x").into_bytes(), &Classifier::default(), "jdoe", SECRETS).unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Transient, "http_503"));
+        assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
+        for body in ["", "   ", "<html><body>Bad gateway</body></html>", "<response>", "{\"customers\": []}",
+            "<response status=\"maybe\"/>", "\u{0}\u{1}binary", "{not json"]
+        {
+            let e = create_err(200, body);
+            assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Transient, code::UNREADABLE), "{body:?}");
+        }
+        let e = create_err(408, "");
+        assert_eq!(e.failure, VendorFailure::Transient);
+    }
+
+    #[test]
+    fn bare_statuses_without_a_readable_body() {
+        assert_eq!(create_err(401, "").failure, VendorFailure::Auth);
+        let e = create_err(404, "Not Found");
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Auth, code::WRONG_ENDPOINT));
+        assert_eq!(create_err(302, "").code, code::WRONG_ENDPOINT);
+        let e = create_err(422, "nope");
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, "http_422"));
+        let e = create_err(404, &"<response status=\"success\"/>".to_string());
+        assert_eq!(e.code, code::WRONG_ENDPOINT, "a success document under an error status is not trusted");
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_from_vendor_text() {
+        let e = create_err(200, &xml_error("Invalid user_new_password S3cure!pass for PIN 4321"));
+        assert!(!e.message.contains("S3cure!pass") && !e.message.contains("4321"), "{}", e.message);
+        let e = create_err(200, "oops user_password=sandbox-password&user_new_password=S3cure%21pass");
+        assert!(!e.message.contains("sandbox-password") && !e.message.contains("S3cure"), "{}", e.message);
+        let long = "x".repeat(1000);
+        assert!(create_err(200, &xml_error(&long)).message.chars().count() < 400);
+    }
+
+    #[test]
+    fn xml_entities_and_cdata_are_read() {
+        let e = create_err(200, "<response status=\"error\"><error>User &amp; name &#65;lready exists</error></response>");
+        assert!(e.message.contains("User & name Already exists"), "{}", e.message);
+        let e = create_err(200, "<response status=\"error\"><error><![CDATA[Invalid <role>]]></error></response>");
+        assert!(e.message.contains("Invalid <role>"), "{}", e.message);
+    }
+
+    #[test]
+    fn configured_patterns_change_the_classification() {
+        let mut cls = Classifier::default();
+        let german = xml_error("Benutzername schon vergeben");
+        let e = interpret_create(200, &HeaderMap::new(), german.as_bytes(), &cls, "jdoe", SECRETS).unwrap_err();
+        assert_eq!(e.code, code::REJECTED, "unknown wording is a rejection by default");
+        cls.duplicate = super::super::account::Patterns::parse("schon vergeben").unwrap();
+        let e = interpret_create(200, &HeaderMap::new(), german.as_bytes(), &cls, "jdoe", SECRETS).unwrap_err();
+        assert_eq!(e.code, code::DUPLICATE_USER_NAME);
+    }
+
+    const USER_XML: &str = "<response status=\"success\">\n  <user>\n    <user_name>JDoe</user_name>\n    \
+        <user_first_name>Jane</user_first_name>\n    <user_last_name>Doe</user_last_name>\n    \
+        <user_addtl_info>Downtown Store</user_addtl_info>\n    <user_role>K</user_role>\n  </user>\n</response>";
+
+    fn jane() -> UserRecord {
+        UserRecord {
+            user_name: "JDoe".into(),
+            first_name: Some("Jane".into()),
+            last_name: Some("Doe".into()),
+            custom1: Some("Downtown Store".into()),
+            role: Some("K".into()),
+        }
+    }
+
+    #[test]
+    fn lookup_finds_the_user_in_xml_and_json() {
+        assert_eq!(lookup(LookupMethod::UserInfo, USER_XML).unwrap(), Lookup::Found(jane()));
+        let json = r#"{"status":"success","user":{"user_name":"JDoe","user_first_name":"Jane",
+            "user_last_name":"Doe","user_custom1":"Downtown Store","user_role":"K"}}"#;
+        assert_eq!(lookup(LookupMethod::UserInfo, json).unwrap(), Lookup::Found(jane()));
+        let list = r#"{"status":"success","users":[{"user_name":"other"},{"user_name":"jdoe","user_role":"A"}]}"#;
+        match lookup(LookupMethod::UsersList, list).unwrap() {
+            Lookup::Found(r) => assert_eq!(r.role.as_deref(), Some("A")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn lookup_absent_unsupported_and_failing() {
+        assert_eq!(lookup(LookupMethod::UserInfo, &xml_error("User not found")).unwrap(), Lookup::Absent);
+        let empty = "<response status=\"success\"><users></users></response>";
+        assert_eq!(lookup(LookupMethod::UsersList, empty).unwrap(), Lookup::Absent);
+        let others = "<response status=\"success\"><users><user><user_name>bob</user_name></user></users></response>";
+        assert_eq!(lookup(LookupMethod::UsersList, others).unwrap(), Lookup::Absent);
+        assert!(matches!(lookup(LookupMethod::UserInfo, empty).unwrap(), Lookup::Unsupported(_)));
+        assert!(matches!(lookup(LookupMethod::UserInfo, &xml_error("Invalid type: user_info")).unwrap(), Lookup::Unsupported(_)));
+        assert_eq!(lookup(LookupMethod::UserInfo, &xml_error("Authentication failed")).unwrap_err().failure, VendorFailure::Auth);
+        assert_eq!(lookup(LookupMethod::UserInfo, "garbage").unwrap_err().failure, VendorFailure::Transient);
+        let e = interpret_lookup(LookupMethod::UserInfo, 502, &HeaderMap::new(), b"", &Classifier::default(), "jdoe", SECRETS);
+        assert_eq!(e.unwrap_err().failure, VendorFailure::Transient);
+    }
+
+    #[test]
+    fn decide_same_user_is_existing_and_another_is_a_conflict() {
+        let user = NewUser::parse(&testing::job("jdoe", serde_json::json!({})).user).unwrap();
+        let r = decide(&jane(), &user, "jdoe").unwrap();
+        assert!(r.existing);
+        assert_eq!(r.vendor_user_id.as_deref(), Some("jdoe"));
+        let sparse = UserRecord { user_name: "jdoe".into(), ..UserRecord::default() };
+        assert!(decide(&sparse, &user, "jdoe").unwrap().existing, "fields the lookup does not return cannot disagree");
+        let bob = UserRecord { first_name: Some("Bob".into()), role: Some("A".into()), ..jane() };
+        let e = decide(&bob, &user, "jdoe").unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Conflict, code::USER_NAME_TAKEN));
+        assert!(e.message.contains("user_first_name, user_role"), "{}", e.message);
+    }
+}
