@@ -539,8 +539,8 @@ mod tests {
     #[test]
     fn allow_lists_narrow_the_job_rules_only_when_set() {
         let open = parse(&[]).unwrap();
-        let tight = parse(&[("roles", "A"), ("languages", "FR"), ("timezones", "70"), ("min_password_length", "20")])
-            .unwrap();
+        let tight =
+            parse(&[("roles", "A"), ("languages", "FR"), ("timezones", "70"), ("min_password_length", "20")]).unwrap();
         let u = user(serde_json::json!({}));
         assert!(open.check(&u).is_ok());
         let (field, message) = tight.check(&u).unwrap_err();

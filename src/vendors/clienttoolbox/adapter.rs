@@ -266,7 +266,11 @@ mod tests {
     #[tokio::test]
     async fn simple_classes() {
         let cases: Vec<(ResponseTemplate, VendorFailure, &str)> = vec![
-            (xml(xml_error("Authentication failed: invalid user_id or user_password")), VendorFailure::Auth, code::AUTH),
+            (
+                xml(xml_error("Authentication failed: invalid user_id or user_password")),
+                VendorFailure::Auth,
+                code::AUTH,
+            ),
             (xml(xml_error("Invalid account_id")), VendorFailure::Auth, code::UNKNOWN_ACCOUNT),
             (xml(xml_error("Invalid user_role")), VendorFailure::Rejected, code::REJECTED),
             (xml(xml_error("User PIN already exists")), VendorFailure::Conflict, code::DUPLICATE_PIN),
@@ -360,11 +364,7 @@ mod tests {
         answer(&server, "user_new", xml(xml_error("User name already exists")), 1).await;
         let list = "<response status=\"success\"><users><user><user_name>bob</user_name></user>\
                     <user><user_name>JDOE</user_name><user_first_name>Jane</user_first_name></user></users></response>";
-        Mock::given(body_string_contains("type=users_list&"))
-            .respond_with(xml(list))
-            .expect(1)
-            .mount(&server)
-            .await;
+        Mock::given(body_string_contains("type=users_list&")).respond_with(xml(list)).expect(1).mount(&server).await;
         assert!(run(&server, &[("lookup", "users_list")], FRESH).await.unwrap().existing);
     }
 

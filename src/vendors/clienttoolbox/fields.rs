@@ -499,7 +499,8 @@ mod tests {
     fn every_problem_is_reported_at_once() {
         let errs = validate(&user(&[("user_name", t("bad name")), ("user_PIN", t("x"))]));
         let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
-        for f in ["user.user_name", "user.user_new_password", "user.user_PIN", "user.user_role", "user.allowed_campaigns"]
+        for f in
+            ["user.user_name", "user.user_new_password", "user.user_PIN", "user.user_role", "user.allowed_campaigns"]
         {
             assert!(fields.contains(&f), "{f} missing from {fields:?}");
         }

@@ -42,13 +42,11 @@ pub(crate) mod testing {
             std::fs::write(&path, format!("{value}\n")).unwrap();
             credentials.insert(name.to_owned(), SecretSource::File(path));
         }
-        let mut map: BTreeMap<String, String> = [
-            ("account_id", super::sandbox::SANDBOX_ACCOUNT_ID),
-            ("user_id", super::sandbox::SANDBOX_USER_ID),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+        let mut map: BTreeMap<String, String> =
+            [("account_id", super::sandbox::SANDBOX_ACCOUNT_ID), ("user_id", super::sandbox::SANDBOX_USER_ID)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
         for (k, v) in settings {
             map.insert((*k).to_owned(), (*v).to_owned());
         }

@@ -564,13 +564,24 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, "7".parse().unwrap());
         let e = interpret_create(429, &h, b"", &Classifier::default(), "jdoe", SECRETS).unwrap_err();
-        assert_eq!((e.failure, e.code.as_str(), e.retry_after), (VendorFailure::Transient, "http_429", Some(Duration::from_secs(7))));
-        let e = interpret_create(503, &h, &xml_error("x").into_bytes(), &Classifier::default(), "jdoe", SECRETS).unwrap_err();
+        assert_eq!(
+            (e.failure, e.code.as_str(), e.retry_after),
+            (VendorFailure::Transient, "http_429", Some(Duration::from_secs(7)))
+        );
+        let e = interpret_create(503, &h, &xml_error("x").into_bytes(), &Classifier::default(), "jdoe", SECRETS)
+            .unwrap_err();
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Transient, "http_503"));
         assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
-        for body in ["", "   ", "<html><body>Bad gateway</body></html>", "<response>", "{\"customers\": []}",
-            "<response status=\"maybe\"/>", "\u{0}\u{1}binary", "{not json"]
-        {
+        for body in [
+            "",
+            "   ",
+            "<html><body>Bad gateway</body></html>",
+            "<response>",
+            "{\"customers\": []}",
+            "<response status=\"maybe\"/>",
+            "\u{0}\u{1}binary",
+            "{not json",
+        ] {
             let e = create_err(200, body);
             assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Transient, code::UNREADABLE), "{body:?}");
         }
@@ -602,7 +613,8 @@ mod tests {
 
     #[test]
     fn xml_entities_and_cdata_are_read() {
-        let e = create_err(200, "<response status=\"error\"><error>User &amp; name &#65;lready exists</error></response>");
+        let e =
+            create_err(200, "<response status=\"error\"><error>User &amp; name &#65;lready exists</error></response>");
         assert!(e.message.contains("User & name Already exists"), "{}", e.message);
         let e = create_err(200, "<response status=\"error\"><error><![CDATA[Invalid <role>]]></error></response>");
         assert!(e.message.contains("Invalid <role>"), "{}", e.message);
@@ -654,10 +666,24 @@ mod tests {
         let others = "<response status=\"success\"><users><user><user_name>bob</user_name></user></users></response>";
         assert_eq!(lookup(LookupMethod::UsersList, others).unwrap(), Lookup::Absent);
         assert!(matches!(lookup(LookupMethod::UserInfo, empty).unwrap(), Lookup::Unsupported(_)));
-        assert!(matches!(lookup(LookupMethod::UserInfo, &xml_error("Invalid type: user_info")).unwrap(), Lookup::Unsupported(_)));
-        assert_eq!(lookup(LookupMethod::UserInfo, &xml_error("Authentication failed")).unwrap_err().failure, VendorFailure::Auth);
+        assert!(matches!(
+            lookup(LookupMethod::UserInfo, &xml_error("Invalid type: user_info")).unwrap(),
+            Lookup::Unsupported(_)
+        ));
+        assert_eq!(
+            lookup(LookupMethod::UserInfo, &xml_error("Authentication failed")).unwrap_err().failure,
+            VendorFailure::Auth
+        );
         assert_eq!(lookup(LookupMethod::UserInfo, "garbage").unwrap_err().failure, VendorFailure::Transient);
-        let e = interpret_lookup(LookupMethod::UserInfo, 502, &HeaderMap::new(), b"", &Classifier::default(), "jdoe", SECRETS);
+        let e = interpret_lookup(
+            LookupMethod::UserInfo,
+            502,
+            &HeaderMap::new(),
+            b"",
+            &Classifier::default(),
+            "jdoe",
+            SECRETS,
+        );
         assert_eq!(e.unwrap_err().failure, VendorFailure::Transient);
     }
 

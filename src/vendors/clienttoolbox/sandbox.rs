@@ -323,3 +323,201 @@ fn render_json(reply: &Reply) -> serde_json::Value {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::response::code;
+    use super::super::testing;
+    use super::*;
+    use crate::config::VendorSettings;
+    use crate::vendors::{Adapter as _, CallContext, VendorFailure};
+
+    const FRESH: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 1 };
+    const SEEN: CallContext = CallContext { maybe_seen_before: true, inline_attempt: 1 };
+
+    async fn serve() -> (Arc<Sandbox>, String) {
+        let sandbox = Arc::new(Sandbox::new());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = router(sandbox.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (sandbox, url)
+    }
+
+    fn adapter(url: &str, settings: &[(&str, &str)]) -> super::super::Adapter {
+        let f = testing::account(Some(url), settings);
+        super::super::build("acme", &f.settings, &VendorSettings::default()).unwrap()
+    }
+
+    async fn post(url: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let resp = reqwest::Client::new()
+            .post(format!("{url}/api.php"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(form).unwrap())
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    const AUTH: [(&str, &str); 3] =
+        [("user_id", SANDBOX_USER_ID), ("user_password", SANDBOX_PASSWORD), ("account_id", SANDBOX_ACCOUNT_ID)];
+
+    #[tokio::test]
+    async fn answers_in_the_documented_formats() {
+        let (sandbox, url) = serve().await;
+        let mut form = vec![("type", "user_new")];
+        form.extend(AUTH);
+        form.extend([
+            ("user_name", "janeclerk"),
+            ("user_new_password", "pw"),
+            ("user_role", "K"),
+            ("allowed_campaigns", "all"),
+        ]);
+        assert_eq!(post(&url, &form).await, (200, "<response status=\"success\">\n</response>\n".to_owned()));
+        assert_eq!(
+            post(&url, &form).await,
+            (200, "<response status=\"error\">\n  <error>User name already exists</error>\n</response>\n".to_owned()),
+            "errors come with HTTP 200"
+        );
+        form.push(("output", "JSON"));
+        form.push(("condensed", "yes"));
+        assert_eq!(
+            post(&url, &form).await,
+            (200, r#"{"error":"User name already exists","status":"error"}"#.to_owned())
+        );
+        form.push(("callback", "cb"));
+        assert!(post(&url, &form).await.1.starts_with("cb({"));
+        assert_eq!(sandbox.creations("JANECLERK"), 1);
+        assert_eq!(sandbox.user_count(), 1);
+
+        let mut info = vec![("type", "user_info"), ("user_name", "JaneClerk")];
+        info.extend(AUTH);
+        let (_, body) = post(&url, &info).await;
+        assert!(
+            body.contains("<user_name>janeclerk</user_name>") && body.contains("<user_role>K</user_role>"),
+            "{body}"
+        );
+        assert!(!body.contains("pw<"), "the password is never shown");
+    }
+
+    #[tokio::test]
+    async fn enforces_auth_account_and_permission() {
+        let (_, url) = serve().await;
+        let base = [("type", "users_list"), ("account_id", SANDBOX_ACCOUNT_ID)];
+        let cases: [(&[(&str, &str)], &str); 5] = [
+            (&[("user_id", SANDBOX_USER_ID), ("user_password", "wrong")], "Authentication failed"),
+            (&[("user_id", "nobody"), ("user_password", SANDBOX_PASSWORD)], "Authentication failed"),
+            (&[("user_password", SANDBOX_PASSWORD)], "Missing required field: user_id"),
+            (&[("user_id", SANDBOX_CLERK_USER_ID), ("user_password", SANDBOX_PASSWORD)], "Permission denied"),
+            (&[("user_id", SANDBOX_USER_ID), ("user_password", SANDBOX_API_KEY)], "status=\"success\""),
+        ];
+        for (extra, expected) in cases {
+            let mut form = base.to_vec();
+            form.extend_from_slice(extra);
+            let (_, body) = post(&url, &form).await;
+            assert!(body.contains(expected), "{extra:?}: {body}");
+        }
+        let (_, body) = post(
+            &url,
+            &[
+                ("type", "users_list"),
+                ("user_id", SANDBOX_USER_ID),
+                ("user_password", SANDBOX_PASSWORD),
+                ("account_id", "other"),
+            ],
+        )
+        .await;
+        assert!(body.contains("Invalid account_id"), "{body}");
+        let (_, body) = post(
+            &url,
+            &[
+                ("type", "user_fly"),
+                ("user_id", SANDBOX_USER_ID),
+                ("user_password", SANDBOX_PASSWORD),
+                ("account_id", SANDBOX_ACCOUNT_ID),
+            ],
+        )
+        .await;
+        assert!(body.contains("Invalid type"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn round_trip_and_redelivery_create_once() {
+        let (sandbox, url) = serve().await;
+        let a = adapter(&url, &[]);
+        let job = testing::job("JDoe_Front", json!({}));
+        let r = a.create_user(&job, FRESH).await.unwrap();
+        assert!(!r.existing);
+        assert_eq!(r.vendor_user_id.as_deref(), Some("jdoe_front"));
+        let again = a.create_user(&job, SEEN).await.unwrap();
+        assert!(again.existing, "a redelivery finds the user first");
+        let dup = a.create_user(&job, FRESH).await.unwrap();
+        assert!(dup.existing, "\"already exists\" without the flag is settled by a lookup");
+        assert_eq!(sandbox.creations("jdoe_front"), 1);
+        assert_eq!(sandbox.user_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn round_trip_in_every_auth_lookup_and_output_mode() {
+        let modes: [&[(&str, &str)]; 4] = [
+            &[("auth", "api_access_key")],
+            &[("output", "JSON")],
+            &[("lookup", "users_list"), ("output", "JSON")],
+            &[("user_name_case", "preserve"), ("api_version", "1.6")],
+        ];
+        for settings in modes {
+            let (sandbox, url) = serve().await;
+            let a = adapter(&url, settings);
+            let job = testing::job("Jane_2", json!({"user_PIN": null}));
+            assert!(!a.create_user(&job, FRESH).await.unwrap().existing, "{settings:?}");
+            assert!(a.create_user(&job, SEEN).await.unwrap().existing, "{settings:?}");
+            assert!(a.create_user(&job, FRESH).await.unwrap().existing, "{settings:?}");
+            assert_eq!(sandbox.creations("jane_2"), 1, "{settings:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn round_trip_failures_of_each_class() {
+        let (sandbox, url) = serve().await;
+        let a = adapter(&url, &[]);
+        sandbox.seed_user("taken", "Bob", "Other", 'A');
+        let cases = [
+            (testing::job("taken", json!({})), VendorFailure::Conflict, code::USER_NAME_TAKEN),
+            (testing::job("bad_role", json!({"user_role": "Z"})), VendorFailure::Rejected, code::REJECTED),
+            (
+                testing::job("bad_campaign", json!({"allowed_campaigns": "999"})),
+                VendorFailure::Rejected,
+                code::REJECTED,
+            ),
+            (testing::job("bad_tz", json!({"timezone_selector": 999})), VendorFailure::Rejected, code::REJECTED),
+        ];
+        for (job, failure, code) in cases {
+            let e = a.create_user(&job, FRESH).await.unwrap_err();
+            assert_eq!((e.failure, e.code.as_str()), (failure, code), "{e}");
+        }
+        a.create_user(&testing::job("first", json!({"user_PIN": "7777"})), FRESH).await.unwrap();
+        let e = a.create_user(&testing::job("second", json!({"user_PIN": "7777"})), FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Conflict, code::DUPLICATE_PIN));
+        assert!(!e.message.contains("7777"));
+        assert_eq!(sandbox.creations("taken"), 0);
+
+        let wrong_password = testing::account(Some(&url), &[]);
+        if let crate::config::SecretSource::File(path) = &wrong_password.settings.credentials["user_password"] {
+            std::fs::write(path, "not-the-password").unwrap();
+        }
+        let clerk = testing::account(Some(&url), &[("user_id", SANDBOX_CLERK_USER_ID)]);
+        for f in [wrong_password, clerk] {
+            let a = super::super::build("acme", &f.settings, &VendorSettings::default()).unwrap();
+            let e = a.create_user(&testing::job("x", json!({})), FRESH).await.unwrap_err();
+            assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Auth, code::AUTH), "{e}");
+            assert!(!e.message.contains("not-the-password"), "{}", e.message);
+        }
+
+        let wrong_account = adapter(&url, &[("account_id", "someoneelse")]);
+        let e = wrong_account.create_user(&testing::job("x", json!({})), FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Auth, code::UNKNOWN_ACCOUNT));
+    }
+}
