@@ -71,7 +71,8 @@ impl ApiRequest {
         self.form
             .iter()
             .chain(&self.headers)
-            .filter_map(|(_, v)| matches!(v, Value::Secret(_)).then(|| v.expose()))
+            .filter(|(_, v)| matches!(v, Value::Secret(_)))
+            .map(|(_, v)| v.expose())
             .collect()
     }
 }

@@ -597,7 +597,7 @@ mod tests {
         assert_eq!(create_err(302, "").code, code::WRONG_ENDPOINT);
         let e = create_err(422, "nope");
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, "http_422"));
-        let e = create_err(404, &"<response status=\"success\"/>".to_string());
+        let e = create_err(404, "<response status=\"success\"/>");
         assert_eq!(e.code, code::WRONG_ENDPOINT, "a success document under an error status is not trusted");
     }
 
