@@ -4,6 +4,7 @@
 //! XML and wire names stay behind this module.
 
 mod catalog;
+pub mod clienttoolbox;
 pub mod glance;
 pub mod http;
 pub mod standin;
@@ -87,7 +88,8 @@ impl fmt::Display for VendorKey {
 pub fn validate_user(vendor: VendorKey, user: &crate::job::UserFields) -> Vec<crate::job::FieldError> {
     match vendor {
         VendorKey::Glance => glance::validate(user),
-        VendorKey::Netsapiens | VendorKey::Clienttoolbox => Vec::new(),
+        VendorKey::Clienttoolbox => clienttoolbox::validate(user),
+        VendorKey::Netsapiens => Vec::new(),
     }
 }
 

@@ -1,0 +1,589 @@
+//! The `user_new` fields as domain values: each rule of vendors/clienttoolbox.md lives in one `parse`.
+//!
+//! Validation is the parse: [`NewUser::parse`] either yields values that can only be valid, or
+//! every reason the job is not acceptable, addressed as `user.<WireName>`. Messages say what
+//! is allowed and never echo a secret.
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::job::{FieldError, FieldValue, UserFields};
+
+/// The login of the new user: 1–20 characters of `[A-Za-z0-9_]`, unique within the account.
+///
+/// The vendor does not say whether user names are case-sensitive, so uniqueness and
+/// comparisons use the lower-case form, which is also what is sent by default
+/// (`user_name_case = lower`). The spelling as given is kept for `preserve`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientToolboxUserName {
+    given: String,
+}
+
+impl ClientToolboxUserName {
+    pub const MAX_LEN: usize = 20;
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() {
+            return Err("must not be empty; 1 to 20 characters of A-Z, a-z, 0-9 and _".into());
+        }
+        if let Some(c) = raw.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_')) {
+            return Err(format!("may only contain A-Z, a-z, 0-9 and _ (found {c:?})"));
+        }
+        if raw.len() > Self::MAX_LEN {
+            return Err(format!("must be at most {} characters, got {}", Self::MAX_LEN, raw.len()));
+        }
+        Ok(Self { given: raw.to_owned() })
+    }
+
+    /// The spelling the job used.
+    pub fn as_given(&self) -> &str {
+        &self.given
+    }
+
+    /// The form identities are compared in (and sent in, by default).
+    pub fn canonical(&self) -> String {
+        self.given.to_ascii_lowercase()
+    }
+
+    /// Same user name as far as the vendor's (presumed case-insensitive) uniqueness goes.
+    pub fn matches(&self, other: &str) -> bool {
+        self.given.eq_ignore_ascii_case(other.trim())
+    }
+}
+
+impl fmt::Display for ClientToolboxUserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.given)
+    }
+}
+
+/// `allowed_campaigns`: `all`, `none`, or comma-separated numeric campaign ids.
+///
+/// Ids are long digit strings (e.g. `0239471023412`, with a leading zero), so they stay strings:
+/// an integer would drop the zero and overflow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AllowedCampaigns {
+    All,
+    None,
+    Ids(Vec<CampaignId>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CampaignId(String);
+
+impl CampaignId {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("campaign id {raw:?} must be digits only"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AllowedCampaigns {
+    const RULE: &'static str =
+        "must be `all`, `none` or comma-separated numeric campaign ids (e.g. `12971184024723,0239471023412`)";
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw {
+            "all" => return Ok(Self::All),
+            "none" => return Ok(Self::None),
+            "" => return Err(Self::RULE.into()),
+            _ => {}
+        }
+        let ids: Result<Vec<_>, _> = raw.split(',').map(CampaignId::parse).collect();
+        ids.map(Self::Ids).map_err(|e| format!("{}; {e}", Self::RULE))
+    }
+
+    pub fn to_wire(&self) -> String {
+        match self {
+            Self::All => "all".into(),
+            Self::None => "none".into(),
+            Self::Ids(ids) => ids.iter().map(CampaignId::as_str).collect::<Vec<_>>().join(","),
+        }
+    }
+}
+
+/// `user_role`: one upper-case letter from the "User Permission Levels" page.
+///
+/// Only `A` (Administrator) and `K` (used for clerks in every example) are confirmed; the page
+/// with the other letters could not be retrieved, so any single upper-case letter is accepted
+/// here and an account may narrow it with `settings.roles`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserRole(char);
+
+impl UserRole {
+    pub const ADMINISTRATOR: UserRole = UserRole('A');
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut chars = raw.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) if c.is_ascii_uppercase() => Ok(Self(c)),
+            _ => Err(
+                "must be one upper-case role letter from the User Permission Levels, e.g. `A` (Administrator) or `K`"
+                    .into(),
+            ),
+        }
+    }
+
+    pub fn letter(self) -> char {
+        self.0
+    }
+}
+
+impl fmt::Display for UserRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// `language_selector`: a two-letter upper-case code from "Available Languages", e.g. `EN`.
+/// The full list was not retrieved; an account may narrow it with `settings.languages`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LanguageSelector([u8; 2]);
+
+impl LanguageSelector {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw.as_bytes() {
+            [a, b] if a.is_ascii_uppercase() && b.is_ascii_uppercase() => Ok(Self([*a, *b])),
+            _ => Err("must be a two-letter upper-case language code from Available Languages, e.g. `EN`".into()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("two ASCII letters")
+    }
+}
+
+/// `timezone_selector`: a positive platform-specific integer code from the "Timezones" page
+/// (e.g. `68`), not an IANA name. Jobs may send it as a number or a string of digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TimezoneSelector(u32);
+
+impl TimezoneSelector {
+    const RULE: &'static str =
+        "must be a positive numeric time-zone code from the ClientToolbox Timezones page (e.g. 68), not an IANA name";
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Self::RULE.into());
+        }
+        match raw.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(Self(n)),
+            _ => Err(Self::RULE.into()),
+        }
+    }
+
+    pub fn from_integer(n: i64) -> Result<Self, String> {
+        match u32::try_from(n) {
+            Ok(n) if n > 0 => Ok(Self(n)),
+            _ => Err(Self::RULE.into()),
+        }
+    }
+
+    pub fn code(self) -> u32 {
+        self.0
+    }
+}
+
+/// `user_PIN`: digits, unique per account (the vendor enforces uniqueness). Secret: it opens
+/// terminals, so it is never shown.
+#[derive(Clone)]
+pub struct UserPin(SecretString);
+
+impl UserPin {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+            // Never echo the value: it is a secret even when it is wrong.
+            return Err("must be digits only (0-9)".into());
+        }
+        Ok(Self(SecretString::from(raw.to_owned())))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for UserPin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UserPin(***)")
+    }
+}
+
+/// `user_new_password`: required; the vendor publishes no rule, so anything non-empty goes
+/// (an account may set `settings.min_password_length`). Secret.
+#[derive(Clone)]
+pub struct NewUserPassword(SecretString);
+
+impl NewUserPassword {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() {
+            return Err("must not be empty".into());
+        }
+        Ok(Self(SecretString::from(raw.to_owned())))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    pub fn char_count(&self) -> usize {
+        self.0.expose_secret().chars().count()
+    }
+}
+
+impl fmt::Debug for NewUserPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NewUserPassword(***)")
+    }
+}
+
+/// A whole valid `user_new` payload (everything but the auth and output fields, which belong
+/// to the account).
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub user_name: ClientToolboxUserName,
+    pub password: NewUserPassword,
+    /// Free text; the vendor publishes no limit.
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// Shown as "Location"; read back as `user_addtl_info`.
+    pub custom1: Option<String>,
+    pub pin: Option<UserPin>,
+    pub language: Option<LanguageSelector>,
+    pub timezone: Option<TimezoneSelector>,
+    pub role: UserRole,
+    pub allowed_campaigns: AllowedCampaigns,
+}
+
+impl NewUser {
+    /// Every documented rule of `user_new`, all at once so the producer can fix everything in
+    /// one round.
+    pub fn parse(user: &UserFields) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let user_name = required(user, "user_name", &mut errors, ClientToolboxUserName::parse);
+        let password = required(user, "user_new_password", &mut errors, NewUserPassword::parse);
+        let first_name = optional(user, "user_first_name", &mut errors, |s| Ok(s.to_owned()));
+        let last_name = optional(user, "user_last_name", &mut errors, |s| Ok(s.to_owned()));
+        let custom1 = optional(user, "user_custom1", &mut errors, |s| Ok(s.to_owned()));
+        let pin = optional(user, "user_PIN", &mut errors, UserPin::parse);
+        let language = optional(user, "language_selector", &mut errors, LanguageSelector::parse);
+        let timezone = match user.get("timezone_selector") {
+            None => None,
+            Some(FieldValue::Integer(n)) => keep(TimezoneSelector::from_integer(*n), "timezone_selector", &mut errors),
+            Some(FieldValue::Text(s)) => keep(TimezoneSelector::parse(s), "timezone_selector", &mut errors),
+        };
+        let role = required(user, "user_role", &mut errors, UserRole::parse);
+        let allowed_campaigns = required(user, "allowed_campaigns", &mut errors, AllowedCampaigns::parse);
+        match (user_name, password, role, allowed_campaigns) {
+            (Some(user_name), Some(password), Some(role), Some(allowed_campaigns)) if errors.is_empty() => Ok(Self {
+                user_name,
+                password,
+                first_name,
+                last_name,
+                custom1,
+                pin,
+                language,
+                timezone,
+                role,
+                allowed_campaigns,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// The ClientToolbox arm of [`crate::vendors::validate_user`].
+pub fn validate(user: &UserFields) -> Vec<FieldError> {
+    NewUser::parse(user).err().unwrap_or_default()
+}
+
+fn required<T>(
+    user: &UserFields,
+    name: &str,
+    errors: &mut Vec<FieldError>,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<T> {
+    if user.get(name).is_none() {
+        errors.push(FieldError::new(format!("user.{name}"), "is required"));
+        return None;
+    }
+    optional(user, name, errors, parse)
+}
+
+fn optional<T>(
+    user: &UserFields,
+    name: &str,
+    errors: &mut Vec<FieldError>,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<T> {
+    match user.get(name)? {
+        FieldValue::Text(s) => keep(parse(s), name, errors),
+        // The catalog only lets text through for these fields; reaching here means a caller
+        // built `UserFields` by hand.
+        FieldValue::Integer(_) => {
+            errors.push(FieldError::new(format!("user.{name}"), "must be a string"));
+            None
+        }
+    }
+}
+
+fn keep<T>(result: Result<T, String>, name: &str, errors: &mut Vec<FieldError>) -> Option<T> {
+    result.map_err(|message| errors.push(FieldError::new(format!("user.{name}"), message))).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::vendors::VendorKey;
+
+    fn user(fields: &[(&'static str, FieldValue)]) -> UserFields {
+        UserFields::new(VendorKey::Clienttoolbox, fields.iter().cloned().collect::<BTreeMap<_, _>>())
+    }
+
+    fn t(s: &str) -> FieldValue {
+        FieldValue::Text(s.to_owned())
+    }
+
+    fn valid() -> Vec<(&'static str, FieldValue)> {
+        vec![
+            ("user_name", t("jdoe_front")),
+            ("user_new_password", t("S3cure!pass")),
+            ("user_first_name", t("Jane")),
+            ("user_last_name", t("Doe")),
+            ("user_custom1", t("Downtown Store")),
+            ("user_PIN", t("4321")),
+            ("language_selector", t("EN")),
+            ("timezone_selector", t("68")),
+            ("user_role", t("K")),
+            ("allowed_campaigns", t("all")),
+        ]
+    }
+
+    /// The errors of the valid user with `name` replaced (or removed with `None`).
+    fn errors_with(name: &'static str, value: Option<FieldValue>) -> Vec<FieldError> {
+        let mut fields: Vec<_> = valid().into_iter().filter(|(k, _)| *k != name).collect();
+        if let Some(v) = value {
+            fields.push((name, v));
+        }
+        validate(&user(&fields))
+    }
+
+    fn accepted(name: &'static str, value: FieldValue) {
+        let errs = errors_with(name, Some(value.clone()));
+        assert!(errs.is_empty(), "{name} = {:?} should pass: {errs:?}", value.to_wire());
+    }
+
+    fn refused(name: &'static str, value: Option<FieldValue>) -> String {
+        let errs = errors_with(name, value);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, format!("user.{name}"));
+        errs[0].message.clone()
+    }
+
+    #[test]
+    fn the_documented_example_is_valid() {
+        let parsed = NewUser::parse(&user(&valid())).unwrap();
+        assert_eq!(parsed.user_name.as_given(), "jdoe_front");
+        assert_eq!(parsed.timezone.unwrap().code(), 68);
+        assert_eq!(parsed.allowed_campaigns, AllowedCampaigns::All);
+    }
+
+    #[test]
+    fn user_name_is_at_most_20_of_letters_digits_and_underscore() {
+        accepted("user_name", t("Jane_Doe_2024"));
+        accepted("user_name", t(&"a".repeat(20)));
+        assert!(refused("user_name", Some(t(&"a".repeat(21)))).contains("at most 20"));
+        assert!(refused("user_name", Some(t("jane.doe"))).contains("A-Z, a-z, 0-9 and _"));
+        refused("user_name", Some(t("jöe")));
+        refused("user_name", Some(t("")));
+        assert_eq!(refused("user_name", None), "is required");
+    }
+
+    #[test]
+    fn user_name_is_compared_case_insensitively_and_lowered() {
+        let n = ClientToolboxUserName::parse("JDoe_Front").unwrap();
+        assert_eq!(n.canonical(), "jdoe_front");
+        assert_eq!(n.as_given(), "JDoe_Front");
+        assert!(n.matches("jdoe_FRONT"));
+        assert!(!n.matches("jdoe_back"));
+    }
+
+    #[test]
+    fn new_password_is_required_and_never_echoed() {
+        accepted("user_new_password", t("x"));
+        assert_eq!(refused("user_new_password", None), "is required");
+        refused("user_new_password", Some(t("")));
+    }
+
+    #[test]
+    fn pin_is_digits_and_never_echoed() {
+        accepted("user_PIN", t("0042"));
+        let msg = refused("user_PIN", Some(t("12ab9")));
+        assert!(msg.contains("digits"), "{msg}");
+        assert!(!msg.contains("12ab9"), "{msg}");
+        refused("user_PIN", Some(t("")));
+        accepted("user_PIN", t("1")); // optional, any length of digits
+        assert!(errors_with("user_PIN", None).is_empty(), "user_PIN is optional");
+    }
+
+    #[test]
+    fn role_is_one_upper_case_letter() {
+        accepted("user_role", t("A"));
+        accepted("user_role", t("K"));
+        assert!(refused("user_role", Some(t("k"))).contains("upper-case"));
+        refused("user_role", Some(t("AK")));
+        refused("user_role", Some(t("Clerk")));
+        assert_eq!(refused("user_role", None), "is required");
+    }
+
+    #[test]
+    fn allowed_campaigns_forms() {
+        accepted("allowed_campaigns", t("all"));
+        accepted("allowed_campaigns", t("none"));
+        accepted("allowed_campaigns", t("12971184024723"));
+        accepted("allowed_campaigns", t("12971184024723,0239471023412"));
+        for bad in ["", "All", "12971184024723,", ",1", "12, 34", "abc", "12;34", "all,12"] {
+            let msg = refused("allowed_campaigns", Some(t(bad)));
+            assert!(msg.contains("`all`, `none`"), "{bad:?}: {msg}");
+        }
+        assert_eq!(refused("allowed_campaigns", None), "is required");
+    }
+
+    #[test]
+    fn campaign_ids_keep_leading_zeros() {
+        let c = AllowedCampaigns::parse("0239471023412,12971184024723").unwrap();
+        assert_eq!(c.to_wire(), "0239471023412,12971184024723");
+    }
+
+    #[test]
+    fn language_is_two_upper_case_letters() {
+        accepted("language_selector", t("FR"));
+        refused("language_selector", Some(t("en")));
+        refused("language_selector", Some(t("ENG")));
+        refused("language_selector", Some(t("E1")));
+        assert!(errors_with("language_selector", None).is_empty());
+    }
+
+    #[test]
+    fn timezone_is_a_positive_code_as_number_or_digits() {
+        accepted("timezone_selector", FieldValue::Integer(68));
+        accepted("timezone_selector", t("68"));
+        assert!(refused("timezone_selector", Some(t("Australia/Sydney"))).contains("not an IANA name"));
+        refused("timezone_selector", Some(FieldValue::Integer(0)));
+        refused("timezone_selector", Some(FieldValue::Integer(-5)));
+        refused("timezone_selector", Some(t("+68")));
+        refused("timezone_selector", Some(t("")));
+        refused("timezone_selector", Some(FieldValue::Integer(i64::from(u32::MAX) + 1)));
+    }
+
+    #[test]
+    fn free_text_fields_have_no_published_rule() {
+        accepted("user_first_name", t("Zoë-Ann O'Neil"));
+        accepted("user_custom1", t(""));
+        assert!(errors_with("user_first_name", None).is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let errs = validate(&user(&[("user_name", t("bad name")), ("user_PIN", t("x"))]));
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        for f in
+            ["user.user_name", "user.user_new_password", "user.user_PIN", "user.user_role", "user.allowed_campaigns"]
+        {
+            assert!(fields.contains(&f), "{f} missing from {fields:?}");
+        }
+    }
+
+    #[test]
+    fn decoding_a_job_applies_these_rules() {
+        let job = json!({"job_id": "j1", "vendor": "clienttoolbox", "account": "a",
+            "user": {"user_name": "too-long-and-dashed-name", "user_new_password": "pw", "user_role": "K",
+                     "allowed_campaigns": "all", "timezone_selector": 68}});
+        match crate::job::decode(job.to_string().as_bytes()) {
+            Err(crate::job::Rejection::Invalid(inv)) => {
+                assert_eq!(inv.errors.len(), 1, "{:?}", inv.errors);
+                assert_eq!(inv.errors[0].field, "user.user_name");
+            }
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let parsed = NewUser::parse(&user(&valid())).unwrap();
+        let shown = format!("{parsed:?}");
+        assert!(!shown.contains("S3cure!pass") && !shown.contains("4321"), "{shown}");
+        assert!(shown.contains("jdoe_front"));
+    }
+
+    proptest! {
+        #[test]
+        fn user_names_that_parse_reparse_in_every_spelling(raw in "[A-Za-z0-9_]{1,20}") {
+            let n = ClientToolboxUserName::parse(&raw).unwrap();
+            prop_assert_eq!(n.as_given(), raw.as_str());
+            let lowered = ClientToolboxUserName::parse(&n.canonical()).unwrap();
+            prop_assert!(lowered.matches(n.as_given()));
+        }
+
+        #[test]
+        fn over_long_user_names_are_refused(raw in "[A-Za-z0-9_]{21,40}") {
+            prop_assert!(ClientToolboxUserName::parse(&raw).is_err());
+        }
+
+        #[test]
+        fn user_names_with_any_other_character_are_refused(
+            head in "[A-Za-z0-9_]{0,9}", bad in "[^A-Za-z0-9_]", tail in "[A-Za-z0-9_]{0,9}"
+        ) {
+            let raw = format!("{head}{bad}{tail}");
+            prop_assert!(ClientToolboxUserName::parse(&raw).is_err());
+        }
+
+        #[test]
+        fn campaign_lists_round_trip(ids in proptest::collection::vec("[0-9]{1,16}", 1..5)) {
+            let raw = ids.join(",");
+            let parsed = AllowedCampaigns::parse(&raw).unwrap();
+            prop_assert_eq!(parsed.to_wire(), raw.clone());
+            prop_assert_eq!(AllowedCampaigns::parse(&parsed.to_wire()).unwrap(), parsed);
+        }
+
+        #[test]
+        fn campaign_lists_with_a_non_digit_are_refused(ids in "[0-9]{1,5}", bad in "[^0-9,]") {
+            let with_bad = format!("{ids},{bad}{ids}");
+            prop_assert!(AllowedCampaigns::parse(&with_bad).is_err());
+        }
+
+        #[test]
+        fn timezone_codes_round_trip(n in 1u32..=u32::MAX) {
+            let tz = TimezoneSelector::parse(&n.to_string()).unwrap();
+            prop_assert_eq!(tz.code(), n);
+            prop_assert_eq!(TimezoneSelector::from_integer(i64::from(n)).unwrap(), tz);
+        }
+
+        #[test]
+        fn pins_are_digits_only(ok in "[0-9]{1,12}", bad in "[0-9]{2,4}[^0-9][0-9]{2,4}") {
+            prop_assert_eq!(UserPin::parse(&ok).unwrap().expose().to_owned(), ok.clone());
+            let err = UserPin::parse(&bad).unwrap_err();
+            prop_assert!(!err.contains(&bad));
+        }
+
+        #[test]
+        fn roles_and_languages(letter in "[A-Z]", other in "[^A-Z]", pair in "[A-Z]{2}") {
+            prop_assert_eq!(UserRole::parse(&letter).unwrap().to_string(), letter.clone());
+            prop_assert!(UserRole::parse(&other).is_err());
+            prop_assert_eq!(LanguageSelector::parse(&pair).unwrap().as_str().to_owned(), pair.clone());
+            prop_assert!(LanguageSelector::parse(&letter).is_err());
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! ClientToolbox (`type=user_new` on `api.php`): field rules, account config, request building, answer reading, the adapter and its sandbox.
+//!
+//! The facts come from `vendors/clienttoolbox.md`; every behaviour that file marks
+//! unconfirmed is an account setting (see [`account`]).
+
+pub mod account;
+pub mod adapter;
+pub mod fields;
+pub mod request;
+pub mod response;
+pub mod sandbox;
+
+pub use account::{from_settings, Account};
+pub use adapter::{build, Adapter};
+pub use fields::{validate, AllowedCampaigns, ClientToolboxUserName, NewUser};
+pub use sandbox::{router, Sandbox};
+
+/// Account fixtures shared by this module's tests: secrets come from files in a temp dir,
+/// since changing the environment races with other tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::collections::BTreeMap;
+
+    use crate::config::{AccountSettings, SecretSource};
+    use crate::vendors::VendorKey;
+
+    pub const PASSWORD: &str = super::sandbox::SANDBOX_PASSWORD;
+    pub const API_KEY: &str = super::sandbox::SANDBOX_API_KEY;
+
+    pub struct Fixture {
+        pub settings: AccountSettings,
+        _dir: tempfile::TempDir,
+    }
+
+    /// An account for the sandbox caller, authenticating with `user_password` unless
+    /// `settings` says otherwise; `settings` are added or override.
+    pub fn account(base_url: Option<&str>, settings: &[(&str, &str)]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let mut credentials = BTreeMap::new();
+        for (name, value) in [("user_password", PASSWORD), ("api_access_key", API_KEY)] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("{value}\n")).unwrap();
+            credentials.insert(name.to_owned(), SecretSource::File(path));
+        }
+        let mut map: BTreeMap<String, String> =
+            [("account_id", super::sandbox::SANDBOX_ACCOUNT_ID), ("user_id", super::sandbox::SANDBOX_USER_ID)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        for (k, v) in settings {
+            map.insert((*k).to_owned(), (*v).to_owned());
+        }
+        Fixture {
+            settings: AccountSettings {
+                vendor: VendorKey::Clienttoolbox,
+                base_url: base_url.map(str::to_owned),
+                settings: map,
+                credentials,
+            },
+            _dir: dir,
+        }
+    }
+
+    /// A decoded job with the documented example user, `overrides` replacing fields.
+    pub fn job(user_name: &str, overrides: serde_json::Value) -> crate::job::Job {
+        let mut user = serde_json::json!({"user_name": user_name, "user_new_password": "S3cure!pass",
+            "user_first_name": "Jane", "user_last_name": "Doe", "user_custom1": "Downtown Store",
+            "user_PIN": "4321", "language_selector": "EN", "timezone_selector": 68, "user_role": "K",
+            "allowed_campaigns": "all"});
+        for (k, v) in overrides.as_object().unwrap() {
+            if v.is_null() {
+                user.as_object_mut().unwrap().remove(k);
+            } else {
+                user[k] = v.clone();
+            }
+        }
+        let body = serde_json::json!({"job_id": format!("job-{user_name}"), "vendor": "clienttoolbox",
+            "account": "acme-ctb", "user": user});
+        crate::job::decode(body.to_string().as_bytes()).unwrap()
+    }
+}
