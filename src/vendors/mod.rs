@@ -5,6 +5,7 @@
 
 mod catalog;
 pub mod http;
+pub mod netsapiens;
 pub mod standin;
 
 use std::fmt;
@@ -83,9 +84,9 @@ impl fmt::Display for VendorKey {
 /// formats), applied when a job is decoded so `validate` and the worker agree. A job that
 /// fails them is `invalid` and never sent.
 pub fn validate_user(vendor: VendorKey, user: &crate::job::UserFields) -> Vec<crate::job::FieldError> {
-    let _ = user;
     match vendor {
-        VendorKey::Glance | VendorKey::Netsapiens | VendorKey::Clienttoolbox => Vec::new(),
+        VendorKey::Netsapiens => netsapiens::validate(user),
+        VendorKey::Glance | VendorKey::Clienttoolbox => Vec::new(),
     }
 }
 
