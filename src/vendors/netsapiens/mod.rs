@@ -1,5 +1,6 @@
 //! The NetSapiens API v2 adapter: field rules, account config, pure request building and response reading, the HTTP adapter and a built-in simulator.
 
+pub mod account;
 pub mod fields;
 
 pub use fields::{validate, Domain, EmailField, Extension, NewUser, UserScope};
