@@ -2,5 +2,6 @@
 
 pub mod account;
 pub mod fields;
+pub mod request;
 
 pub use fields::{validate, Domain, EmailField, Extension, NewUser, UserScope};
