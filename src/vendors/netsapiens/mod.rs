@@ -3,5 +3,6 @@
 pub mod account;
 pub mod fields;
 pub mod request;
+pub mod response;
 
 pub use fields::{validate, Domain, EmailField, Extension, NewUser, UserScope};
