@@ -308,16 +308,18 @@ pub(crate) mod tests {
     fn errors_name_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let base = "https://pbx.example.com/ns-api/v2";
-        let key = [("api_key", "k")];
-        let cases: &[(&[(&str, &str)], &[(&str, &str)], &str)] = &[
-            (&[("domian", "x")], &key, "accounts.a.settings.domian"),
-            (&[("domain", "~")], &key, "accounts.a.settings.domain"),
-            (&[("synchronous", "true")], &key, "accounts.a.settings.synchronous"),
-            (&[("email_field", "mail")], &key, "accounts.a.settings.email_field"),
-            (&[("token_encoding", "xml")], &key, "accounts.a.settings.token_encoding"),
-            (&[("token_refresh_margin", "soon")], &key, "accounts.a.settings.token_refresh_margin"),
-            (&[("domain_not_found", "retry")], &key, "accounts.a.settings.domain_not_found"),
-            (&[("log_tag", "has space")], &key, "accounts.a.settings.log_tag"),
+        const KEY: &[(&str, &str)] = &[("api_key", "k")];
+        let key = KEY;
+        type Pairs = &'static [(&'static str, &'static str)];
+        let cases: &[(Pairs, Pairs, &str)] = &[
+            (&[("domian", "x")], key, "accounts.a.settings.domian"),
+            (&[("domain", "~")], key, "accounts.a.settings.domain"),
+            (&[("synchronous", "true")], key, "accounts.a.settings.synchronous"),
+            (&[("email_field", "mail")], key, "accounts.a.settings.email_field"),
+            (&[("token_encoding", "xml")], key, "accounts.a.settings.token_encoding"),
+            (&[("token_refresh_margin", "soon")], key, "accounts.a.settings.token_refresh_margin"),
+            (&[("domain_not_found", "retry")], key, "accounts.a.settings.domain_not_found"),
+            (&[("log_tag", "has space")], key, "accounts.a.settings.log_tag"),
             (&[], &[], "accounts.a.credentials.api_key"),
             (&[], &[("api_key", "k"), ("client_id", "c")], "accounts.a.credentials.api_key"),
             (&[], &[("client_id", "c"), ("client_secret", "s"), ("username", "u")], "accounts.a.credentials.password"),
@@ -328,10 +330,10 @@ pub(crate) mod tests {
             assert_eq!(key_of(from_settings("a", &s).unwrap_err()), *want);
         }
         for bad in ["ftp://x/ns-api/v2", "not a url", "https://u:p@pbx.example.com/ns-api/v2", "https://h/?k=v"] {
-            let s = settings(&dir, bad, &[], &key);
+            let s = settings(&dir, bad, &[], key);
             assert_eq!(key_of(from_settings("a", &s).unwrap_err()), "accounts.a.base_url", "{bad}");
         }
-        let mut s = settings(&dir, base, &[], &key);
+        let mut s = settings(&dir, base, &[], key);
         s.base_url = None;
         assert_eq!(key_of(from_settings("a", &s).unwrap_err()), "accounts.a.base_url");
     }

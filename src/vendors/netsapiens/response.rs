@@ -158,6 +158,40 @@ pub fn create(
     }
 }
 
+/// Decides what a user found at `(domain, user)` means for this job: the same person (a
+/// replay or redelivery) is `existing`; anyone else holding the extension is a conflict.
+pub fn reconcile(domain: &Domain, wanted: &NewUser, remote: &RemoteUser) -> Result<Receipt, VendorError> {
+    let differences = remote.differences(wanted);
+    if differences.is_empty() {
+        return Ok(receipt(domain, wanted.user(), Some(remote), true));
+    }
+    Err(VendorError::new(
+        VendorFailure::Conflict,
+        code::USER_DIFFERS,
+        format!(
+            "extension {} in domain {domain} already belongs to a different user ({} differ); pick another extension \
+             or correct the job",
+            wanted.user(),
+            differences.join(", ")
+        ),
+    ))
+}
+
+/// A 409 whose user is not in this domain: the platform-wide `login-username` is taken.
+pub fn login_username_taken(domain: &Domain, wanted: &NewUser) -> VendorError {
+    let login =
+        wanted.login_username().map_or_else(|| format!("{}@{domain}", wanted.user()), |l| l.as_str().to_owned());
+    VendorError::new(
+        VendorFailure::Conflict,
+        code::LOGIN_USERNAME_TAKEN,
+        format!(
+            "NetSapiens reports a duplicate, but extension {} does not exist in domain {domain}: the login-username \
+             {login:?} is taken elsewhere on the platform; choose another login-username",
+            wanted.user()
+        ),
+    )
+}
+
 /// Reads the answer to `GET /domains/{domain}/users/{user}`: `Ok(None)` when the user does not
 /// exist. The spec lists no 404 for this call (siblings answer `404 Record not found`), so a
 /// 404 is "absent" unless its message says the domain itself is missing.
