@@ -5,5 +5,6 @@ pub mod adapter;
 pub mod fields;
 pub mod request;
 pub mod response;
+pub mod sandbox;
 
 pub use fields::{validate, Domain, EmailField, Extension, NewUser, UserScope};
