@@ -111,6 +111,10 @@ pub fn decode_object(obj: &Map<String, Value>) -> Result<Job, Rejection> {
         } else if s.is_empty() || s.len() > 255 || s.chars().any(|c| c.is_control() || c == '/') {
             errors.push(FieldError::new("domain", "must be 1 to 255 characters without '/' or control characters"));
             None
+        } else if let Err(message) = crate::vendors::netsapiens::Domain::parse(s) {
+            // Only NetSapiens jobs (or ones whose vendor is unreadable) get here; its path rule is stricter.
+            errors.push(FieldError::new("domain", message));
+            None
         } else {
             Some(s.to_owned())
         }
@@ -302,7 +306,8 @@ mod tests {
         v["domain"] = json!("acme.example");
         assert_eq!(errors_of(v)[0].field, "domain");
         let ns = json!({"job_id": "j", "vendor": "netsapiens", "account": "a", "domain": "acme",
-            "user": {"user": "1000", "name-first-name": "J", "name-last-name": "D"}});
+            "user": {"user": "1000", "name-first-name": "J", "name-last-name": "D",
+                     "email": "j.d@acme.example", "user-scope": "Basic User"}});
         assert_eq!(decode(ns.to_string().as_bytes()).unwrap().domain.as_deref(), Some("acme"));
     }
 

@@ -60,7 +60,8 @@ pub const NETSAPIENS_USER: &[FieldSpec] = &[
     text("login-username"),
     text("email"),
     text("email-address"),
-    text("user-scope"),
+    // The schema marks it required although it documents a default: always sent.
+    required("user-scope"),
     text("department"),
     text("site"),
     text("time-zone"),

@@ -7,6 +7,7 @@ mod catalog;
 pub mod clienttoolbox;
 pub mod glance;
 pub mod http;
+pub mod netsapiens;
 pub mod standin;
 
 use std::fmt;
@@ -88,8 +89,8 @@ impl fmt::Display for VendorKey {
 pub fn validate_user(vendor: VendorKey, user: &crate::job::UserFields) -> Vec<crate::job::FieldError> {
     match vendor {
         VendorKey::Glance => glance::validate(user),
+        VendorKey::Netsapiens => netsapiens::validate(user),
         VendorKey::Clienttoolbox => clienttoolbox::validate(user),
-        VendorKey::Netsapiens => Vec::new(),
     }
 }
 

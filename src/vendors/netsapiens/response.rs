@@ -1,0 +1,593 @@
+//! Pure reading of NetSapiens answers (status, headers, body) into receipts, lookup results, tokens or classified errors.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, CONTENT_TYPE};
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::{Map, Value};
+
+use super::account::DomainNotFound;
+use super::fields::{Domain, Extension, NewUser};
+use crate::vendors::{http, Receipt, VendorError, VendorFailure};
+
+/// The stable error codes this adapter emits.
+pub mod code {
+    /// 409 on create: the adapter looks the user up before deciding.
+    pub const ALREADY_EXISTS: &str = "already_exists";
+    pub const USER_DIFFERS: &str = "user_differs";
+    pub const LOGIN_USERNAME_TAKEN: &str = "login_username_taken";
+    pub const BAD_REQUEST: &str = "bad_request";
+    /// 401: with OAuth the adapter refreshes the token and tries once more.
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    pub const FORBIDDEN: &str = "forbidden";
+    pub const DOMAIN_NOT_FOUND: &str = "domain_not_found";
+    pub const NO_DOMAIN: &str = "no_domain";
+    pub const WRONG_HOST: &str = "wrong_host";
+    pub const REDIRECT: &str = "redirect";
+    pub const RATE_LIMITED: &str = "rate_limited";
+    pub const UNREADABLE_BODY: &str = "unreadable_body";
+    pub const TOKEN_REFUSED: &str = "token_refused";
+}
+
+/// What came back from one HTTP call.
+#[derive(Clone, Copy, Debug)]
+pub struct Answer<'a> {
+    pub status: StatusCode,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+}
+
+/// A user as `GET /domains/{domain}/users/{user}` (or a synchronous create) returns it.
+///
+/// Read leniently: the spec's 200 example uses v1 names (`first_name`, `scope`,
+/// `subscriber_login`) while its schema uses the hyphenated v2 names, and snapshots disagree
+/// on `email` vs `email-address`. Whichever is present is taken; unknown keys are ignored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RemoteUser {
+    pub domain: Option<String>,
+    pub user: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub scope: Option<String>,
+    pub login_username: Option<String>,
+    pub account_status: Option<String>,
+    pub created_datetime: Option<String>,
+}
+
+impl RemoteUser {
+    pub fn from_json(value: &Value) -> Option<Self> {
+        let obj = value.as_object()?;
+        let pick = |names: &[&str]| names.iter().find_map(|n| scalar(obj, n));
+        Some(Self {
+            domain: pick(&["domain"]),
+            user: pick(&["user"]),
+            first_name: pick(&["name-first-name", "first_name"]),
+            last_name: pick(&["name-last-name", "last_name"]),
+            email: pick(&["email", "email-address", "email_address"]),
+            scope: pick(&["user-scope", "scope"]),
+            login_username: pick(&["login-username", "subscriber_login"]),
+            account_status: pick(&["account-status", "account_status"]),
+            created_datetime: pick(&["created-datetime", "created_datetime"]),
+        })
+    }
+
+    /// The wire names of the identity fields where this user differs from the wanted one.
+    /// A field the vendor did not return cannot contradict the job, so it is not a difference.
+    pub fn differences(&self, wanted: &NewUser) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let differs = |have: &Option<String>, want: &str| have.as_deref().is_some_and(|h| h.trim() != want.trim());
+        if differs(&self.first_name, wanted.first_name().as_str()) {
+            out.push("name-first-name");
+        }
+        if differs(&self.last_name, wanted.last_name().as_str()) {
+            out.push("name-last-name");
+        }
+        if self.email.as_deref().is_some_and(|e| !wanted.email().same_as(e)) {
+            out.push("email");
+        }
+        if differs(&self.scope, wanted.scope().as_str()) {
+            out.push("user-scope");
+        }
+        if let (Some(have), Some(want)) = (&self.login_username, wanted.login_username()) {
+            if !have.eq_ignore_ascii_case(want.as_str()) {
+                out.push("login-username");
+            }
+        }
+        out
+    }
+}
+
+fn scalar(obj: &Map<String, Value>, name: &str) -> Option<String> {
+    match obj.get(name)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The receipt for a user at `(domain, user)`, with what the vendor told us about it.
+pub fn receipt(domain: &Domain, user: &Extension, remote: Option<&RemoteUser>, existing: bool) -> Receipt {
+    let mut details = Map::new();
+    details.insert("domain".into(), Value::from(domain.as_str()));
+    details.insert("user".into(), Value::from(user.as_str()));
+    if let Some(r) = remote {
+        let extra = [
+            ("login-username", &r.login_username),
+            ("user-scope", &r.scope),
+            ("account-status", &r.account_status),
+            ("created-datetime", &r.created_datetime),
+        ];
+        for (k, v) in extra {
+            if let Some(v) = v {
+                details.insert(k.into(), Value::from(v.as_str()));
+            }
+        }
+    }
+    Receipt { existing, vendor_user_id: Some(format!("{user}@{domain}")), details }
+}
+
+/// Reads the answer to `POST /domains/{domain}/users`.
+///
+/// 200 (synchronous) and 202 (asynchronous) are success. 409 comes back as
+/// [`code::ALREADY_EXISTS`]: only a lookup can tell a replay from a different user.
+pub fn create(
+    a: &Answer<'_>,
+    domain: &Domain,
+    user: &Extension,
+    policy: DomainNotFound,
+) -> Result<Receipt, VendorError> {
+    match a.status {
+        StatusCode::OK => {
+            let remote = json_body(a).as_ref().and_then(RemoteUser::from_json).ok_or_else(|| unreadable(a))?;
+            Ok(receipt(domain, user, Some(&remote), false))
+        }
+        // 202's body is a bare acknowledgement (`{"code":202,"message":"Accepted"}`, typed
+        // `*/*`); other 2xx are not documented but still mean the write was taken.
+        s if s.is_success() => Ok(receipt(domain, user, None, false)),
+        StatusCode::CONFLICT => Err(VendorError::new(
+            VendorFailure::Conflict,
+            code::ALREADY_EXISTS,
+            format!(
+                "NetSapiens says the user already exists ({}); look it up to tell a replay from a different user",
+                message_or(a, "no message")
+            ),
+        )),
+        _ => Err(failure(a, domain, policy)),
+    }
+}
+
+/// Decides what a user found at `(domain, user)` means for this job: the same person (a
+/// replay or redelivery) is `existing`; anyone else holding the extension is a conflict.
+pub fn reconcile(domain: &Domain, wanted: &NewUser, remote: &RemoteUser) -> Result<Receipt, VendorError> {
+    let differences = remote.differences(wanted);
+    if differences.is_empty() {
+        return Ok(receipt(domain, wanted.user(), Some(remote), true));
+    }
+    Err(VendorError::new(
+        VendorFailure::Conflict,
+        code::USER_DIFFERS,
+        format!(
+            "extension {} in domain {domain} already belongs to a different user ({} differ); pick another extension \
+             or correct the job",
+            wanted.user(),
+            differences.join(", ")
+        ),
+    ))
+}
+
+/// A 409 whose user is not in this domain: the platform-wide `login-username` is taken.
+pub fn login_username_taken(domain: &Domain, wanted: &NewUser) -> VendorError {
+    let login =
+        wanted.login_username().map_or_else(|| format!("{}@{domain}", wanted.user()), |l| l.as_str().to_owned());
+    VendorError::new(
+        VendorFailure::Conflict,
+        code::LOGIN_USERNAME_TAKEN,
+        format!(
+            "NetSapiens reports a duplicate, but extension {} does not exist in domain {domain}: the login-username \
+             {login:?} is taken elsewhere on the platform; choose another login-username",
+            wanted.user()
+        ),
+    )
+}
+
+/// Reads the answer to `GET /domains/{domain}/users/{user}`: `Ok(None)` when the user does not
+/// exist. The spec lists no 404 for this call (siblings answer `404 Record not found`), so a
+/// 404 is "absent" unless its message says the domain itself is missing.
+pub fn lookup(a: &Answer<'_>, domain: &Domain, policy: DomainNotFound) -> Result<Option<RemoteUser>, VendorError> {
+    match a.status {
+        StatusCode::OK => json_body(a).as_ref().and_then(RemoteUser::from_json).map(Some).ok_or_else(|| unreadable(a)),
+        StatusCode::NOT_FOUND if json_body(a).is_some() && !names_missing_domain(a) => Ok(None),
+        _ => Err(failure(a, domain, policy)),
+    }
+}
+
+/// An OAuth token from `POST /tokens`.
+#[derive(Clone, Debug)]
+pub struct Token {
+    pub access_token: SecretString,
+    pub refresh_token: Option<SecretString>,
+    /// `None` when the vendor does not say: the token is then kept until a 401.
+    pub expires_in: Option<Duration>,
+}
+
+/// Reads the answer to `POST /tokens`.
+pub fn token(a: &Answer<'_>) -> Result<Token, VendorError> {
+    if a.status == StatusCode::OK {
+        let body = json_body(a).ok_or_else(|| unreadable(a))?;
+        let obj = body.as_object().ok_or_else(|| unreadable(a))?;
+        let access = scalar(obj, "access_token").ok_or_else(|| unreadable(a))?;
+        if scalar(obj, "token_type").is_some_and(|t| !t.eq_ignore_ascii_case("bearer")) {
+            return Err(VendorError::new(
+                VendorFailure::Auth,
+                code::TOKEN_REFUSED,
+                "the token endpoint issued a token that is not a Bearer token; check base_url",
+            ));
+        }
+        let expires_in = scalar(obj, "expires_in").and_then(|s| s.parse::<u64>().ok()).map(Duration::from_secs);
+        return Ok(Token {
+            access_token: SecretString::from(access),
+            refresh_token: scalar(obj, "refresh_token").map(SecretString::from),
+            expires_in,
+        });
+    }
+    match a.status.as_u16() {
+        400 | 401 | 403 => Err(VendorError::new(
+            VendorFailure::Auth,
+            code::TOKEN_REFUSED,
+            format!(
+                "the token endpoint refused the OAuth grant ({}): check the account's client_id, client_secret, \
+                 username and password (a login with MFA cannot be used unattended)",
+                message_or(a, &format!("HTTP {}", a.status.as_u16()))
+            ),
+        )),
+        _ => Err(generic(a)),
+    }
+}
+
+/// The classification shared by every call for a status that is not its success.
+fn failure(a: &Answer<'_>, domain: &Domain, policy: DomainNotFound) -> VendorError {
+    let msg = |fallback: &str| message_or(a, fallback);
+    match a.status.as_u16() {
+        400 => VendorError::new(
+            VendorFailure::Rejected,
+            code::BAD_REQUEST,
+            format!("NetSapiens refused the request ({}); fix the job's fields, it is not retried", msg("no message")),
+        ),
+        401 => VendorError::new(
+            VendorFailure::Auth,
+            code::UNAUTHORIZED,
+            format!(
+                "NetSapiens refused the credentials ({}); check the account's api_key or OAuth client",
+                msg("Authentication Required")
+            ),
+        ),
+        403 => VendorError::new(
+            VendorFailure::Auth,
+            code::FORBIDDEN,
+            format!(
+                "NetSapiens denied access to domain {domain} ({}); the key or login needs a scope that may create \
+                 users there (Reseller or Super User), write access and an allow-listed IP",
+                msg("access denied")
+            ),
+        ),
+        404 if json_body(a).is_none() => VendorError::new(
+            VendorFailure::Auth,
+            code::WRONG_HOST,
+            "HTTP 404 without a NetSapiens JSON body: the account's base_url does not serve API v2 \
+             (expected https://{server}/ns-api/v2)",
+        ),
+        404 => {
+            let (failure, what) = match policy {
+                DomainNotFound::Auth => (VendorFailure::Auth, "fix the account's or the job's domain"),
+                DomainNotFound::Transient => (VendorFailure::Transient, "retried in case an earlier step creates it"),
+            };
+            VendorError::new(
+                failure,
+                code::DOMAIN_NOT_FOUND,
+                format!("domain {domain} does not exist at NetSapiens ({}); {what}", msg("not found")),
+            )
+        }
+        _ => generic(a),
+    }
+}
+
+/// Statuses every call reads the same way: throttling, server errors, redirects, the rest.
+fn generic(a: &Answer<'_>) -> VendorError {
+    let status = a.status.as_u16();
+    let mut err = match status {
+        429 => VendorError::new(
+            VendorFailure::Transient,
+            code::RATE_LIMITED,
+            "NetSapiens is throttling requests (429); retry after the delay it asked for",
+        ),
+        408 | 500..=599 => VendorError::new(
+            VendorFailure::Transient,
+            format!("http_{status}"),
+            format!("NetSapiens answered HTTP {status} ({}); retry later", message_or(a, "no message")),
+        ),
+        300..=399 => VendorError::new(
+            VendorFailure::Auth,
+            code::REDIRECT,
+            format!("NetSapiens redirected the call (HTTP {status}); point the account's base_url at the final https address"),
+        ),
+        _ => VendorError::new(
+            VendorFailure::Rejected,
+            format!("http_{status}"),
+            format!("NetSapiens refused the request with HTTP {status} ({}); it is not retried", message_or(a, "no message")),
+        ),
+    };
+    err.retry_after = http::retry_after(a.headers);
+    err
+}
+
+fn unreadable(a: &Answer<'_>) -> VendorError {
+    let mut e = VendorError::new(
+        VendorFailure::Transient,
+        code::UNREADABLE_BODY,
+        format!(
+            "NetSapiens answered HTTP {} with a body that is not the documented JSON ({}); retried, and the user is \
+             looked up first",
+            a.status.as_u16(),
+            excerpt(a.body)
+        ),
+    );
+    e.retry_after = http::retry_after(a.headers);
+    e
+}
+
+/// The body as JSON, if the vendor sent JSON. HTML error pages (wrong host, proxies) are not.
+fn json_body(a: &Answer<'_>) -> Option<Value> {
+    let ct = a.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    if ct.contains("html") {
+        return None;
+    }
+    serde_json::from_slice::<Value>(a.body).ok().filter(Value::is_object)
+}
+
+/// The `message` of the vendor's `ErrorResponse` (`{"code":…, "message":…}`), made safe to log.
+fn message_or(a: &Answer<'_>, fallback: &str) -> String {
+    json_body(a)
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(clean))
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| fallback.to_owned())
+}
+
+fn names_missing_domain(a: &Answer<'_>) -> bool {
+    let m = message_or(a, "").to_ascii_lowercase();
+    (m.contains("domain") || m.contains("reseller")) && (m.contains("does not exist") || m.contains("not found"))
+}
+
+/// At most 160 characters, without control characters.
+fn clean(s: &str) -> String {
+    let flat: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let words = flat.split_whitespace().collect::<Vec<_>>().join(" ");
+    match words.char_indices().nth(160) {
+        Some((i, _)) => format!("{}…", &words[..i]),
+        None => words,
+    }
+}
+
+/// A short, flattened start of an unexpected body, for the operator to recognise it.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(400)]).into_owned();
+    let shown = clean(&text);
+    let shown: String = shown.chars().take(80).collect();
+    if shown.is_empty() {
+        "empty body".into()
+    } else {
+        format!("starts {shown:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::header::{HeaderValue, RETRY_AFTER};
+    use serde_json::json;
+
+    use super::*;
+    use crate::vendors::netsapiens::fields::tests::{fields, minimal};
+
+    fn d() -> Domain {
+        Domain::parse("acme.example").unwrap()
+    }
+    fn u() -> Extension {
+        Extension::parse("1042").unwrap()
+    }
+    fn json_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h
+    }
+
+    fn create_with(status: u16, headers: &HeaderMap, body: &str) -> Result<Receipt, VendorError> {
+        let a = Answer { status: StatusCode::from_u16(status).unwrap(), headers, body: body.as_bytes() };
+        create(&a, &d(), &u(), DomainNotFound::Auth)
+    }
+
+    fn class(r: Result<Receipt, VendorError>) -> (VendorFailure, String) {
+        let e = r.unwrap_err();
+        (e.failure, e.code)
+    }
+
+    const SYNC_USER: &str = r#"{"domain":"acme.example","user":"1042","name-first-name":"Jane","name-last-name":"Doe",
+        "email":"jane.doe@acme.example","user-scope":"Basic User","login-username":"1042@acme.example",
+        "account-status":"new","created-datetime":"2026-11-22T09:30:01Z","voicemail-login-pin":"482913"}"#;
+
+    #[test]
+    fn synchronous_200_is_created_with_what_the_vendor_returned() {
+        let r = create_with(200, &json_headers(), SYNC_USER).unwrap();
+        assert!(!r.existing);
+        assert_eq!(r.vendor_user_id.as_deref(), Some("1042@acme.example"));
+        assert_eq!(
+            Value::Object(r.details.clone()),
+            json!({"domain": "acme.example", "user": "1042", "login-username": "1042@acme.example",
+                   "user-scope": "Basic User", "account-status": "new", "created-datetime": "2026-11-22T09:30:01Z"})
+        );
+        assert!(!format!("{r:?}").contains("482913"), "the PIN never reaches a receipt");
+    }
+
+    #[test]
+    fn the_v1_names_of_the_spec_example_are_read_too() {
+        let v1 = r#"{"user":"1042","first_name":"Jane","last_name":"Doe","subscriber_login":"1042@acme.example",
+                     "scope":"Basic User","email":"jane.doe@acme.example","vmail_enabled":"yes"}"#;
+        let r = create_with(200, &json_headers(), v1).unwrap();
+        assert_eq!(r.details["user-scope"], "Basic User");
+        assert_eq!(r.details["login-username"], "1042@acme.example");
+    }
+
+    #[test]
+    fn asynchronous_202_is_created() {
+        let r = create_with(202, &HeaderMap::new(), r#"{"code":202,"message":"Accepted"}"#).unwrap();
+        assert_eq!(r.vendor_user_id.as_deref(), Some("1042@acme.example"));
+        assert_eq!(Value::Object(r.details), json!({"domain": "acme.example", "user": "1042"}));
+        assert!(create_with(202, &HeaderMap::new(), "").is_ok(), "202 typed */* may be empty");
+    }
+
+    #[test]
+    fn every_error_status_is_classified() {
+        let h = json_headers();
+        let body = |code: u16, m: &str| json!({"code": code, "message": m}).to_string();
+        let cases = [
+            (409, body(409, "UID already exists."), VendorFailure::Conflict, code::ALREADY_EXISTS),
+            (400, body(400, "Missing required field name-last-name"), VendorFailure::Rejected, code::BAD_REQUEST),
+            (401, body(401, "Authentication Required"), VendorFailure::Auth, code::UNAUTHORIZED),
+            (403, body(403, "Domain not found or access denied"), VendorFailure::Auth, code::FORBIDDEN),
+            (404, body(404, "Domain acme.example does not exist"), VendorFailure::Auth, code::DOMAIN_NOT_FOUND),
+            (429, body(429, "slow down"), VendorFailure::Transient, code::RATE_LIMITED),
+            (500, body(500, "oops"), VendorFailure::Transient, "http_500"),
+            (503, "".into(), VendorFailure::Transient, "http_503"),
+            (408, "".into(), VendorFailure::Transient, "http_408"),
+            (422, body(422, "nope"), VendorFailure::Rejected, "http_422"),
+            (301, "".into(), VendorFailure::Auth, code::REDIRECT),
+        ];
+        for (status, body, failure, code) in cases {
+            assert_eq!(class(create_with(status, &h, &body)), (failure, code.to_owned()), "HTTP {status}");
+        }
+    }
+
+    #[test]
+    fn messages_carry_the_vendors_words_and_what_to_do() {
+        let e = create_with(400, &json_headers(), r#"{"code":400,"message":"Missing required field name-last-name"}"#)
+            .unwrap_err();
+        assert!(e.message.contains("Missing required field name-last-name") && e.message.contains("fix the job"));
+        let e = create_with(403, &json_headers(), r#"{"code":403,"message":"Domain not found or access denied"}"#)
+            .unwrap_err();
+        assert!(e.message.contains("acme.example") && e.message.contains("Reseller"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_missing_domain_is_a_config_error_or_retried_per_account() {
+        let h = json_headers();
+        let b = br#"{"code":404,"message":"Domain acme.example does not exist"}"#;
+        let a = Answer { status: StatusCode::NOT_FOUND, headers: &h, body: b };
+        assert_eq!(create(&a, &d(), &u(), DomainNotFound::Auth).unwrap_err().failure, VendorFailure::Auth);
+        assert_eq!(create(&a, &d(), &u(), DomainNotFound::Transient).unwrap_err().failure, VendorFailure::Transient);
+    }
+
+    #[test]
+    fn html_means_the_wrong_host() {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        assert_eq!(
+            class(create_with(404, &h, "<html>Not Found</html>")),
+            (VendorFailure::Auth, code::WRONG_HOST.into())
+        );
+        let e = create_with(200, &h, "<html><body>Welcome to nginx!</body></html>").unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Transient, code::UNREADABLE_BODY));
+        assert!(e.message.contains("Welcome to nginx"), "{}", e.message);
+    }
+
+    #[test]
+    fn garbage_is_transient_with_a_short_flat_excerpt() {
+        let garbage = format!("\u{1b}[31m{}", "x".repeat(5000));
+        let e = create_with(200, &HeaderMap::new(), &garbage).unwrap_err();
+        assert_eq!(e.failure, VendorFailure::Transient);
+        assert!(e.message.len() < 300 && !e.message.contains('\u{1b}'), "{}", e.message);
+        assert_eq!(create_with(200, &json_headers(), "[1,2]").unwrap_err().code, code::UNREADABLE_BODY);
+    }
+
+    #[test]
+    fn retry_after_is_kept() {
+        let mut h = json_headers();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        for status in [429, 503] {
+            assert_eq!(create_with(status, &h, "{}").unwrap_err().retry_after, Some(Duration::from_secs(7)));
+        }
+    }
+
+    #[test]
+    fn lookup_reads_present_absent_and_missing_domain() {
+        let h = json_headers();
+        let ans = |status: u16, body: &'static str| Answer {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: &h,
+            body: body.as_bytes(),
+        };
+        let found = lookup(&ans(200, SYNC_USER), &d(), DomainNotFound::Auth).unwrap().unwrap();
+        assert_eq!(found.first_name.as_deref(), Some("Jane"));
+        assert_eq!(
+            lookup(&ans(404, r#"{"code":404,"message":"Record not found"}"#), &d(), DomainNotFound::Auth).unwrap(),
+            None
+        );
+        let e = lookup(
+            &ans(404, r#"{"code":404,"message":"Domain acme.example does not exist"}"#),
+            &d(),
+            DomainNotFound::Auth,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, code::DOMAIN_NOT_FOUND);
+        assert_eq!(lookup(&ans(404, "not json"), &d(), DomainNotFound::Auth).unwrap_err().code, code::WRONG_HOST);
+        assert_eq!(lookup(&ans(401, "{}"), &d(), DomainNotFound::Auth).unwrap_err().code, code::UNAUTHORIZED);
+        assert_eq!(
+            lookup(&ans(502, "bad gateway"), &d(), DomainNotFound::Auth).unwrap_err().failure,
+            VendorFailure::Transient
+        );
+        assert_eq!(lookup(&ans(200, "garbage"), &d(), DomainNotFound::Auth).unwrap_err().code, code::UNREADABLE_BODY);
+    }
+
+    #[test]
+    fn differences_name_the_fields_and_tolerate_missing_ones() {
+        let wanted = NewUser::parse(&fields(minimal())).unwrap();
+        let same = RemoteUser::from_json(&serde_json::from_str(SYNC_USER).unwrap()).unwrap();
+        assert_eq!(same.differences(&wanted), Vec::<&str>::new());
+        let sparse = RemoteUser { user: Some("1042".into()), ..Default::default() };
+        assert_eq!(sparse.differences(&wanted), Vec::<&str>::new());
+        let other = RemoteUser {
+            first_name: Some("John".into()),
+            email: Some("JANE.DOE@acme.example".into()),
+            scope: Some("Office Manager".into()),
+            ..Default::default()
+        };
+        assert_eq!(other.differences(&wanted), ["name-first-name", "user-scope"]);
+        let mut v = minimal();
+        v["login-username"] = json!("jane@acme.example");
+        let wanted = NewUser::parse(&fields(v)).unwrap();
+        assert_eq!(same.differences(&wanted), ["login-username"]);
+    }
+
+    #[test]
+    fn tokens_are_read_and_refusals_are_auth() {
+        let h = json_headers();
+        let ok = br#"{"access_token":"at-1","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-1","scope":"Reseller"}"#;
+        let t = token(&Answer { status: StatusCode::OK, headers: &h, body: ok }).unwrap();
+        assert_eq!(t.expires_in, Some(Duration::from_secs(3600)));
+        assert!(t.refresh_token.is_some());
+        assert!(!format!("{t:?}").contains("at-1"));
+        let t =
+            token(&Answer { status: StatusCode::OK, headers: &h, body: br#"{"access_token":"a","expires_in":"60"}"# })
+                .unwrap();
+        assert_eq!(t.expires_in, Some(Duration::from_secs(60)));
+        for status in [400, 401, 403] {
+            let e =
+                token(&Answer { status: StatusCode::from_u16(status).unwrap(), headers: &h, body: b"{}" }).unwrap_err();
+            assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Auth, code::TOKEN_REFUSED));
+        }
+        let e = token(&Answer { status: StatusCode::BAD_GATEWAY, headers: &h, body: b"" }).unwrap_err();
+        assert_eq!(e.failure, VendorFailure::Transient);
+        let e =
+            token(&Answer { status: StatusCode::OK, headers: &h, body: br#"{"token_type":"Bearer"}"# }).unwrap_err();
+        assert_eq!(e.code, code::UNREADABLE_BODY);
+    }
+}
