@@ -26,7 +26,12 @@ async fn main() -> anyhow::Result<()> {
             .iter()
             .map(|i| {
                 let vendor = vendors[i % 3];
-                let job = provisioner::pipeline::sample_job(&format!("seed-{i:07}"), vendor, "acme", &format!("{}", 1000 + i));
+                let job = provisioner::pipeline::sample_job(
+                    &format!("seed-{i:07}"),
+                    vendor,
+                    "acme",
+                    &format!("{}", 1000 + i),
+                );
                 let mut headers = Headers::new();
                 h::set_text(&mut headers, h::REASON, ["auth", "rejected", "unavailable"][i % 3]);
                 h::set_text(&mut headers, h::JOB_ID, format!("seed-{i:07}"));

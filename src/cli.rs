@@ -49,6 +49,37 @@ pub enum Command {
     },
     /// Print the JSON Schema of the job message.
     Schema,
+    /// Serve faithful simulators of the three vendor APIs over HTTP, with fault injection
+    /// (also adjustable live with PUT /_sandbox/faults). Runs until SIGTERM or Ctrl-C.
+    Sandbox {
+        #[arg(long, default_value = "127.0.0.1:8700")]
+        listen: std::net::SocketAddr,
+        /// Added to every request, e.g. 200ms.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+        latency: std::time::Duration,
+        /// Share of requests answered 503, unprocessed (0 to 1).
+        #[arg(long, default_value_t = 0.0)]
+        error_rate: f64,
+        /// Share of requests answered 429 with Retry-After, unprocessed.
+        #[arg(long, default_value_t = 0.0)]
+        throttle_rate: f64,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+        retry_after: std::time::Duration,
+        /// Share of requests that hang for --hang, then 504, unprocessed.
+        #[arg(long, default_value_t = 0.0)]
+        hang_rate: f64,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+        hang: std::time::Duration,
+        /// Share of requests processed whose answer is replaced by a 504.
+        #[arg(long, default_value_t = 0.0)]
+        lost_response_rate: f64,
+        /// Answer every request 503.
+        #[arg(long)]
+        outage: bool,
+        /// Seed of the fault dice, for repeatable runs.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Find, inspect, replay and purge dead-lettered jobs (AMQP only).
     Dlq {
         #[command(flatten)]
@@ -192,7 +223,48 @@ pub fn main() -> ExitCode {
         Command::Demo { amqp, json } => demo(amqp, json),
         Command::Run { config } => run(config),
         Command::Dlq { broker, command } => dlq(broker, command),
+        Command::Sandbox {
+            listen,
+            latency,
+            error_rate,
+            throttle_rate,
+            retry_after,
+            hang_rate,
+            hang,
+            lost_response_rate,
+            outage,
+            seed,
+        } => {
+            let faults = crate::sandbox::Faults {
+                latency,
+                error_rate,
+                throttle_rate,
+                retry_after,
+                hang_rate,
+                hang,
+                lost_response_rate,
+                outage,
+                fail_next: 0,
+            };
+            sandbox(listen, faults, seed)
+        }
         Command::Publish { file, broker, json } => publish(file, broker, json),
+    }
+}
+
+fn sandbox(listen: std::net::SocketAddr, faults: crate::sandbox::Faults, seed: u64) -> ExitCode {
+    crate::telemetry::init(&crate::config::LogSettings::default());
+    let result = runtime().block_on(async move {
+        let shutdown = crate::shutdown::on_signal();
+        let sandboxes = crate::sandbox::Sandboxes::new(faults, seed);
+        let (addr, server) = sandboxes.serve(listen, shutdown).await?;
+        print!("{}", crate::sandbox::usage(addr));
+        let _ = std::io::stdout().flush();
+        server.await.map_err(std::io::Error::other)
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(format!("sandbox: cannot serve on {listen}: {e}")),
     }
 }
 
@@ -436,7 +508,7 @@ fn demo(amqp: Option<String>, json: bool) -> ExitCode {
     let result = runtime().block_on(async move {
         match amqp {
             Some(url) => crate::commands::demo::run_on_broker(&url).await,
-            None => Ok(crate::commands::demo::run_in_memory().await),
+            None => crate::commands::demo::run_in_memory().await,
         }
     });
     match result {

@@ -524,19 +524,6 @@ impl Settings {
         Ok(uri)
     }
 
-    /// Every credential of every account, resolved now so that a missing secret stops
-    /// start-up instead of failing the first job.
-    pub fn resolve_credentials(&self) -> Result<BTreeMap<(String, String), SecretString>, ConfigError> {
-        let mut out = BTreeMap::new();
-        for (account, settings) in &self.accounts {
-            for (name, source) in &settings.credentials {
-                let key = format!("accounts.{account}.credentials.{name}");
-                out.insert((account.clone(), name.clone()), source.resolve(&key)?);
-            }
-        }
-        Ok(out)
-    }
-
     pub fn account(&self, name: &str) -> Option<&AccountSettings> {
         self.accounts.get(name)
     }

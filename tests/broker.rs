@@ -6,13 +6,14 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{test_settings, wait_until, Probe};
+use common::{settings_with, test_settings, wait_until, Probe};
 use provisioner::admin::{self, Health};
 use provisioner::config::Settings;
 use provisioner::metrics::Metrics;
 use provisioner::pipeline::{sample_job, Pipeline};
+use provisioner::sandbox::Faults;
 use provisioner::transport::headers as h;
-use provisioner::vendors::{build_adapters, standin::Ledger, VendorKey};
+use provisioner::vendors::{build_adapters, VendorKey};
 use provisioner::worker::Worker;
 use tokio_util::sync::CancellationToken;
 
@@ -24,17 +25,15 @@ struct App {
     handle: tokio::task::JoinHandle<Result<(), provisioner::transport::rabbitmq::BrokerError>>,
     metrics: Metrics,
     health: Health,
-    ledger: Arc<Ledger>,
 }
 
 impl App {
     fn spawn(settings: &Settings) -> Self {
-        let ledger = Arc::new(Ledger::default());
-        let pipeline = Arc::new(Pipeline::new(settings, build_adapters(settings, &ledger).unwrap()));
+        let pipeline = Arc::new(Pipeline::new(settings, build_adapters(settings).unwrap()));
         let (metrics, health, shutdown) = (Metrics::new(), Health::default(), CancellationToken::new());
         let worker = Worker::new(Arc::new(settings.clone()), pipeline, metrics.clone(), health.clone());
         let handle = tokio::spawn(worker.run(shutdown.clone()));
-        Self { shutdown, handle, metrics, health, ledger }
+        Self { shutdown, handle, metrics, health }
     }
 
     async fn stop(self) {
@@ -58,7 +57,7 @@ fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 #[tokio::test]
 async fn a_job_flows_to_a_confirmed_created_event_and_is_acked() {
-    let settings = test_settings(&[("acme", VendorKey::Glance, &[])]);
+    let (settings, vendors) = settings_with(&[("acme", VendorKey::Glance)], Faults::default()).await;
     let probe = Probe::new(&settings).await;
     let mut events = probe.observe_events().await;
     let app = App::spawn(&settings);
@@ -77,7 +76,7 @@ async fn a_job_flows_to_a_confirmed_created_event_and_is_acked() {
         app.counter("provisioner_jobs_completed_total", &[("outcome", "created")]) == 1.0
     })
     .await;
-    assert_eq!(app.ledger.creations("acme", "EMP-1"), 1);
+    assert_eq!(vendors.creations(VendorKey::Glance, "EMP-1"), 1);
     app.stop().await;
     assert_eq!(probe.ready_count(&queue).await, 0, "an acked job must not come back after the consumer closed");
     probe.teardown().await;
@@ -85,7 +84,7 @@ async fn a_job_flows_to_a_confirmed_created_event_and_is_acked() {
 
 #[tokio::test]
 async fn readyz_is_200_only_while_connected_and_consuming() {
-    let settings = test_settings(&[("acme", VendorKey::Glance, &[])]);
+    let (settings, _vendors) = settings_with(&[("acme", VendorKey::Glance)], Faults::default()).await;
     let probe = Probe::new(&settings).await;
     let app = App::spawn(&settings);
     let stop = CancellationToken::new();
@@ -116,7 +115,7 @@ async fn readyz_is_200_only_while_connected_and_consuming() {
 
 #[tokio::test]
 async fn a_malformed_message_goes_to_the_dlq_with_a_reason() {
-    let settings = test_settings(&[("acme", VendorKey::Netsapiens, &[])]);
+    let (settings, _vendors) = settings_with(&[("acme", VendorKey::Netsapiens)], Faults::default()).await;
     let probe = Probe::new(&settings).await;
     let mut dead = probe.observe_dead_letters().await;
     let app = App::spawn(&settings);
@@ -135,7 +134,7 @@ async fn a_malformed_message_goes_to_the_dlq_with_a_reason() {
 
 #[tokio::test]
 async fn an_invalid_job_gets_a_failed_event_and_a_dlq_copy() {
-    let settings = test_settings(&[("acme", VendorKey::Glance, &[])]);
+    let (settings, _vendors) = settings_with(&[("acme", VendorKey::Glance)], Faults::default()).await;
     let probe = Probe::new(&settings).await;
     let mut events = probe.observe_events().await;
     let mut dead = probe.observe_dead_letters().await;
@@ -158,9 +157,10 @@ async fn an_invalid_job_gets_a_failed_event_and_a_dlq_copy() {
 
 #[tokio::test]
 async fn a_transient_failure_goes_through_a_retry_tier_and_comes_back() {
-    // `flaky`: the stand-in fails the first call for each user. With one inline attempt,
-    // that first failure must park the job in the 1s tier, which routes it back.
-    let mut settings = test_settings(&[("acme", VendorKey::Clienttoolbox, &[("standin_mode", "flaky")])]);
+    // The sandbox fails its next request with a 503. With one inline attempt, that first
+    // failure must park the job in the 1s tier, which routes it back.
+    let (mut settings, vendors) =
+        settings_with(&[("acme", VendorKey::Clienttoolbox)], Faults { fail_next: 1, ..Faults::default() }).await;
     settings.retry.inline.max_attempts = 1;
     let probe = Probe::new(&settings).await;
     let mut events = probe.observe_events().await;
@@ -172,14 +172,15 @@ async fn a_transient_failure_goes_through_a_retry_tier_and_comes_back() {
     assert_eq!(event["type"], "provisioning.user.created");
     assert_eq!(event["data"]["attempts"], 2, "one failed call before the tier, one after");
     assert_eq!(app.counter("provisioner_retries_total", &[("kind", "durable")]), 1.0);
-    assert_eq!(app.ledger.creations("acme", "jdoe"), 1);
+    assert_eq!(vendors.creations(VendorKey::Clienttoolbox, "jdoe"), 1);
     app.stop().await;
     probe.teardown().await;
 }
 
 #[tokio::test]
 async fn retries_run_out_into_an_unavailable_failure_in_the_dlq() {
-    let mut settings = test_settings(&[("acme", VendorKey::Glance, &[("standin_mode", "outage")])]);
+    let (mut settings, _vendors) =
+        settings_with(&[("acme", VendorKey::Glance)], Faults { outage: true, ..Faults::default() }).await;
     settings.retry.inline.max_attempts = 2;
     let probe = Probe::new(&settings).await;
     let mut events = probe.observe_events().await;
@@ -202,7 +203,7 @@ async fn retries_run_out_into_an_unavailable_failure_in_the_dlq() {
 async fn an_unroutable_event_publish_does_not_ack_the_job() {
     // No audit queue and no observer yet: the events exchange routes nowhere. The hold
     // before the requeue leaves ample time to bind an observer before the next delivery.
-    let mut settings = test_settings(&[("acme", VendorKey::Glance, &[])]);
+    let (mut settings, vendors) = settings_with(&[("acme", VendorKey::Glance)], Faults::default()).await;
     settings.worker.publish_failure_delay = Duration::from_secs(3);
     let probe = Probe::new(&settings).await;
     let app = App::spawn(&settings);
@@ -218,16 +219,16 @@ async fn an_unroutable_event_publish_does_not_ack_the_job() {
     let mut events = probe.observe_events().await;
     let event = events.next_json(WAIT, "the event once it is routable").await;
     assert_eq!(event["subject"], "unroutable-1");
-    // The stand-in created the user on the first pass; the redelivery must see it as existing.
+    // The vendor created the user on the first pass; the redelivery must see it as existing.
     assert_eq!(event["type"], "provisioning.user.existing");
-    assert_eq!(app.ledger.creations("acme", "EMP-5"), 1);
+    assert_eq!(vendors.creations(VendorKey::Glance, "EMP-5"), 1);
     app.stop().await;
     probe.teardown().await;
 }
 
 #[tokio::test]
 async fn a_forced_connection_close_is_survived_without_losing_a_job() {
-    let settings = test_settings(&[("acme", VendorKey::Netsapiens, &[])]);
+    let (settings, _vendors) = settings_with(&[("acme", VendorKey::Netsapiens)], Faults::default()).await;
     let probe = Probe::new(&settings).await;
     let mut events = probe.observe_events().await;
     let app = App::spawn(&settings);
@@ -265,7 +266,7 @@ async fn a_forced_connection_close_is_survived_without_losing_a_job() {
 
 #[tokio::test]
 async fn the_topology_uses_quorum_queues_with_a_dead_letter_exchange() {
-    let settings = test_settings(&[]);
+    let settings = test_settings();
     let probe = Probe::new(&settings).await;
     let listing = tokio::task::spawn_blocking(|| {
         common::rabbitmqctl(&["list_queues", "name", "type", "arguments", "--no-table-headers", "--quiet"])

@@ -6,14 +6,15 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{rabbitmqctl, test_settings, wait_until, Probe};
+use common::{rabbitmqctl, settings_with, wait_until, Probe};
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions};
 use lapin::types::FieldTable;
 use provisioner::admin::Health;
 use provisioner::metrics::Metrics;
 use provisioner::pipeline::{sample_job, Pipeline};
-use provisioner::vendors::{build_adapters, standin::Ledger, VendorKey};
+use provisioner::sandbox::Faults;
+use provisioner::vendors::{build_adapters, VendorKey};
 use provisioner::worker::Worker;
 use tokio_util::sync::CancellationToken;
 
@@ -29,13 +30,13 @@ impl Drop for RestartGuard {
 
 #[tokio::test]
 async fn a_broker_restart_loses_no_job_in_flight() {
-    let mut settings = test_settings(&[("acme", VendorKey::Glance, &[("standin_latency", "2s")])]);
+    let latency = Faults { latency: Duration::from_secs(2), ..Faults::default() };
+    let (mut settings, _vendors) = settings_with(&[("acme", VendorKey::Glance)], latency).await;
     // A durable event queue, so events published right after the restart are kept for us.
     settings.topology.audit_queue = format!("{}.audit", settings.topology.events_exchange);
     let probe = Probe::new(&settings).await;
     let health = Health::default();
-    let ledger = Arc::new(Ledger::default());
-    let pipeline = Arc::new(Pipeline::new(&settings, build_adapters(&settings, &ledger).unwrap()));
+    let pipeline = Arc::new(Pipeline::new(&settings, build_adapters(&settings).unwrap()));
     let shutdown = CancellationToken::new();
     let metrics = Metrics::new();
     let worker = tokio::spawn(

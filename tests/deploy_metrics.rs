@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use common::{test_settings, Probe};
 use provisioner::config::{LogFormat, Settings};
-use provisioner::vendors::VendorKey;
 
 const BIN: &str = env!("CARGO_BIN_EXE_provisioner");
 const WAIT: Duration = Duration::from_secs(20);
@@ -158,10 +157,7 @@ fn metric_names_are_found_in_the_alerts_and_the_dashboard() {
 
 #[tokio::test]
 async fn every_metric_in_the_alerts_and_the_dashboard_exists() {
-    let settings = test_settings(&[
-        ("acme", VendorKey::Glance, &[]),
-        ("acme-ns", VendorKey::Netsapiens, &[("domain", "a.example")]),
-    ]);
+    let settings = test_settings();
     let probe = Probe::new(&settings).await;
     let mut worker = Worker::start(&settings);
     let admin = worker.admin_when_consuming().await;

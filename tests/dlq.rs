@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{dead_letter, test_settings, toml_of, Probe};
+use common::{child_config, dead_letter, test_settings, Probe};
 use provisioner::config::Settings;
 use provisioner::pipeline::sample_job;
 use provisioner::vendors::VendorKey;
@@ -17,7 +17,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_provisioner");
 /// A config directory for the CLI, pointing at the test's topology.
 fn config_dir(settings: &Settings) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("default.toml"), toml_of(settings)).unwrap();
+    std::fs::write(dir.path().join("default.toml"), child_config(settings).0).unwrap();
     dir
 }
 
@@ -49,7 +49,7 @@ async fn seed(probe: &Probe, settings: &Settings, items: &[(&str, VendorKey, &st
 
 #[tokio::test]
 async fn a_filtered_replay_moves_exactly_the_matching_messages_and_keeps_the_rest_in_order() {
-    let settings = test_settings(&[]);
+    let settings = test_settings();
     let probe = Probe::new(&settings).await;
     seed(
         &probe,
@@ -94,7 +94,7 @@ async fn a_filtered_replay_moves_exactly_the_matching_messages_and_keeps_the_res
 
 #[tokio::test]
 async fn dry_run_changes_nothing() {
-    let settings = test_settings(&[]);
+    let settings = test_settings();
     let probe = Probe::new(&settings).await;
     seed(&probe, &settings, &[("d1", VendorKey::Glance, "auth"), ("d2", VendorKey::Glance, "rejected")]).await;
     let dir = config_dir(&settings);
@@ -109,7 +109,7 @@ async fn dry_run_changes_nothing() {
 
 #[tokio::test]
 async fn an_edited_replay_is_revalidated_and_an_invalid_patch_leaves_the_message_put() {
-    let settings = test_settings(&[]);
+    let settings = test_settings();
     let probe = Probe::new(&settings).await;
     seed(&probe, &settings, &[("e1", VendorKey::Glance, "rejected")]).await;
     let dir = config_dir(&settings);
@@ -141,7 +141,7 @@ async fn an_edited_replay_is_revalidated_and_an_invalid_patch_leaves_the_message
 
 #[tokio::test]
 async fn purge_refuses_without_yes_and_removes_only_the_matching_with_it() {
-    let settings = test_settings(&[]);
+    let settings = test_settings();
     let probe = Probe::new(&settings).await;
     seed(&probe, &settings, &[("p1", VendorKey::Glance, "invalid"), ("p2", VendorKey::Glance, "auth")]).await;
     let dir = config_dir(&settings);
@@ -159,7 +159,7 @@ async fn purge_refuses_without_yes_and_removes_only_the_matching_with_it() {
 
 #[tokio::test]
 async fn list_stats_and_show_redact_secrets() {
-    let settings = test_settings(&[]);
+    let settings = test_settings();
     let probe = Probe::new(&settings).await;
     let mut job = sample_job("s1", VendorKey::Clienttoolbox, "acme", "jdoe");
     job["user"]["user_new_password"] = json!("Sup3r-secret!");
@@ -193,7 +193,7 @@ async fn list_stats_and_show_redact_secrets() {
 
 #[tokio::test]
 async fn a_replay_killed_halfway_loses_and_duplicates_nothing() {
-    let settings = test_settings(&[]);
+    let settings = test_settings();
     let probe = Probe::new(&settings).await;
     let ids: Vec<String> = (0..60).map(|i| format!("k{i:02}")).collect();
     let msgs = ids
@@ -229,8 +229,8 @@ async fn a_replay_killed_halfway_loses_and_duplicates_nothing() {
 
 #[tokio::test]
 async fn publish_validates_each_job_and_publishes_the_valid_ones_with_confirms() {
-    let mut settings = test_settings(&[("acme", VendorKey::Glance, &[])]);
-    settings.accounts.get_mut("acme").unwrap().settings.clear();
+    let (settings, _vendors) =
+        common::settings_with(&[("acme", VendorKey::Glance)], provisioner::sandbox::Faults::default()).await;
     let probe = Probe::new(&settings).await;
     let dir = config_dir(&settings);
     let good = sample_job("pub-1", VendorKey::Glance, "acme", "E1");
@@ -277,7 +277,7 @@ async fn peak_rss_of_list(dir: &tempfile::TempDir) -> u64 {
 
 #[tokio::test]
 async fn listing_a_large_dlq_runs_in_bounded_memory() {
-    let settings = test_settings(&[]);
+    let settings = test_settings();
     let probe = Probe::new(&settings).await;
     let dir = config_dir(&settings);
     let seed = |from: usize, to: usize| {

@@ -1,27 +1,32 @@
 //! Pipeline decisions and the settle rule, on the in-memory transport: fast and broker-free.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::sync::{Arc, Mutex};
 
-use provisioner::config::{AccountSettings, Settings};
+use common::TestVendors;
+use provisioner::config::Settings;
 use provisioner::pipeline::{sample_job, After, Disposition, Pipeline, Report};
+use provisioner::sandbox::Faults;
 use provisioner::transport::headers as h;
 use provisioner::transport::{settle, Acknowledge, Inbound, Outbound, OutboundKind, PublishError, Publisher, Settled};
-use provisioner::vendors::{build_adapters, standin::Ledger, VendorKey};
+use provisioner::vendors::{build_adapters, VendorKey};
 use tokio_util::sync::CancellationToken;
 
-fn pipeline() -> Pipeline {
+/// A pipeline with one Glance account on a fresh sandbox (kept alive by the returned value).
+async fn pipeline() -> (Pipeline, TestVendors) {
+    let vendors = TestVendors::start(Faults::default()).await;
     let mut settings = Settings::default();
-    settings.accounts = BTreeMap::from([(
-        "acme".to_owned(),
-        AccountSettings {
-            vendor: VendorKey::Glance,
-            base_url: None,
-            settings: BTreeMap::new(),
-            credentials: BTreeMap::new(),
-        },
-    )]);
-    Pipeline::new(&settings, build_adapters(&settings, &Arc::new(Ledger::default())).unwrap())
+    settings.accounts.insert("acme".to_owned(), vendors.account(VendorKey::Glance));
+    (Pipeline::new(&settings, build_adapters(&settings).unwrap()), vendors)
+}
+
+/// A Glance job the vendor refuses (the role is not provisioned in the group), though it is
+/// well-formed.
+fn refused_job(id: &str) -> serde_json::Value {
+    let mut job = sample_job(id, VendorKey::Glance, "acme", "EMP-R");
+    job["user"]["UserRole"] = serde_json::json!("Astronaut");
+    job
 }
 
 fn delivery(routing_key: &str, body: &serde_json::Value, message_id: Option<&str>) -> Inbound {
@@ -39,8 +44,9 @@ fn kinds(d: &Disposition) -> Vec<OutboundKind> {
 
 #[tokio::test]
 async fn a_failure_publishes_the_event_before_the_dlq_copy() {
-    let job = sample_job("j-1", VendorKey::Glance, "acme", "REJECT-1");
-    let d = pipeline().handle(&delivery("create_user.glance", &job, None), &CancellationToken::new()).await;
+    let job = refused_job("j-1");
+    let (p, _vendors) = pipeline().await;
+    let d = p.handle(&delivery("create_user.glance", &job, None), &CancellationToken::new()).await;
     assert_eq!(kinds(&d), [OutboundKind::Event, OutboundKind::DeadLetter]);
     assert_eq!(d.publish[0].routing_key, "user.failed.glance");
     assert_eq!(h::text(&d.publish[1].headers, h::REASON), Some("rejected"));
@@ -50,7 +56,8 @@ async fn a_failure_publishes_the_event_before_the_dlq_copy() {
 async fn an_invalid_job_without_job_id_is_named_by_its_message_id() {
     let mut job = sample_job("x", VendorKey::Glance, "acme", "E");
     job.as_object_mut().unwrap().remove("job_id");
-    let d = pipeline().handle(&delivery("create_user.glance", &job, Some("msg-7")), &CancellationToken::new()).await;
+    let (p, _vendors) = pipeline().await;
+    let d = p.handle(&delivery("create_user.glance", &job, Some("msg-7")), &CancellationToken::new()).await;
     assert_eq!(kinds(&d), [OutboundKind::Event, OutboundKind::DeadLetter]);
     let event: serde_json::Value = serde_json::from_slice(&d.publish[0].body).unwrap();
     assert_eq!(event["subject"], "msg-7");
@@ -61,14 +68,15 @@ async fn an_invalid_job_without_job_id_is_named_by_its_message_id() {
 async fn a_job_that_cannot_be_named_only_goes_to_the_dlq() {
     let mut job = sample_job("x", VendorKey::Glance, "acme", "E");
     job.as_object_mut().unwrap().remove("job_id");
-    let d = pipeline().handle(&delivery("create_user.glance", &job, None), &CancellationToken::new()).await;
+    let (p, _vendors) = pipeline().await;
+    let d = p.handle(&delivery("create_user.glance", &job, None), &CancellationToken::new()).await;
     assert_eq!(kinds(&d), [OutboundKind::DeadLetter]);
     assert_eq!(h::text(&d.publish[0].headers, h::REASON), Some("invalid"));
 }
 
 #[tokio::test]
 async fn routing_key_and_account_are_checked() {
-    let p = pipeline();
+    let (p, _vendors) = pipeline().await;
     let job = sample_job("j-2", VendorKey::Glance, "acme", "E");
     let d = p.handle(&delivery("create_user.netsapiens", &job, None), &CancellationToken::new()).await;
     let event: serde_json::Value = serde_json::from_slice(&d.publish[0].body).unwrap();
@@ -88,7 +96,8 @@ async fn once_shutdown_began_a_job_is_requeued_without_calling_the_vendor() {
     let shutdown = CancellationToken::new();
     shutdown.cancel();
     let job = sample_job("j-4", VendorKey::Glance, "acme", "E");
-    let d = pipeline().handle(&delivery("create_user.glance", &job, None), &shutdown).await;
+    let (p, _vendors) = pipeline().await;
+    let d = p.handle(&delivery("create_user.glance", &job, None), &shutdown).await;
     assert_eq!(d.after, After::Requeue);
     assert!(d.publish.is_empty());
     assert_eq!(d.report, Report::Deferred);
@@ -128,8 +137,9 @@ impl Acknowledge for Recorder {
 
 #[tokio::test]
 async fn settle_acks_only_after_every_publish_is_confirmed() {
-    let job = sample_job("j-5", VendorKey::Glance, "acme", "REJECT-5");
-    let d = pipeline().handle(&delivery("create_user.glance", &job, None), &CancellationToken::new()).await;
+    let job = refused_job("j-5");
+    let (p, _vendors) = pipeline().await;
+    let d = p.handle(&delivery("create_user.glance", &job, None), &CancellationToken::new()).await;
     assert_eq!(d.publish.len(), 2);
 
     // The event is confirmed, the DLQ copy is not: the delivery must be requeued, not acked.
@@ -148,7 +158,7 @@ async fn settle_acks_only_after_every_publish_is_confirmed() {
 
 #[tokio::test]
 async fn the_memory_broker_runs_the_demo_to_the_documented_summary() {
-    let summary = provisioner::commands::demo::run_in_memory().await;
+    let summary = provisioner::commands::demo::run_in_memory().await.unwrap();
     assert_eq!(
         (summary.jobs, summary.created, summary.existing, summary.failed, summary.dead_lettered),
         (10, 3, 1, 5, 6)

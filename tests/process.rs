@@ -8,9 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{test_settings, wait_until, Probe};
-use provisioner::config::Settings;
+use common::{child_config, settings_with, wait_until, Probe};
+use provisioner::config::{SecretSource, Settings};
 use provisioner::pipeline::sample_job;
+use provisioner::sandbox::Faults;
 use provisioner::vendors::VendorKey;
 
 const BIN: &str = env!("CARGO_BIN_EXE_provisioner");
@@ -89,7 +90,8 @@ fn bad_config_is_refused_with_a_message_naming_the_key() {
 
     std::fs::write(
         dir.path().join("default.toml"),
-        "[accounts.acme]\nvendor = \"glance\"\ncredentials = { PartnerPW = \"env:PROVISIONER_TEST_UNSET_SECRET\" }\n",
+        "[accounts.acme]\nvendor = \"glance\"\nsettings = { PartnerLogin = \"admin.acme.glance.net\" }\n\
+         credentials = { PartnerPW = \"env:PROVISIONER_TEST_UNSET_SECRET\" }\n",
     )
     .unwrap();
     let out = Command::new(BIN)
@@ -127,13 +129,11 @@ impl WorkerProcess {
         let config = tempfile::tempdir().unwrap();
         let mut file = settings.clone();
         file.log.format = provisioner::config::LogFormat::Json;
-        std::fs::write(config.path().join("default.toml"), toml_of(&file)).unwrap();
-        Self::start_in(config)
-    }
-
-    fn start_in(config: tempfile::TempDir) -> Self {
+        let (toml, env) = child_config(&file);
+        std::fs::write(config.path().join("default.toml"), toml).unwrap();
         let mut child = Command::new(BIN)
             .args(["run", "--config", config.path().to_str().unwrap()])
+            .envs(env)
             .env_remove("PROVISIONER_ENV")
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
@@ -196,10 +196,6 @@ impl Drop for WorkerProcess {
     }
 }
 
-fn toml_of(settings: &Settings) -> String {
-    toml::to_string(settings).expect("settings serialise to TOML")
-}
-
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else { return String::new() };
@@ -219,7 +215,8 @@ async fn in_flight(addr: std::net::SocketAddr) -> u32 {
 
 #[tokio::test]
 async fn sigterm_drains_the_jobs_in_flight_and_exits_zero() {
-    let settings = test_settings(&[("acme", VendorKey::Glance, &[("standin_latency", "1500ms")])]);
+    let slow = Faults { latency: Duration::from_millis(1500), ..Faults::default() };
+    let (settings, _vendors) = settings_with(&[("acme", VendorKey::Glance)], slow).await;
     let probe = Probe::new(&settings).await;
     let mut events = probe.observe_events().await;
     let mut worker = WorkerProcess::start(&settings);
@@ -258,7 +255,8 @@ async fn sigterm_drains_the_jobs_in_flight_and_exits_zero() {
 
 #[tokio::test]
 async fn a_worker_killed_mid_job_leads_to_redelivery_and_a_terminal_event() {
-    let settings = test_settings(&[("acme", VendorKey::Clienttoolbox, &[("standin_latency", "3s")])]);
+    let slow = Faults { latency: Duration::from_secs(3), ..Faults::default() };
+    let (settings, vendors) = settings_with(&[("acme", VendorKey::Clienttoolbox)], slow).await;
     let probe = Probe::new(&settings).await;
     let mut events = probe.observe_events().await;
     let mut first = WorkerProcess::start(&settings);
@@ -278,6 +276,7 @@ async fn a_worker_killed_mid_job_leads_to_redelivery_and_a_terminal_event() {
     let event = events.next_json(Duration::from_secs(30), "the event after redelivery").await;
     assert_eq!(event["subject"], "crash-1");
     assert_eq!(event["type"], "provisioning.user.created");
+    assert_eq!(vendors.creations(VendorKey::Clienttoolbox, "jdoe"), 1, "created exactly once");
     second.signal("-TERM");
     assert!(second.wait_exit(WAIT).await.success());
     events.assert_quiet(Duration::from_millis(300)).await;
@@ -286,10 +285,11 @@ async fn a_worker_killed_mid_job_leads_to_redelivery_and_a_terminal_event() {
 
 #[tokio::test]
 async fn passwords_and_pins_never_reach_the_logs_even_at_debug_level() {
-    let mut settings = test_settings(&[
-        ("acme", VendorKey::Clienttoolbox, &[]),
-        ("down", VendorKey::Clienttoolbox, &[("standin_mode", "auth_failure")]),
-    ]);
+    let (mut settings, _vendors) = settings_with(&[("acme", VendorKey::Clienttoolbox)], Faults::default()).await;
+    // An account whose password was rotated at the vendor: every call fails as `auth`.
+    let mut down = settings.accounts["acme"].clone();
+    down.credentials.insert("user_password".into(), SecretSource::Value("Rotated-away-pw-4477".to_owned().into()));
+    settings.accounts.insert("down".into(), down);
     settings.log.level = "debug".into();
     let probe = Probe::new(&settings).await;
     let mut events = probe.observe_events().await;
@@ -316,7 +316,8 @@ async fn passwords_and_pins_never_reach_the_logs_even_at_debug_level() {
     assert!(worker.wait_exit(WAIT).await.success());
     let logs = worker.all_logs();
     assert!(logs.contains("secret-3"), "the logs should mention the jobs at all:\n{logs}");
-    for secret in ["Pa55-very-secret", "918273", "Caller-pw-9911"] {
+    let sandbox_password = provisioner::vendors::clienttoolbox::sandbox::SANDBOX_PASSWORD;
+    for secret in ["Pa55-very-secret", "918273", "Caller-pw-9911", "Rotated-away-pw-4477", sandbox_password] {
         assert!(!logs.contains(secret), "{secret} leaked into the logs");
         assert!(!seen.contains(secret), "{secret} leaked into an event");
     }

@@ -1,7 +1,8 @@
 //! `provisioner demo`: the whole pipeline on sample jobs, with zero setup.
 //!
-//! By default it runs on the in-memory broker; `--amqp URL` runs the real worker against a
-//! real broker, in a topology of its own that it removes afterwards.
+//! The vendors are the built-in sandboxes, served in-process over real HTTP. By default the
+//! broker is the in-memory one; `--amqp URL` runs the real worker against a real broker, in a
+//! topology of its own that it removes afterwards.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,14 +16,15 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::Health;
-use crate::config::{AccountSettings, Settings, TopologySettings};
+use crate::config::{Settings, TopologySettings};
 use crate::metrics::Metrics;
 use crate::pipeline::{sample_job, Pipeline};
+use crate::sandbox::{self, Faults, Sandboxes};
 use crate::transport::headers as h;
 use crate::transport::memory::MemoryBroker;
 use crate::transport::rabbitmq::{self, ConfirmPublisher};
 use crate::transport::{Outbound, OutboundKind, Publisher};
-use crate::vendors::{build_adapters, standin::Ledger, VendorKey};
+use crate::vendors::{build_adapters, VendorKey};
 use crate::worker::Worker;
 
 /// One sample job: what it is meant to show.
@@ -55,27 +57,56 @@ pub struct Row {
     pub detail: String,
 }
 
-/// Demo settings: five accounts on the stand-in vendor, each showing one behaviour, and
+/// The vendor sandboxes the demo runs against: a healthy one, one that fails its next
+/// request (to show an inline retry), and one in a full outage (to show every retry tier
+/// running out). They stop when this is dropped.
+pub struct DemoVendors {
+    pub healthy: Sandboxes,
+    pub healthy_url: String,
+    pub blip_url: String,
+    pub down_url: String,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+impl DemoVendors {
+    pub async fn start() -> std::io::Result<Self> {
+        let stop = CancellationToken::new();
+        let local = "127.0.0.1:0".parse().expect("valid literal");
+        let serve = |faults: Faults| {
+            let stop = stop.clone();
+            async move {
+                let sandboxes = Sandboxes::new(faults, 7);
+                let (addr, _) = sandboxes.serve(local, stop).await?;
+                Ok::<_, std::io::Error>((sandboxes, format!("http://{addr}")))
+            }
+        };
+        let (healthy, healthy_url) = serve(Faults::default()).await?;
+        let (_, blip_url) = serve(Faults { fail_next: 1, ..Faults::default() }).await?;
+        let (_, down_url) = serve(Faults { outage: true, ..Faults::default() }).await?;
+        Ok(Self { healthy, healthy_url, blip_url, down_url, _stop: stop.drop_guard() })
+    }
+}
+
+/// Demo settings: five accounts on the vendor sandboxes, each showing one behaviour, and
 /// retry tiers short enough to watch.
-pub fn demo_settings(topology: TopologySettings) -> Settings {
+pub fn demo_settings(topology: TopologySettings, vendors: &DemoVendors) -> Settings {
     let mut s = Settings { topology, ..Settings::default() };
     s.retry.tiers = vec![Duration::from_millis(200), Duration::from_millis(400)];
     s.retry.inline.initial_delay = Duration::from_millis(20);
     s.retry.inline.max_delay = Duration::from_millis(100);
     s.retry.inline.budget = Duration::from_millis(500);
     s.worker.drain_deadline = Duration::from_secs(5);
-    let account = |vendor, mode: &str| AccountSettings {
-        vendor,
-        base_url: None,
-        settings: BTreeMap::from([("standin_mode".to_owned(), mode.to_owned())]),
-        credentials: BTreeMap::new(),
-    };
+    let mut legacy = sandbox::account(VendorKey::Glance, &vendors.healthy_url);
+    legacy.credentials.insert(
+        "PartnerPW".into(),
+        crate::config::SecretSource::Value(secrecy::SecretString::from("a-password-rotated-long-ago".to_owned())),
+    );
     s.accounts = BTreeMap::from([
-        ("acme-glance".into(), account(VendorKey::Glance, "normal")),
-        ("acme-netsapiens".into(), account(VendorKey::Netsapiens, "flaky")),
-        ("acme-clienttoolbox".into(), account(VendorKey::Clienttoolbox, "normal")),
-        ("legacy-glance".into(), account(VendorKey::Glance, "auth_failure")),
-        ("down-netsapiens".into(), account(VendorKey::Netsapiens, "outage")),
+        ("acme-glance".into(), sandbox::account(VendorKey::Glance, &vendors.healthy_url)),
+        ("acme-netsapiens".into(), sandbox::account(VendorKey::Netsapiens, &vendors.blip_url)),
+        ("acme-clienttoolbox".into(), sandbox::account(VendorKey::Clienttoolbox, &vendors.healthy_url)),
+        ("legacy-glance".into(), legacy),
+        ("down-netsapiens".into(), sandbox::account(VendorKey::Netsapiens, &vendors.down_url)),
     ]);
     s
 }
@@ -92,6 +123,10 @@ pub fn samples() -> Vec<Sample> {
     let mut conflicting = sample_job("demo-7-glance-conflict", VendorKey::Glance, "acme-glance", "EMP-0001");
     conflicting["user"]["UserFirst"] = json!("Someone");
     conflicting["user"]["UserLast"] = json!("Else");
+    // Well-formed, so it passes local validation, but no such campaign exists at the vendor.
+    let mut unknown_campaign =
+        sample_job("demo-5-rejected", VendorKey::Clienttoolbox, "acme-clienttoolbox", "jdoe_0005");
+    unknown_campaign["user"]["allowed_campaigns"] = json!("99999999");
     let mut with_credentials = sample_job("demo-8-invalid", VendorKey::Glance, "acme-glance", "EMP-0008");
     with_credentials["user"]["PartnerPW"] = json!("do-not-send-me");
     with_credentials["user"]["Nickname"] = json!("JD");
@@ -107,14 +142,13 @@ pub fn samples() -> Vec<Sample> {
         ),
         job("created", "demo-3-clienttoolbox", VendorKey::Clienttoolbox, "acme-clienttoolbox", "jdoe_0003", false),
         job("the same job again: existing", "demo-1-glance", VendorKey::Glance, "acme-glance", "EMP-0001", false),
-        job(
-            "vendor refuses the input",
-            "demo-5-rejected",
-            VendorKey::Clienttoolbox,
-            "acme-clienttoolbox",
-            "REJECT_0005",
-            true,
-        ),
+        Sample {
+            label: "vendor refuses the input",
+            routing_key: crate::job::Job::routing_key(VendorKey::Clienttoolbox),
+            body: unknown_campaign.to_string().into_bytes(),
+            job_id: Some("demo-5-rejected".into()),
+            dead_letter: true,
+        },
         job("wrong credentials", "demo-6-auth", VendorKey::Glance, "legacy-glance", "EMP-0006", true),
         Sample {
             label: "identity held by someone else",
@@ -148,11 +182,11 @@ pub fn samples() -> Vec<Sample> {
     ]
 }
 
-/// Runs the demo in memory.
-pub async fn run_in_memory() -> Summary {
-    let settings = demo_settings(TopologySettings::default());
-    let ledger = Arc::new(Ledger::default());
-    let adapters = build_adapters(&settings, &ledger).expect("demo settings are valid");
+/// Runs the demo on the in-memory broker.
+pub async fn run_in_memory() -> anyhow::Result<Summary> {
+    let vendors = DemoVendors::start().await?;
+    let settings = demo_settings(TopologySettings::default(), &vendors);
+    let adapters = build_adapters(&settings)?;
     let pipeline = Arc::new(Pipeline::new(&settings, adapters));
     let broker = MemoryBroker::new(settings.topology.clone());
     let samples = samples();
@@ -166,7 +200,7 @@ pub async fn run_in_memory() -> Summary {
         broker.publish_job(&s.routing_key, s.body.clone(), s.job_id.clone()).expect("routable");
     }
     broker.run_until_idle(pipeline, Metrics::new(), 8, CancellationToken::new()).await;
-    summarise(samples.len(), &broker.events(), &broker.dead_letters())
+    Ok(summarise(samples.len(), &broker.events(), &broker.dead_letters()))
 }
 
 /// Builds the summary from what was published to the events exchange and the DLQ.
@@ -236,7 +270,8 @@ impl Summary {
 /// topology that is deleted afterwards.
 pub async fn run_on_broker(url: &str) -> anyhow::Result<Summary> {
     let suffix = format!("demo-{}", uuid::Uuid::new_v4().simple());
-    let mut settings = demo_settings(TopologySettings::namespaced(&suffix));
+    let vendors = DemoVendors::start().await?;
+    let mut settings = demo_settings(TopologySettings::namespaced(&suffix), &vendors);
     settings.amqp.url = url.to_owned();
     settings.admin.listen = "127.0.0.1:0".parse()?;
     settings.topology.audit_queue = String::new();
@@ -263,8 +298,7 @@ pub async fn run_on_broker(url: &str) -> anyhow::Result<Summary> {
     )
     .await?;
 
-    let ledger = Arc::new(Ledger::default());
-    let pipeline = Arc::new(Pipeline::new(&settings, build_adapters(&settings, &ledger)?));
+    let pipeline = Arc::new(Pipeline::new(&settings, build_adapters(&settings)?));
     let shutdown = CancellationToken::new();
     let worker =
         tokio::spawn(Worker::new(settings.clone(), pipeline, Metrics::new(), Health::default()).run(shutdown.clone()));

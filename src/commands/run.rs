@@ -8,16 +8,15 @@ use crate::admin::{self, Health};
 use crate::config::{redact_url, Settings};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
-use crate::vendors::{build_adapters, standin::Ledger};
+use crate::vendors::build_adapters;
 use crate::worker::Worker;
 
 /// Runs the worker until `shutdown` is cancelled and the drain is over.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    // Resolve every secret now: a missing one stops start-up, naming its key.
-    let _credentials = settings.resolve_credentials()?;
+    // Building the adapters resolves every secret and checks every account now: a missing
+    // or wrong one stops start-up, naming its key.
     let _ = settings.amqp_uri()?;
-    let ledger = Arc::new(Ledger::default());
-    let pipeline = Arc::new(Pipeline::new(&settings, build_adapters(&settings, &ledger)?));
+    let pipeline = Arc::new(Pipeline::new(&settings, build_adapters(&settings)?));
     let metrics = Metrics::new();
     let health = Health::default();
     let admin_stop = CancellationToken::new();

@@ -1,13 +1,95 @@
 //! Simulators of the vendor APIs, served over HTTP on the vendors' real paths, with fault
-//! injection and a control API (`/_sandbox/faults`) that tests and the chaos suite drive.
+//! injection and a control API (`/_sandbox/faults`, `/_sandbox/ledger`) that tests, the
+//! demo and the chaos suite drive.
 
 pub mod faults;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use tokio_util::sync::CancellationToken;
 
 pub use faults::{FaultState, Faults};
+
+use crate::vendors::{clienttoolbox, glance, netsapiens, VendorKey};
+
+/// The three vendor simulators behind one listener (their paths do not overlap), sharing one
+/// fault state.
+#[derive(Clone)]
+pub struct Sandboxes {
+    pub glance: Arc<glance::sandbox::Sandbox>,
+    pub netsapiens: Arc<netsapiens::sandbox::Sandbox>,
+    pub clienttoolbox: Arc<clienttoolbox::sandbox::Sandbox>,
+    pub faults: FaultState,
+}
+
+impl Sandboxes {
+    pub fn new(faults: Faults, seed: u64) -> Self {
+        Self {
+            glance: Arc::new(glance::sandbox::Sandbox::new()),
+            netsapiens: Arc::new(netsapiens::sandbox::Sandbox::new()),
+            clienttoolbox: Arc::new(clienttoolbox::sandbox::Sandbox::new()),
+            faults: FaultState::new(faults, seed),
+        }
+    }
+
+    /// How many times the vendor created the user with this identity; never more than 1.
+    pub fn creations(&self, vendor: VendorKey, identity: &str) -> u32 {
+        match vendor {
+            VendorKey::Glance => self.glance.creations(identity),
+            VendorKey::Netsapiens => self.netsapiens.creations(identity),
+            VendorKey::Clienttoolbox => self.clienttoolbox.creations(identity),
+        }
+    }
+
+    pub fn user_count(&self, vendor: VendorKey) -> usize {
+        match vendor {
+            VendorKey::Glance => self.glance.user_count(),
+            VendorKey::Netsapiens => self.netsapiens.user_count(),
+            VendorKey::Clienttoolbox => self.clienttoolbox.user_count(),
+        }
+    }
+
+    pub fn router(&self) -> Router {
+        let ledger = {
+            let this = self.clone();
+            Router::new().route(
+                "/_sandbox/ledger",
+                get(move || {
+                    let this = this.clone();
+                    async move {
+                        let users: serde_json::Map<String, serde_json::Value> =
+                            VendorKey::ALL.iter().map(|v| (v.to_string(), this.user_count(*v).into())).collect();
+                        Json(serde_json::json!({ "users": users }))
+                    }
+                }),
+            )
+        };
+        let vendors = glance::sandbox::router(self.glance.clone())
+            .merge(netsapiens::sandbox::router(self.netsapiens.clone()))
+            .merge(clienttoolbox::sandbox::router(self.clienttoolbox.clone()))
+            .merge(ledger);
+        with_faults(vendors, self.faults.clone())
+    }
+
+    /// Binds now (so a taken port fails at once) and serves until `shutdown`.
+    pub async fn serve(
+        &self,
+        listen: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let app = self.router();
+        let handle = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+        });
+        Ok((addr, handle))
+    }
+}
 
 /// Wraps vendor routers with the fault layer and adds `GET`/`PUT /_sandbox/faults`.
 pub fn with_faults(router: Router, state: FaultState) -> Router {
@@ -22,6 +104,58 @@ async fn get_faults(State(state): State<FaultState>) -> Json<Faults> {
 async fn put_faults(State(state): State<FaultState>, Json(faults): Json<Faults>) -> Json<Faults> {
     state.set(faults);
     Json(state.get())
+}
+
+/// An account of `vendor` pointing at a sandbox served at `base` (e.g.
+/// `http://127.0.0.1:8700`), with the sandbox's credentials built in.
+pub fn account(vendor: VendorKey, base: &str) -> crate::config::AccountSettings {
+    use crate::config::{AccountSettings, SecretSource};
+    let secret = |s: &str| SecretSource::Value(secrecy::SecretString::from(s.to_owned()));
+    let map = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let (base_url, settings, credentials) = match vendor {
+        VendorKey::Glance => (
+            base.to_owned(),
+            map(&[("PartnerLogin", glance::sandbox::SANDBOX_PARTNER_LOGIN), ("PartnerID", "40123")]),
+            [("PartnerPW".to_owned(), secret(glance::sandbox::SANDBOX_PARTNER_PW))].into(),
+        ),
+        VendorKey::Netsapiens => (
+            format!("{base}/ns-api/v2"),
+            map(&[("domain", netsapiens::sandbox::SANDBOX_DOMAIN)]),
+            [("api_key".to_owned(), secret(netsapiens::sandbox::SANDBOX_API_KEY))].into(),
+        ),
+        VendorKey::Clienttoolbox => (
+            base.to_owned(),
+            map(&[
+                ("account_id", clienttoolbox::sandbox::SANDBOX_ACCOUNT_ID),
+                ("user_id", clienttoolbox::sandbox::SANDBOX_USER_ID),
+            ]),
+            [("user_password".to_owned(), secret(clienttoolbox::sandbox::SANDBOX_PASSWORD))].into(),
+        ),
+    };
+    AccountSettings { vendor, base_url: Some(base_url), settings, credentials }
+}
+
+/// What `provisioner sandbox` prints: how to point a local worker at it.
+pub fn usage(addr: SocketAddr) -> String {
+    let base = format!("http://{addr}");
+    format!(
+        "vendor sandboxes listening on {base}
+  Glance        {base}/PAPI/NewUser.asp, /PAPI/ShowUsers.asp   PartnerLogin {gl}  PartnerPW {gp}  PartnerID 40123
+  NetSapiens    {base}/ns-api/v2/domains/{nd}/users            api_key {nk}
+  ClientToolbox {base}/api.php                                 account_id {ca}  user_id {cu}  user_password {cp}
+  control       GET/PUT {base}/_sandbox/faults, GET {base}/_sandbox/ledger
+
+These are public sandbox credentials, not secrets. For config/development.toml:
+  export SANDBOX_GLANCE_PW={gp} SANDBOX_NETSAPIENS_KEY={nk} SANDBOX_CLIENTTOOLBOX_PW={cp}
+",
+        gl = glance::sandbox::SANDBOX_PARTNER_LOGIN,
+        gp = glance::sandbox::SANDBOX_PARTNER_PW,
+        nd = netsapiens::sandbox::SANDBOX_DOMAIN,
+        nk = netsapiens::sandbox::SANDBOX_API_KEY,
+        ca = clienttoolbox::sandbox::SANDBOX_ACCOUNT_ID,
+        cu = clienttoolbox::sandbox::SANDBOX_USER_ID,
+        cp = clienttoolbox::sandbox::SANDBOX_PASSWORD,
+    )
 }
 
 #[cfg(test)]

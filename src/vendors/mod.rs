@@ -8,7 +8,6 @@ pub mod clienttoolbox;
 pub mod glance;
 pub mod http;
 pub mod netsapiens;
-pub mod standin;
 
 use std::fmt;
 use std::time::Duration;
@@ -167,15 +166,18 @@ pub trait Adapter: Send + Sync {
 
 /// Every adapter this build knows, as one type, so the pipeline needs no boxing or dyn.
 /// A new vendor adds a variant here and a module beside this one.
-#[derive(Clone, Debug)]
 pub enum AnyAdapter {
-    StandIn(standin::StandIn),
+    Glance(glance::Adapter),
+    Netsapiens(netsapiens::Adapter),
+    Clienttoolbox(clienttoolbox::Adapter),
 }
 
 impl AnyAdapter {
     pub fn vendor(&self) -> VendorKey {
         match self {
-            AnyAdapter::StandIn(a) => a.vendor(),
+            AnyAdapter::Glance(_) => VendorKey::Glance,
+            AnyAdapter::Netsapiens(_) => VendorKey::Netsapiens,
+            AnyAdapter::Clienttoolbox(_) => VendorKey::Clienttoolbox,
         }
     }
 }
@@ -183,38 +185,27 @@ impl AnyAdapter {
 impl Adapter for AnyAdapter {
     async fn create_user(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
         match self {
-            AnyAdapter::StandIn(a) => a.create_user(job, ctx).await,
+            AnyAdapter::Glance(a) => a.create_user(job, ctx).await,
+            AnyAdapter::Netsapiens(a) => a.create_user(job, ctx).await,
+            AnyAdapter::Clienttoolbox(a) => a.create_user(job, ctx).await,
         }
     }
 }
 
-/// One adapter per configured account. Until the vendor adapters land, every account is
-/// served by the stand-in vendor.
+/// One adapter per configured account, each with its own pooled HTTP client. Every account
+/// is checked and every secret resolved here, so a bad account stops start-up.
 pub fn build_adapters(
     settings: &crate::config::Settings,
-    ledger: &std::sync::Arc<standin::Ledger>,
 ) -> Result<std::collections::HashMap<String, AnyAdapter>, crate::config::ConfigError> {
     let mut out = std::collections::HashMap::new();
     for (name, account) in &settings.accounts {
-        let mode_key = format!("accounts.{name}.settings.standin_mode");
-        let mode = match account.settings.get("standin_mode") {
-            None => standin::Mode::Normal,
-            Some(m) => standin::Mode::parse(m).ok_or_else(|| crate::config::ConfigError::Invalid {
-                key: mode_key,
-                message: format!("unknown mode {m:?}; expected normal, auth_failure, outage or flaky"),
-            })?,
+        let http = settings.vendors.get(account.vendor);
+        let adapter = match account.vendor {
+            VendorKey::Glance => AnyAdapter::Glance(glance::build(name, account, http)?),
+            VendorKey::Netsapiens => AnyAdapter::Netsapiens(netsapiens::build(name, account, http)?),
+            VendorKey::Clienttoolbox => AnyAdapter::Clienttoolbox(clienttoolbox::build(name, account, http)?),
         };
-        let latency = match account.settings.get("standin_latency") {
-            None => Duration::ZERO,
-            Some(l) => humantime::parse_duration(l).map_err(|e| crate::config::ConfigError::Invalid {
-                key: format!("accounts.{name}.settings.standin_latency"),
-                message: e.to_string(),
-            })?,
-        };
-        out.insert(
-            name.clone(),
-            AnyAdapter::StandIn(standin::StandIn::new(account.vendor, name, mode, latency, ledger.clone())),
-        );
+        out.insert(name.clone(), adapter);
     }
     Ok(out)
 }

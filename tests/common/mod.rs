@@ -2,7 +2,6 @@
 //! real conditions with deadlines (never sleep-and-hope).
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +10,7 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, Que
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use provisioner::config::{AccountSettings, Settings, TopologySettings};
+use provisioner::sandbox::{Faults, Sandboxes};
 use provisioner::transport::rabbitmq::{self, ConfirmPublisher};
 use provisioner::transport::{Headers, Inbound, Outbound, OutboundKind, Publisher};
 use provisioner::vendors::VendorKey;
@@ -21,11 +21,9 @@ pub fn broker_url() -> String {
     std::env::var("PROVISIONER_TEST_AMQP_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
 }
 
-/// A test account: name, vendor, and its `settings` entries (e.g. the stand-in's mode).
-pub type TestAccount<'a> = (&'a str, VendorKey, &'a [(&'a str, &'a str)]);
-
-/// Settings for one test: its own topology names and connection name, short retry tiers.
-pub fn test_settings(accounts: &[TestAccount<'_>]) -> Settings {
+/// Settings for one test: its own topology names and connection name, short retry tiers,
+/// and no accounts (add them with [`TestVendors::account`]).
+pub fn test_settings() -> Settings {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let mut s = Settings { topology: TopologySettings::namespaced(&format!("test-{id}")), ..Settings::default() };
     s.amqp.url = broker_url();
@@ -39,17 +37,63 @@ pub fn test_settings(accounts: &[TestAccount<'_>]) -> Settings {
     s.retry.inline.budget = Duration::from_millis(500);
     s.worker.drain_deadline = Duration::from_secs(10);
     s.admin.listen = "127.0.0.1:0".parse().unwrap();
-    s.accounts = accounts
-        .iter()
-        .map(|(name, vendor, settings)| {
-            let settings = settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-            (
-                (*name).to_owned(),
-                AccountSettings { vendor: *vendor, base_url: None, settings, credentials: BTreeMap::new() },
-            )
-        })
-        .collect();
     s
+}
+
+/// The vendor sandboxes for one test, served in this process over real HTTP; they stop when
+/// this is dropped.
+pub struct TestVendors {
+    pub sandboxes: Sandboxes,
+    pub url: String,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+impl TestVendors {
+    pub async fn start(faults: Faults) -> Self {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let sandboxes = Sandboxes::new(faults, 7);
+        let (addr, _) = sandboxes.serve("127.0.0.1:0".parse().unwrap(), stop.clone()).await.unwrap();
+        Self { sandboxes, url: format!("http://{addr}"), _stop: stop.drop_guard() }
+    }
+
+    /// An account on these sandboxes with their credentials.
+    pub fn account(&self, vendor: VendorKey) -> AccountSettings {
+        provisioner::sandbox::account(vendor, &self.url)
+    }
+
+    pub fn creations(&self, vendor: VendorKey, identity: &str) -> u32 {
+        self.sandboxes.creations(vendor, identity)
+    }
+}
+
+/// Test settings with accounts `(name, vendor)` on freshly started sandboxes.
+pub async fn settings_with(accounts: &[(&str, VendorKey)], faults: Faults) -> (Settings, TestVendors) {
+    let vendors = TestVendors::start(faults).await;
+    let mut settings = test_settings();
+    for (name, vendor) in accounts {
+        settings.accounts.insert((*name).to_owned(), vendors.account(*vendor));
+    }
+    (settings, vendors)
+}
+
+/// The settings as a `default.toml` for a child process, plus the environment it needs:
+/// secrets built into the settings become `env:` references, since a config file may not
+/// hold a literal secret.
+pub fn child_config(settings: &Settings) -> (String, Vec<(String, String)>) {
+    use provisioner::config::SecretSource;
+    use secrecy::ExposeSecret;
+    let mut settings = settings.clone();
+    let mut env = Vec::new();
+    for (account, a) in settings.accounts.iter_mut() {
+        for (key, source) in a.credentials.iter_mut() {
+            if let SecretSource::Value(v) = source {
+                let var = format!("PROVISIONER_TEST_{}_{}", account, key).to_uppercase().replace(['-', '.'], "_");
+                env.push((var.clone(), v.expose_secret().to_owned()));
+                *source = SecretSource::Env(var);
+            }
+        }
+    }
+    (toml_of(&settings), env)
 }
 
 /// A connection for the test itself (publishing jobs, observing events and the DLQ).
