@@ -10,8 +10,14 @@ use crate::config::VendorSettings;
 
 /// A pooled rustls client with the vendor's connect and total timeouts. Build one per account
 /// and keep it: connections are reused across jobs.
+///
+/// Redirects are never followed: a 307/308 would re-send a body full of credentials to
+/// another host, a 301/302 would turn the POST into a body-less GET whose answer the adapter
+/// would misread, and custom auth headers survive cross-host hops. An adapter sees the 3xx
+/// and reports it as a configuration problem instead.
 pub fn client(settings: &VendorSettings) -> reqwest::Client {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(settings.connect_timeout)
         .timeout(settings.request_timeout)
         .user_agent(concat!("provisioner/", env!("CARGO_PKG_VERSION")))
@@ -53,9 +59,49 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(delta.to_std().unwrap_or(Duration::ZERO))
 }
 
+/// Replaces every secret with `***` wherever vendor text may echo it: as sent, form-encoded
+/// (`+` for spaces) and percent-encoded. Text that was cut short before it got here may end
+/// in the first characters of a secret; those are masked too, so no prefix of a credential
+/// survives a truncation.
+pub fn scrub(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets.iter().filter(|s| s.len() >= 3) {
+        let form: String =
+            serde_urlencoded::to_string([("", secret)]).unwrap_or_default().trim_start_matches('=').to_owned();
+        let percent = form.replace('+', "%20");
+        for spelling in [secret.to_string(), form, percent] {
+            if !spelling.is_empty() {
+                out = out.replace(&spelling, crate::job::REDACTED);
+            }
+        }
+        let (body, ellipsis) = match out.strip_suffix('…') {
+            Some(b) => (b.to_owned(), "…"),
+            None => (out.clone(), ""),
+        };
+        let cut =
+            (3..secret.len()).rev().filter(|k| secret.is_char_boundary(*k)).find(|k| body.ends_with(&secret[..*k]));
+        if let Some(k) = cut {
+            out = format!("{}{}{ellipsis}", &body[..body.len() - k], crate::job::REDACTED);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrub_masks_raw_encoded_and_truncated_secrets() {
+        let secret = "p@ss w0rd/$1";
+        let sent = serde_urlencoded::to_string([("PartnerPW", secret)]).unwrap();
+        let echoed = format!("bad login: {sent} and {secret} and p%40ss%20w0rd%2F%241");
+        let shown = scrub(&echoed, &[secret]);
+        assert!(!shown.contains("w0rd"), "{shown}");
+        assert_eq!(scrub("cut at p@ss w…", &[secret]), "cut at ***…");
+        assert_eq!(scrub("nothing here", &[secret]), "nothing here");
+        assert_eq!(scrub("ab", &["ab"]), "ab", "too short to be told apart from text");
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {

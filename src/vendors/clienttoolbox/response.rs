@@ -218,25 +218,20 @@ fn json_node(name: &str, value: &serde_json::Value) -> Node {
 /// Replaces every secret (and its form-encoded spelling) with `***`, drops control
 /// characters and caps the length: vendor text goes into events and logs.
 pub fn scrub(text: &str, secrets: &[&str]) -> String {
-    let mut out: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
-        out = out.replace(s, "***");
-        let encoded: String = serde_urlencoded::to_string([("", s)]).unwrap_or_default().trim_start_matches('=').into();
-        if !encoded.is_empty() {
-            out = out.replace(&encoded, "***");
-        }
-    }
+    let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let mut out = crate::vendors::http::scrub(&flat, secrets);
     const MAX: usize = 200;
     if out.chars().count() > MAX {
-        out = out.chars().take(MAX).collect::<String>() + "…";
+        // Cut after scrubbing, then scrub the cut again: no secret prefix may survive.
+        out = crate::vendors::http::scrub(&(out.chars().take(MAX).collect::<String>() + "…"), secrets);
     }
     out.trim().to_owned()
 }
 
 fn excerpt(body: &[u8], secrets: &[&str]) -> String {
-    let text = String::from_utf8_lossy(body);
+    let text = scrub(&String::from_utf8_lossy(body), secrets);
     let short: String = text.chars().take(80).collect();
-    scrub(&short, secrets)
+    crate::vendors::http::scrub(&short, secrets)
 }
 
 fn err(failure: VendorFailure, code: &str, message: String, retry_after: Option<Duration>) -> VendorError {

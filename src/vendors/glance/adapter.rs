@@ -30,13 +30,9 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// Replaces every secret with `***`; a vendor may echo what it was sent.
+/// Replaces every secret with `***`; a vendor may echo what it was sent, form-encoded.
 fn scrub(text: &str, secrets: &[&str]) -> String {
-    let mut out = text.to_owned();
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
-        out = out.replace(s, crate::job::REDACTED);
-    }
-    out
+    crate::vendors::http::scrub(text, secrets)
 }
 
 fn scrub_error(mut e: VendorError, secrets: &[&str]) -> VendorError {

@@ -266,9 +266,8 @@ impl Adapter {
 
 /// Vendor text may echo what it was sent; no secret of this call may leave in an error.
 fn scrub(mut e: VendorError, secrets: &[String]) -> VendorError {
-    for s in secrets.iter().filter(|s| s.len() >= 3) {
-        e.message = e.message.replace(s.as_str(), "***");
-    }
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    e.message = crate::vendors::http::scrub(&e.message, &secrets);
     e
 }
 
