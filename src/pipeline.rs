@@ -61,6 +61,9 @@ struct History {
     attempts: u32,
     durable_retries: u32,
     first_failed_at: Option<String>,
+    /// Replayed from the DLQ: its budget is fresh, but an earlier attempt (say, one that
+    /// timed out) may have created the user.
+    replayed: bool,
 }
 
 impl History {
@@ -70,6 +73,7 @@ impl History {
             attempts: n(h::ATTEMPTS),
             durable_retries: n(h::DURABLE_RETRIES),
             first_failed_at: h::text(headers, h::FIRST_FAILED_AT).map(str::to_owned),
+            replayed: h::int(headers, h::REPLAY_COUNT).is_some_and(|n| n > 0),
         }
     }
 }
@@ -124,7 +128,7 @@ impl Pipeline {
             if shutdown.is_cancelled() {
                 return self.deferred(&job);
             }
-            let seen_before = msg.redelivered || history.attempts > 0;
+            let seen_before = msg.redelivered || history.attempts > 0 || history.replayed;
             let attempted = self
                 .inline
                 .run(shutdown, |n| {

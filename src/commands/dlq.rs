@@ -30,10 +30,7 @@ use crate::transport::rabbitmq;
 use crate::transport::{HeaderValue, Headers, Inbound, Outbound, OutboundKind};
 use crate::vendors::{all_auth_fields, VendorKey};
 
-/// How many times a job was replayed from the DLQ.
-pub const REPLAY_COUNT: &str = "provisioner-replay-count";
-/// JSON audit record of the latest replay: who, when, why, and the patch applied.
-pub const REPLAY_AUDIT: &str = "provisioner-replay-audit";
+pub use crate::transport::headers::{REPLAY_AUDIT, REPLAY_COUNT};
 
 /// What a DLQ command failed on; exit code 2.
 #[derive(Debug, thiserror::Error)]

@@ -25,6 +25,10 @@ pub const ORIGINAL_ROUTING_KEY: &str = "provisioner-original-routing-key";
 pub const JOB_ID: &str = "provisioner-job-id";
 pub const VENDOR: &str = "provisioner-vendor";
 pub const ACCOUNT: &str = "provisioner-account";
+/// How many times a job was replayed from the DLQ (set by `provisioner dlq replay`).
+pub const REPLAY_COUNT: &str = "provisioner-replay-count";
+/// JSON audit record of the latest replay: who, when, why, and the patch applied.
+pub const REPLAY_AUDIT: &str = "provisioner-replay-audit";
 /// W3C trace context, carried through from the producer when present.
 pub const TRACEPARENT: &str = "traceparent";
 
