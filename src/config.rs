@@ -106,7 +106,7 @@ impl Default for TopologySettings {
             retry_queue_prefix: "provisioning.retry".into(),
             audit_queue: "provisioning.events.audit".into(),
             audit_max_length: 100_000,
-            delivery_limit: 10,
+            delivery_limit: 50,
         }
     }
 }

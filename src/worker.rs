@@ -62,7 +62,13 @@ impl Worker {
             if shutdown.is_cancelled() {
                 break;
             }
-            let conn = match self.open().await {
+            // Raced with shutdown: a connect to an unresponsive broker can take minutes,
+            // longer than any pod's grace period.
+            let opened = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                opened = self.open() => opened,
+            };
+            let conn = match opened {
                 Ok(conn) => conn,
                 Err(e) => {
                     let wait = delays.next().unwrap_or(self.settings.amqp.reconnect_max_delay);

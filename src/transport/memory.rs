@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use futures_util::FutureExt;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -126,12 +127,20 @@ impl MemoryBroker {
                     .jobs_received
                     .with_label_values(&[vendor.map_or(crate::metrics::UNKNOWN_VENDOR, VendorKey::as_str)])
                     .inc();
-                let disposition = pipeline.handle(&msg, &shutdown).await;
-                let acker = MemoryDelivery { broker: broker.clone(), msg };
-                let publisher = Metered { inner: &broker, metrics: &metrics };
-                match settle(&publisher, acker, &disposition, std::time::Duration::ZERO).await {
-                    Settled::Acked | Settled::Requeued => metrics.record_settled(&disposition),
-                    Settled::PublishFailed(..) | Settled::AckFailed(_) => {}
+                let handled = std::panic::AssertUnwindSafe(pipeline.handle(&msg, &shutdown)).catch_unwind().await;
+                match handled {
+                    Ok(disposition) => {
+                        let acker = MemoryDelivery { broker: broker.clone(), msg };
+                        let publisher = Metered { inner: &broker, metrics: &metrics };
+                        match settle(&publisher, acker, &disposition, std::time::Duration::ZERO).await {
+                            Settled::Acked | Settled::Requeued => metrics.record_settled(&disposition),
+                            Settled::PublishFailed(..) | Settled::AckFailed(_) => {}
+                        }
+                    }
+                    // No delivery limit here to stop a loop: a message that crashes its
+                    // handler goes straight to the dead letters, as the broker would do in
+                    // the end.
+                    Err(_) => broker.lock().dead.push(poisoned(&msg)),
                 }
                 drop(permit);
                 broker.lock().in_flight -= 1;
@@ -195,6 +204,23 @@ impl Publisher for MemoryBroker {
             });
         }
         Ok(())
+    }
+}
+
+/// The dead letter of a message whose handler panicked.
+fn poisoned(msg: &Inbound) -> Outbound {
+    let mut headers = msg.headers.clone();
+    h::set_text(&mut headers, h::REASON, "panic");
+    h::set_text(&mut headers, h::ORIGINAL_ROUTING_KEY, msg.routing_key.clone());
+    Outbound {
+        kind: super::OutboundKind::DeadLetter,
+        exchange: String::new(),
+        routing_key: msg.routing_key.clone(),
+        body: msg.body.clone(),
+        message_id: msg.message_id.clone(),
+        content_type: msg.content_type.clone(),
+        timestamp: msg.timestamp,
+        headers,
     }
 }
 

@@ -73,6 +73,10 @@ pub async fn declare(ch: &Channel, settings: &Settings) -> Result<(), BrokerErro
 
     let mut dead_args = FieldTable::default();
     dead_args.insert("x-queue-type".into(), text("quorum"));
+    // `dlq` commands hand every message they look at back to the queue, and each return
+    // counts as a delivery. RabbitMQ 4 gives quorum queues a default limit of 20, after which
+    // a DLQ with no DLX of its own would silently drop its oldest failures: set it out of reach.
+    dead_args.insert("x-delivery-limit".into(), AMQPValue::LongInt(i32::MAX));
     queue(ch, &t.dead_queue, dead_args).await?;
     bind(ch, &t.dead_queue, &t.dead_exchange, "", FieldTable::default()).await?;
 
