@@ -76,6 +76,9 @@ pub enum Command {
         /// Answer every request 503.
         #[arg(long)]
         outage: bool,
+        /// Process requests at once but answer them this much later, e.g. 5s.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+        response_delay: std::time::Duration,
         /// Seed of the fault dice, for repeatable runs.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -233,6 +236,7 @@ pub fn main() -> ExitCode {
             hang,
             lost_response_rate,
             outage,
+            response_delay,
             seed,
         } => {
             let faults = crate::sandbox::Faults {
@@ -245,6 +249,7 @@ pub fn main() -> ExitCode {
                 lost_response_rate,
                 outage,
                 fail_next: 0,
+                response_delay,
             };
             sandbox(listen, faults, seed)
         }

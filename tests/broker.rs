@@ -228,15 +228,17 @@ async fn an_unroutable_event_publish_does_not_ack_the_job() {
 
 #[tokio::test]
 async fn a_forced_connection_close_is_survived_without_losing_a_job() {
-    let (settings, _vendors) = settings_with(&[("acme", VendorKey::Netsapiens)], Faults::default()).await;
+    // The vendor answers slowly, so a job is in flight (user created, nothing acked yet)
+    // when the broker closes the worker's connection.
+    let slow_answer = Faults { response_delay: Duration::from_secs(2), ..Faults::default() };
+    let (settings, vendors) = settings_with(&[("acme", VendorKey::Netsapiens)], slow_answer).await;
     let probe = Probe::new(&settings).await;
     let mut events = probe.observe_events().await;
     let app = App::spawn(&settings);
     wait_until(WAIT, "the worker is ready", || app.health.is_ready()).await;
 
-    probe.publish_job(VendorKey::Netsapiens, &sample_job("before-close", VendorKey::Netsapiens, "acme", "1001")).await;
-    assert_eq!(events.next_json(WAIT, "the first event").await["subject"], "before-close");
-
+    probe.publish_job(VendorKey::Netsapiens, &sample_job("in-flight", VendorKey::Netsapiens, "acme", "1001")).await;
+    wait_until(WAIT, "the vendor created the user", || vendors.creations(VendorKey::Netsapiens, "1001") == 1).await;
     let closed = tokio::task::spawn_blocking({
         let name = settings.amqp.connection_name.clone();
         move || common::force_close_connections(&name)
@@ -244,11 +246,18 @@ async fn a_forced_connection_close_is_survived_without_losing_a_job() {
     .await
     .unwrap();
     assert_eq!(closed, 1, "the worker's connection should have been found and closed");
+    vendors.sandboxes.faults.set(Faults::default());
     wait_until(WAIT, "the worker has reconnected", || {
         app.counter("provisioner_broker_reconnects_total", &[]) >= 1.0 && app.health.is_ready()
     })
     .await;
 
+    // The job in flight was redelivered after the reconnect and found its user.
+    let event = events.next_json(WAIT, "the in-flight job's event").await;
+    assert_eq!(
+        (event["subject"].as_str(), event["type"].as_str()),
+        (Some("in-flight"), Some("provisioning.user.existing"))
+    );
     for i in 0..5 {
         let job = sample_job(&format!("after-close-{i}"), VendorKey::Netsapiens, "acme", &format!("200{i}"));
         probe.publish_job(VendorKey::Netsapiens, &job).await;
@@ -260,6 +269,7 @@ async fn a_forced_connection_close_is_survived_without_losing_a_job() {
     }
     subjects.sort();
     assert_eq!(subjects, (0..5).map(|i| format!("after-close-{i}")).collect::<Vec<_>>());
+    assert_eq!(vendors.creations(VendorKey::Netsapiens, "1001"), 1, "created exactly once");
     app.stop().await;
     probe.teardown().await;
 }

@@ -254,28 +254,28 @@ async fn sigterm_drains_the_jobs_in_flight_and_exits_zero() {
 }
 
 #[tokio::test]
-async fn a_worker_killed_mid_job_leads_to_redelivery_and_a_terminal_event() {
-    let slow = Faults { latency: Duration::from_secs(3), ..Faults::default() };
-    let (settings, vendors) = settings_with(&[("acme", VendorKey::Clienttoolbox)], slow).await;
+async fn a_worker_killed_after_the_vendor_created_the_user_yields_existing_not_a_duplicate() {
+    // The vendor creates the user at once but answers only 30s later: the worker is killed
+    // while it waits, the worst moment, since the user exists and nothing was acked.
+    let slow_answer = Faults { response_delay: Duration::from_secs(30), ..Faults::default() };
+    let (settings, vendors) = settings_with(&[("acme", VendorKey::Clienttoolbox)], slow_answer).await;
     let probe = Probe::new(&settings).await;
     let mut events = probe.observe_events().await;
     let mut first = WorkerProcess::start(&settings);
-    let admin = first.admin().await;
     wait_until(WAIT, "the worker is consuming", || first.logged("connected and consuming")).await;
 
     probe.publish_job(VendorKey::Clienttoolbox, &sample_job("crash-1", VendorKey::Clienttoolbox, "acme", "jdoe")).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while in_flight(admin).await < 1 {
-        assert!(tokio::time::Instant::now() < deadline, "the job never went in flight");
-    }
+    wait_until(WAIT, "the vendor created the user", || vendors.creations(VendorKey::Clienttoolbox, "jdoe") == 1).await;
     first.signal("-KILL");
     first.wait_exit(WAIT).await;
+    vendors.sandboxes.faults.set(Faults::default());
 
-    // Nothing was acked, so the broker hands the job to the next worker.
+    // Nothing was acked, so the broker hands the job to the next worker, which must find
+    // the user instead of creating it again.
     let mut second = WorkerProcess::start(&settings);
     let event = events.next_json(Duration::from_secs(30), "the event after redelivery").await;
     assert_eq!(event["subject"], "crash-1");
-    assert_eq!(event["type"], "provisioning.user.created");
+    assert_eq!(event["type"], "provisioning.user.existing", "{event}");
     assert_eq!(vendors.creations(VendorKey::Clienttoolbox, "jdoe"), 1, "created exactly once");
     second.signal("-TERM");
     assert!(second.wait_exit(WAIT).await.success());

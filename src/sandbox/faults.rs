@@ -37,6 +37,10 @@ pub struct Faults {
     pub lost_response_rate: f64,
     /// Every request is answered `503`.
     pub outage: bool,
+    /// Served requests are processed at once but answered only after this long: a client
+    /// that dies or gives up meanwhile leaves a user it never heard about.
+    #[serde(with = "humantime_serde")]
+    pub response_delay: Duration,
     /// The next this-many requests are answered `503`, unprocessed: a deterministic blip
     /// for tests.
     pub fail_next: u32,
@@ -134,7 +138,13 @@ pub async fn inject(State(state): State<FaultState>, req: Request, next: Next) -
             let _processed = next.run(req).await;
             (StatusCode::GATEWAY_TIMEOUT, "sandbox lost the response").into_response()
         }
-        Fate::Serve => next.run(req).await,
+        Fate::Serve => {
+            let response = next.run(req).await;
+            if !faults.response_delay.is_zero() {
+                tokio::time::sleep(faults.response_delay).await;
+            }
+            response
+        }
     }
 }
 
