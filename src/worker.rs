@@ -70,6 +70,10 @@ impl Worker {
             };
             let conn = match opened {
                 Ok(conn) => conn,
+                Err(e) if e.is_fatal() => {
+                    tracing::error!(error = %e, "the broker refused the topology or the credentials; stopping");
+                    return Err(e);
+                }
                 Err(e) => {
                     let wait = delays.next().unwrap_or(self.settings.amqp.reconnect_max_delay);
                     tracing::warn!(error = %e, retry_in = ?wait, "broker unavailable");

@@ -229,8 +229,9 @@ async fn an_unroutable_event_publish_does_not_ack_the_job() {
 #[tokio::test]
 async fn a_forced_connection_close_is_survived_without_losing_a_job() {
     // The vendor answers slowly, so a job is in flight (user created, nothing acked yet)
-    // when the broker closes the worker's connection.
-    let slow_answer = Faults { response_delay: Duration::from_secs(2), ..Faults::default() };
+    // when the broker closes the worker's connection. Slow enough that rabbitmqctl, which
+    // takes a second or two, surely closes it before the answer comes.
+    let slow_answer = Faults { response_delay: Duration::from_secs(10), ..Faults::default() };
     let (settings, vendors) = settings_with(&[("acme", VendorKey::Netsapiens)], slow_answer).await;
     let probe = Probe::new(&settings).await;
     let mut events = probe.observe_events().await;
@@ -299,5 +300,25 @@ async fn the_topology_uses_quorum_queues_with_a_dead_letter_exchange() {
     assert!(listing.lines().any(|l| l.starts_with(&format!("{}\tquorum", t.dead_queue))), "{listing}");
     // Declaring twice is harmless: every replica does it at every connect.
     provisioner::transport::rabbitmq::declare(&probe.channel, &settings).await.unwrap();
+    probe.teardown().await;
+}
+
+#[tokio::test]
+async fn a_queue_declared_with_other_arguments_stops_the_worker_with_a_clear_error() {
+    let settings = test_settings();
+    // Someone declared the glance job queue by hand, as a classic queue.
+    let probe = Probe::new(&test_settings()).await;
+    let queue = settings.topology.job_queue(VendorKey::Glance);
+    let opts = lapin::options::QueueDeclareOptions { durable: true, ..Default::default() };
+    probe.channel.queue_declare(queue.as_str().into(), opts, lapin::types::FieldTable::default()).await.unwrap();
+
+    let app = App::spawn(&settings);
+    let result = tokio::time::timeout(WAIT, app.handle).await.expect("the worker gives up instead of retrying forever");
+    let err = result.unwrap().expect_err("a topology mismatch is fatal");
+    assert!(err.is_fatal());
+    assert!(err.to_string().contains("declaring a queue"), "{err}");
+    let _ = probe.channel.queue_delete(queue.as_str().into(), Default::default()).await;
+    let cleanup = Probe::new(&settings).await;
+    cleanup.teardown().await;
     probe.teardown().await;
 }

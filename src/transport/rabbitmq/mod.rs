@@ -24,6 +24,24 @@ pub enum BrokerError {
     Config(#[from] ConfigError),
 }
 
+impl BrokerError {
+    /// A refusal that retrying cannot fix: a queue declared with other arguments
+    /// (PRECONDITION_FAILED), a permission the user lacks (ACCESS_REFUSED), a bad setting.
+    /// The worker stops on these instead of reconnecting forever with a misleading warning.
+    pub fn is_fatal(&self) -> bool {
+        use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+        match self {
+            BrokerError::Config(_) => true,
+            BrokerError::Setup { source, .. } => matches!(
+                source.kind(),
+                lapin::ErrorKind::ProtocolError(e)
+                    if matches!(e.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED | AMQPSoftError::ACCESSREFUSED))
+            ),
+            BrokerError::Connect { .. } => false,
+        }
+    }
+}
+
 /// Opens a connection. lapin's auto-recovery is left off on purpose: it does not survive a
 /// broker restart, so the worker's supervisor reconnects and re-declares instead.
 pub async fn connect(settings: &Settings) -> Result<Connection, BrokerError> {
