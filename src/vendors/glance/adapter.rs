@@ -219,9 +219,13 @@ impl Adapter {
                     None => Err(refused),
                 }
             }
-            CreateAnswer::Unrecognised { excerpt } => match self.by_partner_user_id(&user).await? {
+            CreateAnswer::Unrecognised { excerpt, candidate } => match self.by_partner_user_id(&user).await? {
                 Some(Ok(mut receipt)) => {
+                    // Confirmed: the answer was a success after all, so what it returned
+                    // (audio data, ids) belongs in the event.
                     receipt.existing = false;
+                    receipt.vendor_user_id = candidate.vendor_user_id.or(receipt.vendor_user_id);
+                    receipt.details.extend(candidate.details);
                     Ok(receipt)
                 }
                 Some(Err(conflict)) => Err(conflict),
@@ -288,7 +292,8 @@ pub(crate) mod tests {
     }
 
     fn adapter(server: &MockServer) -> Adapter {
-        adapter_with(&server.uri(), &[("PartnerID", "40123")], ("PartnerPW", PW), &VendorSettings::default())
+        let markers = [("PartnerID", "40123"), ("success_markers", "newuser")];
+        adapter_with(&server.uri(), &markers, ("PartnerPW", PW), &VendorSettings::default())
     }
 
     pub(crate) fn job(user: serde_json::Value) -> Job {
@@ -355,7 +360,7 @@ pub(crate) mod tests {
     fn login_key_adapter(server: &MockServer) -> Adapter {
         adapter_with(
             &server.uri(),
-            &[("PartnerID", "40123"), ("admin_partner_user_id", "ADMIN-1")],
+            &[("PartnerID", "40123"), ("admin_partner_user_id", "ADMIN-1"), ("success_markers", "newuser")],
             ("api_key", "example-api-key"),
             &VendorSettings::default(),
         )

@@ -75,8 +75,12 @@ pub enum CreateAnswer {
     AudioFailed {
         message: String,
     },
-    /// XML without a failure marker but without any configured success marker either.
+    /// XML without a failure marker and without a configured success marker (always so while
+    /// none is configured): the adapter confirms it with ShowUsers.
     Unrecognised {
+        /// What the answer would say if it is a success: its audio data and ids, kept for the
+        /// receipt once ShowUsers confirms the user.
+        candidate: Box<Receipt>,
         excerpt: String,
     },
     Failed(VendorError),
@@ -271,8 +275,14 @@ pub fn interpret_create(status: u16, headers: &HeaderMap, body: &str, m: &Marker
             format!("Glance refused the user: {}; fix the job", shown(&v)),
         ));
     }
-    if !m.success_markers.is_empty() && !doc.walk().iter().any(|(_, e)| m.success_markers.contains(&e.name)) {
-        return CreateAnswer::Unrecognised { excerpt: excerpt(body) };
+    // Glance's success document is unconfirmed. Without configured success markers an
+    // answer with no failure marker is no proof of a user: the adapter confirms it with
+    // ShowUsers rather than ack a job whose user may not exist (fail closed).
+    if m.success_markers.is_empty() || !doc.walk().iter().any(|(_, e)| m.success_markers.contains(&e.name)) {
+        return CreateAnswer::Unrecognised {
+            excerpt: excerpt(body),
+            candidate: Box::new(created_receipt(&doc, m, user)),
+        };
     }
     CreateAnswer::Created(created_receipt(&doc, m, user))
 }
@@ -440,8 +450,14 @@ mod tests {
         NewUser::parse(&user(&pairs), &Rules::default()).unwrap()
     }
 
+    /// Markers as an operator sets them once Glance's success document is known.
+    fn with_success() -> Markers {
+        let names = ["newuser", "success", "response", "ok", "dialin"];
+        Markers { success_markers: names.map(String::from).to_vec(), ..Markers::default() }
+    }
+
     fn create(body: &str) -> CreateAnswer {
-        interpret_create(200, &HeaderMap::new(), body, &Markers::default(), &jane(false))
+        interpret_create(200, &HeaderMap::new(), body, &with_success(), &jane(false))
     }
 
     fn failed(body: &str) -> VendorError {
@@ -507,7 +523,10 @@ mod tests {
     #[test]
     fn failure_markers_are_configurable() {
         let body = format!("{PROLOG}<Problem><Why>UserFirst is too long</Why></Problem>");
-        assert!(matches!(create(&body), CreateAnswer::Created(_)), "unknown marker reads as success by default");
+        assert!(
+            matches!(create(&body), CreateAnswer::Unrecognised { .. }),
+            "unknown markers are never read as success"
+        );
         let m = Markers {
             failure_elements: vec!["problem".into()],
             message_names: vec!["why".into()],
@@ -545,6 +564,13 @@ mod tests {
             let a = create(&format!("{PROLOG}<error><message>{dup}</message></error>"));
             assert!(matches!(a, CreateAnswer::AlreadyExists { .. }), "{a:?}");
         }
+    }
+
+    #[test]
+    fn without_success_markers_no_answer_is_taken_as_success() {
+        let body = format!("{PROLOG}<NewUser><UserID>1001</UserID></NewUser>");
+        let a = interpret_create(200, &HeaderMap::new(), &body, &Markers::default(), &jane(false));
+        assert!(matches!(a, CreateAnswer::Unrecognised { .. }), "{a:?}");
     }
 
     #[test]
