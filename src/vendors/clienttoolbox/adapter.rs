@@ -380,9 +380,16 @@ mod tests {
         answer(&server, "user_new", xml(SUCCESS), 1).await;
         assert!(!run(&server, &[], SEEN).await.unwrap().existing);
 
+        // A caller allowed to create users but not to read them: the create still happens.
+        let server = MockServer::start().await;
+        answer(&server, "user_info", xml(xml_error("Permission denied")), 1).await;
+        answer(&server, "user_new", xml(SUCCESS), 1).await;
+        assert!(!run(&server, &[], SEEN).await.unwrap().existing);
+
+        // Wrong credentials fail the create itself as auth.
         let server = MockServer::start().await;
         answer(&server, "user_info", xml(xml_error("Authentication failed")), 1).await;
-        answer(&server, "user_new", xml(SUCCESS), 0).await;
+        answer(&server, "user_new", xml(xml_error("Authentication failed")), 1).await;
         assert_eq!(run(&server, &[], SEEN).await.unwrap_err().failure, VendorFailure::Auth);
     }
 

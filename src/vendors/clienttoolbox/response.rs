@@ -420,9 +420,11 @@ pub fn interpret_lookup(
         }
         let e = classify_error(&answer.message, cls, retry_after, secrets);
         return match e.failure {
-            VendorFailure::Auth | VendorFailure::Transient => Err(e),
-            // Anything else ("Invalid type", …) means this lookup cannot answer.
-            VendorFailure::Rejected | VendorFailure::Conflict => {
+            VendorFailure::Transient => Err(e),
+            // "Invalid type", or a caller allowed to create users but not to read them: this
+            // lookup cannot answer, which must not fail a job the create call could still do
+            // (wrong credentials fail the create itself as `auth`).
+            VendorFailure::Auth | VendorFailure::Rejected | VendorFailure::Conflict => {
                 Ok(Lookup::Unsupported(scrub(&answer.message, secrets)))
             }
         };
@@ -665,10 +667,11 @@ mod tests {
             lookup(LookupMethod::UserInfo, &xml_error("Invalid type: user_info")).unwrap(),
             Lookup::Unsupported(_)
         ));
-        assert_eq!(
-            lookup(LookupMethod::UserInfo, &xml_error("Authentication failed")).unwrap_err().failure,
-            VendorFailure::Auth
-        );
+        // A refused lookup cannot answer; whether the credentials work, the create call says.
+        assert!(matches!(
+            lookup(LookupMethod::UserInfo, &xml_error("Authentication failed")).unwrap(),
+            Lookup::Unsupported(_)
+        ));
         assert_eq!(lookup(LookupMethod::UserInfo, "garbage").unwrap_err().failure, VendorFailure::Transient);
         let e = interpret_lookup(
             LookupMethod::UserInfo,
