@@ -5,7 +5,7 @@ mod topology;
 pub use topology::{declare, declare_job_queue_args, delete_topology};
 
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicAckOptions, BasicPublishOptions, BasicRejectOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::Confirmation;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
@@ -177,11 +177,9 @@ impl Acknowledge for DeliveryAcker {
         self.0.ack(BasicAckOptions::default()).await.map(|_| ()).map_err(|e| e.to_string())
     }
 
+    /// `basic.reject`, not `basic.nack`: from RabbitMQ 4.3 a nack no longer counts towards a
+    /// quorum queue's delivery limit, which is what stops a poison message from looping.
     async fn requeue(self) -> Result<(), String> {
-        self.0
-            .nack(BasicNackOptions { requeue: true, ..Default::default() })
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        self.0.reject(BasicRejectOptions { requeue: true }).await.map(|_| ()).map_err(|e| e.to_string())
     }
 }
