@@ -47,8 +47,24 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Print the JSON Schema of the job message.
-    Schema,
+    /// Print the JSON Schema of the job message (or, with --hire, of the hire event).
+    Schema {
+        /// The hire event's schema instead of the job's.
+        #[arg(long)]
+        hire: bool,
+    },
+    /// Preview the jobs a hire event (a JSON file) would produce, and their validation,
+    /// without publishing anything. Exit 0 valid, 1 invalid, 2 on error.
+    Map {
+        /// The hire event; `-` reads standard input.
+        file: PathBuf,
+        /// Directory holding the config with the `[tenants.*]` mappings and accounts.
+        #[arg(long, default_value = "config", env = "PROVISIONER_CONFIG_DIR")]
+        config: PathBuf,
+        /// Print the preview as one JSON object (secrets redacted).
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve faithful simulators of the three vendor APIs over HTTP, with fault injection
     /// (also adjustable live with PUT /_sandbox/faults). Runs until SIGTERM or Ctrl-C.
     Sandbox {
@@ -218,10 +234,12 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&crate::job::job_schema()).expect("schema serialises"));
+        Command::Schema { hire } => {
+            let schema = if hire { crate::hire::hire_schema() } else { crate::job::job_schema() };
+            println!("{}", serde_json::to_string_pretty(&schema).expect("schema serialises"));
             ExitCode::SUCCESS
         }
+        Command::Map { file, config, json } => map(file, config, json),
         Command::Validate { file, json, config } => validate(file, json, config),
         Command::Demo { amqp, json } => demo(amqp, json),
         Command::Run { config } => run(config),
@@ -500,6 +518,32 @@ fn validate(file: PathBuf, json: bool, config: Option<PathBuf>) -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => fail(e),
+    }
+}
+
+fn map(file: PathBuf, config: PathBuf, json: bool) -> ExitCode {
+    let settings = match Settings::load(&Sources::dir(config)) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let input = match read_input(&file) {
+        Ok(i) => i,
+        Err(e) => return fail(e),
+    };
+    let preview = match crate::commands::map::preview(&settings, input.as_bytes()) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        writeln!(out, "{}", serde_json::to_string(&preview).expect("serialises"))
+    } else {
+        crate::commands::map::print(&preview, &mut out)
+    };
+    match written {
+        Err(e) => fail(e),
+        Ok(()) if preview.valid => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(1),
     }
 }
 

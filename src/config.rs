@@ -43,6 +43,54 @@ pub struct Settings {
     pub log: LogSettings,
     pub events: EventSettings,
     pub accounts: BTreeMap<String, AccountSettings>,
+    pub hire: HireSettings,
+    pub intake: IntakeSettings,
+    /// Per-tenant mappings from hire events to vendor jobs (see `crate::hire`).
+    pub tenants: BTreeMap<String, crate::hire::TenantSettings>,
+}
+
+/// The hire-event consumer on `topology.hr_queue`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HireSettings {
+    /// Consume hire events in `provisioner run`.
+    pub consume: bool,
+    /// Hire events the broker may push ahead of acks; also how many are mapped at once.
+    pub prefetch: u16,
+}
+
+impl Default for HireSettings {
+    fn default() -> Self {
+        Self { consume: true, prefetch: 16 }
+    }
+}
+
+/// The HTTP hire intake (`POST /v1/hires`), off unless `listen` is set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntakeSettings {
+    pub listen: Option<SocketAddr>,
+    /// Accept `Authorization: Bearer <token>`; an `env:` or `file:` secret.
+    pub token: Option<SecretSource>,
+    /// Accept `X-Signature: sha256=<hex HMAC-SHA256 of the body>`; an `env:` or `file:` secret.
+    pub hmac_secret: Option<SecretSource>,
+    /// Larger bodies are refused with 413 before they are read in full.
+    pub max_body_bytes: usize,
+    /// How long a request waits for the broker (connect and confirms) before answering 503.
+    #[serde(with = "humantime_serde")]
+    pub broker_timeout: Duration,
+}
+
+impl Default for IntakeSettings {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            token: None,
+            hmac_secret: None,
+            max_body_bytes: 64 * 1024,
+            broker_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -92,6 +140,10 @@ pub struct TopologySettings {
     /// Quorum `x-delivery-limit`: a message redelivered more often than this (crash loops,
     /// poison messages) is dead-lettered by the broker itself.
     pub delivery_limit: u32,
+    /// Hire events are published here (topic; any routing key, e.g. `hire`).
+    pub hr_exchange: String,
+    /// The quorum queue the hire consumer reads, bound to `hr_exchange` with `#`.
+    pub hr_queue: String,
 }
 
 impl Default for TopologySettings {
@@ -107,6 +159,8 @@ impl Default for TopologySettings {
             audit_queue: "provisioning.events.audit".into(),
             audit_max_length: 100_000,
             delivery_limit: 50,
+            hr_exchange: "provisioning.hr".into(),
+            hr_queue: "provisioning.hr".into(),
         }
     }
 }
@@ -125,6 +179,8 @@ impl TopologySettings {
             job_queue_prefix: n(d.job_queue_prefix),
             retry_queue_prefix: n(d.retry_queue_prefix),
             audit_queue: n(d.audit_queue),
+            hr_exchange: n(d.hr_exchange),
+            hr_queue: n(d.hr_queue),
             ..d
         }
     }
@@ -489,6 +545,8 @@ impl Settings {
             ("dead_queue", &t.dead_queue),
             ("job_queue_prefix", &t.job_queue_prefix),
             ("retry_queue_prefix", &t.retry_queue_prefix),
+            ("hr_exchange", &t.hr_exchange),
+            ("hr_queue", &t.hr_queue),
         ] {
             if value.is_empty() || value.len() > 200 {
                 return Err(ConfigError::invalid(format!("topology.{key}"), "must be 1 to 200 characters"));
@@ -507,6 +565,19 @@ impl Settings {
                 }
             }
         }
+        if self.hire.prefetch == 0 {
+            return Err(ConfigError::invalid("hire.prefetch", "must be at least 1"));
+        }
+        if self.intake.listen.is_some() && self.intake.token.is_none() && self.intake.hmac_secret.is_none() {
+            return Err(ConfigError::invalid(
+                "intake.listen",
+                "the intake needs intake.token or intake.hmac_secret (or both): it never runs unauthenticated",
+            ));
+        }
+        if self.intake.max_body_bytes == 0 {
+            return Err(ConfigError::invalid("intake.max_body_bytes", "must be at least 1"));
+        }
+        crate::hire::Mapper::new(self).map_err(|e| ConfigError::invalid(e.key, e.message))?;
         Ok(())
     }
 

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod event;
+pub mod hire;
 pub mod job;
 pub mod metrics;
 pub mod outcome;

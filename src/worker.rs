@@ -1,6 +1,9 @@
 //! The RabbitMQ worker: supervises the connection, runs one consumer per vendor and drains
 //! on shutdown.
 //!
+//! With `hire.consume` on, a hire consumer ([`crate::hire::consumer`]) shares the session:
+//! its own channel, the same publisher and task tracker.
+//!
 //! Concurrency model: one connection; one channel per vendor consumer (its prefetch is the
 //! broker-side buffer) and one confirm-mode channel shared by every publish. Each delivery
 //! becomes a task on one [`TaskTracker`]; a per-vendor semaphore caps the tasks, and a
@@ -144,9 +147,23 @@ impl Worker {
                 }
             }
         }
+        let hires = if self.settings.hire.consume {
+            let started =
+                crate::hire::consumer::start(conn, &self.settings, publisher.clone(), &stop, &lost, &self.tasks);
+            match started.await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    stop.cancel();
+                    watcher.abort();
+                    return SessionEnd::Lost(e.to_string());
+                }
+            }
+        } else {
+            None
+        };
         self.health.set_connected(true);
         self.metrics.broker_connected.set(1);
-        tracing::info!(consumers = consumers.len(), "connected and consuming");
+        tracing::info!(consumers = consumers.len(), hires = hires.is_some(), "connected and consuming");
 
         let end = tokio::select! {
             _ = shutdown.cancelled() => SessionEnd::Shutdown,
@@ -161,10 +178,13 @@ impl Worker {
             let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
             self.metrics.consumers_active.with_label_values(&[vendor.as_str()]).set(0);
         }
+        if let Some((channel, tag)) = &hires {
+            let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+        }
         if matches!(end, SessionEnd::Shutdown) {
             self.drain().await;
             // Close our channels before the connection, so a clean stop logs no channel errors.
-            for (_, channel, _) in &consumers {
+            for channel in consumers.iter().map(|(_, c, _)| c).chain(hires.iter().map(|(c, _)| c)) {
                 let _ = channel.close(200, "shutting down".into()).await;
             }
             let _ = publisher.channel().close(200, "shutting down".into()).await;

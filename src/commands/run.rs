@@ -25,7 +25,15 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         .map_err(|e| anyhow::anyhow!("cannot listen on admin.listen = {}: {e}", settings.admin.listen))?;
     tracing::info!(admin = %addr, broker = %redact_url(&settings.amqp.url), accounts = settings.accounts.len(), "provisioner starting");
     let settings = Arc::new(settings);
+    // The intake stops taking hires as soon as shutdown begins; requests in flight finish.
+    let intake = crate::hire::intake::serve(settings.clone(), shutdown.clone()).await?;
+    if let Some((addr, _)) = &intake {
+        tracing::info!(intake = %addr, "hire intake listening on POST /v1/hires");
+    }
     let result = Worker::new(settings, pipeline, metrics, health).run(shutdown).await;
+    if let Some((_, handle)) = intake {
+        let _ = handle.await;
+    }
     // The admin port outlives the drain so liveness probes keep passing during it.
     admin_stop.cancel();
     let _ = admin.await;

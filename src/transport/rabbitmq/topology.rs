@@ -86,6 +86,11 @@ pub async fn declare(ch: &Channel, settings: &Settings) -> Result<(), BrokerErro
         bind(ch, &name, &t.jobs_exchange, &crate::job::Job::routing_key(vendor), FieldTable::default()).await?;
     }
 
+    // Hire events: the same quorum and dead-letter arguments as the job queues.
+    exchange(ch, &t.hr_exchange, ExchangeKind::Topic).await?;
+    queue(ch, &t.hr_queue, declare_job_queue_args(settings)).await?;
+    bind(ch, &t.hr_queue, &t.hr_exchange, "#", FieldTable::default()).await?;
+
     for delay in &settings.retry.tiers {
         let tier = tier_name(*delay);
         let name = retry_queue(settings, *delay);
@@ -117,7 +122,7 @@ fn retry_queue(settings: &Settings, delay: std::time::Duration) -> String {
 /// demo on a real broker, tests): production queues hold jobs and are never deleted.
 pub async fn delete_topology(ch: &Channel, settings: &Settings) {
     let t = &settings.topology;
-    let mut queues = vec![t.dead_queue.clone()];
+    let mut queues = vec![t.dead_queue.clone(), t.hr_queue.clone()];
     queues.extend(VendorKey::ALL.map(|v| t.job_queue(v)));
     queues.extend(settings.retry.tiers.iter().map(|d| retry_queue(settings, *d)));
     if !t.audit_queue.is_empty() {
@@ -126,7 +131,7 @@ pub async fn delete_topology(ch: &Channel, settings: &Settings) {
     for q in queues {
         let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
     }
-    for x in [&t.jobs_exchange, &t.events_exchange, &t.retry_exchange, &t.dead_exchange] {
+    for x in [&t.jobs_exchange, &t.events_exchange, &t.retry_exchange, &t.dead_exchange, &t.hr_exchange] {
         let _ = ch.exchange_delete(x.as_str().into(), Default::default()).await;
     }
 }

@@ -1,0 +1,161 @@
+//! The hire-event consumer: `provisioning.hr` → derived jobs, published with confirms to the
+//! jobs exchange, then the hire is acked; an invalid hire is dead-lettered with its reasons.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{fan_out, FanOut, Mapper};
+use crate::config::{ConfigError, Settings, TopologySettings};
+use crate::outcome::ErrorClass;
+use crate::pipeline::{After, Disposition, Report};
+use crate::transport::headers as h;
+use crate::transport::rabbitmq::{self, BrokerError, ConfirmPublisher, DeliveryAcker};
+use crate::transport::{settle, Inbound, Outbound, OutboundKind, Settled};
+
+/// What to do with one hire delivery. Pure: [`settle`] carries it out.
+///
+/// The `report` is informational only; the job metrics are recorded by the jobs' own
+/// consumers once they run.
+pub fn disposition(mapper: &Mapper, topology: &TopologySettings, msg: &Inbound) -> Disposition {
+    match fan_out(mapper, topology, &msg.body, h::text(&msg.headers, h::TRACEPARENT)) {
+        FanOut::Jobs { event_id, jobs, publish } => {
+            tracing::info!(event_id, jobs = jobs.len(), "hire fanned out");
+            Disposition {
+                publish,
+                after: After::Ack,
+                report: Report::Terminal { outcome: "fanned_out", class: None, dead_lettered: false },
+                vendor: None,
+                job_id: Some(event_id),
+                inline_retries: 0,
+                requested_at: None,
+            }
+        }
+        FanOut::Rejected { event_id, undecodable, errors } => {
+            let summary = super::event::summary(&errors);
+            tracing::warn!(event_id = event_id.as_deref(), errors = %summary, "invalid hire dead-lettered");
+            let reason = if undecodable { "undecodable" } else { "invalid" };
+            Disposition {
+                publish: vec![dead_letter(topology, msg, reason, &summary, event_id.as_deref())],
+                after: After::Ack,
+                report: Report::Terminal { outcome: "failed", class: Some(ErrorClass::Invalid), dead_lettered: true },
+                vendor: None,
+                job_id: event_id,
+                inline_retries: 0,
+                requested_at: None,
+            }
+        }
+    }
+}
+
+/// The hire as it came, with the DLQ headers every dead letter carries.
+fn dead_letter(
+    topology: &TopologySettings,
+    msg: &Inbound,
+    reason: &str,
+    summary: &str,
+    event_id: Option<&str>,
+) -> Outbound {
+    let now = h::timestamp(Utc::now());
+    let mut headers = msg.headers.clone();
+    h::set_text(&mut headers, h::REASON, reason);
+    h::set_text(&mut headers, h::ERROR_CODE, "invalid_hire");
+    h::set_text(&mut headers, h::ERROR_MESSAGE, summary.chars().take(1024).collect::<String>());
+    h::set_int(&mut headers, h::ATTEMPTS, 0);
+    h::set_text(&mut headers, h::FIRST_FAILED_AT, now.clone());
+    h::set_text(&mut headers, h::LAST_FAILED_AT, now);
+    h::set_text(&mut headers, h::ORIGINAL_EXCHANGE, msg.exchange.clone());
+    h::set_text(&mut headers, h::ORIGINAL_ROUTING_KEY, msg.routing_key.clone());
+    if let Some(id) = event_id {
+        h::set_text(&mut headers, h::JOB_ID, id);
+    }
+    Outbound {
+        kind: OutboundKind::DeadLetter,
+        exchange: topology.dead_exchange.clone(),
+        routing_key: msg.routing_key.clone(),
+        body: msg.body.clone(),
+        message_id: msg.message_id.clone(),
+        content_type: msg.content_type.clone(),
+        timestamp: msg.timestamp,
+        headers,
+    }
+}
+
+/// Starts consuming `topology.hr_queue` on a channel of its own; returns the channel and
+/// the consumer tag so the worker can cancel it like its vendor consumers. Each delivery is
+/// a task on `tasks`, so the worker's drain waits for hires in flight too.
+pub async fn start(
+    conn: &Connection,
+    settings: &Settings,
+    publisher: ConfirmPublisher,
+    stop: &CancellationToken,
+    lost: &CancellationToken,
+    tasks: &TaskTracker,
+) -> Result<(Channel, String), BrokerError> {
+    let mapper = Arc::new(
+        Mapper::new(settings)
+            .map_err(|e| BrokerError::Config(ConfigError::Invalid { key: e.key, message: e.message }))?,
+    );
+    let setup = |step| move |source| BrokerError::Setup { step, source };
+    let channel = conn.create_channel().await.map_err(setup("opening the hire consumer channel"))?;
+    channel
+        .basic_qos(settings.hire.prefetch, BasicQosOptions::default())
+        .await
+        .map_err(setup("setting the hire prefetch"))?;
+    let tag = format!("{}-hr-{}", settings.amqp.connection_name, uuid::Uuid::new_v4().simple());
+    let mut consumer = channel
+        .basic_consume(
+            settings.topology.hr_queue.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(setup("starting the hire consumer"))?;
+    let (stop, lost, tasks) = (stop.clone(), lost.clone(), tasks.clone());
+    let topology = settings.topology.clone();
+    let requeue_delay = settings.worker.publish_failure_delay;
+    tokio::spawn(async move {
+        loop {
+            let delivery = tokio::select! {
+                _ = stop.cancelled() => break,
+                d = consumer.next() => d,
+            };
+            let delivery = match delivery {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "hire consumer failed");
+                    lost.cancel();
+                    break;
+                }
+                None => {
+                    tracing::warn!("hire consumer stream ended (cancelled by the broker?)");
+                    lost.cancel();
+                    break;
+                }
+            };
+            let (mapper, topology, publisher) = (mapper.clone(), topology.clone(), publisher.clone());
+            // Prefetch bounds how many of these run at once.
+            tasks.spawn(async move {
+                let msg = rabbitmq::inbound(&delivery);
+                let d = disposition(&mapper, &topology, &msg);
+                match settle(&publisher, DeliveryAcker(delivery.acker), &d, requeue_delay).await {
+                    Settled::Acked | Settled::Requeued => {}
+                    Settled::PublishFailed(_, e) => {
+                        tracing::warn!(event_id = d.job_id.as_deref(), error = %e, "a derived job was not confirmed; hire requeued");
+                    }
+                    Settled::AckFailed(e) => {
+                        tracing::warn!(event_id = d.job_id.as_deref(), error = %e, "hire ack failed; the broker will redeliver");
+                    }
+                }
+            });
+        }
+    });
+    Ok((channel, tag))
+}

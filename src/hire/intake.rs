@@ -1,0 +1,266 @@
+//! The HTTP hire intake: `POST /v1/hires`, authenticated by a bearer token or an HMAC-SHA256
+//! signature of the body, answering 202 only once the broker confirmed every derived job.
+//!
+//! It has a broker connection of its own, opened on the first request and again after it
+//! broke, so a broker outage turns into 503s, never into accepted-but-lost hires.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use hmac::{Hmac, Mac};
+use lapin::Connection;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::{fan_out, FanOut, Mapper};
+use crate::config::{ConfigError, Settings};
+use crate::transport::rabbitmq::{self, ConfirmPublisher};
+use crate::transport::{Outbound, Publisher};
+
+/// The signature header: `sha256=<hex of HMAC-SHA256(secret, raw body)>`.
+pub const SIGNATURE_HEADER: &str = "x-signature";
+
+/// Why the intake cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on intake.listen = {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+struct Secrets {
+    token: Option<SecretString>,
+    hmac: Option<SecretString>,
+}
+
+impl Secrets {
+    /// Whether the request proves it knows a shared secret. Both comparisons take the same
+    /// time whatever the guess (`subtle`, `hmac`'s `verify_slice`).
+    fn authenticated(&self, headers: &HeaderMap, body: &[u8]) -> bool {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if let (Some(given), Some(token)) = (bearer, &self.token) {
+            if bool::from(given.as_bytes().ct_eq(token.expose_secret().as_bytes())) {
+                return true;
+            }
+        }
+        let signature = headers
+            .get(SIGNATURE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().strip_prefix("sha256="))
+            .and_then(|hex_sig| hex::decode(hex_sig).ok());
+        if let (Some(sig), Some(secret)) = (signature, &self.hmac) {
+            let mut mac =
+                Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()).expect("HMAC takes any key");
+            mac.update(body);
+            return mac.verify_slice(&sig).is_ok();
+        }
+        false
+    }
+}
+
+/// The intake's own publisher connection.
+struct Broker {
+    settings: Arc<Settings>,
+    session: Mutex<Option<(Connection, ConfirmPublisher)>>,
+}
+
+impl Broker {
+    /// A publisher on a live connection, connecting (and declaring the topology, so the
+    /// jobs are routable even before a worker ran) when there is none.
+    async fn publisher(&self) -> Result<ConfirmPublisher, String> {
+        let mut session = self.session.lock().await;
+        if let Some((conn, publisher)) = session.as_ref() {
+            if conn.status().connected() && publisher.channel().status().connected() {
+                return Ok(publisher.clone());
+            }
+        }
+        if let Some((conn, _)) = session.take() {
+            let _ = conn.close(200, "reconnecting".into()).await;
+        }
+        let conn = rabbitmq::connect(&self.settings).await.map_err(|e| e.to_string())?;
+        let ch = rabbitmq::confirm_channel(&conn).await.map_err(|e| e.to_string())?;
+        rabbitmq::declare(&ch, &self.settings).await.map_err(|e| e.to_string())?;
+        let publisher = ConfirmPublisher::new(ch);
+        *session = Some((conn, publisher.clone()));
+        Ok(publisher)
+    }
+
+    /// Publishes every message, each confirmed; any failure drops the connection so the next
+    /// request starts on a fresh one.
+    async fn publish_all(&self, msgs: &[Outbound]) -> Result<(), String> {
+        let result = async {
+            let publisher = self.publisher().await?;
+            for m in msgs {
+                publisher.publish(m).await.map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(())
+        };
+        let result = match tokio::time::timeout(self.settings.intake.broker_timeout, result).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("the broker did not answer within {:?}", self.settings.intake.broker_timeout)),
+        };
+        if result.is_err() {
+            if let Some((conn, _)) = self.session.lock().await.take() {
+                let _ = conn.close(200, "publish failed".into()).await;
+            }
+        }
+        result
+    }
+
+    async fn close(&self) {
+        if let Some((conn, _)) = self.session.lock().await.take() {
+            let _ = conn.close(200, "intake stopped".into()).await;
+        }
+    }
+}
+
+struct Intake {
+    settings: Arc<Settings>,
+    mapper: Mapper,
+    secrets: Secrets,
+    broker: Broker,
+}
+
+/// The intake's routes. Secrets are resolved now, so a missing one stops start-up.
+fn router(settings: Arc<Settings>) -> Result<(Router, Arc<Intake>), IntakeError> {
+    let mapper = Mapper::new(&settings).map_err(|e| ConfigError::Invalid { key: e.key, message: e.message })?;
+    let secrets = Secrets {
+        token: settings.intake.token.as_ref().map(|s| s.resolve("intake.token")).transpose()?,
+        hmac: settings.intake.hmac_secret.as_ref().map(|s| s.resolve("intake.hmac_secret")).transpose()?,
+    };
+    if secrets.token.is_none() && secrets.hmac.is_none() {
+        return Err(ConfigError::Invalid {
+            key: "intake.token".into(),
+            message: "set intake.token or intake.hmac_secret: the intake never runs unauthenticated".into(),
+        }
+        .into());
+    }
+    let intake = Arc::new(Intake {
+        broker: Broker { settings: settings.clone(), session: Mutex::new(None) },
+        settings: settings.clone(),
+        mapper,
+        secrets,
+    });
+    let app = Router::new()
+        .route("/v1/hires", post(post_hire))
+        .layer(DefaultBodyLimit::max(settings.intake.max_body_bytes))
+        .with_state(intake.clone());
+    Ok((app, intake))
+}
+
+fn problem(status: StatusCode, error: &str, body: serde_json::Value) -> Response {
+    let mut body = body;
+    body["error"] = json!(error);
+    (status, Json(body)).into_response()
+}
+
+async fn post_hire(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Bytes) -> Response {
+    if !intake.secrets.authenticated(&headers, &body) {
+        let mut r = problem(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            json!({"message": "send `Authorization: Bearer <token>` or `X-Signature: sha256=<hex HMAC-SHA256 of the body>`"}),
+        );
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        tracing::info!("hire intake: request refused, bad or missing credentials");
+        return r;
+    }
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    match fan_out(&intake.mapper, &intake.settings.topology, &body, traceparent) {
+        FanOut::Rejected { event_id, undecodable, errors } => {
+            tracing::info!(event_id = event_id.as_deref(), errors = %super::event::summary(&errors), "hire intake: invalid hire refused");
+            let status = if undecodable { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY };
+            problem(status, "invalid_hire", json!({"event_id": event_id, "errors": errors}))
+        }
+        FanOut::Jobs { event_id, jobs, publish } => match intake.broker.publish_all(&publish).await {
+            Ok(()) => {
+                let job_ids: Vec<&str> = jobs.iter().map(|j| j.job_id()).collect();
+                tracing::info!(event_id, jobs = job_ids.len(), "hire intake: hire accepted, every job confirmed");
+                (StatusCode::ACCEPTED, Json(json!({"event_id": event_id, "job_ids": job_ids}))).into_response()
+            }
+            Err(e) => {
+                tracing::warn!(event_id, error = %e, "hire intake: broker unavailable; hire not accepted");
+                let mut r = problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "broker_unavailable",
+                    json!({"event_id": event_id, "message": "the hire was not accepted; send it again later (it is safe to repeat)"}),
+                );
+                r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+                r
+            }
+        },
+    }
+}
+
+/// Binds `intake.listen` now and serves until `shutdown`; requests in flight finish first.
+/// Returns `None` when the intake is off.
+pub async fn serve(
+    settings: Arc<Settings>,
+    shutdown: CancellationToken,
+) -> Result<Option<(SocketAddr, tokio::task::JoinHandle<()>)>, IntakeError> {
+    let Some(listen) = settings.intake.listen else { return Ok(None) };
+    let (app, intake) = router(settings)?;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|source| IntakeError::Listen { addr: listen, source })?;
+    let addr = listener.local_addr().map_err(|source| IntakeError::Listen { addr: listen, source })?;
+    let handle = tokio::spawn(async move {
+        let result = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "hire intake failed");
+        }
+        intake.broker.close().await;
+    });
+    Ok(Some((addr, handle)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets() -> Secrets {
+        Secrets { token: Some("t0ken".to_owned().into()), hmac: Some("shh".to_owned().into()) }
+    }
+
+    fn with(name: &'static str, value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, value.parse().unwrap());
+        h
+    }
+
+    fn sign(secret: &str, body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    #[test]
+    fn a_bearer_token_or_a_signature_authenticates_and_nothing_else_does() {
+        let s = secrets();
+        let body = br#"{"event_id":"e"}"#;
+        assert!(s.authenticated(&with("authorization", "Bearer t0ken"), body));
+        assert!(!s.authenticated(&with("authorization", "Bearer t0ke"), body));
+        assert!(!s.authenticated(&with("authorization", "t0ken"), body));
+        assert!(!s.authenticated(&HeaderMap::new(), body));
+        assert!(s.authenticated(&with("x-signature", &sign("shh", body)), body));
+        assert!(!s.authenticated(&with("x-signature", &sign("shh", body)), b"{\"event_id\":\"f\"}"), "body changed");
+        assert!(!s.authenticated(&with("x-signature", &sign("other", body)), body));
+        assert!(!s.authenticated(&with("x-signature", "sha256=zz"), body));
+        let token_only = Secrets { token: Some("t0ken".to_owned().into()), hmac: None };
+        assert!(!token_only.authenticated(&with("x-signature", &sign("shh", body)), body));
+    }
+}

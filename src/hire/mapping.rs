@@ -1,0 +1,490 @@
+//! Per-tenant mappings: turn one hire into one valid create-user job per target, or into
+//! every field error, all or nothing.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rand::distr::{Alphanumeric, SampleString};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use super::event::Hire;
+use super::template::Template;
+use crate::config::{Settings, TopologySettings};
+use crate::job::{self, FieldError, FieldValue, Job, Rejection};
+use crate::transport::headers as h;
+use crate::transport::{Headers, Outbound, OutboundKind};
+use crate::vendors::{all_auth_fields, FieldKind, VendorKey};
+
+/// `[tenants.<name>]`: which vendors a tenant's hires go to and how each field is derived.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSettings {
+    /// The vendors a hire without `targets` goes to; absent means every mapped vendor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_targets: Option<Vec<VendorKey>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glance: Option<TargetSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netsapiens: Option<TargetSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clienttoolbox: Option<TargetSettings>,
+}
+
+impl TenantSettings {
+    fn target(&self, vendor: VendorKey) -> Option<&TargetSettings> {
+        match vendor {
+            VendorKey::Glance => self.glance.as_ref(),
+            VendorKey::Netsapiens => self.netsapiens.as_ref(),
+            VendorKey::Clienttoolbox => self.clienttoolbox.as_ref(),
+        }
+    }
+}
+
+/// `[tenants.<name>.<vendor>]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSettings {
+    /// A configured account of this vendor.
+    pub account: String,
+    /// NetSapiens only: the domain, when it is not the account's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Vendor wire name → how to derive it.
+    pub fields: BTreeMap<String, FieldRuleSettings>,
+}
+
+/// A field rule: a template string, or a table for the longer forms.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FieldRuleSettings {
+    Template(String),
+    Table(FieldRuleTable),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FieldRuleTable {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Filters applied to the whole rendered value, e.g. `["truncate:20"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<String>,
+    /// Leave the field out when a placeholder is empty, instead of failing the hire.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+    /// `password`: a random 20-character password, for vendors that require an initial one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate: Option<Generate>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Generate {
+    Password,
+}
+
+#[derive(Clone, Debug)]
+enum Rule {
+    Template { template: Template, optional: bool },
+    Generate(Generate),
+}
+
+#[derive(Clone, Debug)]
+struct Target {
+    account: String,
+    domain: Option<String>,
+    fields: Vec<(&'static str, FieldKind, Rule)>,
+}
+
+#[derive(Clone, Debug)]
+struct Tenant {
+    default_targets: Vec<VendorKey>,
+    targets: BTreeMap<VendorKey, Target>,
+}
+
+/// A mapping configuration error, naming the key to fix.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("configuration error: key `{key}`: {message}")]
+pub struct MappingError {
+    pub key: String,
+    pub message: String,
+}
+
+/// The compiled tenant mappings.
+#[derive(Clone, Debug, Default)]
+pub struct Mapper {
+    tenants: BTreeMap<String, Tenant>,
+}
+
+/// One derived job: its decoded form (proof it is valid) and the body to publish.
+#[derive(Clone, Debug)]
+pub struct DerivedJob {
+    pub job: Job,
+    body: Value,
+}
+
+impl DerivedJob {
+    pub fn job_id(&self) -> &str {
+        self.job.id.as_str()
+    }
+
+    /// The job with secret fields redacted, for previews and logs.
+    pub fn redacted(&self) -> Value {
+        let mut v = self.body.clone();
+        v["user"] = self.job.user.redacted();
+        v
+    }
+
+    /// The job message, persistent, `message_id` = job_id, carrying the hire's traceparent.
+    pub fn outbound(&self, topology: &TopologySettings, traceparent: Option<&str>) -> Outbound {
+        let mut headers = Headers::new();
+        if let Some(tp) = traceparent {
+            h::set_text(&mut headers, h::TRACEPARENT, tp);
+        }
+        Outbound {
+            kind: OutboundKind::Job,
+            exchange: topology.jobs_exchange.clone(),
+            routing_key: Job::routing_key(self.job.vendor),
+            body: serde_json::to_vec(&self.body).expect("a JSON value serialises"),
+            message_id: Some(self.job.id.to_string()),
+            content_type: Some("application/json".into()),
+            timestamp: Some(Utc::now().timestamp().max(0) as u64),
+            headers,
+        }
+    }
+}
+
+impl Mapper {
+    /// Compiles every tenant of `settings`, checking templates, vendor field names and that
+    /// each named account exists and belongs to the vendor.
+    pub fn new(settings: &Settings) -> Result<Self, MappingError> {
+        let mut tenants = BTreeMap::new();
+        for (name, t) in &settings.tenants {
+            let err = |key: String, message: String| MappingError { key, message };
+            if let Err(e) = job::AccountName::parse(name) {
+                return Err(err(format!("tenants.{name}"), format!("tenant name {e}")));
+            }
+            let mut targets = BTreeMap::new();
+            for vendor in VendorKey::ALL {
+                let Some(target) = t.target(vendor) else { continue };
+                let key = format!("tenants.{name}.{vendor}");
+                match settings.accounts.get(&target.account) {
+                    None => {
+                        return Err(err(
+                            format!("{key}.account"),
+                            format!("no account named {:?} is configured", target.account),
+                        ))
+                    }
+                    Some(a) if a.vendor != vendor => {
+                        return Err(err(
+                            format!("{key}.account"),
+                            format!("account {:?} is a {} account", target.account, a.vendor),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+                if target.domain.is_some() && vendor != VendorKey::Netsapiens {
+                    return Err(err(format!("{key}.domain"), "only NetSapiens targets take a domain".into()));
+                }
+                let mut fields = Vec::new();
+                for (field, rule) in &target.fields {
+                    let fkey = format!("{key}.fields.{field}");
+                    if all_auth_fields().any(|a| a == field) {
+                        return Err(err(fkey, "credentials come from the account, never from a mapping".into()));
+                    }
+                    let spec =
+                        vendor.field(field).ok_or_else(|| err(fkey.clone(), format!("unknown field for {vendor}")))?;
+                    let rule = match rule {
+                        FieldRuleSettings::Template(src) => Rule::Template {
+                            template: Template::parse(src, &[]).map_err(|m| err(fkey.clone(), m))?,
+                            optional: false,
+                        },
+                        FieldRuleSettings::Table(t) => match (&t.template, t.generate) {
+                            (Some(src), None) => Rule::Template {
+                                template: Template::parse(src, &t.filters).map_err(|m| err(fkey.clone(), m))?,
+                                optional: t.optional,
+                            },
+                            (None, Some(g)) if t.filters.is_empty() && !t.optional => Rule::Generate(g),
+                            _ => {
+                                return Err(err(
+                                    fkey,
+                                    "give either `template` (with optional `filters` and `optional`) or `generate`"
+                                        .into(),
+                                ))
+                            }
+                        },
+                    };
+                    fields.push((spec.name, spec.kind, rule));
+                }
+                for spec in vendor.user_fields().iter().filter(|f| f.required) {
+                    if !target.fields.contains_key(spec.name) {
+                        return Err(err(format!("{key}.fields.{}", spec.name), format!("{vendor} requires it")));
+                    }
+                }
+                targets
+                    .insert(vendor, Target { account: target.account.clone(), domain: target.domain.clone(), fields });
+            }
+            let default_targets = match &t.default_targets {
+                Some(list) => {
+                    if let Some(v) = list.iter().find(|v| !targets.contains_key(v)) {
+                        return Err(err(format!("tenants.{name}.default_targets"), format!("{v} has no mapping")));
+                    }
+                    list.clone()
+                }
+                None => targets.keys().copied().collect(),
+            };
+            if default_targets.is_empty() {
+                return Err(err(format!("tenants.{name}"), "maps no vendor".into()));
+            }
+            tenants.insert(name.clone(), Tenant { default_targets, targets });
+        }
+        Ok(Self { tenants })
+    }
+
+    /// Every job a hire turns into, each already through [`job::decode`] (the vendors' field
+    /// rules); or, if any one cannot be made valid, every error and no job at all.
+    pub fn derive(&self, hire: &Hire, now: DateTime<Utc>) -> Result<Vec<DerivedJob>, Vec<FieldError>> {
+        let Some(tenant) = self.tenants.get(&hire.tenant) else {
+            return Err(vec![FieldError::new("tenant", format!("no tenant named {:?} is configured", hire.tenant))]);
+        };
+        let targets = hire.targets.as_deref().unwrap_or(&tenant.default_targets);
+        let mut errors = Vec::new();
+        let mut jobs = Vec::new();
+        for (i, vendor) in targets.iter().enumerate() {
+            let Some(target) = tenant.targets.get(vendor) else {
+                errors.push(FieldError::new(
+                    format!("targets[{i}]"),
+                    format!("tenant {:?} has no {vendor} mapping", hire.tenant),
+                ));
+                continue;
+            };
+            match derive_one(hire, *vendor, target, now) {
+                Ok(job) => jobs.push(job),
+                Err(e) => errors.extend(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(jobs)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn derive_one(
+    hire: &Hire,
+    vendor: VendorKey,
+    target: &Target,
+    now: DateTime<Utc>,
+) -> Result<DerivedJob, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut user = Map::new();
+    for (name, kind, rule) in &target.fields {
+        let path = format!("{vendor}.user.{name}");
+        let text = match rule {
+            Rule::Generate(Generate::Password) => Alphanumeric.sample_string(&mut rand::rng(), 20),
+            Rule::Template { template, optional } => match template.render(hire) {
+                Ok(t) => t,
+                Err(_) if *optional => continue,
+                Err(missing) => {
+                    errors.push(FieldError::new(path, format!("{missing} (template {:?})", template.source())));
+                    continue;
+                }
+            },
+        };
+        let value = match kind {
+            FieldKind::Integer => match text.parse::<i64>() {
+                Ok(i) => FieldValue::Integer(i),
+                Err(_) => {
+                    errors.push(FieldError::new(path, format!("must be an integer, the mapping produced {text:?}")));
+                    continue;
+                }
+            },
+            FieldKind::Text | FieldKind::TextOrInteger => FieldValue::Text(text),
+        };
+        user.insert((*name).to_owned(), value.to_json());
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut body = json!({
+        "job_id": format!("{}:{vendor}:{}", hire.event_id, target.account),
+        "vendor": vendor,
+        "account": target.account,
+        "correlation_id": hire.event_id,
+        "requested_at": hire.occurred_at.unwrap_or(now).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "user": user,
+    });
+    if let Some(d) = &target.domain {
+        body["domain"] = json!(d);
+    }
+    let Value::Object(obj) = &body else { unreachable!("built as an object") };
+    match job::decode::decode_object(obj) {
+        Ok(job) => Ok(DerivedJob { job, body }),
+        Err(Rejection::Invalid(inv)) => Err(inv
+            .errors
+            .into_iter()
+            .map(|e| {
+                let field = if e.field == "job_id" { "event_id".to_owned() } else { format!("{vendor}.{}", e.field) };
+                FieldError::new(field, e.message)
+            })
+            .collect()),
+        Err(Rejection::Undecodable(m)) => Err(vec![FieldError::new(vendor.as_str(), m)]),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// The README's example mapping for tenant `acme`, with accounts of the three vendors.
+    pub fn settings() -> Settings {
+        let toml = r#"
+[accounts.acme-glance]
+vendor = "glance"
+[accounts.acme-ns]
+vendor = "netsapiens"
+settings = { domain = "acme.example" }
+[accounts.acme-ctb]
+vendor = "clienttoolbox"
+
+[tenants.acme.glance]
+account = "acme-glance"
+fields.PartnerUserID = "EMP-{id}"
+fields.UserAddress = "{first_name|slug}.{last_name|slug}.acme.glance.net"
+fields.UserFirst = "{first_name}"
+fields.UserLast = "{last_name}"
+fields.UserEmail = { template = "{email}", optional = true }
+
+[tenants.acme.netsapiens]
+account = "acme-ns"
+fields.user = "{extension|digits}"
+fields.name-first-name = "{first_name}"
+fields.name-last-name = "{last_name}"
+fields.email = { template = "{email}", optional = true }
+fields.department = { template = "{department}", optional = true }
+fields.user-scope = "Basic User"
+
+[tenants.acme.clienttoolbox]
+account = "acme-ctb"
+fields.user_name = { template = "{first_name|slug:_}_{last_name|slug:_}", filters = ["truncate:20"] }
+fields.user_new_password = { generate = "password" }
+fields.user_first_name = "{first_name}"
+fields.user_last_name = "{last_name}"
+fields.user_role = "K"
+fields.allowed_campaigns = "all"
+"#;
+        use figment::providers::{Format, Serialized, Toml};
+        figment::Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(toml)).extract().unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::settings;
+    use super::*;
+    use crate::hire::event::testing::hire_of;
+
+    fn derive(first: &str, last: &str) -> Result<Vec<DerivedJob>, Vec<FieldError>> {
+        Mapper::new(&settings()).unwrap().derive(&hire_of(first, last), Utc::now())
+    }
+
+    fn user_of(jobs: &[DerivedJob], vendor: VendorKey) -> Value {
+        jobs.iter().find(|j| j.job.vendor == vendor).unwrap().body["user"].clone()
+    }
+
+    #[test]
+    fn one_hire_becomes_one_valid_job_per_target_with_deterministic_ids() {
+        let jobs = derive("Jane", "Doe").unwrap();
+        let ids: Vec<&str> = jobs.iter().map(DerivedJob::job_id).collect();
+        assert_eq!(ids, ["evt-1:glance:acme-glance", "evt-1:netsapiens:acme-ns", "evt-1:clienttoolbox:acme-ctb"]);
+        assert_eq!(user_of(&jobs, VendorKey::Glance)["UserAddress"], "jane.doe.acme.glance.net");
+        assert_eq!(user_of(&jobs, VendorKey::Netsapiens)["user"], "1731");
+        assert_eq!(user_of(&jobs, VendorKey::Clienttoolbox)["user_name"], "jane_doe");
+        assert!(user_of(&jobs, VendorKey::Netsapiens).get("department").is_none(), "optional and absent: left out");
+        let again = derive("Jane", "Doe").unwrap();
+        assert_eq!(again.iter().map(DerivedJob::job_id).collect::<Vec<_>>(), ids);
+    }
+
+    #[test]
+    fn unicode_names_come_out_valid_for_every_vendor() {
+        for (first, last, address, user_name) in [
+            ("José", "Núñez", "jose.nunez.acme.glance.net", "jose_nunez"),
+            ("Zoë", "O'Brien-Smith", "zoe.obrien-smith.acme.glance.net", "zoe_obrien_smith"),
+            ("伟", "王", "wei.wang.acme.glance.net", "wei_wang"),
+            (
+                "Bartholomew",
+                "Featherstonehaugh",
+                "bartholomew.featherstonehaugh.acme.glance.net",
+                "bartholomew_feathers",
+            ),
+        ] {
+            let jobs = derive(first, last).unwrap_or_else(|e| panic!("{first} {last}: {e:?}"));
+            assert_eq!(user_of(&jobs, VendorKey::Glance)["UserAddress"], address);
+            assert_eq!(user_of(&jobs, VendorKey::Clienttoolbox)["user_name"], user_name);
+            // Display names keep their Unicode; only identifiers are folded.
+            assert_eq!(user_of(&jobs, VendorKey::Netsapiens)["name-first-name"], first);
+        }
+    }
+
+    #[test]
+    fn a_hire_that_cannot_be_valid_everywhere_yields_no_job_and_every_reason() {
+        let mut hire = hire_of("🙂", "Doe");
+        hire.employee.extension = Some("ext. n/a".into());
+        let errs = Mapper::new(&settings()).unwrap().derive(&hire, Utc::now()).unwrap_err();
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["glance.user.UserAddress", "netsapiens.user.user", "clienttoolbox.user.user_name"]);
+        assert!(errs[0].message.contains("employee.first_name became empty"), "{}", errs[0].message);
+    }
+
+    #[test]
+    fn vendor_rules_apply_to_derived_jobs() {
+        let mut s = settings();
+        let g = s.tenants.get_mut("acme").unwrap().glance.as_mut().unwrap();
+        // Without slug the apostrophe and the space reach Glance's address rule.
+        g.fields.insert(
+            "UserAddress".into(),
+            FieldRuleSettings::Template("{first_name}.{last_name}.acme.glance.net".into()),
+        );
+        let errs = Mapper::new(&s).unwrap().derive(&hire_of("Zoë", "O'Brien"), Utc::now()).unwrap_err();
+        assert_eq!(errs[0].field, "glance.user.UserAddress");
+        assert!(errs[0].message.contains("may only contain ASCII letters"), "{}", errs[0].message);
+    }
+
+    #[test]
+    fn targets_unknown_to_the_tenant_and_unknown_tenants_are_errors() {
+        let mapper = Mapper::new(&settings()).unwrap();
+        let mut hire = hire_of("Jane", "Doe");
+        hire.tenant = "globex".into();
+        assert_eq!(mapper.derive(&hire, Utc::now()).unwrap_err()[0].field, "tenant");
+        let mut s = settings();
+        s.tenants.get_mut("acme").unwrap().glance = None;
+        let mut hire = hire_of("Jane", "Doe");
+        hire.targets = Some(vec![VendorKey::Glance]);
+        assert_eq!(Mapper::new(&s).unwrap().derive(&hire, Utc::now()).unwrap_err()[0].field, "targets[0]");
+    }
+
+    #[test]
+    fn generated_passwords_never_show_in_previews() {
+        let jobs = derive("Jane", "Doe").unwrap();
+        let ctb = jobs.iter().find(|j| j.job.vendor == VendorKey::Clienttoolbox).unwrap();
+        let secret = ctb.body["user"]["user_new_password"].as_str().unwrap().to_owned();
+        assert_eq!(secret.len(), 20);
+        assert!(!ctb.redacted().to_string().contains(&secret));
+    }
+
+    #[test]
+    fn mapping_errors_name_the_key() {
+        let mut s = settings();
+        let t = s.tenants.get_mut("acme").unwrap();
+        t.glance.as_mut().unwrap().fields.insert("PartnerPW".into(), FieldRuleSettings::Template("x".into()));
+        assert_eq!(Mapper::new(&s).unwrap_err().key, "tenants.acme.glance.fields.PartnerPW");
+        let mut s = settings();
+        s.tenants.get_mut("acme").unwrap().glance.as_mut().unwrap().account = "acme-ns".into();
+        assert!(Mapper::new(&s).unwrap_err().message.contains("is a netsapiens account"));
+        let mut s = settings();
+        s.tenants.get_mut("acme").unwrap().clienttoolbox.as_mut().unwrap().fields.remove("user_role");
+        assert_eq!(Mapper::new(&s).unwrap_err().key, "tenants.acme.clienttoolbox.fields.user_role");
+    }
+}

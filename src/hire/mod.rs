@@ -1,0 +1,53 @@
+//! Hire events in: one hire becomes one create-user job per target vendor, derived by the
+//! tenant's mapping, from the `provisioning.hr` queue or the HTTP intake.
+//!
+//! Both entrances share [`fan_out`]: decode the hire, derive every job (all of them valid, or
+//! none), and hand back what to publish. Job ids are `{event_id}:{vendor}:{account}`, so a
+//! hire seen twice yields the same jobs, which the adapters' idempotency turns into
+//! `existing` rather than a second user.
+
+pub mod consumer;
+pub mod event;
+pub mod intake;
+pub mod mapping;
+mod schema;
+pub mod template;
+
+use chrono::Utc;
+
+pub use event::{decode, Hire, HireRejection};
+pub use mapping::{DerivedJob, Mapper, MappingError, TenantSettings};
+pub use schema::hire_schema;
+
+use crate::config::TopologySettings;
+use crate::job::FieldError;
+use crate::transport::Outbound;
+
+/// What a hire turns into.
+#[derive(Debug)]
+pub enum FanOut {
+    /// Publish every message (each confirmed) before acknowledging the hire.
+    Jobs { event_id: String, jobs: Vec<DerivedJob>, publish: Vec<Outbound> },
+    /// Not a valid hire, or one that cannot produce a valid job everywhere: nothing is published.
+    Rejected { event_id: Option<String>, undecodable: bool, errors: Vec<FieldError> },
+}
+
+/// Decodes and maps one hire body.
+pub fn fan_out(mapper: &Mapper, topology: &TopologySettings, body: &[u8], traceparent: Option<&str>) -> FanOut {
+    let hire = match decode(body) {
+        Ok(h) => h,
+        Err(HireRejection::Undecodable(m)) => {
+            return FanOut::Rejected { event_id: None, undecodable: true, errors: vec![FieldError::new("", m)] }
+        }
+        Err(HireRejection::Invalid { event_id, errors }) => {
+            return FanOut::Rejected { event_id, undecodable: false, errors }
+        }
+    };
+    match mapper.derive(&hire, Utc::now()) {
+        Ok(jobs) => {
+            let publish = jobs.iter().map(|j| j.outbound(topology, traceparent)).collect();
+            FanOut::Jobs { event_id: hire.event_id, jobs, publish }
+        }
+        Err(errors) => FanOut::Rejected { event_id: Some(hire.event_id), undecodable: false, errors },
+    }
+}

@@ -1,0 +1,366 @@
+//! Hire events against a real RabbitMQ and the vendor sandboxes: fan-out over AMQP, the HTTP
+//! intake's authentication and limits, and its 503 while the broker is unreachable.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{settings_with, Probe};
+use hmac::{Hmac, Mac};
+use provisioner::config::{SecretSource, Settings};
+use provisioner::hire::mapping::{FieldRuleSettings, FieldRuleTable, Generate, TargetSettings};
+use provisioner::hire::TenantSettings;
+use provisioner::metrics::Metrics;
+use provisioner::pipeline::Pipeline;
+use provisioner::sandbox::Faults;
+use provisioner::transport::headers as h;
+use provisioner::transport::{Headers, Outbound, OutboundKind, Publisher};
+use provisioner::vendors::{build_adapters, VendorKey};
+use provisioner::worker::Worker;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(20);
+const TOKEN: &str = "intake-test-token";
+const HMAC_SECRET: &str = "intake-test-hmac";
+
+fn tpl(s: &str) -> FieldRuleSettings {
+    FieldRuleSettings::Template(s.to_owned())
+}
+
+/// Sandbox accounts for the three vendors and tenant `acme` mapping a hire onto each.
+async fn hire_settings() -> (Settings, common::TestVendors) {
+    let (mut settings, vendors) = settings_with(
+        &[
+            ("acme-glance", VendorKey::Glance),
+            ("acme-ns", VendorKey::Netsapiens),
+            ("acme-ctb", VendorKey::Clienttoolbox),
+        ],
+        Faults::default(),
+    )
+    .await;
+    let fields = |pairs: Vec<(&str, FieldRuleSettings)>| -> BTreeMap<String, FieldRuleSettings> {
+        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    };
+    let tenant = TenantSettings {
+        default_targets: None,
+        glance: Some(TargetSettings {
+            account: "acme-glance".into(),
+            domain: None,
+            fields: fields(vec![
+                ("PartnerUserID", tpl("EMP-{id}")),
+                ("UserAddress", tpl("{first_name|slug}.{last_name|slug}.acme.glance.net")),
+                ("UserFirst", tpl("{first_name}")),
+                ("UserLast", tpl("{last_name}")),
+                ("UserEmail", tpl("{email}")),
+            ]),
+        }),
+        netsapiens: Some(TargetSettings {
+            account: "acme-ns".into(),
+            domain: None,
+            fields: fields(vec![
+                ("user", tpl("{extension|digits}")),
+                ("name-first-name", tpl("{first_name}")),
+                ("name-last-name", tpl("{last_name}")),
+                ("email", tpl("{email}")),
+                ("user-scope", tpl("Basic User")),
+            ]),
+        }),
+        clienttoolbox: Some(TargetSettings {
+            account: "acme-ctb".into(),
+            domain: None,
+            fields: fields(vec![
+                (
+                    "user_name",
+                    FieldRuleSettings::Table(FieldRuleTable {
+                        template: Some("{first_name|slug:_}_{last_name|slug:_}".into()),
+                        filters: vec!["truncate:20".into()],
+                        ..Default::default()
+                    }),
+                ),
+                (
+                    "user_new_password",
+                    FieldRuleSettings::Table(FieldRuleTable {
+                        generate: Some(Generate::Password),
+                        ..Default::default()
+                    }),
+                ),
+                ("user_first_name", tpl("{first_name}")),
+                ("user_last_name", tpl("{last_name}")),
+                ("user_role", tpl("K")),
+                ("allowed_campaigns", tpl("all")),
+            ]),
+        }),
+    };
+    settings.tenants.insert("acme".into(), tenant);
+    settings.check().expect("the test mapping is valid");
+    (settings, vendors)
+}
+
+fn hire(event_id: &str, first: &str, last: &str) -> Value {
+    json!({"event_id": event_id, "type": "hire", "tenant": "acme",
+           "employee": {"id": "000731", "first_name": first, "last_name": last,
+                        "email": "jane.doe@acme.example", "extension": "1731", "start_date": "2026-12-01"}})
+}
+
+async fn publish_hire(probe: &Probe, body: &Value) {
+    let msg = Outbound {
+        kind: OutboundKind::Job,
+        exchange: probe.settings.topology.hr_exchange.clone(),
+        routing_key: "hire".into(),
+        body: body.to_string().into_bytes(),
+        message_id: body["event_id"].as_str().map(str::to_owned),
+        content_type: Some("application/json".into()),
+        timestamp: None,
+        headers: Headers::new(),
+    };
+    probe.publisher.publish(&msg).await.expect("hire publish confirmed");
+}
+
+fn spawn_worker(settings: &Settings) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let pipeline = Arc::new(Pipeline::new(settings, build_adapters(settings).unwrap()));
+    let shutdown = CancellationToken::new();
+    let worker = Worker::new(Arc::new(settings.clone()), pipeline, Metrics::new(), Default::default());
+    let stop = shutdown.clone();
+    (shutdown, tokio::spawn(async move { worker.run(stop).await.unwrap() }))
+}
+
+/// The next three events, as `(outcome, vendor, job_id)`, sorted.
+async fn three_events(observer: &mut common::Observer, what: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        let e = observer.next_json(WAIT, what).await;
+        let d = &e["data"];
+        out.push((
+            d["outcome"].as_str().unwrap().to_owned(),
+            d["vendor"].as_str().unwrap().to_owned(),
+            d["job_id"].as_str().unwrap().to_owned(),
+        ));
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn one_hire_creates_the_user_in_all_three_sandboxes_and_the_same_hire_again_only_existing() {
+    let (settings, vendors) = hire_settings().await;
+    let probe = Probe::new(&settings).await;
+    let mut events = probe.observe_events().await;
+    let (shutdown, worker) = spawn_worker(&settings);
+
+    publish_hire(&probe, &hire("hire-000731", "José", "Núñez")).await;
+    let first = three_events(&mut events, "three events for the hire").await;
+    let expected_ids =
+        ["hire-000731:clienttoolbox:acme-ctb", "hire-000731:glance:acme-glance", "hire-000731:netsapiens:acme-ns"];
+    assert_eq!(first.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["created"; 3], "{first:?}");
+    assert_eq!(first.iter().map(|e| e.2.as_str()).collect::<Vec<_>>(), expected_ids);
+
+    publish_hire(&probe, &hire("hire-000731", "José", "Núñez")).await;
+    let second = three_events(&mut events, "three events for the same hire again").await;
+    assert_eq!(second.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["existing"; 3], "{second:?}");
+    assert_eq!(second.iter().map(|e| e.2.as_str()).collect::<Vec<_>>(), expected_ids, "same job ids");
+    events.assert_quiet(Duration::from_millis(300)).await;
+
+    assert_eq!(vendors.creations(VendorKey::Glance, "EMP-000731"), 1);
+    assert_eq!(vendors.creations(VendorKey::Netsapiens, "1731"), 1);
+    assert_eq!(vendors.creations(VendorKey::Clienttoolbox, "jose_nunez"), 1);
+
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, worker).await.expect("worker stops").unwrap();
+    probe.teardown().await;
+}
+
+/// Vendor consumers off, so derived jobs stay countable in their queues.
+fn without_vendor_consumers(mut settings: Settings) -> Settings {
+    for v in VendorKey::ALL {
+        settings.vendors.get_mut(v).enabled = false;
+    }
+    settings
+}
+
+async fn queued_jobs(probe: &Probe) -> u32 {
+    let mut n = 0;
+    for v in VendorKey::ALL {
+        n += probe.ready_count(&probe.settings.topology.job_queue(v)).await;
+    }
+    n
+}
+
+#[tokio::test]
+async fn an_invalid_hire_is_dead_lettered_with_its_reasons_and_publishes_no_job_at_all() {
+    let (settings, _vendors) = hire_settings().await;
+    let settings = without_vendor_consumers(settings);
+    let probe = Probe::new(&settings).await;
+    let mut dead = probe.observe_dead_letters().await;
+    let (shutdown, worker) = spawn_worker(&settings);
+
+    // NetSapiens alone could be made (the extension is fine), but all or nothing.
+    publish_hire(&probe, &hire("hire-bad", "🙂", "Doe")).await;
+    let dl = dead.next(WAIT, "the invalid hire in the DLQ").await;
+    assert_eq!(h::text(&dl.headers, h::REASON), Some("invalid"));
+    assert_eq!(h::text(&dl.headers, h::JOB_ID), Some("hire-bad"));
+    let message = h::text(&dl.headers, h::ERROR_MESSAGE).unwrap();
+    assert!(message.contains("glance.user.UserAddress: employee.first_name became empty"), "{message}");
+    assert!(message.contains("clienttoolbox.user.user_name"), "{message}");
+
+    // A valid hire after it lands three jobs, so the zero above is not an accident.
+    publish_hire(&probe, &hire("hire-ok", "Jane", "Doe")).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while queued_jobs(&probe).await != 3 {
+        assert!(tokio::time::Instant::now() < deadline, "three jobs were not queued within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(probe.drain_ids(&settings.topology.job_queue(VendorKey::Glance)).await, ["hire-ok:glance:acme-glance"]);
+
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, worker).await.expect("worker stops").unwrap();
+    probe.teardown().await;
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(HMAC_SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn with_intake(mut settings: Settings) -> Settings {
+    settings.intake.listen = Some("127.0.0.1:0".parse().unwrap());
+    settings.intake.token = Some(SecretSource::Value(TOKEN.to_owned().into()));
+    settings.intake.hmac_secret = Some(SecretSource::Value(HMAC_SECRET.to_owned().into()));
+    settings.intake.max_body_bytes = 4096;
+    settings.intake.broker_timeout = Duration::from_secs(3);
+    settings
+}
+
+async fn start_intake(settings: &Settings, stop: &CancellationToken) -> String {
+    let (addr, _) = provisioner::hire::intake::serve(Arc::new(settings.clone()), stop.clone()).await.unwrap().unwrap();
+    format!("http://{addr}/v1/hires")
+}
+
+#[tokio::test]
+async fn the_intake_refuses_bad_credentials_oversized_bodies_and_invalid_hires_and_accepts_a_signed_one() {
+    let (settings, _vendors) = hire_settings().await;
+    let settings = with_intake(without_vendor_consumers(settings));
+    let probe = Probe::new(&settings).await;
+    let stop = CancellationToken::new();
+    let url = start_intake(&settings, &stop).await;
+    let http = reqwest::Client::new();
+    let body = hire("hire-http-1", "Zoë", "O'Brien-Smith").to_string();
+    let post = |b: String, headers: Vec<(&'static str, String)>| {
+        let mut r = http.post(&url).header("content-type", "application/json").body(b);
+        for (k, v) in headers {
+            r = r.header(k, v);
+        }
+        r.send()
+    };
+
+    assert_eq!(post(body.clone(), vec![]).await.unwrap().status(), 401, "no credentials");
+    assert_eq!(post(body.clone(), vec![("authorization", "Bearer wrong".into())]).await.unwrap().status(), 401);
+    let other = hire("hire-http-2", "Zoë", "O'Brien-Smith").to_string();
+    assert_eq!(
+        post(body.clone(), vec![("x-signature", sign(other.as_bytes()))]).await.unwrap().status(),
+        401,
+        "signature of another body"
+    );
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(5000));
+    assert_eq!(post(big.clone(), vec![("x-signature", sign(big.as_bytes()))]).await.unwrap().status(), 413);
+    let invalid = json!({"event_id": "hire-http-3", "type": "hire", "tenant": "acme", "employee": {"id": "1", "first_name": "A"}}).to_string();
+    let r = post(invalid, vec![("authorization", format!("Bearer {TOKEN}"))]).await.unwrap();
+    assert_eq!(r.status(), 422);
+    let errors: Value = r.json().await.unwrap();
+    assert_eq!(errors["errors"][0]["field"], "employee.last_name", "{errors}");
+    let r = post("{not json".into(), vec![("authorization", format!("Bearer {TOKEN}"))]).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(queued_jobs(&probe).await, 0, "nothing refused was published");
+
+    let r = post(body.clone(), vec![("x-signature", sign(body.as_bytes()))]).await.unwrap();
+    assert_eq!(r.status(), 202);
+    let accepted: Value = r.json().await.unwrap();
+    assert_eq!(
+        accepted["job_ids"],
+        json!([
+            "hire-http-1:glance:acme-glance",
+            "hire-http-1:netsapiens:acme-ns",
+            "hire-http-1:clienttoolbox:acme-ctb"
+        ])
+    );
+    // 202 comes after the confirms, so the jobs are already in their queues.
+    assert_eq!(queued_jobs(&probe).await, 3);
+    let r = post(body.clone(), vec![("authorization", format!("Bearer {TOKEN}"))]).await.unwrap();
+    assert_eq!(r.status(), 202, "the bearer token works too");
+
+    stop.cancel();
+    probe.teardown().await;
+}
+
+/// A TCP relay to the broker that the test can cut, standing in for a stopped broker without
+/// stopping the RabbitMQ other tests share.
+struct Relay {
+    stop: CancellationToken,
+}
+
+impl Relay {
+    async fn start(listen: std::net::SocketAddr) -> (Self, std::net::SocketAddr) {
+        let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = tokio::select! {
+                    _ = s.cancelled() => break,
+                    a = listener.accept() => a.unwrap(),
+                };
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let mut outbound = tokio::net::TcpStream::connect("127.0.0.1:5672").await.unwrap();
+                    tokio::select! {
+                        _ = s.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    }
+                });
+            }
+        });
+        (Self { stop }, addr)
+    }
+}
+
+#[tokio::test]
+async fn while_the_broker_is_unreachable_the_intake_answers_503_and_accepts_nothing() {
+    let (settings, _vendors) = hire_settings().await;
+    let settings = with_intake(without_vendor_consumers(settings));
+    let probe = Probe::new(&settings).await;
+    let (relay, relay_addr) = Relay::start("127.0.0.1:0".parse().unwrap()).await;
+    let mut via_relay = settings.clone();
+    via_relay.amqp.url = format!("amqp://guest:guest@{relay_addr}/%2f");
+    let stop = CancellationToken::new();
+    let url = start_intake(&via_relay, &stop).await;
+    let http = reqwest::Client::new();
+    let send = |event_id: &str| {
+        http.post(&url)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(hire(event_id, "Jane", "Doe").to_string())
+            .send()
+    };
+
+    assert_eq!(send("hire-before").await.unwrap().status(), 202);
+    assert_eq!(queued_jobs(&probe).await, 3);
+
+    relay.stop.cancel();
+    for id in ["hire-during-1", "hire-during-2"] {
+        let r = send(id).await.unwrap();
+        assert_eq!(r.status(), 503, "{id}");
+        assert_eq!(r.headers()["retry-after"], "5");
+    }
+    assert_eq!(queued_jobs(&probe).await, 3, "nothing was accepted while the broker was unreachable");
+
+    let (_relay, _) = Relay::start(relay_addr).await;
+    assert_eq!(send("hire-after").await.unwrap().status(), 202, "it reconnects once the broker is back");
+    assert_eq!(queued_jobs(&probe).await, 6);
+
+    stop.cancel();
+    probe.teardown().await;
+}
