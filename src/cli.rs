@@ -236,7 +236,9 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Schema { hire } => {
             let schema = if hire { crate::hire::hire_schema() } else { crate::job::job_schema() };
-            println!("{}", serde_json::to_string_pretty(&schema).expect("schema serialises"));
+            // `write`, not `println!`: a closed pipe (`schema | head`) is not a reason to panic.
+            let _ =
+                writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&schema).expect("schema serialises"));
             ExitCode::SUCCESS
         }
         Command::Map { file, config, json } => map(file, config, json),
@@ -281,7 +283,7 @@ fn sandbox(listen: std::net::SocketAddr, faults: crate::sandbox::Faults, seed: u
         let shutdown = crate::shutdown::on_signal();
         let sandboxes = crate::sandbox::Sandboxes::new(faults, seed);
         let (addr, server) = sandboxes.serve(listen, shutdown).await?;
-        print!("{}", crate::sandbox::usage(addr));
+        let _ = write!(std::io::stdout(), "{}", crate::sandbox::usage(addr));
         let _ = std::io::stdout().flush();
         server.await.map_err(std::io::Error::other)
     });
