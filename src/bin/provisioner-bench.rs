@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 use futures_util::stream::{self, StreamExt as _};
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, Confirmation};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use provisioner::config::{Settings, TopologySettings};
 use provisioner::pipeline::sample_job;
 use provisioner::sandbox::{Faults, Sandboxes};
@@ -26,6 +26,10 @@ use provisioner::transport::{Headers, Outbound, OutboundKind, Publisher};
 use provisioner::vendors::VendorKey;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+
+/// Twice the concurrency, as the shipped defaults (16 / 32): the next delivery is already
+/// here when a slot frees up, instead of one ack → deliver round trip later.
+const LATENCY_PREFETCH: u16 = 512;
 
 const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -46,6 +50,15 @@ struct Cli {
     /// Jobs of the 200 ms latency scenario.
     #[arg(long, default_value_t = 12_800)]
     latency_jobs: usize,
+    /// `vendors.<vendor>.concurrency` of the worker in the e2e scenario (the shipped default
+    /// is 16; with a zero-latency vendor the confirm round trip is the job, so more slots
+    /// keep the broker busy).
+    #[arg(long, default_value_t = 32)]
+    e2e_concurrency: u16,
+    /// `vendors.<vendor>.prefetch` of the e2e worker and of the ceiling loop's consumers
+    /// (twice the concurrency, as the shipped defaults).
+    #[arg(long, default_value_t = 64)]
+    e2e_prefetch: u16,
     /// The broker (same as `amqp.url`).
     #[arg(long, env = "PROVISIONER_BENCH_AMQP_URL", default_value = DEFAULT_URL)]
     amqp: String,
@@ -166,7 +179,7 @@ async fn harness(cli: Cli) -> anyhow::Result<()> {
         if cli.quick { (1_500, 600, 600) } else { (cli.e2e_jobs, cli.latency_jobs, 3_000) };
     let all = VendorKey::ALL.to_vec();
     // e2e and ceiling share the same consumer settings, so the ratio compares like with like.
-    let (conc, prefetch) = (16, 32);
+    let (conc, prefetch) = (cli.e2e_concurrency, cli.e2e_prefetch);
     let plans = [
         Plan {
             name: "ceiling",
@@ -195,7 +208,7 @@ async fn harness(cli: Cli) -> anyhow::Result<()> {
             vendors: vec![VendorKey::Glance],
             latency: Duration::from_millis(200),
             concurrency: 256,
-            prefetch: 256,
+            prefetch: LATENCY_PREFETCH,
             backlog: true,
             ceiling: false,
         },
@@ -251,7 +264,9 @@ fn round(x: f64, digits: i32) -> f64 {
 fn table(r: &Report) -> String {
     let opt = |x: Option<f64>, d: usize| x.map_or("-".to_owned(), |v| format!("{v:.d$}"));
     let mut out = String::new();
-    out.push_str("| scenario | jobs | jobs/s | p50 ms | p99 ms | CPU µs/job | RSS idle MiB | RSS peak MiB | max in flight |\n");
+    out.push_str(
+        "| scenario | jobs | jobs/s | p50 ms | p99 ms | CPU µs/job | RSS idle MiB | RSS peak MiB | max in flight |\n",
+    );
     out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for (name, m) in &r.scenarios {
         out.push_str(&format!(
@@ -296,7 +311,8 @@ async fn run_scenario(amqp: &str, plan: &Plan) -> anyhow::Result<Measured> {
         admin_port: free_port()?,
     };
     let settings = bench_settings(&args);
-    let conn = rabbitmq::connect(&settings).await.context("the benchmark needs RabbitMQ (`rabbitmq-server -detached`)")?;
+    let conn =
+        rabbitmq::connect(&settings).await.context("the benchmark needs RabbitMQ (`rabbitmq-server -detached`)")?;
     let ch = rabbitmq::confirm_channel(&conn).await?;
     rabbitmq::declare(&ch, &settings).await?;
     let result = measure(&conn, &ch, &settings, &args, plan).await;
@@ -512,7 +528,12 @@ async fn wait_consuming(ch: &Channel, settings: &Settings, plan: &Plan) -> anyho
 
 /// The broker-bound limit: consume, publish an event with confirm, ack after the confirm.
 /// Nothing else: no decoding, no vendor call, no metrics.
-async fn bare_loop(conn: &Connection, settings: &Settings, prefetch: u16, stop: CancellationToken) -> anyhow::Result<()> {
+async fn bare_loop(
+    conn: &Connection,
+    settings: &Settings,
+    prefetch: u16,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let publish = rabbitmq::confirm_channel(conn).await?;
     for v in VendorKey::ALL {
         let ch = conn.create_channel().await?;
@@ -540,8 +561,9 @@ async fn bare_loop(conn: &Connection, settings: &Settings, prefetch: u16, stop: 
                 );
                 let opts = BasicPublishOptions { mandatory: true, ..Default::default() };
                 let props = BasicProperties::default().with_delivery_mode(2);
-                let Ok(confirm) =
-                    publish.basic_publish(exchange.as_str().into(), routing_key.as_str().into(), opts, body.as_bytes(), props).await
+                let Ok(confirm) = publish
+                    .basic_publish(exchange.as_str().into(), routing_key.as_str().into(), opts, body.as_bytes(), props)
+                    .await
                 else {
                     break;
                 };
