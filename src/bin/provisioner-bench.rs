@@ -610,15 +610,35 @@ impl WorkerChild {
         parse_status_kib(&status, field).with_context(|| format!("no {field} in /proc/<pid>/status"))
     }
 
-    /// SIGTERM, then wait for the drain to end; a worker that exits non-zero fails the run.
+    /// SIGTERM, then wait for the drain to end; a worker that exits non-zero, or does not
+    /// exit within the drain deadline and a margin, fails the run.
     async fn stop(mut self) -> anyhow::Result<()> {
         Command::new("kill").args(["-TERM", &self.pid.to_string()]).status()?;
-        let status = tokio::task::spawn_blocking(move || self.child.wait().map(|s| (s, self.log))).await??;
-        if !status.0.success() {
-            bail!("the worker exited with {}; its log is {}", status.0, status.1.display());
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                bail!("the worker did not exit within 40 s of SIGTERM; its log is {}", self.log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if !status.success() {
+            bail!("the worker exited with {status}; its log is {}", self.log.display());
         }
-        let _ = std::fs::remove_file(&status.1);
+        let _ = std::fs::remove_file(&self.log);
         Ok(())
+    }
+}
+
+/// A scenario that fails half-way must not leave its worker running.
+impl Drop for WorkerChild {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
