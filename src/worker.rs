@@ -286,8 +286,8 @@ async fn process(
     metrics.jobs_received.with_label_values(&label).inc();
     let in_flight = metrics.jobs_in_flight.with_label_values(&label);
     in_flight.inc();
-    let msg = rabbitmq::inbound(&delivery);
-    let acker = DeliveryAcker(delivery.acker);
+    let (msg, acker) = rabbitmq::into_inbound(delivery);
+    let acker = DeliveryAcker(acker);
     // A panicking handler must not leave its delivery unacked forever on a live channel:
     // requeue it, and the quorum delivery limit dead-letters a message that keeps doing it.
     let handled = std::panic::AssertUnwindSafe(pipeline.handle(&msg, shutdown)).catch_unwind().await;

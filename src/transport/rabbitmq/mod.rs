@@ -155,10 +155,22 @@ pub fn from_field_table(table: Option<&FieldTable>) -> Headers {
     out
 }
 
+/// A copy of the delivery as an [`Inbound`], for callers that keep the delivery.
 pub fn inbound(d: &Delivery) -> Inbound {
+    inbound_with_body(d, d.data.clone())
+}
+
+/// Takes the delivery apart without copying its body: the worker's hot path, which only
+/// needs the message and the acker.
+pub fn into_inbound(mut d: Delivery) -> (Inbound, lapin::Acker) {
+    let body = std::mem::take(&mut d.data);
+    (inbound_with_body(&d, body), d.acker)
+}
+
+fn inbound_with_body(d: &Delivery, body: Vec<u8>) -> Inbound {
     let p = &d.properties;
     Inbound {
-        body: d.data.clone(),
+        body,
         exchange: d.exchange.as_str().to_owned(),
         routing_key: d.routing_key.as_str().to_owned(),
         message_id: p.message_id().as_ref().map(|s| s.as_str().to_owned()),
