@@ -319,17 +319,9 @@ impl Pipeline {
         h::set_text(&mut headers, h::ORIGINAL_ROUTING_KEY, msg.routing_key.clone());
         tracing::info!(tier, attempts, error, "transient failure; parked in a retry tier");
         Disposition {
-            publish: vec![Outbound {
-                kind: OutboundKind::Retry,
-                exchange: self.topology.retry_exchange.clone(),
-                // The tier queue dead-letters back to the jobs exchange with this key.
-                routing_key: msg.routing_key.clone(),
-                body: msg.body.clone(),
-                message_id: msg.message_id.clone(),
-                content_type: msg.content_type.clone(),
-                timestamp: msg.timestamp,
-                headers,
-            }],
+            // The copy keeps the job's routing key: the tier queue dead-letters it back to
+            // the jobs exchange under that key.
+            publish: vec![msg.forward(OutboundKind::Retry, self.topology.retry_exchange.clone(), headers)],
             after: After::Ack,
             report: Report::RetryScheduled { tier },
             vendor: Some(job.vendor),
@@ -388,16 +380,7 @@ impl Pipeline {
                 h::set_text(&mut headers, h::ACCOUNT, a);
             }
         }
-        Outbound {
-            kind: OutboundKind::DeadLetter,
-            exchange: self.topology.dead_exchange.clone(),
-            routing_key: msg.routing_key.clone(),
-            body: msg.body.clone(),
-            message_id: msg.message_id.clone(),
-            content_type: msg.content_type.clone(),
-            timestamp: msg.timestamp,
-            headers,
-        }
+        msg.forward(OutboundKind::DeadLetter, self.topology.dead_exchange.clone(), headers)
     }
 }
 

@@ -75,16 +75,7 @@ fn dead_letter(
     if let Some(id) = event_id {
         h::set_text(&mut headers, h::JOB_ID, id);
     }
-    Outbound {
-        kind: OutboundKind::DeadLetter,
-        exchange: topology.dead_exchange.clone(),
-        routing_key: msg.routing_key.clone(),
-        body: msg.body.clone(),
-        message_id: msg.message_id.clone(),
-        content_type: msg.content_type.clone(),
-        timestamp: msg.timestamp,
-        headers,
-    }
+    msg.forward(OutboundKind::DeadLetter, topology.dead_exchange.clone(), headers)
 }
 
 /// Starts consuming `topology.hr_queue` on a channel of its own; returns the channel and

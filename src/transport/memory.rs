@@ -212,16 +212,7 @@ fn poisoned(msg: &Inbound) -> Outbound {
     let mut headers = msg.headers.clone();
     h::set_text(&mut headers, h::REASON, "panic");
     h::set_text(&mut headers, h::ORIGINAL_ROUTING_KEY, msg.routing_key.clone());
-    Outbound {
-        kind: super::OutboundKind::DeadLetter,
-        exchange: String::new(),
-        routing_key: msg.routing_key.clone(),
-        body: msg.body.clone(),
-        message_id: msg.message_id.clone(),
-        content_type: msg.content_type.clone(),
-        timestamp: msg.timestamp,
-        headers,
-    }
+    msg.forward(super::OutboundKind::DeadLetter, String::new(), headers)
 }
 
 /// A delivery taken from a [`MemoryBroker`] queue.

@@ -36,6 +36,23 @@ pub struct Inbound {
     pub headers: Headers,
 }
 
+impl Inbound {
+    /// This message, as it came, re-addressed: the retry, dead-letter and replay copies keep
+    /// the body and properties and change only where it goes and the headers.
+    pub fn forward(&self, kind: OutboundKind, exchange: impl Into<String>, headers: Headers) -> Outbound {
+        Outbound {
+            kind,
+            exchange: exchange.into(),
+            routing_key: self.routing_key.clone(),
+            body: self.body.clone(),
+            message_id: self.message_id.clone(),
+            content_type: self.content_type.clone(),
+            timestamp: self.timestamp,
+            headers,
+        }
+    }
+}
+
 /// What a publish is for; a closed set used as a metric label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OutboundKind {
