@@ -8,16 +8,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{test_settings, Probe};
-use provisioner::config::{LogFormat, Settings};
+use common::{test_settings, Probe, WorkerProcess};
+use provisioner::config::Settings;
 
-const BIN: &str = env!("CARGO_BIN_EXE_provisioner");
 const WAIT: Duration = Duration::from_secs(20);
 const RULES: &str = "helm/provisioner/templates/prometheusrule.yaml";
 const DASHBOARD: &str = "helm/provisioner/files/dashboards/provisioner.json";
@@ -71,73 +67,6 @@ fn rabbitmq_metrics_url() -> String {
     format!("{base}/metrics/detailed?{}", families.join("&"))
 }
 
-/// The real binary, run as the chart runs it, with its JSON logs collected.
-struct Worker {
-    child: Child,
-    logs: Arc<Mutex<Vec<String>>>,
-    _config: tempfile::TempDir,
-}
-
-impl Worker {
-    fn start(settings: &Settings) -> Self {
-        let config = tempfile::tempdir().unwrap();
-        let mut file = settings.clone();
-        file.log.format = LogFormat::Json;
-        std::fs::write(config.path().join("default.toml"), toml::to_string(&file).unwrap()).unwrap();
-        let mut child = Command::new(BIN)
-            .args(["run", "--config", config.path().to_str().unwrap()])
-            .env_remove("PROVISIONER_ENV")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the provisioner binary starts");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (stderr, sink) = (child.stderr.take().unwrap(), logs.clone());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Self { child, logs, _config: config }
-    }
-
-    fn logged(&self, needle: &str) -> bool {
-        self.logs.lock().unwrap().iter().any(|l| l.contains(needle))
-    }
-
-    fn all_logs(&self) -> String {
-        self.logs.lock().unwrap().join("\n")
-    }
-
-    /// The admin address from the start-up log line, once the worker consumes.
-    async fn admin_when_consuming(&mut self) -> std::net::SocketAddr {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while !self.logged("connected and consuming") {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("the worker exited with {status}:\n{}", self.all_logs());
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the worker did not connect and consume within {WAIT:?}:\n{}",
-                self.all_logs()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let logs = self.logs.lock().unwrap();
-        let line = logs.iter().find(|l| l.contains("provisioner starting")).expect("start-up line logged");
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        v["admin"].as_str().unwrap().parse().unwrap()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn metric_names_are_found_in_the_alerts_and_the_dashboard() {
     let rules = metric_names_in(&read(RULES));
@@ -159,7 +88,7 @@ fn metric_names_are_found_in_the_alerts_and_the_dashboard() {
 async fn every_metric_in_the_alerts_and_the_dashboard_exists() {
     let settings = test_settings();
     let probe = Probe::new(&settings).await;
-    let mut worker = Worker::start(&settings);
+    let mut worker = WorkerProcess::start(&settings);
     let admin = worker.admin_when_consuming().await;
 
     let service = scrape(&format!("http://{admin}/metrics")).await.unwrap_or_else(|e| {

@@ -3,13 +3,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{child_config, settings_with, wait_until, Probe};
-use provisioner::config::{SecretSource, Settings};
+use common::{settings_with, wait_until, Probe, WorkerProcess};
+use provisioner::config::SecretSource;
 use provisioner::pipeline::sample_job;
 use provisioner::sandbox::Faults;
 use provisioner::vendors::VendorKey;
@@ -115,85 +113,6 @@ fn bad_config_is_refused_with_a_message_naming_the_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("vendors.glance.concurrency"));
-}
-
-/// A worker process with its stderr (JSON logs) collected line by line.
-struct WorkerProcess {
-    child: Child,
-    logs: Arc<Mutex<Vec<String>>>,
-    _config: tempfile::TempDir,
-}
-
-impl WorkerProcess {
-    fn start(settings: &Settings) -> Self {
-        let config = tempfile::tempdir().unwrap();
-        let mut file = settings.clone();
-        file.log.format = provisioner::config::LogFormat::Json;
-        let (toml, env) = child_config(&file);
-        std::fs::write(config.path().join("default.toml"), toml).unwrap();
-        let mut child = Command::new(BIN)
-            .args(["run", "--config", config.path().to_str().unwrap()])
-            .envs(env)
-            .env_remove("PROVISIONER_ENV")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Self { child, logs, _config: config }
-    }
-
-    fn logged(&self, needle: &str) -> bool {
-        self.logs.lock().unwrap().iter().any(|l| l.contains(needle))
-    }
-
-    fn all_logs(&self) -> String {
-        self.logs.lock().unwrap().join("\n")
-    }
-
-    /// The admin address the worker logged at start-up.
-    async fn admin(&self) -> std::net::SocketAddr {
-        wait_until(WAIT, "the worker logs its admin address", || self.logged("provisioner starting")).await;
-        let logs = self.logs.lock().unwrap();
-        let line = logs.iter().find(|l| l.contains("provisioner starting")).unwrap();
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        v["admin"].as_str().unwrap().parse().unwrap()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap().success();
-        assert!(ok, "kill {sig} failed");
-    }
-
-    async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the worker did not exit within {within:?}:\n{}",
-                self.all_logs()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {

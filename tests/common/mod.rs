@@ -2,7 +2,9 @@
 //! real conditions with deadlines (never sleep-and-hope).
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::sync::Arc;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -313,5 +315,107 @@ impl Probe {
             ids.push(body["job_id"].as_str().map(str::to_owned).or(msg.message_id).unwrap_or_default());
         }
         ids
+    }
+}
+
+/// How long a worker process may take to start and connect.
+const STARTUP_WAIT: Duration = Duration::from_secs(20);
+
+/// A worker process with its stderr (JSON logs) collected line by line.
+pub struct WorkerProcess {
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+    _config: tempfile::TempDir,
+}
+
+impl WorkerProcess {
+    pub fn start(settings: &Settings) -> Self {
+        let config = tempfile::tempdir().unwrap();
+        let mut file = settings.clone();
+        file.log.format = provisioner::config::LogFormat::Json;
+        let (toml, env) = child_config(&file);
+        std::fs::write(config.path().join("default.toml"), toml).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_provisioner"))
+            .args(["run", "--config", config.path().to_str().unwrap()])
+            .envs(env)
+            .env_remove("PROVISIONER_ENV")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self { child, logs, _config: config }
+    }
+
+    pub fn logged(&self, needle: &str) -> bool {
+        self.logs.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    pub fn all_logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// The admin address the worker logged at start-up.
+    pub async fn admin(&self) -> std::net::SocketAddr {
+        wait_until(STARTUP_WAIT, "the worker logs its admin address", || self.logged("provisioner starting")).await;
+        let logs = self.logs.lock().unwrap();
+        let line = logs.iter().find(|l| l.contains("provisioner starting")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        v["admin"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// The admin address from the start-up log line, once the worker consumes.
+    pub async fn admin_when_consuming(&mut self) -> std::net::SocketAddr {
+        let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
+        while !self.logged("connected and consuming") {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("the worker exited with {status}:\n{}", self.all_logs());
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the worker did not connect and consume within {STARTUP_WAIT:?}:\n{}",
+                self.all_logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let logs = self.logs.lock().unwrap();
+        let line = logs.iter().find(|l| l.contains("provisioner starting")).expect("start-up line logged");
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        v["admin"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap().success();
+        assert!(ok, "kill {sig} failed");
+    }
+
+    pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the worker did not exit within {within:?}:\n{}",
+                self.all_logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
