@@ -70,31 +70,8 @@ pub enum Command {
     Sandbox {
         #[arg(long, default_value = "127.0.0.1:8700")]
         listen: std::net::SocketAddr,
-        /// Added to every request, e.g. 200ms.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
-        latency: std::time::Duration,
-        /// Share of requests answered 503, unprocessed (0 to 1).
-        #[arg(long, default_value_t = 0.0)]
-        error_rate: f64,
-        /// Share of requests answered 429 with Retry-After, unprocessed.
-        #[arg(long, default_value_t = 0.0)]
-        throttle_rate: f64,
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
-        retry_after: std::time::Duration,
-        /// Share of requests that hang for --hang, then 504, unprocessed.
-        #[arg(long, default_value_t = 0.0)]
-        hang_rate: f64,
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
-        hang: std::time::Duration,
-        /// Share of requests processed whose answer is replaced by a 504.
-        #[arg(long, default_value_t = 0.0)]
-        lost_response_rate: f64,
-        /// Answer every request 503.
-        #[arg(long)]
-        outage: bool,
-        /// Process requests at once but answer them this much later, e.g. 5s.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
-        response_delay: std::time::Duration,
+        #[command(flatten)]
+        faults: crate::sandbox::Faults,
         /// Seed of the fault dice, for repeatable runs.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -246,33 +223,7 @@ pub fn main() -> ExitCode {
         Command::Demo { amqp, json } => demo(amqp, json),
         Command::Run { config } => run(config),
         Command::Dlq { broker, command } => dlq(broker, command),
-        Command::Sandbox {
-            listen,
-            latency,
-            error_rate,
-            throttle_rate,
-            retry_after,
-            hang_rate,
-            hang,
-            lost_response_rate,
-            outage,
-            response_delay,
-            seed,
-        } => {
-            let faults = crate::sandbox::Faults {
-                latency,
-                error_rate,
-                throttle_rate,
-                retry_after,
-                hang_rate,
-                hang,
-                lost_response_rate,
-                outage,
-                fail_next: 0,
-                response_delay,
-            };
-            sandbox(listen, faults, seed)
-        }
+        Command::Sandbox { listen, faults, seed } => sandbox(listen, faults, seed),
         Command::Publish { file, broker, json } => publish(file, broker, json),
     }
 }

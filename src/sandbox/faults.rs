@@ -14,35 +14,46 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 /// What the sandbox does wrong, on purpose. Rates are probabilities per request, drawn in
-/// this order: outage, server error, throttle, hang, lost response.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// this order: outage, server error, throttle, hang, lost response. The same fields are the
+/// `provisioner sandbox` flags and the JSON of `PUT /_sandbox/faults`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
-    /// Added to every request before it is answered.
+    /// Added to every request before it is answered, e.g. 200ms.
     #[serde(with = "humantime_serde")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
     pub latency: Duration,
-    /// Share of requests answered `503` without being processed.
+    /// Share of requests answered 503 without being processed (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
     pub error_rate: f64,
-    /// Share of requests answered `429` with `Retry-After`, without being processed.
+    /// Share of requests answered 429 with Retry-After, without being processed.
+    #[arg(long, default_value_t = 0.0)]
     pub throttle_rate: f64,
     #[serde(with = "humantime_serde")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
     pub retry_after: Duration,
-    /// Share of requests that hang for `hang` and are then answered `504`, unprocessed:
+    /// Share of requests that hang for --hang and are then answered 504, unprocessed:
     /// a client with a shorter timeout sees a timeout.
+    #[arg(long, default_value_t = 0.0)]
     pub hang_rate: f64,
     #[serde(with = "humantime_serde")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub hang: Duration,
-    /// Share of requests that ARE processed but whose answer is replaced by a `504`: the
+    /// Share of requests that ARE processed but whose answer is replaced by a 504: the
     /// nastiest case for idempotency, since the user now exists.
+    #[arg(long, default_value_t = 0.0)]
     pub lost_response_rate: f64,
-    /// Every request is answered `503`.
+    /// Every request is answered 503.
+    #[arg(long)]
     pub outage: bool,
     /// Served requests are processed at once but answered only after this long: a client
     /// that dies or gives up meanwhile leaves a user it never heard about.
     #[serde(with = "humantime_serde")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
     pub response_delay: Duration,
-    /// The next this-many requests are answered `503`, unprocessed: a deterministic blip
+    /// The next this-many requests are answered 503, unprocessed: a deterministic blip
     /// for tests.
+    #[arg(long, default_value_t = 0)]
     pub fail_next: u32,
 }
 
