@@ -138,6 +138,14 @@ impl Pipeline {
                 .await;
             let attempts = history.attempts + attempted.calls;
             let inline_retries = attempted.calls.saturating_sub(1);
+            if inline_retries > 0 {
+                tracing::info!(
+                    calls = attempted.calls,
+                    retry_span_ms = attempted.span.as_millis() as u64,
+                    budget_ms = self.inline.budget().as_millis() as u64,
+                    "inline retries finished"
+                );
+            }
             let mut d = match attempted.result {
                 Ok(receipt) => self.terminal(msg, &job, Outcome::from_receipt(receipt), attempts, &history),
                 Err(e) if e.is_transient() => match self.durable.next(history.durable_retries) {

@@ -39,11 +39,18 @@ pub struct InlineRetry {
 pub struct Attempted<T> {
     pub result: Result<T, VendorError>,
     pub calls: u32,
+    /// From the start of the first call to the start of the last: what the budget bounds.
+    pub span: Duration,
 }
 
 impl InlineRetry {
     pub fn new(settings: InlineRetrySettings) -> Self {
         Self { settings }
+    }
+
+    /// No retry starts later than this after the first call.
+    pub fn budget(&self) -> Duration {
+        self.settings.budget
     }
 
     /// The un-jittered ceilings, one per retry.
@@ -67,8 +74,10 @@ impl InlineRetry {
         let started = Instant::now();
         let budget = self.settings.budget;
         let calls = AtomicU32::new(0);
+        let last_start = std::sync::Mutex::new(Duration::ZERO);
         let result = (|| {
             let n = calls.fetch_add(1, Ordering::Relaxed) + 1;
+            *last_start.lock().expect("never poisoned") = started.elapsed();
             call(n)
         })
         .retry(FullJitterBuilder(self.clone()))
@@ -83,7 +92,7 @@ impl InlineRetry {
             (started.elapsed() + wait <= budget).then_some(wait)
         })
         .await;
-        Attempted { result, calls: calls.into_inner() }
+        Attempted { result, calls: calls.into_inner(), span: last_start.into_inner().expect("never poisoned") }
     }
 }
 
@@ -223,6 +232,7 @@ mod tests {
             assert!(w[1] - w[0] >= Duration::from_secs(1));
         }
         assert!(*times.last().unwrap() <= Duration::from_secs(3), "{times:?}");
+        assert_eq!(out.span, *times.last().unwrap(), "the span ends where the last call started");
 
         e.retry_after = Some(Duration::from_secs(60));
         let (out, times) = run_recording(&p, &CancellationToken::new(), |_| Err(e.clone())).await;
