@@ -1,9 +1,9 @@
 //! The admin HTTP port: `/metrics`, `/healthz` (the process is alive) and `/readyz`
-//! (connected to the broker and consuming).
+//! (connected to the broker and consuming, with each account's circuit breaker as detail).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -12,15 +12,27 @@ use axum::routing::get;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
+use crate::circuit_breaker::CircuitBoard;
 use crate::metrics::Metrics;
 
 /// Readiness shared between the worker and the admin port.
 #[derive(Clone, Default)]
 pub struct Health {
     connected: Arc<AtomicBool>,
+    circuits: Arc<RwLock<CircuitBoard>>,
 }
 
 impl Health {
+    /// Shows these breakers on `/readyz`.
+    pub fn watch_circuits(&self, board: CircuitBoard) {
+        *self.circuits.write().expect("never poisoned") = board;
+    }
+
+    /// One line per account's circuit breaker.
+    pub fn circuit_report(&self) -> String {
+        self.circuits.read().expect("never poisoned").report()
+    }
+
     pub fn set_connected(&self, consuming: bool) {
         self.connected.store(consuming, Ordering::SeqCst);
     }
@@ -48,11 +60,18 @@ async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render())
 }
 
+/// An open circuit does not make the replica unready: the vendor is down, not this pod, and
+/// restarting or unrouting pods would not help. It is shown so `kubectl describe` and a
+/// curl tell the on-call engineer which accounts are parked.
 async fn ready_handler(State(s): State<AdminState>) -> impl IntoResponse {
+    let circuits = s.health.circuit_report();
     if s.health.is_ready() {
-        (StatusCode::OK, "ready: connected to the broker and consuming\n")
+        (StatusCode::OK, format!("ready: connected to the broker and consuming\n{circuits}"))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: not connected to the broker or not consuming\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: not connected to the broker or not consuming\n{circuits}"),
+        )
     }
 }
 

@@ -14,6 +14,7 @@ use figment::Figment;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::rate_limit::Rate;
 use crate::vendors::VendorKey;
 
 /// A configuration problem, always naming the key an operator has to change.
@@ -39,6 +40,9 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub retry: RetrySettings,
     pub vendors: VendorsSettings,
+    /// How accounts slow down when a vendor answers 429.
+    pub rate_limit: crate::rate_limit::AdaptiveSettings,
+    pub circuit_breaker: crate::circuit_breaker::BreakerSettings,
     pub admin: AdminSettings,
     pub log: LogSettings,
     pub events: EventSettings,
@@ -254,12 +258,26 @@ impl Default for InlineRetrySettings {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VendorsSettings {
     pub glance: VendorSettings,
     pub netsapiens: VendorSettings,
     pub clienttoolbox: VendorSettings,
+}
+
+impl Default for VendorsSettings {
+    /// None of the vendors documents a rate limit. Glance's docs advise serialising calls
+    /// per group, and a NetSapiens load-generator keeps to 10 sockets per host; these
+    /// defaults follow them. Raise them per vendor or per account once the vendor agrees.
+    fn default() -> Self {
+        let with = |rate, concurrency| VendorSettings {
+            account_rate: Rate::per_second(rate),
+            account_concurrency: concurrency,
+            ..VendorSettings::default()
+        };
+        Self { glance: with(10, 1), netsapiens: with(20, 10), clienttoolbox: with(10, 8) }
+    }
 }
 
 impl VendorsSettings {
@@ -296,6 +314,14 @@ pub struct VendorSettings {
     /// Total time one vendor HTTP call may take.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Each account's request rate, unless the account sets `rate`.
+    pub account_rate: Rate,
+    /// Each account's calls in flight at once (per replica), unless the account sets
+    /// `concurrency`.
+    pub account_concurrency: u16,
+    /// This vendor's durable retry schedule; `retry.tiers` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "humantime_serde_opt_vec")]
+    pub retry_tiers: Option<Vec<Duration>>,
 }
 
 impl Default for VendorSettings {
@@ -306,6 +332,9 @@ impl Default for VendorSettings {
             concurrency: 16,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(15),
+            account_rate: Rate::per_second(10),
+            account_concurrency: 4,
+            retry_tiers: None,
         }
     }
 }
@@ -373,6 +402,12 @@ pub struct AccountSettings {
     /// Credentials, each an `env:NAME` or `file:PATH` reference.
     #[serde(default)]
     pub credentials: BTreeMap<String, SecretSource>,
+    /// Request rate, e.g. `10/s`; `vendors.<vendor>.account_rate` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+    /// Calls in flight at once; `vendors.<vendor>.account_concurrency` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u16>,
 }
 
 /// Where a secret comes from. Literal secrets are refused so none can end up in git.
@@ -464,6 +499,26 @@ mod humantime_serde_vec {
     }
 }
 
+/// `humantime` for an optional list of durations.
+mod humantime_serde_opt_vec {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<Duration>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => super::humantime_serde_vec::serialize(v, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Duration>>, D::Error> {
+        Option::<Vec<String>>::deserialize(d)?
+            .map(|v| v.iter().map(|s| humantime::parse_duration(s).map_err(serde::de::Error::custom)).collect())
+            .transpose()
+    }
+}
+
 /// Where to read settings from.
 #[derive(Clone, Debug)]
 pub struct Sources {
@@ -530,9 +585,36 @@ impl Settings {
         if inline.initial_delay > inline.max_delay {
             return Err(ConfigError::invalid("retry.inline.initial_delay", "must not exceed retry.inline.max_delay"));
         }
-        if self.retry.tiers.iter().any(Duration::is_zero) {
-            return Err(ConfigError::invalid("retry.tiers", "every tier must be longer than 0s"));
+        let mut schedules = vec![("retry.tiers".to_owned(), &self.retry.tiers)];
+        for vendor in VendorKey::ALL {
+            if let Some(tiers) = &self.vendors.get(vendor).retry_tiers {
+                schedules.push((format!("vendors.{vendor}.retry_tiers"), tiers));
+            }
         }
+        for (key, tiers) in schedules {
+            if tiers.is_empty() {
+                // An open circuit breaker parks jobs in a tier; there must be one.
+                return Err(ConfigError::invalid(key, "must list at least one tier"));
+            }
+            if tiers.iter().any(Duration::is_zero) {
+                return Err(ConfigError::invalid(key, "every tier must be longer than 0s"));
+            }
+        }
+        for vendor in VendorKey::ALL {
+            if self.vendors.get(vendor).account_concurrency == 0 {
+                return Err(ConfigError::invalid(
+                    format!("vendors.{vendor}.account_concurrency"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        for (name, account) in &self.accounts {
+            if account.concurrency == Some(0) {
+                return Err(ConfigError::invalid(format!("accounts.{name}.concurrency"), "must be at least 1"));
+            }
+        }
+        self.rate_limit.check().map_err(|(key, message)| ConfigError::invalid(key, message))?;
+        self.circuit_breaker.check().map_err(|(key, message)| ConfigError::invalid(key, message))?;
         if self.topology.delivery_limit == 0 {
             return Err(ConfigError::invalid("topology.delivery_limit", "must be at least 1"));
         }
@@ -593,6 +675,20 @@ impl Settings {
             uri.authority.userinfo.password = source.resolve("amqp.password")?.expose_secret().to_owned();
         }
         Ok(uri)
+    }
+
+    /// The vendor's durable retry schedule.
+    pub fn retry_tiers(&self, vendor: VendorKey) -> &[Duration] {
+        self.vendors.get(vendor).retry_tiers.as_deref().unwrap_or(&self.retry.tiers)
+    }
+
+    /// Every tier of every schedule, shortest first, once each: the tier queues to declare.
+    pub fn all_retry_tiers(&self) -> Vec<Duration> {
+        let mut all: Vec<Duration> = VendorKey::ALL.iter().flat_map(|v| self.retry_tiers(*v).iter().copied()).collect();
+        all.extend(&self.retry.tiers);
+        all.sort();
+        all.dedup();
+        all
     }
 
     pub fn account(&self, name: &str) -> Option<&AccountSettings> {

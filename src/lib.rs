@@ -4,7 +4,9 @@
 //! [`retry`] → [`outcome::Outcome`] → [`pipeline::Disposition`] → [`transport::settle`]
 //! (publish the event, then ack, retry later or dead-letter).
 
+pub mod accounts;
 pub mod admin;
+pub mod circuit_breaker;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -14,6 +16,7 @@ pub mod job;
 pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
+pub mod rate_limit;
 pub mod retry;
 pub mod sandbox;
 pub mod shutdown;

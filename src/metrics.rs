@@ -29,6 +29,10 @@ pub struct Metrics {
     pub broker_connected: IntGauge,
     pub consumers_active: IntGaugeVec,
     pub settle_duration: Histogram,
+    pub admission_wait: HistogramVec,
+    pub vendor_throttled: IntCounterVec,
+    pub circuit_transitions: IntCounterVec,
+    pub circuit_open_accounts: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -51,7 +55,21 @@ impl Metrics {
             "Jobs that reached a terminal event, by vendor, outcome and error class (none for successes).",
             &["vendor", "outcome", "error_class"],
         );
-        let retries = counter("retries_total", "Retries, by vendor and kind (inline or durable).", &["vendor", "kind"]);
+        let retries = counter(
+            "retries_total",
+            "Retries, by vendor and kind: inline, durable (a retry tier), or circuit_open (parked in a tier without calling the vendor).",
+            &["vendor", "kind"],
+        );
+        let vendor_throttled = counter(
+            "vendor_throttled_total",
+            "Vendor answers asking to slow down (429), by vendor; each halves the account's rate for a while.",
+            &["vendor"],
+        );
+        let circuit_transitions = counter(
+            "circuit_transitions_total",
+            "Circuit breaker state changes of the vendor's accounts, by vendor and new state.",
+            &["vendor", "to"],
+        );
         let dead_lettered = counter(
             "dead_lettered_total",
             "Messages put in the dead-letter queue, by vendor and reason (an error class, or undecodable).",
@@ -77,6 +95,23 @@ impl Metrics {
             &["vendor"],
         )
         .expect("valid metric");
+        let admission_wait = HistogramVec::new(
+            HistogramOpts::new(
+                "admission_wait_seconds",
+                "Time a vendor call waited for its account's concurrency cap and rate limit, by vendor.",
+            )
+            .buckets(vec![0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0]),
+            &["vendor"],
+        )
+        .expect("valid metric");
+        let circuit_open_accounts = IntGaugeVec::new(
+            Opts::new(
+                "circuit_open_accounts",
+                "Accounts of the vendor whose circuit breaker is open or half-open in this replica.",
+            ),
+            &["vendor"],
+        )
+        .expect("valid metric");
         let jobs_in_flight =
             IntGaugeVec::new(Opts::new("jobs_in_flight", "Jobs being processed now, by vendor."), &["vendor"])
                 .expect("valid metric");
@@ -99,10 +134,10 @@ impl Metrics {
             IntGaugeVec::new(Opts::new("build_info", "Always 1; the labels say which build is running."), &["version"])
                 .expect("valid metric");
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        for c in [&job_duration, &end_to_end_latency] {
+        for c in [&job_duration, &end_to_end_latency, &admission_wait] {
             registry.register(Box::new(c.clone())).expect("unique metric");
         }
-        for g in [&jobs_in_flight, &consumers_active, &build_info] {
+        for g in [&jobs_in_flight, &consumers_active, &build_info, &circuit_open_accounts] {
             registry.register(Box::new(g.clone())).expect("unique metric");
         }
         registry.register(Box::new(broker_reconnects.clone())).expect("unique metric");
@@ -123,6 +158,10 @@ impl Metrics {
             broker_connected,
             consumers_active,
             settle_duration,
+            admission_wait,
+            vendor_throttled,
+            circuit_transitions,
+            circuit_open_accounts,
         };
         m.touch_series();
         m
@@ -144,8 +183,14 @@ impl Metrics {
                 self.jobs_completed.with_label_values(&[vendor, "failed", class.as_str()]);
                 self.dead_lettered.with_label_values(&[vendor, class.as_str()]);
             }
-            for kind in ["inline", "durable"] {
+            for kind in ["inline", "durable", "circuit_open"] {
                 self.retries.with_label_values(&[vendor, kind]);
+            }
+            self.admission_wait.with_label_values(&[vendor]);
+            self.vendor_throttled.with_label_values(&[vendor]);
+            self.circuit_open_accounts.with_label_values(&[vendor]);
+            for to in ["open", "half_open", "closed"] {
+                self.circuit_transitions.with_label_values(&[vendor, to]);
             }
         }
         self.dead_lettered.with_label_values(&[UNKNOWN_VENDOR, "undecodable"]);
@@ -174,7 +219,12 @@ impl Metrics {
                     self.end_to_end_latency.with_label_values(&[vendor]).observe(secs);
                 }
             }
-            Report::RetryScheduled { .. } => self.retries.with_label_values(&[vendor, "durable"]).inc(),
+            Report::RetryScheduled { circuit_open: false, .. } => {
+                self.retries.with_label_values(&[vendor, "durable"]).inc()
+            }
+            Report::RetryScheduled { circuit_open: true, .. } => {
+                self.retries.with_label_values(&[vendor, "circuit_open"]).inc()
+            }
             Report::Undecodable => self.dead_lettered.with_label_values(&[vendor, "undecodable"]).inc(),
             Report::Deferred => {}
         }

@@ -59,7 +59,7 @@ impl Failure {
             VendorFailure::Rejected => ErrorClass::Rejected,
             VendorFailure::Conflict => ErrorClass::Conflict,
             VendorFailure::Auth => ErrorClass::Auth,
-            VendorFailure::Transient => ErrorClass::Unavailable,
+            VendorFailure::Transient | VendorFailure::Throttled => ErrorClass::Unavailable,
         };
         Self::new(class, e.code.clone(), e.message.clone())
     }

@@ -4,20 +4,25 @@
 //! [`crate::transport::settle`], the only place that acks.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::accounts::{Account, CallError};
+use crate::circuit_breaker::CircuitBoard;
 use crate::config::{Settings, TopologySettings};
 use crate::event::{self, JobRef};
 use crate::job::{self, FieldError, InvalidJob, Job, JobId, Rejection};
+use crate::metrics::Metrics;
 use crate::outcome::{ErrorClass, Failure, Outcome};
-use crate::retry::{tier_name, DurableSchedule, InlineRetry};
+use crate::retry::{tier_name, Attempt, DurableSchedule, InlineRetry};
 use crate::transport::headers as h;
 use crate::transport::{Headers, Inbound, Outbound, OutboundKind};
-use crate::vendors::{Adapter, AnyAdapter, CallContext, VendorKey};
+use crate::vendors::{AnyAdapter, CallContext, VendorError, VendorKey};
 
 /// What to do after publishing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,8 +37,9 @@ pub enum After {
 pub enum Report {
     /// A terminal event: created, existing or failed.
     Terminal { outcome: &'static str, class: Option<ErrorClass>, dead_lettered: bool },
-    /// Parked in a durable retry tier.
-    RetryScheduled { tier: String },
+    /// Parked in a durable retry tier: after a transient failure, or without calling the
+    /// vendor because the account's circuit breaker is open.
+    RetryScheduled { tier: String, circuit_open: bool },
     /// Not a job at all; only dead-lettered.
     Undecodable,
     /// Shutdown began before the vendor was called.
@@ -82,19 +88,32 @@ pub struct Pipeline {
     topology: TopologySettings,
     event_source: String,
     inline: InlineRetry,
-    durable: DurableSchedule,
-    adapters: HashMap<String, AnyAdapter>,
+    durable: HashMap<VendorKey, DurableSchedule>,
+    accounts: HashMap<String, Account>,
+    circuits: CircuitBoard,
 }
 
 impl Pipeline {
-    pub fn new(settings: &Settings, adapters: HashMap<String, AnyAdapter>) -> Self {
+    /// Each adapter is wrapped in its account's rate limiter and circuit breaker, which
+    /// report to `metrics`.
+    pub fn new(settings: &Settings, adapters: HashMap<String, AnyAdapter>, metrics: &Metrics) -> Self {
+        let (accounts, circuits) = crate::accounts::guard(settings, adapters, metrics);
         Self {
             topology: settings.topology.clone(),
             event_source: settings.events.source.clone(),
             inline: InlineRetry::new(settings.retry.inline.clone()),
-            durable: DurableSchedule::new(settings.retry.tiers.clone()),
-            adapters,
+            durable: VendorKey::ALL
+                .into_iter()
+                .map(|v| (v, DurableSchedule::new(settings.retry_tiers(v).to_vec())))
+                .collect(),
+            accounts,
+            circuits,
         }
+    }
+
+    /// Every account's circuit breaker, for `/readyz`.
+    pub fn circuits(&self) -> CircuitBoard {
+        self.circuits.clone()
     }
 
     pub fn topology(&self) -> &TopologySettings {
@@ -110,8 +129,8 @@ impl Pipeline {
             Err(Rejection::Undecodable(reason)) => return self.undecodable(msg, &reason),
             Err(Rejection::Invalid(invalid)) => return self.invalid(msg, invalid, &history),
         };
-        let (adapter, errors) = self.route(&job, msg);
-        let Some(adapter) = adapter.filter(|_| errors.is_empty()) else {
+        let (account, errors) = self.route(&job, msg);
+        let Some(account) = account.filter(|_| errors.is_empty()) else {
             let invalid = InvalidJob {
                 job_id: Some(job.id.clone()),
                 vendor: Some(job.vendor),
@@ -129,34 +148,54 @@ impl Pipeline {
                 return self.deferred(&job);
             }
             let seen_before = msg.redelivered || history.attempts > 0 || history.replayed;
+            // The vendor's own words for the last failure, for when a later call is refused
+            // before it is sent (budget, shutdown).
+            let last_failure: Mutex<Option<VendorError>> = Mutex::new(None);
             let attempted = self
                 .inline
-                .run(shutdown, |n| {
-                    let ctx = CallContext { maybe_seen_before: seen_before || n > 1, inline_attempt: n };
-                    adapter.create_user(&job, ctx)
+                .run(shutdown, |attempt: Attempt| {
+                    let ctx = CallContext {
+                        maybe_seen_before: seen_before || attempt.number > 1,
+                        inline_attempt: attempt.number,
+                    };
+                    let (job, last_failure) = (&job, &last_failure);
+                    async move {
+                        let result = account.create_user(job, ctx, &attempt, shutdown).await;
+                        if let Err(CallError::Vendor(e)) = &result {
+                            *last_failure.lock().expect("never poisoned") = Some(e.clone());
+                        }
+                        result
+                    }
                 })
                 .await;
-            let attempts = history.attempts + attempted.calls;
-            let inline_retries = attempted.calls.saturating_sub(1);
+            let attempts = history.attempts + attempted.sent;
+            let inline_retries = attempted.sent.saturating_sub(1);
             if inline_retries > 0 {
                 tracing::info!(
-                    calls = attempted.calls,
+                    calls = attempted.sent,
                     retry_span_ms = attempted.span.as_millis() as u64,
                     budget_ms = self.inline.budget().as_millis() as u64,
                     "inline retries finished"
                 );
             }
+            let last_failure = last_failure.into_inner().expect("never poisoned");
             let mut d = match attempted.result {
                 Ok(receipt) => self.terminal(msg, &job, Outcome::from_receipt(receipt), attempts, &history),
-                Err(e) if e.is_transient() => match self.durable.next(history.durable_retries) {
-                    Some(tier) => self.retry_later(msg, &job, &e.to_string(), tier, attempts, &history),
-                    None => {
-                        let mut f = Failure::from_vendor(&e);
-                        f.message = format!("gave up after {attempts} attempts and every retry tier: {}", f.message);
-                        self.terminal(msg, &job, Outcome::Failed(f), attempts, &history)
-                    }
-                },
-                Err(e) => self.terminal(msg, &job, Outcome::Failed(Failure::from_vendor(&e)), attempts, &history),
+                Err(CallError::Vendor(e)) if e.is_transient() => self.transient(msg, &job, e, attempts, &history),
+                Err(CallError::Vendor(e)) => {
+                    self.terminal(msg, &job, Outcome::Failed(Failure::from_vendor(&e)), attempts, &history)
+                }
+                Err(CallError::CircuitOpen { retry_in }) => {
+                    self.park_while_open(msg, &job, retry_in, attempts, &history)
+                }
+                Err(CallError::ShutDown) if attempted.sent == 0 => self.deferred(&job),
+                Err(refused @ (CallError::OutOfBudget | CallError::ShutDown)) => {
+                    // Only a retry is refused this way, so there is an earlier failure.
+                    let mut e = last_failure
+                        .unwrap_or_else(|| VendorError::new(crate::vendors::VendorFailure::Transient, "not_sent", ""));
+                    e.message = format!("{}; then {refused}", e.message);
+                    self.transient(msg, &job, e, attempts, &history)
+                }
             };
             d.inline_retries = inline_retries;
             let outcome = match &d.report {
@@ -171,9 +210,36 @@ impl Pipeline {
         .await
     }
 
-    /// Finds the job's adapter, collecting the contract errors that need the config or the
+    /// A transient failure: the next durable tier, or `unavailable` after the last one.
+    fn transient(&self, msg: &Inbound, job: &Job, e: VendorError, attempts: u32, history: &History) -> Disposition {
+        match self.durable[&job.vendor].next(history.durable_retries) {
+            Some(tier) => self.retry_later(msg, job, &e.to_string(), tier, false, attempts, history),
+            None => {
+                let mut f = Failure::from_vendor(&e);
+                f.message = format!("gave up after {attempts} attempts and every retry tier: {}", f.message);
+                self.terminal(msg, job, Outcome::Failed(f), attempts, history)
+            }
+        }
+    }
+
+    /// The account's breaker is open: park the job for about as long as the breaker stays
+    /// open, without using up a tier. It never goes to the DLQ for this.
+    fn park_while_open(
+        &self,
+        msg: &Inbound,
+        job: &Job,
+        retry_in: Duration,
+        attempts: u32,
+        history: &History,
+    ) -> Disposition {
+        let tier = self.durable[&job.vendor].at_least(retry_in).expect("every schedule has a tier (config check)");
+        let why = format!("circuit breaker of account {} is open; next probe in {retry_in:.0?}", job.account.as_str());
+        self.retry_later(msg, job, &why, tier, true, attempts, history)
+    }
+
+    /// Finds the job's account, collecting the contract errors that need the config or the
     /// routing key to see.
-    fn route(&self, job: &Job, msg: &Inbound) -> (Option<&AnyAdapter>, Vec<FieldError>) {
+    fn route(&self, job: &Job, msg: &Inbound) -> (Option<&Account>, Vec<FieldError>) {
         let mut errors = Vec::new();
         let expected_key = Job::routing_key(job.vendor);
         if msg.routing_key != expected_key {
@@ -185,8 +251,8 @@ impl Pipeline {
                 ),
             ));
         }
-        let adapter = self.adapters.get(job.account.as_str());
-        match adapter {
+        let account = self.accounts.get(job.account.as_str());
+        match account {
             None => errors
                 .push(FieldError::new("account", format!("no account named {:?} is configured", job.account.as_str()))),
             Some(a) if a.vendor() != job.vendor => errors.push(FieldError::new(
@@ -195,7 +261,7 @@ impl Pipeline {
             )),
             Some(_) => {}
         }
-        (adapter, errors)
+        (account, errors)
     }
 
     fn terminal(&self, msg: &Inbound, job: &Job, outcome: Outcome, attempts: u32, history: &History) -> Disposition {
@@ -306,12 +372,14 @@ impl Pipeline {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn retry_later(
         &self,
         msg: &Inbound,
         job: &Job,
         error: &str,
-        tier: std::time::Duration,
+        tier: Duration,
+        circuit_open: bool,
         attempts: u32,
         history: &History,
     ) -> Disposition {
@@ -319,19 +387,33 @@ impl Pipeline {
         let tier = tier_name(tier);
         let mut headers = msg.headers.clone();
         h::set_int(&mut headers, h::ATTEMPTS, attempts.into());
-        h::set_int(&mut headers, h::DURABLE_RETRIES, (history.durable_retries + 1).into());
+        if circuit_open {
+            let parked = h::int(&headers, h::CIRCUIT_PARKED).unwrap_or(0);
+            h::set_int(&mut headers, h::CIRCUIT_PARKED, parked + 1);
+        } else {
+            h::set_int(&mut headers, h::DURABLE_RETRIES, (history.durable_retries + 1).into());
+        }
         h::set_text(&mut headers, h::FIRST_FAILED_AT, history.first_failed_at.clone().unwrap_or_else(|| now.clone()));
         h::set_text(&mut headers, h::LAST_FAILED_AT, now);
         h::set_text(&mut headers, h::LAST_ERROR, error);
         h::set_text(&mut headers, h::RETRY_TIER, tier.clone());
         h::set_text(&mut headers, h::ORIGINAL_ROUTING_KEY, msg.routing_key.clone());
-        tracing::info!(tier, attempts, error, "transient failure; parked in a retry tier");
+        if circuit_open {
+            tracing::info!(
+                tier,
+                attempts,
+                reason = error,
+                "circuit open; parked in a retry tier without calling the vendor"
+            );
+        } else {
+            tracing::info!(tier, attempts, error, "transient failure; parked in a retry tier");
+        }
         Disposition {
             // The copy keeps the job's routing key: the tier queue dead-letters it back to
             // the jobs exchange under that key.
             publish: vec![msg.forward(OutboundKind::Retry, self.topology.retry_exchange.clone(), headers)],
             after: After::Ack,
-            report: Report::RetryScheduled { tier },
+            report: Report::RetryScheduled { tier, circuit_open },
             vendor: Some(job.vendor),
             job_id: Some(job.id.to_string()),
             inline_retries: 0,

@@ -2,9 +2,10 @@
 //! retry tiers beyond it. Whether to retry at all is the adapter's classification.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder, Retryable as _};
 use rand::Rng;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -34,13 +35,72 @@ pub struct InlineRetry {
     settings: InlineRetrySettings,
 }
 
+/// What the inline retry needs to know about a failure. The classifier decides it; the
+/// policy here only decides how long to wait.
+pub trait Retryable {
+    /// Worth another call within this delivery.
+    fn retry_inline(&self) -> bool;
+    /// How long the vendor asked us to wait, if it said.
+    fn retry_after(&self) -> Option<Duration>;
+}
+
+impl Retryable for VendorError {
+    fn retry_inline(&self) -> bool {
+        self.is_transient()
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
 /// The result of a call with inline retries, and how many calls it took.
 #[derive(Debug)]
-pub struct Attempted<T> {
-    pub result: Result<T, VendorError>,
+pub struct Attempted<T, E = VendorError> {
+    pub result: Result<T, E>,
     pub calls: u32,
-    /// From the start of the first call to the start of the last: what the budget bounds.
+    /// Calls whose request was sent; a call refused before sending (an open circuit, say)
+    /// is not an attempt at the vendor.
+    pub sent: u32,
+    /// From the first request sent to the last one: what the budget bounds.
     pub span: Duration,
+}
+
+/// When requests actually went out. Admission (rate limits, concurrency caps) may hold a
+/// call before it is sent; the budget runs from the first *send*, so a job that queued for
+/// its account still gets its retries.
+#[derive(Debug, Default)]
+struct Sends {
+    count: u32,
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+/// One call of [`InlineRetry::run`].
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    /// 1-based.
+    pub number: u32,
+    sends: Arc<Mutex<Sends>>,
+    budget: Duration,
+}
+
+impl Attempt {
+    /// Marks the moment the request goes out, after any admission wait.
+    pub fn sending(&self) {
+        let mut sends = self.sends.lock().expect("never poisoned");
+        let now = Instant::now();
+        sends.first.get_or_insert(now);
+        sends.last = Some(now);
+        sends.count += 1;
+    }
+
+    /// A retry must be sent by then, or not at all: an admission wait must not stretch it
+    /// past the budget. `None` for the first call.
+    pub fn send_by(&self) -> Option<Instant> {
+        let sends = self.sends.lock().expect("never poisoned");
+        sends.first.filter(|_| self.number > 1).map(|first| first + self.budget)
+    }
 }
 
 impl InlineRetry {
@@ -48,7 +108,7 @@ impl InlineRetry {
         Self { settings }
     }
 
-    /// No retry starts later than this after the first call.
+    /// No retry is sent later than this after the first request.
     pub fn budget(&self) -> Duration {
         self.settings.budget
     }
@@ -63,36 +123,42 @@ impl InlineRetry {
             .build()
     }
 
-    /// Calls `call` until it succeeds, fails permanently, runs out of attempts or budget, or
+    /// Calls `call` until it succeeds, fails for good, runs out of attempts or budget, or
     /// shutdown begins. A `Retry-After` longer than the backoff is honoured, but a wait that
     /// would end past the budget is not started: the durable tiers take over instead.
-    pub async fn run<T, F, Fut>(&self, shutdown: &CancellationToken, mut call: F) -> Attempted<T>
+    pub async fn run<T, E, F, Fut>(&self, shutdown: &CancellationToken, mut call: F) -> Attempted<T, E>
     where
-        F: FnMut(u32) -> Fut,
-        Fut: std::future::Future<Output = Result<T, VendorError>>,
+        E: Retryable,
+        F: FnMut(Attempt) -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
     {
-        let started = Instant::now();
         let budget = self.settings.budget;
+        let sends = Arc::new(Mutex::new(Sends::default()));
         let calls = AtomicU32::new(0);
-        let last_start = std::sync::Mutex::new(Duration::ZERO);
         let result = (|| {
-            let n = calls.fetch_add(1, Ordering::Relaxed) + 1;
-            *last_start.lock().expect("never poisoned") = started.elapsed();
-            call(n)
+            let number = calls.fetch_add(1, Ordering::Relaxed) + 1;
+            call(Attempt { number, sends: sends.clone(), budget })
         })
         .retry(FullJitterBuilder(self.clone()))
         .sleep(tokio::time::sleep)
-        .when(|e: &VendorError| e.is_transient() && !shutdown.is_cancelled())
-        .adjust(|e: &VendorError, next: Option<Duration>| {
-            let wait = match (next, e.retry_after) {
+        .when(|e: &E| e.retry_inline() && !shutdown.is_cancelled())
+        .adjust(|e: &E, next: Option<Duration>| {
+            let wait = match (next, e.retry_after()) {
                 (None, _) => return None,
                 (Some(d), Some(ra)) => d.max(ra),
                 (Some(d), None) => d,
             };
-            (started.elapsed() + wait <= budget).then_some(wait)
+            let first = sends.lock().expect("never poisoned").first;
+            let elapsed = first.map_or(Duration::ZERO, |f| f.elapsed());
+            (elapsed + wait <= budget).then_some(wait)
         })
         .await;
-        Attempted { result, calls: calls.into_inner(), span: last_start.into_inner().expect("never poisoned") }
+        let sends = sends.lock().expect("never poisoned");
+        let span = match (sends.first, sends.last) {
+            (Some(first), Some(last)) => last - first,
+            _ => Duration::ZERO,
+        };
+        Attempted { result, calls: calls.into_inner(), sent: sends.count, span }
     }
 }
 
@@ -125,6 +191,12 @@ impl DurableSchedule {
     pub fn tiers(&self) -> &[Duration] {
         &self.tiers
     }
+
+    /// Where to park a job for about `wait` without using up a tier: the shortest tier at
+    /// least that long, else the longest.
+    pub fn at_least(&self, wait: Duration) -> Option<Duration> {
+        self.tiers.iter().copied().filter(|t| *t >= wait).min().or_else(|| self.tiers.iter().copied().max())
+    }
 }
 
 /// The stable short name of a tier, used in queue names and headers: `10s`, `1m`, `2h`.
@@ -136,7 +208,6 @@ pub fn tier_name(delay: Duration) -> String {
 mod tests {
     use super::*;
     use crate::vendors::VendorFailure;
-    use std::sync::Mutex;
 
     fn policy(max_attempts: u32, budget_ms: u64) -> InlineRetry {
         InlineRetry::new(InlineRetrySettings {
@@ -156,13 +227,14 @@ mod tests {
         p: &InlineRetry,
         shutdown: &CancellationToken,
         mut answer: impl FnMut(u32) -> Result<(), VendorError>,
-    ) -> (Attempted<()>, Vec<Duration>) {
+    ) -> (Attempted<(), VendorError>, Vec<Duration>) {
         let start = Instant::now();
         let times = Mutex::new(Vec::new());
         let out = p
-            .run(shutdown, |n| {
+            .run(shutdown, |a: Attempt| {
+                a.sending();
                 times.lock().unwrap().push(start.elapsed());
-                let r = answer(n);
+                let r = answer(a.number);
                 async move { r }
             })
             .await;
@@ -193,7 +265,7 @@ mod tests {
     async fn transient_errors_are_retried_until_attempts_run_out_within_the_ceilings() {
         let p = policy(4, 10_000);
         let (out, times) = run_recording(&p, &CancellationToken::new(), |_| Err(transient())).await;
-        assert_eq!(out.calls, 4);
+        assert_eq!((out.calls, out.sent), (4, 4));
         assert!(out.result.unwrap_err().is_transient());
         let gaps: Vec<_> = times.windows(2).map(|w| w[1] - w[0]).collect();
         for (gap, ceiling) in gaps.iter().zip([100, 200, 400]) {
@@ -252,6 +324,32 @@ mod tests {
         assert_eq!(out.calls, 1);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_runs_from_the_first_send_and_bounds_when_a_retry_may_be_sent() {
+        let p = policy(10, 1_000);
+        let start = Instant::now();
+        let deadlines = Mutex::new(Vec::new());
+        let out = p
+            .run(&CancellationToken::new(), |a: Attempt| {
+                let deadline = a.send_by();
+                deadlines.lock().unwrap().push(deadline.map(|d| d - start));
+                async move {
+                    // The first call queues 3 s for its account before it is sent.
+                    if a.number == 1 {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                    }
+                    a.sending();
+                    Err::<(), _>(transient())
+                }
+            })
+            .await;
+        assert!(out.calls > 1, "the admission wait must not eat the budget: {} calls", out.calls);
+        assert!(out.span <= Duration::from_secs(1), "{:?}", out.span);
+        let deadlines = deadlines.into_inner().unwrap();
+        assert_eq!(deadlines[0], None, "the first call has no send-by");
+        assert!(deadlines[1..].iter().all(|d| *d == Some(Duration::from_secs(4))), "{deadlines:?}");
+    }
+
     #[test]
     fn tier_names_are_short_and_stable() {
         let names: Vec<_> =
@@ -260,5 +358,8 @@ mod tests {
         let s = DurableSchedule::new(vec![Duration::from_secs(10), Duration::from_secs(60)]);
         assert_eq!(s.next(0), Some(Duration::from_secs(10)));
         assert_eq!(s.next(2), None);
+        assert_eq!(s.at_least(Duration::from_secs(15)), Some(Duration::from_secs(60)));
+        assert_eq!(s.at_least(Duration::from_secs(600)), Some(Duration::from_secs(60)), "the longest at most");
+        assert_eq!(s.at_least(Duration::ZERO), Some(Duration::from_secs(10)));
     }
 }

@@ -29,8 +29,9 @@ struct App {
 
 impl App {
     fn spawn(settings: &Settings) -> Self {
-        let pipeline = Arc::new(Pipeline::new(settings, build_adapters(settings).unwrap()));
         let (metrics, health, shutdown) = (Metrics::new(), Health::default(), CancellationToken::new());
+        let pipeline = Arc::new(Pipeline::new(settings, build_adapters(settings).unwrap(), &metrics));
+        health.watch_circuits(pipeline.circuits());
         let worker = Worker::new(Arc::new(settings.clone()), pipeline, metrics.clone(), health.clone());
         let handle = tokio::spawn(worker.run(shutdown.clone()));
         Self { shutdown, handle, metrics, health }

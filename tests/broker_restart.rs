@@ -36,9 +36,9 @@ async fn a_broker_restart_loses_no_job_in_flight() {
     settings.topology.audit_queue = format!("{}.audit", settings.topology.events_exchange);
     let probe = Probe::new(&settings).await;
     let health = Health::default();
-    let pipeline = Arc::new(Pipeline::new(&settings, build_adapters(&settings).unwrap()));
-    let shutdown = CancellationToken::new();
     let metrics = Metrics::new();
+    let pipeline = Arc::new(Pipeline::new(&settings, build_adapters(&settings).unwrap(), &metrics));
+    let shutdown = CancellationToken::new();
     let worker = tokio::spawn(
         Worker::new(Arc::new(settings.clone()), pipeline, metrics.clone(), health.clone()).run(shutdown.clone()),
     );

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use common::TestVendors;
 use provisioner::config::Settings;
+use provisioner::metrics::Metrics;
 use provisioner::pipeline::{sample_job, After, Disposition, Pipeline, Report};
 use provisioner::sandbox::Faults;
 use provisioner::transport::headers as h;
@@ -18,7 +19,7 @@ async fn pipeline() -> (Pipeline, TestVendors) {
     let vendors = TestVendors::start(Faults::default()).await;
     let mut settings = Settings::default();
     settings.accounts.insert("acme".to_owned(), vendors.account(VendorKey::Glance));
-    (Pipeline::new(&settings, build_adapters(&settings).unwrap()), vendors)
+    (Pipeline::new(&settings, build_adapters(&settings).unwrap(), &Metrics::new()), vendors)
 }
 
 /// A Glance job the vendor refuses (the role is not provisioned in the group), though it is

@@ -187,7 +187,7 @@ pub async fn run_in_memory() -> anyhow::Result<Summary> {
     let vendors = DemoVendors::start().await?;
     let settings = demo_settings(TopologySettings::default(), &vendors);
     let adapters = build_adapters(&settings)?;
-    let pipeline = Arc::new(Pipeline::new(&settings, adapters));
+    let pipeline = Arc::new(Pipeline::new(&settings, adapters, &Metrics::new()));
     let broker = MemoryBroker::new(settings.topology.clone());
     let samples = samples();
     // The duplicate must arrive after the original is settled, as a redelivery would.
@@ -298,10 +298,11 @@ pub async fn run_on_broker(url: &str) -> anyhow::Result<Summary> {
     )
     .await?;
 
-    let pipeline = Arc::new(Pipeline::new(&settings, build_adapters(&settings)?));
+    let metrics = Metrics::new();
+    let pipeline = Arc::new(Pipeline::new(&settings, build_adapters(&settings)?, &metrics));
     let shutdown = CancellationToken::new();
     let worker =
-        tokio::spawn(Worker::new(settings.clone(), pipeline, Metrics::new(), Health::default()).run(shutdown.clone()));
+        tokio::spawn(Worker::new(settings.clone(), pipeline, metrics, Health::default()).run(shutdown.clone()));
 
     let publisher = ConfirmPublisher::new(ch.clone());
     let samples = samples();

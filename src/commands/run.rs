@@ -16,9 +16,10 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     // Building the adapters resolves every secret and checks every account now: a missing
     // or wrong one stops start-up, naming its key.
     let _ = settings.amqp_uri()?;
-    let pipeline = Arc::new(Pipeline::new(&settings, build_adapters(&settings)?));
     let metrics = Metrics::new();
+    let pipeline = Arc::new(Pipeline::new(&settings, build_adapters(&settings)?, &metrics));
     let health = Health::default();
+    health.watch_circuits(pipeline.circuits());
     let admin_stop = CancellationToken::new();
     let (addr, admin) = admin::serve(settings.admin.listen, metrics.clone(), health.clone(), admin_stop.clone())
         .await

@@ -13,6 +13,9 @@ pub const ATTEMPTS: &str = "provisioner-attempts";
 pub const DURABLE_RETRIES: &str = "provisioner-durable-retries";
 /// Which retry tier queue the headers exchange routes a retry to.
 pub const RETRY_TIER: &str = "provisioner-retry-tier";
+/// Times the job was parked because its account's circuit breaker was open; these do not
+/// count against the retry tiers.
+pub const CIRCUIT_PARKED: &str = "provisioner-circuit-parked";
 pub const FIRST_FAILED_AT: &str = "provisioner-first-failed-at";
 pub const LAST_FAILED_AT: &str = "provisioner-last-failed-at";
 pub const LAST_ERROR: &str = "provisioner-last-error";

@@ -118,8 +118,11 @@ pub enum VendorFailure {
     Conflict,
     /// Credentials or account configuration are wrong; an operator must fix config.
     Auth,
-    /// Worth trying again later: 5xx, 429, timeouts, resets, unreadable bodies.
+    /// Worth trying again later: 5xx, timeouts, resets, unreadable bodies.
     Transient,
+    /// The vendor asked us to slow down (429 or its own words for it): worth trying again,
+    /// and the account's rate limiter slows down.
+    Throttled,
 }
 
 /// A classified vendor error. `message` must never contain a secret.
@@ -140,7 +143,7 @@ impl VendorError {
     }
 
     pub fn is_transient(&self) -> bool {
-        self.failure == VendorFailure::Transient
+        matches!(self.failure, VendorFailure::Transient | VendorFailure::Throttled)
     }
 }
 

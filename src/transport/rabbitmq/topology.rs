@@ -91,9 +91,9 @@ pub async fn declare(ch: &Channel, settings: &Settings) -> Result<(), BrokerErro
     queue(ch, &t.hr_queue, declare_job_queue_args(settings)).await?;
     bind(ch, &t.hr_queue, &t.hr_exchange, "#", FieldTable::default()).await?;
 
-    for delay in &settings.retry.tiers {
-        let tier = tier_name(*delay);
-        let name = retry_queue(settings, *delay);
+    for delay in settings.all_retry_tiers() {
+        let tier = tier_name(delay);
+        let name = retry_queue(settings, delay);
         let mut args = quorum(&t.jobs_exchange);
         args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(delay.as_millis().min(i64::MAX as u128) as i64));
         queue(ch, &name, args).await?;
@@ -124,7 +124,7 @@ pub async fn delete_topology(ch: &Channel, settings: &Settings) {
     let t = &settings.topology;
     let mut queues = vec![t.dead_queue.clone(), t.hr_queue.clone()];
     queues.extend(VendorKey::ALL.map(|v| t.job_queue(v)));
-    queues.extend(settings.retry.tiers.iter().map(|d| retry_queue(settings, *d)));
+    queues.extend(settings.all_retry_tiers().into_iter().map(|d| retry_queue(settings, d)));
     if !t.audit_queue.is_empty() {
         queues.push(t.audit_queue.clone());
     }

@@ -274,7 +274,7 @@ mod tests {
             (xml(xml_error("Invalid account_id")), VendorFailure::Auth, code::UNKNOWN_ACCOUNT),
             (xml(xml_error("Invalid user_role")), VendorFailure::Rejected, code::REJECTED),
             (xml(xml_error("User PIN already exists")), VendorFailure::Conflict, code::DUPLICATE_PIN),
-            (xml(xml_error("Too many requests")), VendorFailure::Transient, code::RATE_LIMITED),
+            (xml(xml_error("Too many requests")), VendorFailure::Throttled, code::RATE_LIMITED),
             (ResponseTemplate::new(503), VendorFailure::Transient, "http_503"),
             (xml("<html>maintenance</html>"), VendorFailure::Transient, code::UNREADABLE),
             (ResponseTemplate::new(404), VendorFailure::Auth, code::WRONG_ENDPOINT),
@@ -297,7 +297,7 @@ mod tests {
         let server = MockServer::start().await;
         answer(&server, "user_new", ResponseTemplate::new(429).insert_header("Retry-After", "3"), 1).await;
         let e = run(&server, &[], FRESH).await.unwrap_err();
-        assert_eq!((e.failure, e.retry_after), (VendorFailure::Transient, Some(Duration::from_secs(3))));
+        assert_eq!((e.failure, e.retry_after), (VendorFailure::Throttled, Some(Duration::from_secs(3))));
     }
 
     #[tokio::test]

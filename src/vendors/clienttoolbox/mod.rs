@@ -56,6 +56,8 @@ pub(crate) mod testing {
                 base_url: base_url.map(str::to_owned),
                 settings: map,
                 credentials,
+                rate: None,
+                concurrency: None,
             },
             _dir: dir,
         }

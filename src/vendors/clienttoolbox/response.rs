@@ -259,7 +259,7 @@ pub fn classify_error(message: &str, cls: &Classifier, retry_after: Option<Durat
     }
     if cls.rate_limit.matches(message) {
         return err(
-            VendorFailure::Transient,
+            VendorFailure::Throttled,
             code::RATE_LIMITED,
             format!("ClientToolbox asks to slow down: {shown}"),
             retry_after,
@@ -312,7 +312,13 @@ fn by_status(status: u16, retry_after: Option<Duration>, body: &[u8], secrets: &
             format!("ClientToolbox answered HTTP {status}: the account's base_url or settings.path is wrong (expected …/api.php)"),
             None,
         ),
-        408 | 429 | 500..=599 => err(
+        429 => err(
+            VendorFailure::Throttled,
+            "http_429",
+            "ClientToolbox answered HTTP 429; slow down and try again later".to_owned(),
+            retry_after,
+        ),
+        408 | 500..=599 => err(
             VendorFailure::Transient,
             &format!("http_{status}"),
             format!("ClientToolbox answered HTTP {status}; try again later"),
@@ -420,7 +426,7 @@ pub fn interpret_lookup(
         }
         let e = classify_error(&answer.message, cls, retry_after, secrets);
         return match e.failure {
-            VendorFailure::Transient => Err(e),
+            VendorFailure::Transient | VendorFailure::Throttled => Err(e),
             // "Invalid type", or a caller allowed to create users but not to read them: this
             // lookup cannot answer, which must not fail a job the create call could still do
             // (wrong credentials fail the create itself as `auth`).
@@ -529,7 +535,7 @@ mod tests {
             ("Authentication failed: invalid user_id or user_password", VendorFailure::Auth, code::AUTH),
             ("Permission denied: this user may not manage users", VendorFailure::Auth, code::AUTH),
             ("Invalid account_id", VendorFailure::Auth, code::UNKNOWN_ACCOUNT),
-            ("Too many requests, slow down", VendorFailure::Transient, code::RATE_LIMITED),
+            ("Too many requests, slow down", VendorFailure::Throttled, code::RATE_LIMITED),
             ("Invalid user_role", VendorFailure::Rejected, code::REJECTED),
             ("Invalid campaign id: 123", VendorFailure::Rejected, code::REJECTED),
             ("Missing required field: user_new_password", VendorFailure::Rejected, code::REJECTED),
@@ -563,7 +569,7 @@ mod tests {
         let e = interpret_create(429, &h, b"", &Classifier::default(), "jdoe", SECRETS).unwrap_err();
         assert_eq!(
             (e.failure, e.code.as_str(), e.retry_after),
-            (VendorFailure::Transient, "http_429", Some(Duration::from_secs(7)))
+            (VendorFailure::Throttled, "http_429", Some(Duration::from_secs(7)))
         );
         let e = interpret_create(503, &h, &xml_error("x").into_bytes(), &Classifier::default(), "jdoe", SECRETS)
             .unwrap_err();

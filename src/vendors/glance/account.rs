@@ -318,6 +318,8 @@ mod tests {
             base_url: None,
             settings: pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>(),
             credentials: creds.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+            rate: None,
+            concurrency: None,
         }
     }
 

@@ -287,6 +287,8 @@ pub(crate) mod tests {
             base_url: Some(base_url.to_owned()),
             settings,
             credentials: [(cred.0.to_owned(), SecretSource::File(file))].into_iter().collect(),
+            rate: None,
+            concurrency: None,
         };
         build("acme", &a, http_settings).unwrap()
     }
@@ -459,11 +461,12 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn server_errors_and_throttling_are_transient_with_retry_after() {
-        for status in [503, 429] {
+        for (status, failure) in [(503, VendorFailure::Transient), (429, VendorFailure::Throttled)] {
             let server = MockServer::start().await;
             on(&server, "/PAPI/NewUser.asp", ResponseTemplate::new(status).insert_header("retry-after", "12"), 1).await;
             let e = adapter(&server).create_user(&jane(), FRESH).await.unwrap_err();
-            assert_eq!((e.failure, e.code.clone()), (VendorFailure::Transient, format!("http_{status}")));
+            assert_eq!((e.failure, e.code.clone()), (failure, format!("http_{status}")));
+            assert!(e.is_transient());
             assert_eq!(e.retry_after, Some(Duration::from_secs(12)));
         }
     }

@@ -173,6 +173,8 @@ mod tests {
             base_url: None,
             settings: pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>(),
             credentials: [(cred.0.to_owned(), SecretSource::File(path))].into_iter().collect(),
+            rate: None,
+            concurrency: None,
         };
         (from_settings("acme", &a).unwrap(), dir)
     }

@@ -115,7 +115,8 @@ pub fn excerpt(s: &str) -> String {
 fn http_status(status: u16, headers: &HeaderMap) -> Option<VendorError> {
     let (failure, message) = match status {
         200..=299 => return None,
-        408 | 425 | 429 => (VendorFailure::Transient, "Glance asked us to slow down; retry later"),
+        429 => (VendorFailure::Throttled, "Glance asked us to slow down; retry later"),
+        408 | 425 => (VendorFailure::Transient, "Glance timed the request out; retry later"),
         500..=599 => (VendorFailure::Transient, "Glance is failing; retry later"),
         300..=399 => {
             (VendorFailure::Auth, "Glance redirected the call; set the account's base_url to the final https URL")
@@ -588,7 +589,7 @@ mod tests {
         for (status, failure) in [
             (503, VendorFailure::Transient),
             (500, VendorFailure::Transient),
-            (429, VendorFailure::Transient),
+            (429, VendorFailure::Throttled),
             (401, VendorFailure::Auth),
             (404, VendorFailure::Auth),
             (302, VendorFailure::Auth),

@@ -242,6 +242,8 @@ pub(crate) mod tests {
             base_url: Some(base_url.to_owned()),
             settings: settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
             credentials,
+            rate: None,
+            concurrency: None,
         }
     }
 
@@ -345,6 +347,8 @@ pub(crate) mod tests {
             base_url: Some("https://pbx.example.com/ns-api/v2".into()),
             settings: BTreeMap::new(),
             credentials: [("api_key".to_owned(), SecretSource::Env("PROVISIONER_TEST_NS_UNSET_KEY".into()))].into(),
+            rate: None,
+            concurrency: None,
         };
         let err = from_settings("a", &s).unwrap_err().to_string();
         assert!(err.contains("accounts.a.credentials.api_key"), "{err}");

@@ -490,7 +490,7 @@ mod tests {
             (error(404, "Domain acme.example does not exist"), VendorFailure::Auth, code::DOMAIN_NOT_FOUND),
             (
                 error(429, "Too Many Requests").insert_header("Retry-After", "3"),
-                VendorFailure::Transient,
+                VendorFailure::Throttled,
                 code::RATE_LIMITED,
             ),
             (error(500, "Internal Server Error"), VendorFailure::Transient, "http_500"),

@@ -298,7 +298,7 @@ fn generic(a: &Answer<'_>) -> VendorError {
     let status = a.status.as_u16();
     let mut err = match status {
         429 => VendorError::new(
-            VendorFailure::Transient,
+            VendorFailure::Throttled,
             code::RATE_LIMITED,
             "NetSapiens is throttling requests (429); retry after the delay it asked for",
         ),
@@ -455,7 +455,7 @@ mod tests {
             (401, body(401, "Authentication Required"), VendorFailure::Auth, code::UNAUTHORIZED),
             (403, body(403, "Domain not found or access denied"), VendorFailure::Auth, code::FORBIDDEN),
             (404, body(404, "Domain acme.example does not exist"), VendorFailure::Auth, code::DOMAIN_NOT_FOUND),
-            (429, body(429, "slow down"), VendorFailure::Transient, code::RATE_LIMITED),
+            (429, body(429, "slow down"), VendorFailure::Throttled, code::RATE_LIMITED),
             (500, body(500, "oops"), VendorFailure::Transient, "http_500"),
             (503, "".into(), VendorFailure::Transient, "http_503"),
             (408, "".into(), VendorFailure::Transient, "http_408"),

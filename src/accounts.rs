@@ -1,0 +1,162 @@
+//! The vendor accounts at run time: each account's adapter behind its circuit breaker and
+//! rate limiter, so every call to a vendor is admitted, paced and judged in one place.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::circuit_breaker::{Admission, CircuitBoard, CircuitBreaker, State, Transition, Verdict};
+use crate::config::Settings;
+use crate::job::Job;
+use crate::metrics::Metrics;
+use crate::rate_limit::{AccountLimiter, Feedback, Refusal};
+use crate::retry::{Attempt, Retryable};
+use crate::vendors::{Adapter, AnyAdapter, CallContext, Receipt, VendorError, VendorFailure, VendorKey};
+
+/// Why a guarded call did not produce a receipt.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("{0}")]
+    Vendor(VendorError),
+    /// The account's breaker is open: the vendor was not called. Park the job; never
+    /// dead-letter it for this.
+    #[error("the account's circuit breaker is open; next probe in {retry_in:?}")]
+    CircuitOpen { retry_in: Duration },
+    /// The account's rate limit or concurrency cap would hold this retry past the inline
+    /// budget: leave it to the durable tiers.
+    #[error("the account's rate limit would hold the retry past the inline budget")]
+    OutOfBudget,
+    /// Shutdown began before the request was sent.
+    #[error("shutdown began before the request was sent")]
+    ShutDown,
+}
+
+impl Retryable for CallError {
+    fn retry_inline(&self) -> bool {
+        matches!(self, CallError::Vendor(e) if e.is_transient())
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            CallError::Vendor(e) => e.retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// One configured account.
+pub struct Account {
+    name: String,
+    adapter: AnyAdapter,
+    limiter: AccountLimiter,
+    breaker: Arc<CircuitBreaker>,
+    metrics: Metrics,
+}
+
+impl Account {
+    pub fn vendor(&self) -> VendorKey {
+        self.adapter.vendor()
+    }
+
+    /// One vendor call: through the breaker, then the limiter, then the adapter; the answer
+    /// goes back to both.
+    pub async fn create_user(
+        &self,
+        job: &Job,
+        ctx: CallContext,
+        attempt: &Attempt,
+        shutdown: &CancellationToken,
+    ) -> Result<Receipt, CallError> {
+        let vendor = self.vendor().as_str();
+        let (admission, transition) = self.breaker.admit();
+        self.note(transition);
+        let ticket = match admission {
+            Admission::Call(ticket) => ticket,
+            Admission::Refused { retry_in } => return Err(CallError::CircuitOpen { retry_in }),
+        };
+        let slot = match self.limiter.admit(shutdown, attempt.send_by()).await {
+            Ok(slot) => slot,
+            Err(Refusal::ShutDown) => return Err(CallError::ShutDown),
+            Err(Refusal::PastDeadline) => return Err(CallError::OutOfBudget),
+        };
+        self.metrics.admission_wait.with_label_values(&[vendor]).observe(slot.waited.as_secs_f64());
+        attempt.sending();
+        let result = self.adapter.create_user(job, ctx).await;
+        drop(slot);
+
+        let (verdict, feedback) = match &result {
+            Ok(_) => (Verdict::Healthy, Feedback::Fine),
+            Err(e) => match e.failure {
+                VendorFailure::Rejected | VendorFailure::Conflict => (Verdict::Healthy, Feedback::Fine),
+                VendorFailure::Auth => (Verdict::AuthFailed, Feedback::Fine),
+                VendorFailure::Transient => (Verdict::Failed, Feedback::Fine),
+                VendorFailure::Throttled => {
+                    self.metrics.vendor_throttled.with_label_values(&[vendor]).inc();
+                    (Verdict::Neutral, Feedback::Throttled { retry_after: e.retry_after })
+                }
+            },
+        };
+        if let Some(share) = self.limiter.feedback(feedback) {
+            let rate = self.limiter.rate().per_sec() * share;
+            match feedback {
+                Feedback::Throttled { .. } => {
+                    tracing::warn!(account = %self.name, vendor, rate_per_sec = rate, share, "vendor throttled the account; slowing down")
+                }
+                Feedback::Fine => {
+                    tracing::info!(account = %self.name, vendor, rate_per_sec = rate, share, "account rate recovering")
+                }
+            }
+        }
+        self.note(self.breaker.record(ticket, verdict));
+        result.map_err(CallError::Vendor)
+    }
+
+    /// Logs and counts a breaker transition.
+    fn note(&self, transition: Option<Transition>) {
+        let Some(t) = transition else { return };
+        let vendor = self.vendor().as_str();
+        self.metrics.circuit_transitions.with_label_values(&[vendor, t.to.as_str()]).inc();
+        let open = self.metrics.circuit_open_accounts.with_label_values(&[vendor]);
+        match (t.from, t.to) {
+            (State::Closed, _) => open.inc(),
+            (_, State::Closed) => open.dec(),
+            _ => {}
+        }
+        match t.to {
+            State::Open => {
+                tracing::warn!(account = %self.name, vendor, reason = %t.reason, "circuit opened: jobs for this account are parked in the retry tiers")
+            }
+            State::HalfOpen => tracing::info!(account = %self.name, vendor, "circuit half-open: probing the vendor"),
+            State::Closed => {
+                tracing::info!(account = %self.name, vendor, reason = %t.reason, "circuit closed: calls resume")
+            }
+        }
+    }
+}
+
+/// Wraps every adapter in its account's limiter and breaker.
+pub fn guard(
+    settings: &Settings,
+    adapters: HashMap<String, AnyAdapter>,
+    metrics: &Metrics,
+) -> (HashMap<String, Account>, CircuitBoard) {
+    let mut accounts = HashMap::new();
+    let mut board = Vec::new();
+    for (name, adapter) in adapters {
+        let vendor = adapter.vendor();
+        let defaults = settings.vendors.get(vendor);
+        let configured = settings.accounts.get(&name);
+        let rate = configured.and_then(|a| a.rate).unwrap_or(defaults.account_rate);
+        let concurrency = configured.and_then(|a| a.concurrency).unwrap_or(defaults.account_concurrency);
+        let concurrency = NonZeroU32::new(concurrency.into()).unwrap_or(NonZeroU32::MIN);
+        let breaker = Arc::new(CircuitBreaker::new(settings.circuit_breaker.clone()));
+        board.push((name.clone(), vendor, breaker.clone()));
+        let limiter = AccountLimiter::new(rate, concurrency, settings.rate_limit.clone());
+        accounts.insert(name.clone(), Account { name, adapter, limiter, breaker, metrics: metrics.clone() });
+    }
+    board.sort_by(|a, b| a.0.cmp(&b.0));
+    (accounts, CircuitBoard::new(board))
+}
