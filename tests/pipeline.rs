@@ -3,10 +3,12 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::TestVendors;
-use provisioner::config::Settings;
+use provisioner::config::{SecretSource, Settings};
 use provisioner::metrics::Metrics;
+use provisioner::outcome::ErrorClass;
 use provisioner::pipeline::{sample_job, After, Disposition, Pipeline, Report};
 use provisioner::sandbox::Faults;
 use provisioner::transport::headers as h;
@@ -167,4 +169,106 @@ async fn the_memory_broker_runs_the_demo_to_the_documented_summary() {
     let classes: std::collections::BTreeSet<&str> =
         summary.rows.iter().filter(|r| r.outcome == "failed").map(|r| r.detail.split(':').next().unwrap()).collect();
     assert_eq!(classes.into_iter().collect::<Vec<_>>(), ["auth", "conflict", "invalid", "rejected", "unavailable"]);
+}
+
+/// A pipeline with one Glance account "acme" whose breaker trips after two failures of two
+/// and probes again 1 s later; one vendor call per delivery, so every call is countable.
+async fn guarded(faults: Faults, password: Option<&str>) -> (Pipeline, TestVendors, Metrics) {
+    let vendors = TestVendors::start(faults).await;
+    let mut settings = Settings::default();
+    let mut account = vendors.account(VendorKey::Glance);
+    if let Some(pw) = password {
+        account.credentials.insert("PartnerPW".into(), SecretSource::Value(pw.to_owned().into()));
+    }
+    settings.accounts.insert("acme".to_owned(), account);
+    settings.retry.inline.max_attempts = 1;
+    settings.circuit_breaker.min_calls = 2;
+    settings.circuit_breaker.open_for = Duration::from_secs(1);
+    let metrics = Metrics::new();
+    (Pipeline::new(&settings, build_adapters(&settings).unwrap(), &metrics), vendors, metrics)
+}
+
+fn gauge(metrics: &Metrics, series: &str) -> f64 {
+    let text = metrics.render();
+    let line = text.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series} in\n{text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+fn glance_job(id: &str) -> Inbound {
+    delivery("create_user.glance", &sample_job(id, VendorKey::Glance, "acme", &format!("E-{id}")), None)
+}
+
+#[tokio::test]
+async fn an_outage_opens_the_circuit_parks_jobs_without_calling_the_vendor_and_a_probe_closes_it() {
+    let outage = Faults { outage: true, ..Faults::default() };
+    let (p, vendors, metrics) = guarded(outage, None).await;
+    let stop = CancellationToken::new();
+    for id in ["o-1", "o-2"] {
+        let d = p.handle(&glance_job(id), &stop).await;
+        assert_eq!(d.report, Report::RetryScheduled { tier: "10s".into(), circuit_open: false }, "{id}");
+    }
+    assert_eq!(gauge(&metrics, "provisioner_circuit_open_accounts{vendor=\"glance\"}"), 1.0);
+    assert!(p.circuits().report().contains("circuit glance/acme: open"), "{}", p.circuits().report());
+
+    // Open: parked in a tier, the vendor not called, no tier used up.
+    let calls = vendors.sandboxes.faults.requests();
+    let d = p.handle(&glance_job("o-3"), &stop).await;
+    assert_eq!(d.report, Report::RetryScheduled { tier: "10s".into(), circuit_open: true });
+    assert_eq!(vendors.sandboxes.faults.requests(), calls, "an open circuit must not call the vendor");
+    let parked = &d.publish[0].headers;
+    assert_eq!((h::int(parked, h::CIRCUIT_PARKED), h::int(parked, h::DURABLE_RETRIES)), (Some(1), None));
+
+    // Even a job that has used up every tier is parked, not dead-lettered, while it is open.
+    let mut spent = glance_job("o-4");
+    h::set_int(&mut spent.headers, h::DURABLE_RETRIES, 5);
+    let d = p.handle(&spent, &stop).await;
+    assert!(matches!(d.report, Report::RetryScheduled { circuit_open: true, .. }), "{:?}", d.report);
+    assert_eq!(kinds(&d), [OutboundKind::Retry]);
+
+    // The vendor is back; once open_for has passed, the next job is the probe and closes it.
+    vendors.sandboxes.faults.set(Faults::default());
+    let mut probe = None;
+    // Polled: each refused job is parked at once, so this loop only spans open_for.
+    for attempt in 0..50 {
+        let d = p.handle(&glance_job(&format!("o-5-{attempt}")), &stop).await;
+        if !matches!(d.report, Report::RetryScheduled { circuit_open: true, .. }) {
+            probe = Some(d);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let probe = probe.expect("a probe within 5 s of open_for (1 s)");
+    assert!(matches!(probe.report, Report::Terminal { outcome: "created", .. }), "{:?}", probe.report);
+    assert!(p.circuits().report().contains("circuit glance/acme: closed"), "{}", p.circuits().report());
+    assert_eq!(gauge(&metrics, "provisioner_circuit_open_accounts{vendor=\"glance\"}"), 0.0);
+    assert_eq!(gauge(&metrics, "provisioner_circuit_transitions_total{to=\"closed\",vendor=\"glance\"}"), 1.0);
+}
+
+#[tokio::test]
+async fn an_auth_failure_fails_its_job_and_opens_the_circuit_at_once() {
+    let (p, vendors, metrics) = guarded(Faults::default(), Some("not-the-password")).await;
+    let stop = CancellationToken::new();
+    let d = p.handle(&glance_job("a-1"), &stop).await;
+    assert_eq!(d.report, Report::Terminal { outcome: "failed", class: Some(ErrorClass::Auth), dead_lettered: true });
+    let report = p.circuits().report();
+    assert!(report.contains("open") && report.contains("credentials"), "{report}");
+    let calls = vendors.sandboxes.faults.requests();
+    let d = p.handle(&glance_job("a-2"), &stop).await;
+    assert!(matches!(d.report, Report::RetryScheduled { circuit_open: true, .. }), "{:?}", d.report);
+    assert_eq!(vendors.sandboxes.faults.requests(), calls);
+    assert!(!report.contains("not-the-password") && !metrics.render().contains("not-the-password"));
+}
+
+#[tokio::test]
+async fn a_429_is_counted_and_slows_the_account_down() {
+    let throttled = Faults { throttle_rate: 1.0, retry_after: Duration::from_secs(1), ..Faults::default() };
+    let (p, _vendors, metrics) = guarded(throttled, None).await;
+    let d = p.handle(&glance_job("t-1"), &CancellationToken::new()).await;
+    assert!(matches!(d.report, Report::RetryScheduled { circuit_open: false, .. }), "{:?}", d.report);
+    assert_eq!(gauge(&metrics, "provisioner_vendor_throttled_total{vendor=\"glance\"}"), 1.0);
+    assert!(p.circuits().report().contains("closed"), "a 429 says nothing about the vendor's health");
+    // The vendor asked for 1 s: the next call waits for it.
+    let started = std::time::Instant::now();
+    p.handle(&glance_job("t-2"), &CancellationToken::new()).await;
+    assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
 }

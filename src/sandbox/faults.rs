@@ -1,6 +1,7 @@
 //! Fault injection for the vendor sandboxes: latency, server errors, throttling, hangs,
 //! lost responses and full outages, adjustable while the sandbox runs.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -62,12 +63,24 @@ pub struct Faults {
 pub struct FaultState {
     faults: Arc<RwLock<Faults>>,
     rng: Arc<Mutex<StdRng>>,
+    /// Vendor API requests that arrived, faulted or not: what a test reads to prove a
+    /// vendor was, or was not, called.
+    requests: Arc<AtomicU64>,
 }
 
 impl FaultState {
     /// `seed` makes a run's sequence of faults repeatable.
     pub fn new(faults: Faults, seed: u64) -> Self {
-        Self { faults: Arc::new(RwLock::new(faults)), rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))) }
+        Self {
+            faults: Arc::new(RwLock::new(faults)),
+            rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))),
+            requests: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Vendor API requests received so far (control paths not counted).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
     }
 
     pub fn get(&self) -> Faults {
@@ -128,6 +141,7 @@ pub async fn inject(State(state): State<FaultState>, req: Request, next: Next) -
     if req.uri().path().starts_with("/_sandbox") {
         return next.run(req).await;
     }
+    state.requests.fetch_add(1, Ordering::SeqCst);
     let faults = state.get();
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;
