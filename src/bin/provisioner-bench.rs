@@ -100,6 +100,10 @@ fn bench_settings(a: &WorkerArgs) -> Settings {
         let cfg = s.vendors.get_mut(v);
         cfg.concurrency = a.concurrency;
         cfg.prefetch = a.prefetch;
+        // The worker is under test, not the vendors' politeness: the sandbox accounts get
+        // a rate and a concurrency cap the scenarios never reach.
+        cfg.account_rate = provisioner::rate_limit::Rate::per_second(1_000_000);
+        cfg.account_concurrency = a.concurrency;
         s.accounts.insert(account_name(v), provisioner::sandbox::account(v, &a.sandbox));
     }
     s
