@@ -206,11 +206,21 @@ pub struct WorkerSettings {
     /// before it is requeued, so a broker-side problem does not become a hot loop.
     #[serde(with = "humantime_serde")]
     pub publish_failure_delay: Duration,
+    /// The longest one delivery may be handled. A handler stuck past it is abandoned and its
+    /// delivery requeued, so the quorum delivery limit dead-letters a job that keeps
+    /// stalling. Keep it well above what a job can legitimately take: a rate-limit pause
+    /// (`rate_limit.max_pause`) plus every inline attempt (`request_timeout` each).
+    #[serde(with = "humantime_serde")]
+    pub handler_timeout: Duration,
 }
 
 impl Default for WorkerSettings {
     fn default() -> Self {
-        Self { drain_deadline: Duration::from_secs(20), publish_failure_delay: Duration::from_secs(1) }
+        Self {
+            drain_deadline: Duration::from_secs(20),
+            publish_failure_delay: Duration::from_secs(1),
+            handler_timeout: Duration::from_secs(300),
+        }
     }
 }
 
@@ -615,6 +625,9 @@ impl Settings {
         }
         self.rate_limit.check().map_err(|(key, message)| ConfigError::invalid(key, message))?;
         self.circuit_breaker.check().map_err(|(key, message)| ConfigError::invalid(key, message))?;
+        if self.worker.handler_timeout.is_zero() {
+            return Err(ConfigError::invalid("worker.handler_timeout", "must be longer than 0s"));
+        }
         if self.topology.delivery_limit == 0 {
             return Err(ConfigError::invalid("topology.delivery_limit", "must be at least 1"));
         }

@@ -33,6 +33,7 @@ pub struct Metrics {
     pub vendor_throttled: IntCounterVec,
     pub circuit_transitions: IntCounterVec,
     pub circuit_open_accounts: IntGaugeVec,
+    pub handler_failures: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -58,6 +59,11 @@ impl Metrics {
         let retries = counter(
             "retries_total",
             "Retries, by vendor and kind: inline, durable (a retry tier), or circuit_open (parked in a tier without calling the vendor).",
+            &["vendor", "kind"],
+        );
+        let handler_failures = counter(
+            "handler_failures_total",
+            "Deliveries whose handler panicked or stalled past worker.handler_timeout, by vendor and kind; each was requeued.",
             &["vendor", "kind"],
         );
         let vendor_throttled = counter(
@@ -162,6 +168,7 @@ impl Metrics {
             vendor_throttled,
             circuit_transitions,
             circuit_open_accounts,
+            handler_failures,
         };
         m.touch_series();
         m
@@ -188,6 +195,9 @@ impl Metrics {
             }
             self.admission_wait.with_label_values(&[vendor]);
             self.vendor_throttled.with_label_values(&[vendor]);
+            for kind in ["panic", "timeout"] {
+                self.handler_failures.with_label_values(&[vendor, kind]);
+            }
             self.circuit_open_accounts.with_label_values(&[vendor]);
             for to in ["open", "half_open", "closed"] {
                 self.circuit_transitions.with_label_values(&[vendor, to]);

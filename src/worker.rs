@@ -234,6 +234,7 @@ impl Worker {
 
         let limit = Arc::new(Semaphore::new(cfg.concurrency.into()));
         let requeue_delay = self.settings.worker.publish_failure_delay;
+        let handler_timeout = self.settings.worker.handler_timeout;
         let (stop, lost, shutdown) = (stop.clone(), lost.clone(), shutdown.clone());
         let (pipeline, metrics, tasks) = (self.pipeline.clone(), self.metrics.clone(), self.tasks.clone());
         tokio::spawn(async move {
@@ -263,12 +264,20 @@ impl Worker {
                     (pipeline.clone(), metrics.clone(), publisher.clone(), shutdown.clone());
                 tasks.spawn(async move {
                     let _permit = permit;
-                    process(&pipeline, &metrics, &publisher, delivery, vendor, &shutdown, requeue_delay).await;
+                    let limits = Limits { requeue_delay, handler_timeout };
+                    process(&pipeline, &metrics, &publisher, delivery, vendor, &shutdown, limits).await;
                 });
             }
         });
         Ok((vendor, channel, tag))
     }
+}
+
+/// Timing rules of one delivery.
+#[derive(Clone, Copy)]
+struct Limits {
+    requeue_delay: std::time::Duration,
+    handler_timeout: std::time::Duration,
 }
 
 /// Handles and settles one delivery, keeping the metrics.
@@ -279,7 +288,7 @@ async fn process(
     delivery: lapin::message::Delivery,
     vendor: VendorKey,
     shutdown: &CancellationToken,
-    requeue_delay: std::time::Duration,
+    limits: Limits,
 ) {
     let started = tokio::time::Instant::now();
     let label = [vendor.as_str()];
@@ -288,14 +297,16 @@ async fn process(
     in_flight.inc();
     let (msg, acker) = rabbitmq::into_inbound(delivery);
     let acker = DeliveryAcker(acker);
-    // A panicking handler must not leave its delivery unacked forever on a live channel:
-    // requeue it, and the quorum delivery limit dead-letters a message that keeps doing it.
-    let handled = std::panic::AssertUnwindSafe(pipeline.handle(&msg, shutdown)).catch_unwind().await;
+    // A panicking or stalled handler must not leave its delivery unacked forever on a live
+    // channel: requeue it, and the quorum delivery limit dead-letters a message that keeps
+    // doing it (a poison message), with `x-first-death-reason: delivery_limit`.
+    let handled = std::panic::AssertUnwindSafe(pipeline.handle(&msg, shutdown)).catch_unwind();
+    let handled = tokio::time::timeout(limits.handler_timeout, handled).await;
     match handled {
-        Ok(disposition) => {
+        Ok(Ok(disposition)) => {
             let settle_started = tokio::time::Instant::now();
             let publisher = Metered { inner: publisher, metrics };
-            match settle(&publisher, acker, &disposition, requeue_delay).await {
+            match settle(&publisher, acker, &disposition, limits.requeue_delay).await {
                 Settled::Acked | Settled::Requeued => metrics.record_settled(&disposition),
                 Settled::PublishFailed(_, e) => {
                     tracing::warn!(job_id = disposition.job_id.as_deref(), error = %e, "publish not confirmed; job requeued");
@@ -306,8 +317,14 @@ async fn process(
             }
             metrics.settle_duration.observe(settle_started.elapsed().as_secs_f64());
         }
-        Err(_) => {
+        Ok(Err(_)) => {
             tracing::error!(%vendor, "job handler panicked; message requeued");
+            metrics.handler_failures.with_label_values(&[vendor.as_str(), "panic"]).inc();
+            let _ = crate::transport::Acknowledge::requeue(acker).await;
+        }
+        Err(_) => {
+            tracing::error!(%vendor, timeout = ?limits.handler_timeout, "job handler stalled past worker.handler_timeout; message requeued");
+            metrics.handler_failures.with_label_values(&[vendor.as_str(), "timeout"]).inc();
             let _ = crate::transport::Acknowledge::requeue(acker).await;
         }
     }

@@ -201,6 +201,30 @@ async fn retries_run_out_into_an_unavailable_failure_in_the_dlq() {
 }
 
 #[tokio::test]
+async fn a_job_that_keeps_stalling_its_handler_ends_in_the_dlq_through_the_delivery_limit() {
+    // The vendor answers after 3 s but the handler may only take 300 ms: every delivery
+    // stalls, is abandoned and requeued, until the quorum delivery limit dead-letters it.
+    let slow = Faults { latency: Duration::from_secs(3), ..Faults::default() };
+    let (mut settings, vendors) = settings_with(&[("acme", VendorKey::Glance)], slow).await;
+    settings.worker.handler_timeout = Duration::from_millis(300);
+    settings.topology.delivery_limit = 2;
+    let probe = Probe::new(&settings).await;
+    let mut dead = probe.observe_dead_letters().await;
+    let app = App::spawn(&settings);
+
+    probe.publish_job(VendorKey::Glance, &sample_job("poison-1", VendorKey::Glance, "acme", "EMP-P")).await;
+    let copy = dead.next(WAIT, "the stalled job in the DLQ").await;
+    assert_eq!(h::text(&copy.headers, "x-first-death-reason"), Some("delivery_limit"), "{:?}", copy.headers);
+    let body: serde_json::Value = serde_json::from_slice(&copy.body).unwrap();
+    assert_eq!(body["job_id"], "poison-1", "the original job, untouched");
+    assert!(app.counter("provisioner_handler_failures_total", &[("kind", "timeout")]) >= 3.0);
+    assert_eq!(probe.ready_count(&settings.topology.job_queue(VendorKey::Glance)).await, 0, "it does not loop");
+    assert_eq!(vendors.creations(VendorKey::Glance, "EMP-P"), 0, "no abandoned call created the user");
+    app.stop().await;
+    probe.teardown().await;
+}
+
+#[tokio::test]
 async fn an_unroutable_event_publish_does_not_ack_the_job() {
     // No audit queue and no observer yet: the events exchange routes nowhere. The hold
     // before the requeue leaves ample time to bind an observer before the next delivery.
