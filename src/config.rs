@@ -766,6 +766,38 @@ mod tests {
     }
 
     #[test]
+    fn a_vendor_may_have_its_own_retry_schedule_and_every_tier_gets_a_queue() {
+        let dir = tempdir_with(
+            "[retry]\ntiers = [\"10s\", \"1m\"]\n[vendors.glance]\nretry_tiers = [\"30s\", \"1m\", \"1h\"]\n",
+        );
+        let s = Settings::load(&sources(dir.path())).unwrap();
+        let secs = |t: &[Duration]| t.iter().map(Duration::as_secs).collect::<Vec<_>>();
+        assert_eq!(secs(s.retry_tiers(VendorKey::Glance)), [30, 60, 3600]);
+        assert_eq!(secs(s.retry_tiers(VendorKey::Netsapiens)), [10, 60]);
+        assert_eq!(secs(&s.all_retry_tiers()), [10, 30, 60, 3600]);
+
+        let dir = tempdir_with("[vendors.clienttoolbox]\nretry_tiers = []\n");
+        let err = Settings::load(&sources(dir.path())).unwrap_err().to_string();
+        assert!(err.contains("vendors.clienttoolbox.retry_tiers") && err.contains("at least one"), "{err}");
+    }
+
+    #[test]
+    fn account_limits_default_per_vendor_and_a_bad_rate_names_its_key() {
+        let dir = tempdir_with("[vendors.netsapiens]\naccount_concurrency = 3\n");
+        let s = Settings::load(&sources(dir.path())).unwrap();
+        assert_eq!(s.vendors.glance.account_concurrency, 1, "Glance keeps its own default");
+        assert_eq!(s.vendors.netsapiens.account_concurrency, 3);
+        assert_eq!(s.vendors.netsapiens.account_rate, Rate::per_second(20), "untouched keys keep the vendor's default");
+
+        let dir = tempdir_with("[accounts.acme]\nvendor = \"glance\"\nrate = \"fast\"\n");
+        let err = Settings::load(&sources(dir.path())).unwrap_err().to_string();
+        assert!(err.contains("accounts.acme.rate") && err.contains("10/s"), "{err}");
+        let dir = tempdir_with("[circuit_breaker]\nfailure_ratio = 1.5\n");
+        let err = Settings::load(&sources(dir.path())).unwrap_err().to_string();
+        assert!(err.contains("circuit_breaker.failure_ratio"), "{err}");
+    }
+
+    #[test]
     fn literal_secrets_are_refused_without_echoing_them() {
         let dir = tempdir_with("[accounts.acme]\nvendor = \"glance\"\ncredentials = { PartnerPW = \"hunter2\" }\n");
         let err = Settings::load(&sources(dir.path())).unwrap_err().to_string();

@@ -272,3 +272,25 @@ async fn a_429_is_counted_and_slows_the_account_down() {
     p.handle(&glance_job("t-2"), &CancellationToken::new()).await;
     assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn a_transient_failure_uses_the_vendors_own_schedule_and_gives_up_after_its_last_tier() {
+    let vendors = TestVendors::start(Faults { outage: true, ..Faults::default() }).await;
+    let mut settings = Settings::default();
+    settings.accounts.insert("acme".to_owned(), vendors.account(VendorKey::Glance));
+    settings.retry.inline.max_attempts = 1;
+    settings.vendors.glance.retry_tiers = Some(vec![Duration::from_secs(3), Duration::from_secs(90)]);
+    let p = Pipeline::new(&settings, build_adapters(&settings).unwrap(), &Metrics::new());
+    let stop = CancellationToken::new();
+    let mut job = glance_job("s-1");
+    for tier in ["3s", "1m30s"] {
+        let d = p.handle(&job, &stop).await;
+        assert_eq!(d.report, Report::RetryScheduled { tier: tier.into(), circuit_open: false });
+        job.headers = d.publish[0].headers.clone();
+    }
+    let d = p.handle(&job, &stop).await;
+    assert_eq!(
+        d.report,
+        Report::Terminal { outcome: "failed", class: Some(ErrorClass::Unavailable), dead_lettered: true }
+    );
+}
