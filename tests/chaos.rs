@@ -477,6 +477,9 @@ async fn thousands_of_jobs_survive_faults_kills_a_disconnect_a_sigterm_and_an_ou
         .filter(|(id, j)| j.kind != Kind::Invalid && !events[id.as_str()].iter().any(|e| e.outcome == "created"))
         .map(|(id, _)| id)
         .collect();
+    // The sandboxes, like the vendors, refuse a second user with the same identity, so a
+    // worker that forgot a user it made would show it here, as a second `created`.
+    let created_twice = events.values().filter(|evs| evs.iter().filter(|e| e.outcome == "created").count() > 1).count();
     let inline_retries: u64 = retries.inline.iter().map(|(calls, _, _)| calls - 1).sum();
     let widest_span = retries.inline.iter().map(|(_, span, _)| *span).max().unwrap_or(0);
     let budget_ms = settings.retry.inline.budget.as_millis();
@@ -510,7 +513,8 @@ async fn thousands_of_jobs_survive_faults_kills_a_disconnect_a_sigterm_and_an_ou
         format!("{} ({})", unannounced.len(), by_vendor.join(", ")),
     );
     row("**lost**", lost.len().to_string());
-    row("**duplicate creations**", duplicate_creations.to_string());
+    row("**duplicate creations** (sandbox ledgers)", duplicate_creations.to_string());
+    row("**jobs announced `created` twice**", created_twice.to_string());
     row(
         "faults injected",
         "10% 5xx, 5% 429 (Retry-After 1 s), 2% hangs past the 1 s timeout, all three vendors".to_owned(),
@@ -543,6 +547,7 @@ async fn thousands_of_jobs_survive_faults_kills_a_disconnect_a_sigterm_and_an_ou
     );
     assert_eq!(left_in_queues, 0, "jobs were left in the job or retry queues");
     assert_eq!(duplicate_creations, 0, "a vendor created a user twice");
+    assert_eq!(created_twice, 0, "jobs were announced `created` twice");
     for (id, j) in &jobs {
         let evs = &events[id.as_str()];
         let created = evs.iter().filter(|e| e.outcome == "created").count();
