@@ -1,0 +1,644 @@
+//! The chaos suite: over 2,000 jobs through the real worker process, RabbitMQ and the vendor
+//! sandboxes while injected faults, SIGKILLs, a forced disconnect, a SIGTERM and a vendor
+//! outage hit them; proves nothing is lost, nothing is created twice and retries keep
+//! their budget, and prints a summary table (also written to `target/chaos-summary.md`).
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{force_close_connections, rabbitmqctl, test_settings, Probe, TestVendors, WorkerProcess};
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use provisioner::config::Settings;
+use provisioner::job::Job;
+use provisioner::pipeline::sample_job;
+use provisioner::retry::tier_name;
+use provisioner::sandbox::Faults;
+use provisioner::transport::headers as h;
+use provisioner::transport::rabbitmq::{self, ConfirmPublisher};
+use provisioner::transport::{Headers, Outbound, OutboundKind, Publisher};
+use provisioner::vendors::VendorKey;
+use tokio::time::Instant;
+
+/// Distinct job ids; every 20th is invalid and another every 20th is published twice.
+const DISTINCT_JOBS: usize = 2_100;
+/// Messages per second the producer publishes, so the chaos below meets jobs in flight.
+const PUBLISH_RATE: f64 = 45.0;
+const PUBLISH_BATCH: usize = 15;
+/// The one vendor that goes fully down, served by sandboxes of its own.
+const OUTAGE_VENDOR: VendorKey = VendorKey::Netsapiens;
+const OUTAGE: Duration = Duration::from_secs(34);
+/// Shorter than the sandboxes' `hang`, so a hang is a client-side timeout.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long an event published just before a crash may take to reach the observer.
+const CRASH_SLACK: Duration = Duration::from_secs(2);
+const WAIT: Duration = Duration::from_secs(30);
+/// Once publishing is over: the outage's jobs still climb the retry tiers.
+const SETTLE_WAIT: Duration = Duration::from_secs(180);
+/// Routing key of the marker published after the last worker stopped: once the observer
+/// reads it, it has read every event before it.
+const SENTINEL: &str = "chaos.sentinel";
+
+/// 10% 5xx, 5% 429 with Retry-After, 2% hangs past the request timeout; a little latency and
+/// a delayed answer, so a kill often lands after the vendor created the user but before the
+/// worker heard of it.
+fn base_faults() -> Faults {
+    Faults {
+        latency: Duration::from_millis(50),
+        response_delay: Duration::from_millis(50),
+        error_rate: 0.10,
+        throttle_rate: 0.05,
+        retry_after: Duration::from_secs(1),
+        hang_rate: 0.02,
+        hang: Duration::from_secs(3),
+        ..Faults::default()
+    }
+}
+
+fn account_name(vendor: VendorKey) -> String {
+    format!("acme-{vendor}")
+}
+
+fn chaos_settings(main: &TestVendors, down: &TestVendors) -> Settings {
+    let mut s = test_settings();
+    for vendor in VendorKey::ALL {
+        let sandboxes = if vendor == OUTAGE_VENDOR { down } else { main };
+        s.accounts.insert(account_name(vendor), sandboxes.account(vendor));
+        s.vendors.get_mut(vendor).request_timeout = REQUEST_TIMEOUT;
+    }
+    // 79 s of tiers: a job that meets the first second of the outage has used six of them
+    // when it ends and still gets three more tries, so no valid job runs out of tiers.
+    s.retry.tiers = [1, 2, 4, 8, 16, 16, 16, 16].map(Duration::from_secs).to_vec();
+    s.retry.inline.max_attempts = 4;
+    s.retry.inline.initial_delay = Duration::from_millis(50);
+    s.retry.inline.max_delay = Duration::from_millis(500);
+    // Long enough to honour one Retry-After of 1 s; a second one goes to the tiers.
+    s.retry.inline.budget = Duration::from_millis(2_500);
+    s
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Valid,
+    Invalid,
+    /// Valid, and published twice.
+    Twice,
+}
+
+struct Planned {
+    vendor: VendorKey,
+    identity: String,
+    kind: Kind,
+}
+
+/// The jobs, and the messages in publishing order: each duplicate follows its original
+/// after 0 to 39 other jobs, so some are processed at the same time and some after.
+fn plan() -> (BTreeMap<String, Planned>, Vec<(VendorKey, serde_json::Value)>) {
+    let mut jobs = BTreeMap::new();
+    let mut messages = Vec::new();
+    let mut pending: Vec<(usize, VendorKey, serde_json::Value)> = Vec::new();
+    for i in 0..DISTINCT_JOBS {
+        let vendor = VendorKey::ALL[i % 3];
+        let identity = match vendor {
+            VendorKey::Glance => format!("EMP-{i:05}"),
+            VendorKey::Netsapiens => format!("{}", 5_000_000 + i),
+            VendorKey::Clienttoolbox => format!("chaos_{i}"),
+        };
+        let kind = match i % 20 {
+            3 => Kind::Invalid,
+            11 => Kind::Twice,
+            _ => Kind::Valid,
+        };
+        let job_id = format!("chaos-{i:05}-{vendor}");
+        let mut body = sample_job(&job_id, vendor, &account_name(vendor), &identity);
+        if kind == Kind::Invalid {
+            // Two ways of breaking the contract: a field it does not know, a value it refuses.
+            if i % 40 == 3 {
+                body["user"]["nickname"] = "JD".into();
+            } else {
+                body["requested_at"] = "yesterday".into();
+            }
+        }
+        if kind == Kind::Twice {
+            pending.push((i + (i / 20) % 40, vendor, body.clone()));
+        }
+        messages.push((vendor, body));
+        jobs.insert(job_id, Planned { vendor, identity, kind });
+        let (due, later): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(at, _, _)| *at <= i);
+        messages.extend(due.into_iter().map(|(_, v, b)| (v, b)));
+        pending = later;
+    }
+    messages.extend(pending.into_iter().map(|(_, v, b)| (v, b)));
+    (jobs, messages)
+}
+
+fn job_message(settings: &Settings, vendor: VendorKey, body: &serde_json::Value) -> Outbound {
+    Outbound {
+        kind: OutboundKind::Job,
+        exchange: settings.topology.jobs_exchange.clone(),
+        routing_key: Job::routing_key(vendor),
+        body: body.to_string().into_bytes(),
+        message_id: body["job_id"].as_str().map(str::to_owned),
+        content_type: Some("application/json".into()),
+        timestamp: Some(chrono::Utc::now().timestamp() as u64),
+        headers: Headers::new(),
+    }
+}
+
+/// Publishes every message at `PUBLISH_RATE` with confirms; returns when each job id was
+/// first published.
+async fn produce(
+    publisher: ConfirmPublisher,
+    settings: Settings,
+    messages: Vec<(VendorKey, serde_json::Value)>,
+) -> HashMap<String, Instant> {
+    let started = Instant::now();
+    let mut first_published = HashMap::new();
+    for (n, batch) in messages.chunks(PUBLISH_BATCH).enumerate() {
+        tokio::time::sleep_until(started + Duration::from_secs_f64((n * PUBLISH_BATCH) as f64 / PUBLISH_RATE)).await;
+        let now = Instant::now();
+        let outs: Vec<Outbound> = batch.iter().map(|(v, b)| job_message(&settings, *v, b)).collect();
+        let confirmed = futures_util::future::join_all(outs.iter().map(|m| publisher.publish(m))).await;
+        for (m, r) in outs.iter().zip(confirmed) {
+            let id = m.message_id.clone().unwrap();
+            r.unwrap_or_else(|e| panic!("the broker did not confirm job {id}: {e}"));
+            first_published.entry(id).or_insert(now);
+        }
+    }
+    first_published
+}
+
+/// A terminal event as the observer saw it.
+#[derive(Clone, Debug)]
+struct Seen {
+    at: Instant,
+    job_id: String,
+    outcome: String,
+    class: Option<String>,
+}
+
+/// Reads every event on a connection of the test's own (a forced close of the worker's
+/// connection does not touch it) until the sentinel arrives.
+async fn observe(probe: &Probe) -> (Arc<Mutex<Vec<Seen>>>, tokio::task::JoinHandle<()>) {
+    let ch = probe.conn.create_channel().await.unwrap();
+    let queue = format!("chaos-observer.{}", uuid::Uuid::new_v4().simple());
+    let opts = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
+    ch.queue_declare(queue.as_str().into(), opts, FieldTable::default()).await.unwrap();
+    let exchange = probe.settings.topology.events_exchange.as_str();
+    ch.queue_bind(
+        queue.as_str().into(),
+        exchange.into(),
+        "#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let consume = BasicConsumeOptions { no_ack: true, ..Default::default() };
+    let mut consumer =
+        ch.basic_consume(queue.as_str().into(), "".into(), consume, FieldTable::default()).await.unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let task = tokio::spawn(async move {
+        let _channel = ch;
+        while let Some(delivery) = consumer.next().await {
+            let d = delivery.expect("the observer's connection stays up");
+            if d.routing_key.as_str() == SENTINEL {
+                return;
+            }
+            let e: serde_json::Value = serde_json::from_slice(&d.data).expect("events are JSON");
+            let outcome = e["type"].as_str().unwrap_or_default().trim_start_matches("provisioning.user.").to_owned();
+            sink.lock().unwrap().push(Seen {
+                at: Instant::now(),
+                job_id: e["subject"].as_str().unwrap_or_default().to_owned(),
+                outcome,
+                class: e["data"]["error"]["class"].as_str().map(str::to_owned),
+            });
+        }
+        panic!("the observer's consumer ended before the sentinel");
+    });
+    (seen, task)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Kill,
+    ForcedClose,
+    Term,
+}
+
+/// Seconds after publishing starts.
+const SCRIPT: [(u64, Step); 4] = [(4, Step::Kill), (13, Step::ForcedClose), (20, Step::Kill), (28, Step::Term)];
+const OUTAGE_AT: u64 = 8;
+
+/// A SIGKILL, a forced close or a SIGTERM, from when it began to when the worker was whole
+/// again.
+#[derive(Debug)]
+struct Disruption {
+    what: Step,
+    from: Instant,
+    to: Instant,
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else { return String::new() };
+    let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).await;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out).await;
+    out
+}
+
+async fn in_flight(admin: std::net::SocketAddr) -> u32 {
+    http_get(admin, "/metrics")
+        .await
+        .lines()
+        .filter(|l| l.starts_with("provisioner_jobs_in_flight{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u32>().ok())
+        .sum()
+}
+
+/// Waits until the worker has jobs in flight, so that a disruption hits work, not idleness.
+async fn wait_busy(admin: std::net::SocketAddr, worker: &WorkerProcess) {
+    let deadline = Instant::now() + WAIT;
+    while in_flight(admin).await < 2 {
+        assert!(Instant::now() < deadline, "the worker never had jobs in flight:\n{}", worker.all_logs());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn count_logged(worker: &WorkerProcess, needle: &str) -> usize {
+    worker.all_logs().lines().filter(|l| l.contains(needle)).count()
+}
+
+/// Messages (ready and unacked) in the named queues, from the broker's own count.
+fn messages_in(queues: &[String]) -> u64 {
+    let listing = rabbitmqctl(&["list_queues", "name", "messages", "--no-table-headers", "--quiet"]);
+    listing
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(name, _)| queues.iter().any(|q| q == name))
+        .filter_map(|(_, n)| n.trim().parse::<u64>().ok())
+        .sum()
+}
+
+/// Every dead letter, taken: its job id and `provisioner-reason`.
+async fn drain_dead_letters(probe: &Probe) -> Vec<(String, String)> {
+    let queue = probe.settings.topology.dead_queue.as_str();
+    let mut out = Vec::new();
+    while let Some(m) = probe.channel.basic_get(queue.into(), BasicGetOptions { no_ack: true }).await.unwrap() {
+        let msg = rabbitmq::inbound(&m.delivery);
+        let id = h::text(&msg.headers, h::JOB_ID).map(str::to_owned).or(msg.message_id.clone()).unwrap_or_default();
+        out.push((id, h::text(&msg.headers, h::REASON).unwrap_or("(none)").to_owned()));
+    }
+    out
+}
+
+/// What the worker logged about retries, across every process of the run.
+#[derive(Default)]
+struct RetryLog {
+    /// `(calls, retry_span_ms, budget_ms)` of each "inline retries finished".
+    inline: Vec<(u64, u64, u64)>,
+    /// Tier parkings by vendor.
+    parked: BTreeMap<String, usize>,
+    /// Job ids with a failed vendor call: the call may have been served (a timeout), so the
+    /// user may exist while no `created` was announced.
+    failed_calls: std::collections::HashSet<String>,
+}
+
+impl RetryLog {
+    fn read(logs: &str) -> Self {
+        let mut r = RetryLog::default();
+        for v in logs.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+            let job = v["span"]["job_id"].as_str().map(str::to_owned);
+            match v["message"].as_str() {
+                Some("inline retries finished") => {
+                    let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} missing in {v}"));
+                    r.inline.push((n("calls"), n("retry_span_ms"), n("budget_ms")));
+                }
+                Some("transient failure; parked in a retry tier") => {
+                    *r.parked.entry(v["span"]["vendor"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
+                }
+                _ => continue,
+            }
+            r.failed_calls.extend(job);
+        }
+        r
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_jobs_survive_faults_kills_a_disconnect_a_sigterm_and_an_outage() {
+    let run_started = Instant::now();
+    let main = TestVendors::start(base_faults()).await;
+    let down = TestVendors::start(base_faults()).await;
+    let settings = chaos_settings(&main, &down);
+    let sandboxes_of = |vendor| if vendor == OUTAGE_VENDOR { &down } else { &main };
+    let probe = Probe::new(&settings).await;
+    let (seen, observer) = observe(&probe).await;
+    let (jobs, messages) = plan();
+    let mut published: HashMap<String, usize> = HashMap::new();
+    for (_, body) in &messages {
+        *published.entry(body["job_id"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+
+    let mut worker = WorkerProcess::start(&settings);
+    let mut admin = worker.admin_when_consuming().await;
+    let mut retired: Vec<WorkerProcess> = Vec::new();
+    let mut disruptions: Vec<Disruption> = Vec::new();
+    let t0 = Instant::now();
+    let producer = tokio::spawn(produce(probe.publisher.clone(), settings.clone(), messages.clone()));
+    let outage = {
+        let faults = down.sandboxes.faults.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(t0 + Duration::from_secs(OUTAGE_AT)).await;
+            faults.set(Faults { outage: true, ..base_faults() });
+            let began = Instant::now();
+            tokio::time::sleep(OUTAGE).await;
+            faults.set(base_faults());
+            began.elapsed()
+        })
+    };
+
+    // The script. Each step waits for its moment and then for a condition (jobs in flight,
+    // a clean exit, a reconnect); the invariants below never depend on its timing.
+    for (moment, step) in SCRIPT {
+        tokio::time::sleep_until(t0 + Duration::from_secs(moment)).await;
+        wait_busy(admin, &worker).await;
+        let from = Instant::now();
+        match step {
+            Step::ForcedClose => {
+                let consuming = count_logged(&worker, "connected and consuming");
+                let closed = force_close_connections(&settings.amqp.connection_name);
+                assert!(closed >= 1, "the worker's connection was not found to close");
+                common::wait_until(WAIT, "the worker reconnects after the forced close", || {
+                    count_logged(&worker, "connected and consuming") > consuming
+                })
+                .await;
+            }
+            Step::Kill => {
+                worker.signal("-KILL");
+                worker.wait_exit(WAIT).await;
+            }
+            Step::Term => {
+                worker.signal("-TERM");
+                let status = worker.wait_exit(WAIT).await;
+                assert!(status.success(), "SIGTERM must drain and exit 0, got {status:?}:\n{}", worker.all_logs());
+                assert!(worker.logged("drained"), "the drain did not finish in time:\n{}", worker.all_logs());
+            }
+        }
+        disruptions.push(Disruption { what: step, from, to: Instant::now() });
+        if matches!(step, Step::Kill | Step::Term) {
+            retired.push(std::mem::replace(&mut worker, WorkerProcess::start(&settings)));
+            admin = worker.admin_when_consuming().await;
+        }
+    }
+    let outage = outage.await.unwrap();
+
+    let first_published = producer.await.expect("every job published");
+    let published_by = Instant::now();
+
+    // Every published message must reach a terminal event. A miss is reported in the table
+    // (as lost) before the assertions fail.
+    let settle_deadline = Instant::now() + SETTLE_WAIT;
+    let all_ended = || {
+        let seen = seen.lock().unwrap();
+        let mut ended: HashMap<&str, usize> = HashMap::new();
+        for e in seen.iter() {
+            *ended.entry(e.job_id.as_str()).or_default() += 1;
+        }
+        published.iter().all(|(id, n)| ended.get(id.as_str()).copied().unwrap_or(0) >= *n)
+    };
+    while !all_ended() && Instant::now() < settle_deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A job parked in a tier by a worker that was killed before its ack exists twice; wait
+    // for the broker to hold nothing more for the worker.
+    let mut queues: Vec<String> = VendorKey::ALL.iter().map(|v| settings.topology.job_queue(*v)).collect();
+    queues.extend(
+        settings.retry.tiers.iter().map(|t| format!("{}.{}", settings.topology.retry_queue_prefix, tier_name(*t))),
+    );
+    while messages_in(&queues) > 0 && Instant::now() < settle_deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let left_in_queues = messages_in(&queues);
+    let settled_after = published_by.elapsed();
+
+    worker.signal("-TERM");
+    let status = worker.wait_exit(WAIT).await;
+    assert!(status.success(), "the last worker must drain and exit 0, got {status:?}:\n{}", worker.all_logs());
+    retired.push(worker);
+    let sentinel = Outbound {
+        kind: OutboundKind::Event,
+        exchange: settings.topology.events_exchange.clone(),
+        routing_key: SENTINEL.into(),
+        body: b"{}".to_vec(),
+        message_id: None,
+        content_type: None,
+        timestamp: None,
+        headers: Headers::new(),
+    };
+    probe.publisher.publish(&sentinel).await.expect("sentinel confirmed");
+    tokio::time::timeout(WAIT, observer).await.expect("the observer reads up to the sentinel").unwrap();
+    let dead = drain_dead_letters(&probe).await;
+    let logs: String = retired.iter().map(|w| w.all_logs() + "\n").collect();
+    let retries = RetryLog::read(&logs);
+    let seen = seen.lock().unwrap().clone();
+    let wall = run_started.elapsed();
+
+    // ---- What happened, per job id.
+    let mut events: HashMap<&str, Vec<&Seen>> = HashMap::new();
+    for e in &seen {
+        events.entry(e.job_id.as_str()).or_default().push(e);
+    }
+    let count = |outcome: &str| seen.iter().filter(|e| e.outcome == outcome).count();
+    let mut failed_by_class: BTreeMap<String, usize> = BTreeMap::new();
+    for e in seen.iter().filter(|e| e.outcome == "failed") {
+        *failed_by_class.entry(e.class.clone().unwrap_or_default()).or_default() += 1;
+    }
+    let lost: Vec<&String> = published
+        .iter()
+        .filter(|(id, n)| events.get(id.as_str()).map_or(0, Vec::len) < **n)
+        .map(|(id, _)| id)
+        .collect();
+    let duplicate_creations: u32 = jobs
+        .values()
+        .filter(|j| j.kind != Kind::Invalid)
+        .map(|j| sandboxes_of(j.vendor).creations(j.vendor, &j.identity).saturating_sub(1))
+        .sum();
+    let in_a_disruption =
+        |from: Instant, to: Instant| disruptions.iter().any(|d| from <= d.to + CRASH_SLACK && to >= d.from);
+    let crash_duplicates =
+        jobs.iter().filter(|(id, _)| events.get(id.as_str()).map_or(0, Vec::len) > published[id.as_str()]).count();
+    let unannounced: Vec<&String> = jobs
+        .iter()
+        .filter(|(id, j)| j.kind != Kind::Invalid && !events[id.as_str()].iter().any(|e| e.outcome == "created"))
+        .map(|(id, _)| id)
+        .collect();
+    // The sandboxes, like the vendors, refuse a second user with the same identity, so a
+    // worker that forgot a user it made would show it here, as a second `created`.
+    let created_twice = events.values().filter(|evs| evs.iter().filter(|e| e.outcome == "created").count() > 1).count();
+    let inline_retries: u64 = retries.inline.iter().map(|(calls, _, _)| calls - 1).sum();
+    let widest_span = retries.inline.iter().map(|(_, span, _)| *span).max().unwrap_or(0);
+    let budget_ms = settings.retry.inline.budget.as_millis();
+
+    let valid = jobs.values().filter(|j| j.kind != Kind::Invalid).count();
+    let twice = jobs.values().filter(|j| j.kind == Kind::Twice).count();
+    let mut table = String::new();
+    let mut row = |k: &str, v: String| writeln!(table, "| {k} | {v} |").unwrap();
+    row("jobs published (messages)", messages.len().to_string());
+    row(
+        "distinct job ids",
+        format!("{} ({valid} valid, {} invalid, {twice} published twice)", jobs.len(), jobs.len() - valid),
+    );
+    row("terminal events", seen.len().to_string());
+    row("created", count("created").to_string());
+    row("existing", count("existing").to_string());
+    for (class, n) in &failed_by_class {
+        row(&format!("failed: {class}"), n.to_string());
+    }
+    row("retries: inline (calls beyond the first)", format!("{inline_retries} in {} deliveries", retries.inline.len()));
+    row("retries: inline, widest span / budget", format!("{widest_span} ms / {budget_ms} ms"));
+    let parked: usize = retries.parked.values().sum();
+    let by_vendor: Vec<String> = retries.parked.iter().map(|(v, n)| format!("{v} {n}")).collect();
+    row("retries: durable (tier parkings)", format!("{parked} ({})", by_vendor.join(", ")));
+    row("dead-lettered", dead.len().to_string());
+    row("jobs with a repeated terminal event (crash windows)", crash_duplicates.to_string());
+    let by_vendor: Vec<String> = VendorKey::ALL
+        .iter()
+        .map(|v| format!("{v} {}", unannounced.iter().filter(|id| jobs[id.as_str()].vendor == *v).count()))
+        .collect();
+    row(
+        "valid jobs announced only as `existing` (the vendor acted, the worker did not hear it)",
+        format!("{} ({})", unannounced.len(), by_vendor.join(", ")),
+    );
+    row("**lost**", lost.len().to_string());
+    row("**duplicate creations** (sandbox ledgers)", duplicate_creations.to_string());
+    row("**jobs announced `created` twice**", created_twice.to_string());
+    row(
+        "faults injected",
+        "10% 5xx, 5% 429 (Retry-After 1 s), 2% hangs past the 1 s timeout, all three vendors".to_owned(),
+    );
+    row("outage", format!("{OUTAGE_VENDOR}, {:.1} s", outage.as_secs_f64()));
+    let list: Vec<&str> = disruptions
+        .iter()
+        .map(|d| match d.what {
+            Step::Kill => "SIGKILL",
+            Step::ForcedClose => "forced close",
+            Step::Term => "SIGTERM",
+        })
+        .collect();
+    row("disruptions (in order)", list.join(", "));
+    row("settled after the last publish", format!("{:.1} s", settled_after.as_secs_f64()));
+    row("wall time", format!("{:.1} s", wall.as_secs_f64()));
+    let summary = format!("## Chaos suite\n\n| measure | value |\n| --- | ---: |\n{table}");
+    eprintln!("\n{summary}");
+    let target = std::path::Path::new(env!("CARGO_BIN_EXE_provisioner")).parent().and_then(|p| p.parent());
+    if let Some(target) = target {
+        std::fs::write(target.join("chaos-summary.md"), &summary).expect("the summary is written under target/");
+    }
+
+    // ---- The invariants.
+    assert!(
+        lost.is_empty(),
+        "{} published jobs never reached a terminal event, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert_eq!(left_in_queues, 0, "jobs were left in the job or retry queues");
+    assert_eq!(duplicate_creations, 0, "a vendor created a user twice");
+    assert_eq!(created_twice, 0, "jobs were announced `created` twice");
+    for (id, j) in &jobs {
+        let evs = &events[id.as_str()];
+        let created = evs.iter().filter(|e| e.outcome == "created").count();
+        assert!(created <= 1, "{id}: {created} `created` events");
+        match j.kind {
+            Kind::Invalid => {
+                assert!(evs.iter().all(|e| e.class.as_deref() == Some("invalid")), "{id}: {evs:?}");
+                assert_eq!(sandboxes_of(j.vendor).creations(j.vendor, &j.identity), 0, "{id} reached the vendor");
+            }
+            Kind::Valid | Kind::Twice => {
+                assert_eq!(
+                    sandboxes_of(j.vendor).creations(j.vendor, &j.identity),
+                    1,
+                    "{id}: not created exactly once"
+                );
+                assert!(
+                    evs.iter().all(|e| e.outcome == "created" || e.outcome == "existing"),
+                    "{id} did not end well: {evs:?}"
+                );
+                // For a job published once, `created` comes first when it comes: a
+                // redelivery finds the user. The two copies of a duplicate may finish in
+                // either order.
+                if j.kind == Kind::Valid {
+                    assert!(evs.iter().skip(1).all(|e| e.outcome == "existing"), "{id}: {evs:?}");
+                }
+            }
+        }
+        // A job published once ends once, unless a disruption cut the settling of a
+        // delivery whose event was out already.
+        if evs.len() > published[id.as_str()] && j.kind != Kind::Twice {
+            for pair in evs.windows(2) {
+                assert!(
+                    in_a_disruption(pair[0].at, pair[1].at),
+                    "{id} ended twice with no crash in between: {evs:?}; disruptions {disruptions:?}"
+                );
+            }
+        }
+    }
+    // A user that exists with no `created` to say so was created by a delivery that did not
+    // live to announce it: one cut by a disruption, or one whose call timed out after the
+    // vendor had served it. Anything else would be an adapter answering `existing` wrongly.
+    for id in &unannounced {
+        let last = events[id.as_str()].iter().map(|e| e.at).max().unwrap();
+        assert!(
+            in_a_disruption(first_published[id.as_str()], last) || retries.failed_calls.contains(id.as_str()),
+            "{id}: the user exists but no delivery announced `created`, with no crash or failed call to explain it"
+        );
+    }
+    let twice_created = jobs
+        .iter()
+        .filter(|(id, j)| j.kind == Kind::Twice && events[id.as_str()].iter().any(|e| e.outcome == "created"))
+        .count();
+    assert!(twice_created > 0, "no job published twice was announced as created at all");
+
+    // The DLQ holds exactly the failed jobs, each as often as it failed (a disruption between
+    // the event and the dead letter of one delivery can only add an event).
+    let mut dead_by_id: HashMap<&str, usize> = HashMap::new();
+    for (id, reason) in &dead {
+        *dead_by_id.entry(id.as_str()).or_default() += 1;
+        let failed = events.get(id.as_str()).map(|e| e.iter().find(|e| e.outcome == "failed")).unwrap_or_default();
+        let class = failed.and_then(|e| e.class.as_deref());
+        assert_eq!(Some(reason.as_str()), class, "dead letter {id} has no matching failed event");
+    }
+    for (id, evs) in &events {
+        let failed = evs.iter().filter(|e| e.outcome == "failed").count();
+        let dead = dead_by_id.get(id).copied().unwrap_or(0);
+        assert!(failed == 0 || dead >= 1, "{id} failed but is not in the DLQ");
+        assert!(dead <= failed, "{id} is in the DLQ {dead} times for {failed} failures");
+    }
+    let mut dead_ids: Vec<&str> = dead_by_id.keys().copied().collect();
+    let mut invalid_ids: Vec<&str> =
+        jobs.iter().filter(|(_, j)| j.kind == Kind::Invalid).map(|(id, _)| id.as_str()).collect();
+    dead_ids.sort_unstable();
+    invalid_ids.sort_unstable();
+    assert_eq!(dead_ids, invalid_ids, "the DLQ must hold exactly the invalid jobs");
+
+    // No inline retry started past its budget, and there were some.
+    assert!(!retries.inline.is_empty(), "no delivery retried inline: the faults did not bite");
+    for (calls, span, budget) in &retries.inline {
+        assert!(span <= budget, "an inline retry ran {span} ms into a {budget} ms budget ({calls} calls)");
+    }
+    assert!(
+        retries.parked.contains_key(OUTAGE_VENDOR.as_str()),
+        "nothing was parked in a retry tier: the outage did not bite"
+    );
+    assert!(outage >= Duration::from_secs(30), "the outage lasted only {outage:?}");
+
+    probe.teardown().await;
+}
