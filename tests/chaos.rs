@@ -79,6 +79,19 @@ fn chaos_settings(main: &TestVendors, down: &TestVendors) -> Settings {
     s.retry.inline.max_delay = Duration::from_millis(500);
     // Long enough to honour one Retry-After of 1 s; a second one goes to the tiers.
     s.retry.inline.budget = Duration::from_millis(2_500);
+    // The injected 429s are random, not a limit the worker could stay under: with the
+    // shipped pace (Glance one call at a time, 10/s, each 429 pausing the account for its
+    // Retry-After) the suite would measure the pause, not the worker. The slow-down still
+    // runs on every 429, from a rate the load never reaches, and briefer pauses.
+    for vendor in VendorKey::ALL {
+        let v = s.vendors.get_mut(vendor);
+        v.account_rate = "200/s".parse().unwrap();
+        v.account_concurrency = 8;
+    }
+    s.rate_limit.recovery_interval = Duration::from_secs(1);
+    s.rate_limit.recovery_step = 0.2;
+    s.rate_limit.min_share = 0.1;
+    s.rate_limit.max_pause = Duration::from_millis(200);
     s
 }
 
