@@ -6,6 +6,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::circuit_breaker::{Admission, CircuitBoard, CircuitBreaker, State, Transition, Verdict};
@@ -32,6 +33,10 @@ pub enum CallError {
     /// Shutdown began before the request was sent.
     #[error("shutdown began before the request was sent")]
     ShutDown,
+    /// The job's first call could not be admitted within `rate_limit.max_wait`: the
+    /// account is saturated. Park the job without using up a tier rather than hold it.
+    #[error("the account's rate limit and concurrency cap admitted no call within rate_limit.max_wait")]
+    AccountBusy,
 }
 
 impl Retryable for CallError {
@@ -50,6 +55,7 @@ impl Retryable for CallError {
 /// One configured account.
 pub struct Account {
     name: String,
+    max_wait: Duration,
     adapter: AnyAdapter,
     limiter: AccountLimiter,
     breaker: Arc<CircuitBreaker>,
@@ -61,8 +67,11 @@ impl Account {
         self.adapter.vendor()
     }
 
-    /// One vendor call: through the breaker, then the limiter, then the adapter; the answer
+    /// One vendor call: through the limiter, then the breaker, then the adapter; the answer
     /// goes back to both.
+    ///
+    /// The limiter comes first so the breaker is asked at the last moment: a call that
+    /// queued for its slot while the breaker opened must not go out.
     pub async fn create_user(
         &self,
         job: &Job,
@@ -71,20 +80,28 @@ impl Account {
         shutdown: &CancellationToken,
     ) -> Result<Receipt, CallError> {
         let vendor = self.vendor().as_str();
+        if attempt.number > 1 && shutdown.is_cancelled() {
+            return Err(CallError::ShutDown);
+        }
+        // A first call waits at most `rate_limit.max_wait`; a retry must go out within the
+        // inline budget.
+        let deadline = attempt.send_by().unwrap_or_else(|| Instant::now() + self.max_wait);
+        let slot = match self.limiter.admit(shutdown, Some(deadline)).await {
+            Ok(slot) => slot,
+            Err(Refusal::ShutDown) => return Err(CallError::ShutDown),
+            Err(Refusal::PastDeadline) if attempt.number == 1 => return Err(CallError::AccountBusy),
+            Err(Refusal::PastDeadline) => return Err(CallError::OutOfBudget),
+        };
         let (admission, transition) = self.breaker.admit();
         self.note(transition);
         let ticket = match admission {
             Admission::Call(ticket) => ticket,
             Admission::Refused { retry_in } => return Err(CallError::CircuitOpen { retry_in }),
         };
-        let slot = match self.limiter.admit(shutdown, attempt.send_by()).await {
-            Ok(slot) => slot,
-            Err(Refusal::ShutDown) => return Err(CallError::ShutDown),
-            Err(Refusal::PastDeadline) => return Err(CallError::OutOfBudget),
-        };
         self.metrics.admission_wait.with_label_values(&[vendor]).observe(slot.waited.as_secs_f64());
         attempt.sending();
         let result = self.adapter.create_user(job, ctx).await;
+        let pace = slot.ticket();
         drop(slot);
 
         let (verdict, feedback) = match &result {
@@ -99,7 +116,7 @@ impl Account {
                 }
             },
         };
-        if let Some(share) = self.limiter.feedback(feedback) {
+        if let Some(share) = self.limiter.feedback(pace, feedback) {
             let rate = self.limiter.rate().per_sec() * share;
             match feedback {
                 Feedback::Throttled { .. } => {
@@ -111,7 +128,17 @@ impl Account {
             }
         }
         self.note(self.breaker.record(ticket, verdict));
-        result.map_err(CallError::Vendor)
+        match result {
+            // The vendor is failing and the breaker is (now) open: this job is parked like
+            // the ones refused at the door, so even the probe's job or the one whose failure
+            // opened the breaker does not use up a tier. An outage of any length never
+            // dead-letters a job.
+            Err(e) if e.is_transient() => match self.breaker.retry_in() {
+                Some(retry_in) => Err(CallError::CircuitOpen { retry_in }),
+                None => Err(CallError::Vendor(e)),
+            },
+            other => other.map_err(CallError::Vendor),
+        }
     }
 
     /// Logs and counts a breaker transition.
@@ -155,7 +182,8 @@ pub fn guard(
         let breaker = Arc::new(CircuitBreaker::new(settings.circuit_breaker.clone()));
         board.push((name.clone(), vendor, breaker.clone()));
         let limiter = AccountLimiter::new(rate, concurrency, settings.rate_limit.clone());
-        accounts.insert(name.clone(), Account { name, adapter, limiter, breaker, metrics: metrics.clone() });
+        let max_wait = settings.rate_limit.max_wait;
+        accounts.insert(name.clone(), Account { name, max_wait, adapter, limiter, breaker, metrics: metrics.clone() });
     }
     board.sort_by(|a, b| a.0.cmp(&b.0));
     (accounts, CircuitBoard::new(board))

@@ -31,6 +31,9 @@ pub struct BreakerSettings {
     pub min_calls: u32,
     #[serde(with = "humantime_serde")]
     pub window: Duration,
+    /// Also opens after this many failed calls in a row, however long they took: a slow
+    /// account (one call at a time, long timeouts) may never fill the window.
+    pub consecutive_failures: u32,
     /// How long it stays open before a probe; doubled after each failed probe.
     #[serde(with = "humantime_serde")]
     pub open_for: Duration,
@@ -44,6 +47,7 @@ impl Default for BreakerSettings {
             failure_ratio: 0.5,
             min_calls: 10,
             window: Duration::from_secs(30),
+            consecutive_failures: 5,
             open_for: Duration::from_secs(15),
             max_open_for: Duration::from_secs(300),
         }
@@ -55,6 +59,9 @@ impl BreakerSettings {
     pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
         if !(self.failure_ratio > 0.0 && self.failure_ratio <= 1.0) {
             return Err(("circuit_breaker.failure_ratio", "must be above 0 and at most 1"));
+        }
+        if self.consecutive_failures == 0 {
+            return Err(("circuit_breaker.consecutive_failures", "must be at least 1"));
         }
         if self.min_calls == 0 {
             return Err(("circuit_breaker.min_calls", "must be at least 1"));
@@ -168,6 +175,8 @@ struct Inner {
     probing: bool,
     reason: Option<String>,
     buckets: [Bucket; BUCKETS],
+    /// Failed calls since the last healthy one.
+    consecutive: u32,
 }
 
 #[derive(Debug)]
@@ -190,6 +199,7 @@ impl CircuitBreaker {
                 probing: false,
                 reason: None,
                 buckets: [Bucket::default(); BUCKETS],
+                consecutive: 0,
             }),
         }
     }
@@ -231,6 +241,7 @@ impl CircuitBreaker {
                 Verdict::Healthy => {
                     inner.state = State::Closed;
                     inner.opens = 0;
+                    inner.consecutive = 0;
                     inner.buckets = [Bucket::default(); BUCKETS];
                     Some(Transition { from: State::HalfOpen, to: State::Closed, reason: "the probe succeeded".into() })
                 }
@@ -258,15 +269,35 @@ impl CircuitBreaker {
                 }
                 bucket.calls += 1;
                 bucket.failures += u32::from(failed);
+                inner.consecutive = if failed { inner.consecutive + 1 } else { 0 };
                 let (calls, failures) = Self::totals(&inner.buckets, epoch);
-                let tripped = failed
+                let by_ratio = failed
                     && calls >= self.settings.min_calls
                     && f64::from(failures) >= self.settings.failure_ratio * f64::from(calls);
-                tripped.then(|| {
+                if by_ratio {
                     let window = humantime::format_duration(self.settings.window);
-                    self.open(&mut inner, now, format!("{failures} of the last {calls} calls failed within {window}"))
-                })
+                    Some(self.open(
+                        &mut inner,
+                        now,
+                        format!("{failures} of the last {calls} calls failed within {window}"),
+                    ))
+                } else if inner.consecutive >= self.settings.consecutive_failures {
+                    let n = inner.consecutive;
+                    Some(self.open(&mut inner, now, format!("the last {n} calls failed in a row")))
+                } else {
+                    None
+                }
             }
+        }
+    }
+
+    /// `None` while closed; otherwise about how long until calls go through again.
+    pub fn retry_in(&self) -> Option<Duration> {
+        let inner = self.inner.lock().expect("never poisoned");
+        match inner.state {
+            State::Closed => None,
+            State::Open => Some(inner.until.saturating_duration_since(Instant::now())),
+            State::HalfOpen => Some(self.settings.open_for),
         }
     }
 
@@ -288,6 +319,7 @@ impl CircuitBreaker {
         inner.until = now + open_for;
         inner.opens += 1;
         inner.probing = false;
+        inner.consecutive = 0;
         inner.reason = Some(reason.clone());
         Transition {
             from,
@@ -351,6 +383,7 @@ mod tests {
             failure_ratio: 0.5,
             min_calls: 4,
             window: Duration::from_secs(10),
+            consecutive_failures: 100,
             open_for: Duration::from_secs(5),
             max_open_for: Duration::from_secs(15),
         })
@@ -387,6 +420,26 @@ mod tests {
             assert_eq!(call(&b, Verdict::Healthy), Ok(None));
         }
         assert_eq!(call(&b, Verdict::Failed), Ok(None), "1 of 4 in the window: stays closed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_of_failures_opens_it_even_when_too_slow_to_fill_the_window() {
+        let b = CircuitBreaker::new(BreakerSettings {
+            consecutive_failures: 3,
+            min_calls: 100,
+            ..BreakerSettings::default()
+        });
+        for _ in 0..2 {
+            assert_eq!(call(&b, Verdict::Failed), Ok(None));
+            tokio::time::sleep(Duration::from_secs(20)).await;
+        }
+        assert_eq!(call(&b, Verdict::Healthy), Ok(None), "a healthy call breaks the run");
+        assert_eq!(call(&b, Verdict::Failed), Ok(None));
+        assert_eq!(call(&b, Verdict::Neutral), Ok(None), "a 429 neither breaks nor extends it");
+        assert_eq!(call(&b, Verdict::Failed), Ok(None));
+        let t = call(&b, Verdict::Failed).unwrap().expect("three in a row");
+        assert!(t.reason.contains("the last 3 calls failed in a row"), "{}", t.reason);
+        assert_eq!(b.retry_in(), Some(BreakerSettings::default().open_for));
     }
 
     #[tokio::test(start_paused = true)]

@@ -208,8 +208,8 @@ pub struct WorkerSettings {
     pub publish_failure_delay: Duration,
     /// The longest one delivery may be handled. A handler stuck past it is abandoned and its
     /// delivery requeued, so the quorum delivery limit dead-letters a job that keeps
-    /// stalling. Keep it well above what a job can legitimately take: a rate-limit pause
-    /// (`rate_limit.max_pause`) plus every inline attempt (`request_timeout` each).
+    /// stalling. Keep it well above what a job can legitimately take: the wait for its account
+    /// (`rate_limit.max_wait`) plus every inline attempt (`request_timeout` each).
     #[serde(with = "humantime_serde")]
     pub handler_timeout: Duration,
 }
@@ -625,8 +625,11 @@ impl Settings {
         }
         self.rate_limit.check().map_err(|(key, message)| ConfigError::invalid(key, message))?;
         self.circuit_breaker.check().map_err(|(key, message)| ConfigError::invalid(key, message))?;
-        if self.worker.handler_timeout.is_zero() {
-            return Err(ConfigError::invalid("worker.handler_timeout", "must be longer than 0s"));
+        if self.worker.handler_timeout <= self.rate_limit.max_wait + self.retry.inline.budget {
+            return Err(ConfigError::invalid(
+                "worker.handler_timeout",
+                "must be longer than rate_limit.max_wait plus retry.inline.budget, or a job queued for its account is abandoned",
+            ));
         }
         if self.topology.delivery_limit == 0 {
             return Err(ConfigError::invalid("topology.delivery_limit", "must be at least 1"));

@@ -58,7 +58,7 @@ impl Metrics {
         );
         let retries = counter(
             "retries_total",
-            "Retries, by vendor and kind: inline, durable (a retry tier), or circuit_open (parked in a tier without calling the vendor).",
+            "Retries, by vendor and kind: inline, durable (a retry tier), circuit_open or account_busy (parked in a tier without using it up).",
             &["vendor", "kind"],
         );
         let handler_failures = counter(
@@ -190,7 +190,7 @@ impl Metrics {
                 self.jobs_completed.with_label_values(&[vendor, "failed", class.as_str()]);
                 self.dead_lettered.with_label_values(&[vendor, class.as_str()]);
             }
-            for kind in ["inline", "durable", "circuit_open"] {
+            for kind in ["inline", "durable", "circuit_open", "account_busy"] {
                 self.retries.with_label_values(&[vendor, kind]);
             }
             self.admission_wait.with_label_values(&[vendor]);
@@ -229,12 +229,7 @@ impl Metrics {
                     self.end_to_end_latency.with_label_values(&[vendor]).observe(secs);
                 }
             }
-            Report::RetryScheduled { circuit_open: false, .. } => {
-                self.retries.with_label_values(&[vendor, "durable"]).inc()
-            }
-            Report::RetryScheduled { circuit_open: true, .. } => {
-                self.retries.with_label_values(&[vendor, "circuit_open"]).inc()
-            }
+            Report::RetryScheduled { why, .. } => self.retries.with_label_values(&[vendor, why.as_str()]).inc(),
             Report::Undecodable => self.dead_lettered.with_label_values(&[vendor, "undecodable"]).inc(),
             Report::Deferred => {}
         }

@@ -37,13 +37,34 @@ pub enum After {
 pub enum Report {
     /// A terminal event: created, existing or failed.
     Terminal { outcome: &'static str, class: Option<ErrorClass>, dead_lettered: bool },
-    /// Parked in a durable retry tier: after a transient failure, or without calling the
-    /// vendor because the account's circuit breaker is open.
-    RetryScheduled { tier: String, circuit_open: bool },
+    /// Parked in a durable retry tier.
+    RetryScheduled { tier: String, why: Parked },
     /// Not a job at all; only dead-lettered.
     Undecodable,
     /// Shutdown began before the vendor was called.
     Deferred,
+}
+
+/// Why a job was parked in a retry tier. Only a failure uses up a tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parked {
+    /// A transient failure: the next tier of the vendor's schedule.
+    Failure,
+    /// The account's circuit breaker is open (or this job's failure opened it).
+    CircuitOpen,
+    /// The account's rate limit admitted no call within `rate_limit.max_wait`.
+    AccountBusy,
+}
+
+impl Parked {
+    /// The `kind` label of `provisioner_retries_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Parked::Failure => "durable",
+            Parked::CircuitOpen => "circuit_open",
+            Parked::AccountBusy => "account_busy",
+        }
+    }
 }
 
 /// The pipeline's decision for one delivery.
@@ -186,7 +207,17 @@ impl Pipeline {
                     self.terminal(msg, &job, Outcome::Failed(Failure::from_vendor(&e)), attempts, &history)
                 }
                 Err(CallError::CircuitOpen { retry_in }) => {
-                    self.park_while_open(msg, &job, retry_in, attempts, &history)
+                    let tier = self.durable[&job.vendor].at_least(retry_in).expect("every schedule has a tier");
+                    let why = format!(
+                        "circuit breaker of account {} is open; next probe in {retry_in:.0?}",
+                        job.account.as_str()
+                    );
+                    self.retry_later(msg, &job, &why, tier, Parked::CircuitOpen, attempts, &history)
+                }
+                Err(CallError::AccountBusy) => {
+                    let tier = self.durable[&job.vendor].at_least(Duration::ZERO).expect("every schedule has a tier");
+                    let why = format!("account {} is saturated: {}", job.account.as_str(), CallError::AccountBusy);
+                    self.retry_later(msg, &job, &why, tier, Parked::AccountBusy, attempts, &history)
                 }
                 Err(CallError::ShutDown) if attempted.sent == 0 => self.deferred(&job),
                 Err(refused @ (CallError::OutOfBudget | CallError::ShutDown)) => {
@@ -213,28 +244,13 @@ impl Pipeline {
     /// A transient failure: the next durable tier, or `unavailable` after the last one.
     fn transient(&self, msg: &Inbound, job: &Job, e: VendorError, attempts: u32, history: &History) -> Disposition {
         match self.durable[&job.vendor].next(history.durable_retries) {
-            Some(tier) => self.retry_later(msg, job, &e.to_string(), tier, false, attempts, history),
+            Some(tier) => self.retry_later(msg, job, &e.to_string(), tier, Parked::Failure, attempts, history),
             None => {
                 let mut f = Failure::from_vendor(&e);
                 f.message = format!("gave up after {attempts} attempts and every retry tier: {}", f.message);
                 self.terminal(msg, job, Outcome::Failed(f), attempts, history)
             }
         }
-    }
-
-    /// The account's breaker is open: park the job for about as long as the breaker stays
-    /// open, without using up a tier. It never goes to the DLQ for this.
-    fn park_while_open(
-        &self,
-        msg: &Inbound,
-        job: &Job,
-        retry_in: Duration,
-        attempts: u32,
-        history: &History,
-    ) -> Disposition {
-        let tier = self.durable[&job.vendor].at_least(retry_in).expect("every schedule has a tier (config check)");
-        let why = format!("circuit breaker of account {} is open; next probe in {retry_in:.0?}", job.account.as_str());
-        self.retry_later(msg, job, &why, tier, true, attempts, history)
     }
 
     /// Finds the job's account, collecting the contract errors that need the config or the
@@ -379,7 +395,7 @@ impl Pipeline {
         job: &Job,
         error: &str,
         tier: Duration,
-        circuit_open: bool,
+        why: Parked,
         attempts: u32,
         history: &History,
     ) -> Disposition {
@@ -387,33 +403,44 @@ impl Pipeline {
         let tier = tier_name(tier);
         let mut headers = msg.headers.clone();
         h::set_int(&mut headers, h::ATTEMPTS, attempts.into());
-        if circuit_open {
-            let parked = h::int(&headers, h::CIRCUIT_PARKED).unwrap_or(0);
-            h::set_int(&mut headers, h::CIRCUIT_PARKED, parked + 1);
-        } else {
-            h::set_int(&mut headers, h::DURABLE_RETRIES, (history.durable_retries + 1).into());
+        match why {
+            Parked::Failure => h::set_int(&mut headers, h::DURABLE_RETRIES, (history.durable_retries + 1).into()),
+            Parked::CircuitOpen => {
+                let parked = h::int(&headers, h::CIRCUIT_PARKED).unwrap_or(0);
+                h::set_int(&mut headers, h::CIRCUIT_PARKED, parked + 1);
+            }
+            Parked::AccountBusy => {}
         }
         h::set_text(&mut headers, h::FIRST_FAILED_AT, history.first_failed_at.clone().unwrap_or_else(|| now.clone()));
         h::set_text(&mut headers, h::LAST_FAILED_AT, now);
         h::set_text(&mut headers, h::LAST_ERROR, error);
         h::set_text(&mut headers, h::RETRY_TIER, tier.clone());
         h::set_text(&mut headers, h::ORIGINAL_ROUTING_KEY, msg.routing_key.clone());
-        if circuit_open {
-            tracing::info!(
-                tier,
-                attempts,
-                reason = error,
-                "circuit open; parked in a retry tier without calling the vendor"
-            );
-        } else {
-            tracing::info!(tier, attempts, error, "transient failure; parked in a retry tier");
+        match why {
+            Parked::Failure => tracing::info!(tier, attempts, error, "transient failure; parked in a retry tier"),
+            Parked::CircuitOpen => {
+                tracing::info!(
+                    tier,
+                    attempts,
+                    reason = error,
+                    "circuit open; parked in a retry tier without using it up"
+                )
+            }
+            Parked::AccountBusy => {
+                tracing::info!(
+                    tier,
+                    attempts,
+                    reason = error,
+                    "account busy; parked in a retry tier without using it up"
+                )
+            }
         }
         Disposition {
             // The copy keeps the job's routing key: the tier queue dead-letters it back to
             // the jobs exchange under that key.
             publish: vec![msg.forward(OutboundKind::Retry, self.topology.retry_exchange.clone(), headers)],
             after: After::Ack,
-            report: Report::RetryScheduled { tier, circuit_open },
+            report: Report::RetryScheduled { tier, why },
             vendor: Some(job.vendor),
             job_id: Some(job.id.to_string()),
             inline_retries: 0,

@@ -100,6 +100,11 @@ pub struct AdaptiveSettings {
     /// more likely wrong than serious, and the jobs are safer parked in a retry tier.
     #[serde(with = "humantime_serde")]
     pub max_pause: Duration,
+    /// The longest a job's first call waits for its account (slot, pause, rate). Beyond
+    /// it the job is parked in the shortest retry tier, without using it up, instead of
+    /// being held in memory.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
 }
 
 impl Default for AdaptiveSettings {
@@ -110,6 +115,7 @@ impl Default for AdaptiveSettings {
             recovery_step: 0.1,
             recovery_interval: Duration::from_secs(5),
             max_pause: Duration::from_secs(60),
+            max_wait: Duration::from_secs(30),
         }
     }
 }
@@ -125,6 +131,9 @@ impl AdaptiveSettings {
         }
         if !(self.recovery_step > 0.0 && self.recovery_step <= 1.0) {
             return Err(("rate_limit.recovery_step", "must be above 0 and at most 1"));
+        }
+        if self.max_wait.is_zero() {
+            return Err(("rate_limit.max_wait", "must be longer than 0s"));
         }
         if self.recovery_interval.is_zero() {
             return Err(("rate_limit.recovery_interval", "must be longer than 0s"));
@@ -156,6 +165,9 @@ struct Pace {
     since: Instant,
     /// No call before this (the vendor's `Retry-After`).
     paused_until: Option<Instant>,
+    /// Bumped at every slow-down. The 429s of calls admitted before it answer the old
+    /// pace, which is already cut: one burst of 429s is one congestion event, one cut.
+    generation: u64,
 }
 
 /// What the vendor said about the pace of the last call.
@@ -189,12 +201,31 @@ pub struct Slot {
     _permit: OwnedSemaphorePermit,
     /// How long the call waited to be admitted.
     pub waited: Duration,
+    /// The pace generation the call was admitted under.
+    generation: u64,
 }
+
+impl Slot {
+    /// What to hand to [`AccountLimiter::feedback`] once the call is answered; the slot
+    /// itself can be released first.
+    pub fn ticket(&self) -> PaceTicket {
+        PaceTicket(self.generation)
+    }
+}
+
+/// Which pace a call was admitted under.
+#[derive(Clone, Copy, Debug)]
+pub struct PaceTicket(u64);
 
 impl AccountLimiter {
     pub fn new(rate: Rate, concurrency: NonZeroU32, adaptive: AdaptiveSettings) -> Self {
-        let pace =
-            Pace { share: 1.0, limiter: Arc::new(limiter(rate, 1.0)), since: Instant::now(), paused_until: None };
+        let pace = Pace {
+            share: 1.0,
+            limiter: Arc::new(limiter(rate, 1.0, true)),
+            since: Instant::now(),
+            paused_until: None,
+            generation: 0,
+        };
         Self { rate, slots: Arc::new(Semaphore::new(concurrency.get() as usize)), adaptive, pace: Mutex::new(pace) }
     }
 
@@ -204,22 +235,28 @@ impl AccountLimiter {
     pub async fn admit(&self, shutdown: &CancellationToken, deadline: Option<Instant>) -> Result<Slot, Refusal> {
         let started = Instant::now();
         let far = started + Duration::from_secs(86_400 * 365);
+        // Biased, shutdown first: once it has begun no call may be admitted, even when a
+        // slot is free at the same moment.
         let permit = tokio::select! {
+            biased;
             _ = shutdown.cancelled() => return Err(Refusal::ShutDown),
             _ = tokio::time::sleep_until(deadline.unwrap_or(far)) => return Err(Refusal::PastDeadline),
             p = self.slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
         };
         loop {
-            let (limiter, paused_until) = {
+            let (limiter, paused_until, generation) = {
                 let mut pace = self.pace.lock().expect("never poisoned");
                 self.recover(&mut pace);
-                (pace.limiter.clone(), pace.paused_until)
+                (pace.limiter.clone(), pace.paused_until, pace.generation)
             };
+            if shutdown.is_cancelled() {
+                return Err(Refusal::ShutDown);
+            }
             let now = Instant::now();
             let wait = match paused_until.filter(|until| *until > now) {
                 Some(until) => until - now,
                 None => match limiter.check() {
-                    Ok(()) => break,
+                    Ok(()) => return Ok(Slot { _permit: permit, waited: started.elapsed(), generation }),
                     Err(not_until) => not_until.wait_time_from(TokioClock.now()),
                 },
             };
@@ -227,16 +264,16 @@ impl AccountLimiter {
                 return Err(Refusal::PastDeadline);
             }
             tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => return Err(Refusal::ShutDown),
                 _ = tokio::time::sleep(wait) => {}
             }
         }
-        Ok(Slot { _permit: permit, waited: started.elapsed() })
     }
 
     /// Adjusts the pace after a call. Returns the new share of the configured rate when it
     /// changed, for the log.
-    pub fn feedback(&self, feedback: Feedback) -> Option<f64> {
+    pub fn feedback(&self, admitted: PaceTicket, feedback: Feedback) -> Option<f64> {
         let mut pace = self.pace.lock().expect("never poisoned");
         match feedback {
             Feedback::Fine => {
@@ -250,6 +287,10 @@ impl AccountLimiter {
                     let until = now + wait.min(self.adaptive.max_pause);
                     pace.paused_until = Some(pace.paused_until.map_or(until, |u| u.max(until)));
                 }
+                if admitted.0 < pace.generation {
+                    return None;
+                }
+                pace.generation += 1;
                 let share = (pace.share * self.adaptive.slowdown).max(self.adaptive.min_share);
                 self.set_share(&mut pace, share, now);
                 Some(share)
@@ -289,15 +330,18 @@ impl AccountLimiter {
             pace.share = share;
             // A fresh limiter forgets the old one's burst credit, which is what a slow-down
             // wants: no burst right after a 429.
-            pace.limiter = Arc::new(limiter(self.rate, share));
+            pace.limiter = Arc::new(limiter(self.rate, share, false));
         }
     }
 }
 
-fn limiter(rate: Rate, share: f64) -> Limiter {
+/// The burst (calls that may go out at once) is one second's worth at the configured rate,
+/// only until the first slow-down: `600/min` and `10/s` then behave alike, and recovering
+/// to full speed does not hand out a burst that would bring the 429s straight back.
+fn limiter(rate: Rate, share: f64, fresh: bool) -> Limiter {
     let interval = rate.interval().div_f64(share).max(Duration::from_nanos(1));
-    // Burst: the configured count at full speed (10/s may send 10 at once), one when slowed.
-    let burst = if share >= 1.0 { rate.count } else { NonZeroU32::MIN };
+    let per_second = NonZeroU32::new(rate.per_sec().ceil().min(f64::from(u32::MAX)) as u32).unwrap_or(NonZeroU32::MIN);
+    let burst = if fresh { per_second.min(rate.count) } else { NonZeroU32::MIN };
     let quota = Quota::with_period(interval).expect("interval is above zero").allow_burst(burst);
     RateLimiter::direct_with_clock(quota, TokioClock)
 }
@@ -353,31 +397,41 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_429_halves_the_rate_honours_retry_after_and_recovers_step_by_step() {
         let l = limiter_of("10/s", 100);
-        assert_eq!(l.feedback(Feedback::Throttled { retry_after: Some(Duration::from_secs(2)) }), Some(0.5));
+        let slot = l.admit(&CancellationToken::new(), None).await.unwrap();
+        let (before, _) = (slot.ticket(), drop(slot));
+        assert_eq!(l.feedback(before, Feedback::Throttled { retry_after: Some(Duration::from_secs(2)) }), Some(0.5));
+        assert_eq!(
+            l.feedback(before, Feedback::Throttled { retry_after: None }),
+            None,
+            "a 429 to a call admitted before the cut answers the old pace: no second cut"
+        );
         let start = Instant::now();
-        l.admit(&CancellationToken::new(), None).await.unwrap();
+        let after = l.admit(&CancellationToken::new(), None).await.unwrap().ticket();
         assert_eq!(Instant::now() - start, Duration::from_secs(2), "the Retry-After pause comes first");
         // Now 5/s without burst: 200 ms apart.
         let before = Instant::now();
         l.admit(&CancellationToken::new(), None).await.unwrap();
         assert_eq!(Instant::now() - before, Duration::from_millis(200));
 
-        assert_eq!(l.feedback(Feedback::Throttled { retry_after: None }), Some(0.25));
+        assert_eq!(l.feedback(after, Feedback::Throttled { retry_after: None }), Some(0.25));
         assert_eq!(l.share(), 0.25);
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!((l.share() - 0.35).abs() < 1e-9, "{}", l.share());
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert_eq!(l.share(), 1.0, "recovers fully, and no further");
-        assert_eq!(l.feedback(Feedback::Fine), None);
+        assert_eq!(l.feedback(after, Feedback::Fine), None);
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_slow_down_has_a_floor_and_retry_after_a_cap() {
         let l = limiter_of("10/s", 100);
         for _ in 0..20 {
-            l.feedback(Feedback::Throttled { retry_after: Some(Duration::from_secs(3600)) });
+            let t = l.admit(&CancellationToken::new(), None).await.unwrap().ticket();
+            l.feedback(t, Feedback::Throttled { retry_after: None });
         }
         assert_eq!(l.share(), AdaptiveSettings::default().min_share);
+        let t = l.admit(&CancellationToken::new(), None).await.unwrap().ticket();
+        l.feedback(t, Feedback::Throttled { retry_after: Some(Duration::from_secs(3600)) });
         let start = Instant::now();
         l.admit(&CancellationToken::new(), None).await.unwrap();
         assert_eq!(Instant::now() - start, AdaptiveSettings::default().max_pause);
@@ -397,6 +451,25 @@ mod tests {
         // A full house: the deadline ends the wait for a slot too.
         let soon = Some(Instant::now() + Duration::from_millis(300));
         assert_eq!(l.admit(&CancellationToken::new(), soon).await.err(), Some(Refusal::PastDeadline));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_call_is_admitted_once_shutdown_has_begun_even_with_a_free_slot() {
+        let l = limiter_of("1000/s", 10);
+        let stop = CancellationToken::new();
+        stop.cancel();
+        for _ in 0..100 {
+            assert_eq!(l.admit(&stop, None).await.err(), Some(Refusal::ShutDown));
+        }
+    }
+
+    #[test]
+    fn the_burst_is_one_seconds_worth_whatever_the_period() {
+        for (rate, burst) in [("10/s", 10), ("600/min", 10), ("1/2s", 1), ("3/s", 3)] {
+            let l = limiter(rate.parse().unwrap(), 1.0, true);
+            let admitted = (0..100).take_while(|_| l.check().is_ok()).count();
+            assert_eq!(admitted, burst, "{rate}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -207,6 +207,9 @@ async fn a_job_that_keeps_stalling_its_handler_ends_in_the_dlq_through_the_deliv
     let slow = Faults { latency: Duration::from_secs(3), ..Faults::default() };
     let (mut settings, vendors) = settings_with(&[("acme", VendorKey::Glance)], slow).await;
     settings.worker.handler_timeout = Duration::from_millis(300);
+    (settings.rate_limit.max_wait, settings.retry.inline.budget) =
+        (Duration::from_millis(100), Duration::from_millis(100));
+    settings.check().unwrap();
     settings.topology.delivery_limit = 2;
     let probe = Probe::new(&settings).await;
     let mut dead = probe.observe_dead_letters().await;

@@ -319,6 +319,12 @@ struct RetryLog {
     inline: Vec<(u64, u64, u64)>,
     /// Tier parkings by vendor.
     parked: BTreeMap<String, usize>,
+    /// Parkings without using up a tier (open circuit, busy account) by vendor.
+    parked_free: BTreeMap<String, usize>,
+    /// `circuit opened` warnings by vendor.
+    circuits_opened: BTreeMap<String, usize>,
+    /// 429 slow-downs of an account.
+    slowdowns: usize,
     /// Job ids with a failed vendor call: the call may have been served (a timeout), so the
     /// user may exist while no `created` was announced.
     failed_calls: std::collections::HashSet<String>,
@@ -336,6 +342,22 @@ impl RetryLog {
                 }
                 Some("transient failure; parked in a retry tier") => {
                     *r.parked.entry(v["span"]["vendor"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
+                }
+                // The job whose failure opened the breaker is parked this way too, so its
+                // call counts as failed.
+                Some(
+                    "circuit open; parked in a retry tier without using it up"
+                    | "account busy; parked in a retry tier without using it up",
+                ) => {
+                    *r.parked_free.entry(v["span"]["vendor"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
+                }
+                Some("circuit opened: jobs for this account are parked in the retry tiers") => {
+                    *r.circuits_opened.entry(v["vendor"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
+                    continue;
+                }
+                Some("vendor throttled the account; slowing down") => {
+                    r.slowdowns += 1;
+                    continue;
                 }
                 _ => continue,
             }
@@ -520,6 +542,12 @@ async fn thousands_of_jobs_survive_faults_kills_a_disconnect_a_sigterm_and_an_ou
     let parked: usize = retries.parked.values().sum();
     let by_vendor: Vec<String> = retries.parked.iter().map(|(v, n)| format!("{v} {n}")).collect();
     row("retries: durable (tier parkings)", format!("{parked} ({})", by_vendor.join(", ")));
+    let free: usize = retries.parked_free.values().sum();
+    let by_vendor: Vec<String> = retries.parked_free.iter().map(|(v, n)| format!("{v} {n}")).collect();
+    row("parked while a circuit was open (no tier used)", format!("{free} ({})", by_vendor.join(", ")));
+    let opened: Vec<String> = retries.circuits_opened.iter().map(|(v, n)| format!("{v} {n}")).collect();
+    row("circuit breaker openings", if opened.is_empty() { "0".to_owned() } else { opened.join(", ") });
+    row("429 slow-downs of an account", retries.slowdowns.to_string());
     row("dead-lettered", dead.len().to_string());
     row("jobs with a repeated terminal event (crash windows)", crash_duplicates.to_string());
     let by_vendor: Vec<String> = VendorKey::ALL
@@ -648,8 +676,13 @@ async fn thousands_of_jobs_survive_faults_kills_a_disconnect_a_sigterm_and_an_ou
         assert!(span <= budget, "an inline retry ran {span} ms into a {budget} ms budget ({calls} calls)");
     }
     assert!(
-        retries.parked.contains_key(OUTAGE_VENDOR.as_str()),
+        retries.parked.contains_key(OUTAGE_VENDOR.as_str()) || retries.parked_free.contains_key(OUTAGE_VENDOR.as_str()),
         "nothing was parked in a retry tier: the outage did not bite"
+    );
+    assert!(
+        retries.circuits_opened.contains_key(OUTAGE_VENDOR.as_str()),
+        "the outage never opened {OUTAGE_VENDOR}'s circuit breaker: {:?}",
+        retries.circuits_opened
     );
     assert!(outage >= Duration::from_secs(30), "the outage lasted only {outage:?}");
 

@@ -9,7 +9,7 @@ use common::TestVendors;
 use provisioner::config::{SecretSource, Settings};
 use provisioner::metrics::Metrics;
 use provisioner::outcome::ErrorClass;
-use provisioner::pipeline::{sample_job, After, Disposition, Pipeline, Report};
+use provisioner::pipeline::{sample_job, After, Disposition, Parked, Pipeline, Report};
 use provisioner::sandbox::Faults;
 use provisioner::transport::headers as h;
 use provisioner::transport::{settle, Acknowledge, Inbound, Outbound, OutboundKind, PublishError, Publisher, Settled};
@@ -203,17 +203,18 @@ async fn an_outage_opens_the_circuit_parks_jobs_without_calling_the_vendor_and_a
     let outage = Faults { outage: true, ..Faults::default() };
     let (p, vendors, metrics) = guarded(outage, None).await;
     let stop = CancellationToken::new();
-    for id in ["o-1", "o-2"] {
-        let d = p.handle(&glance_job(id), &stop).await;
-        assert_eq!(d.report, Report::RetryScheduled { tier: "10s".into(), circuit_open: false }, "{id}");
-    }
+    let d = p.handle(&glance_job("o-1"), &stop).await;
+    assert_eq!(d.report, Report::RetryScheduled { tier: "10s".into(), why: Parked::Failure });
+    // The second failure opens the breaker; its own job is parked like the ones after it.
+    let d = p.handle(&glance_job("o-2"), &stop).await;
+    assert_eq!(d.report, Report::RetryScheduled { tier: "10s".into(), why: Parked::CircuitOpen });
     assert_eq!(gauge(&metrics, "provisioner_circuit_open_accounts{vendor=\"glance\"}"), 1.0);
     assert!(p.circuits().report().contains("circuit glance/acme: open"), "{}", p.circuits().report());
 
     // Open: parked in a tier, the vendor not called, no tier used up.
     let calls = vendors.sandboxes.faults.requests();
     let d = p.handle(&glance_job("o-3"), &stop).await;
-    assert_eq!(d.report, Report::RetryScheduled { tier: "10s".into(), circuit_open: true });
+    assert_eq!(d.report, Report::RetryScheduled { tier: "10s".into(), why: Parked::CircuitOpen });
     assert_eq!(vendors.sandboxes.faults.requests(), calls, "an open circuit must not call the vendor");
     let parked = &d.publish[0].headers;
     assert_eq!((h::int(parked, h::CIRCUIT_PARKED), h::int(parked, h::DURABLE_RETRIES)), (Some(1), None));
@@ -222,7 +223,7 @@ async fn an_outage_opens_the_circuit_parks_jobs_without_calling_the_vendor_and_a
     let mut spent = glance_job("o-4");
     h::set_int(&mut spent.headers, h::DURABLE_RETRIES, 5);
     let d = p.handle(&spent, &stop).await;
-    assert!(matches!(d.report, Report::RetryScheduled { circuit_open: true, .. }), "{:?}", d.report);
+    assert!(matches!(d.report, Report::RetryScheduled { why: Parked::CircuitOpen, .. }), "{:?}", d.report);
     assert_eq!(kinds(&d), [OutboundKind::Retry]);
 
     // The vendor is back; once open_for has passed, the next job is the probe and closes it.
@@ -231,7 +232,7 @@ async fn an_outage_opens_the_circuit_parks_jobs_without_calling_the_vendor_and_a
     // Polled: each refused job is parked at once, so this loop only spans open_for.
     for attempt in 0..50 {
         let d = p.handle(&glance_job(&format!("o-5-{attempt}")), &stop).await;
-        if !matches!(d.report, Report::RetryScheduled { circuit_open: true, .. }) {
+        if !matches!(d.report, Report::RetryScheduled { why: Parked::CircuitOpen, .. }) {
             probe = Some(d);
             break;
         }
@@ -254,7 +255,7 @@ async fn an_auth_failure_fails_its_job_and_opens_the_circuit_at_once() {
     assert!(report.contains("open") && report.contains("credentials"), "{report}");
     let calls = vendors.sandboxes.faults.requests();
     let d = p.handle(&glance_job("a-2"), &stop).await;
-    assert!(matches!(d.report, Report::RetryScheduled { circuit_open: true, .. }), "{:?}", d.report);
+    assert!(matches!(d.report, Report::RetryScheduled { why: Parked::CircuitOpen, .. }), "{:?}", d.report);
     assert_eq!(vendors.sandboxes.faults.requests(), calls);
     assert!(!report.contains("not-the-password") && !metrics.render().contains("not-the-password"));
 }
@@ -264,7 +265,7 @@ async fn a_429_is_counted_and_slows_the_account_down() {
     let throttled = Faults { throttle_rate: 1.0, retry_after: Duration::from_secs(1), ..Faults::default() };
     let (p, _vendors, metrics) = guarded(throttled, None).await;
     let d = p.handle(&glance_job("t-1"), &CancellationToken::new()).await;
-    assert!(matches!(d.report, Report::RetryScheduled { circuit_open: false, .. }), "{:?}", d.report);
+    assert!(matches!(d.report, Report::RetryScheduled { why: Parked::Failure, .. }), "{:?}", d.report);
     assert_eq!(gauge(&metrics, "provisioner_vendor_throttled_total{vendor=\"glance\"}"), 1.0);
     assert!(p.circuits().report().contains("closed"), "a 429 says nothing about the vendor's health");
     // The vendor asked for 1 s: the next call waits for it.
@@ -285,7 +286,7 @@ async fn a_transient_failure_uses_the_vendors_own_schedule_and_gives_up_after_it
     let mut job = glance_job("s-1");
     for tier in ["3s", "1m30s"] {
         let d = p.handle(&job, &stop).await;
-        assert_eq!(d.report, Report::RetryScheduled { tier: tier.into(), circuit_open: false });
+        assert_eq!(d.report, Report::RetryScheduled { tier: tier.into(), why: Parked::Failure });
         job.headers = d.publish[0].headers.clone();
     }
     let d = p.handle(&job, &stop).await;
@@ -293,4 +294,48 @@ async fn a_transient_failure_uses_the_vendors_own_schedule_and_gives_up_after_it
         d.report,
         Report::Terminal { outcome: "failed", class: Some(ErrorClass::Unavailable), dead_lettered: true }
     );
+}
+
+#[tokio::test]
+async fn a_call_queued_while_the_breaker_opened_never_goes_out_and_neither_job_uses_a_tier() {
+    // One call at a time; the vendor is down and slow. Job A's failure opens the breaker
+    // while job B waits for the account's only slot.
+    let slow_outage = Faults { outage: true, latency: Duration::from_millis(300), ..Faults::default() };
+    let vendors = TestVendors::start(slow_outage).await;
+    let mut settings = Settings::default();
+    let mut account = vendors.account(VendorKey::Glance);
+    account.concurrency = Some(1);
+    settings.accounts.insert("acme".to_owned(), account);
+    settings.retry.inline.max_attempts = 1;
+    settings.circuit_breaker.consecutive_failures = 1;
+    let p = Pipeline::new(&settings, build_adapters(&settings).unwrap(), &Metrics::new());
+    let stop = CancellationToken::new();
+    let (job_a, job_b) = (glance_job("q-a"), glance_job("q-b"));
+    let (a, b) = tokio::join!(p.handle(&job_a, &stop), p.handle(&job_b, &stop));
+    assert_eq!(vendors.sandboxes.faults.requests(), 1, "only A reached the vendor");
+    for d in [&a, &b] {
+        assert!(matches!(d.report, Report::RetryScheduled { why: Parked::CircuitOpen, .. }), "{:?}", d.report);
+        assert_eq!(h::int(&d.publish[0].headers, h::DURABLE_RETRIES), None, "no tier used up");
+    }
+}
+
+#[tokio::test]
+async fn a_job_that_cannot_get_its_account_within_max_wait_is_parked_without_using_a_tier() {
+    let vendors = TestVendors::start(Faults::default()).await;
+    let mut settings = Settings::default();
+    let mut account = vendors.account(VendorKey::Glance);
+    account.rate = Some("1/min".parse().unwrap());
+    settings.accounts.insert("acme".to_owned(), account);
+    settings.rate_limit.max_wait = Duration::from_millis(200);
+    let metrics = Metrics::new();
+    let p = Pipeline::new(&settings, build_adapters(&settings).unwrap(), &metrics);
+    let stop = CancellationToken::new();
+    let first = p.handle(&glance_job("b-1"), &stop).await;
+    assert!(matches!(first.report, Report::Terminal { outcome: "created", .. }), "{:?}", first.report);
+    let started = std::time::Instant::now();
+    let second = p.handle(&glance_job("b-2"), &stop).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "refused at once, not after the minute");
+    assert_eq!(second.report, Report::RetryScheduled { tier: "10s".into(), why: Parked::AccountBusy });
+    assert_eq!(h::int(&second.publish[0].headers, h::DURABLE_RETRIES), None);
+    assert_eq!(vendors.creations(VendorKey::Glance, "E-b-2"), 0);
 }

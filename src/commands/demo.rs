@@ -96,6 +96,11 @@ pub fn demo_settings(topology: TopologySettings, vendors: &DemoVendors) -> Setti
     s.retry.inline.max_delay = Duration::from_millis(100);
     s.retry.inline.budget = Duration::from_millis(500);
     s.worker.drain_deadline = Duration::from_secs(5);
+    // With the shipped breaker, a job against a vendor that is down is parked until the
+    // vendor is back (it never runs out of tiers); the demo has one such job and shows the
+    // tiers running out instead, so only a long run of failures opens the breaker here.
+    s.circuit_breaker.consecutive_failures = 100;
+    s.circuit_breaker.min_calls = 100;
     let mut legacy = sandbox::account(VendorKey::Glance, &vendors.healthy_url);
     legacy.credentials.insert(
         "PartnerPW".into(),
