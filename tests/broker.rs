@@ -102,7 +102,9 @@ async fn readyz_is_200_only_while_connected_and_consuming() {
         out
     };
     wait_until(WAIT, "the worker is ready", || app.health.is_ready()).await;
-    assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
+    let ready = get("/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    assert!(ready.contains("circuit glance/acme: closed"), "each account's breaker is shown: {ready}");
     assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
     let metrics = get("/metrics").await;
     assert!(metrics.contains("provisioner_broker_connected 1"), "{metrics}");
