@@ -51,7 +51,12 @@ struct StoredUser {
 
 #[derive(Debug, Default)]
 struct Ledger {
+    /// In creation order, which ShowUsers pages through.
     users: Vec<StoredUser>,
+    /// Indexes into `users`: a create or an exact lookup must not walk every user (a
+    /// benchmark run holds tens of thousands, under the one lock).
+    by_partner_user_id: HashMap<String, usize>,
+    addresses: HashSet<String>,
     creations: HashMap<String, u32>,
     foreign_addresses: HashSet<String>,
     next_id: u64,
@@ -199,14 +204,14 @@ async fn new_user(
         }
     }
     let mut ledger = sandbox.ledger.lock().expect("sandbox lock");
-    if ledger.users.iter().any(|u| u.partner_user_id == user.partner_user_id.as_str()) {
+    if ledger.by_partner_user_id.contains_key(user.partner_user_id.as_str()) {
         return Err(failure(
             "DuplicatePartnerUserID",
             &format!("PartnerUserID {} is already used in this group", user.partner_user_id),
         ));
     }
     let address = user.address.as_str();
-    if ledger.foreign_addresses.contains(address) || ledger.users.iter().any(|u| u.address == address) {
+    if ledger.foreign_addresses.contains(address) || ledger.addresses.contains(address) {
         return Err(failure("DuplicateUserAddress", &format!("UserAddress {address} is already taken")));
     }
     ledger.next_id += 1;
@@ -222,6 +227,9 @@ async fn new_user(
         role: text(user.role.as_ref().map(|v| v.as_str())),
     };
     *ledger.creations.entry(stored.partner_user_id.clone()).or_default() += 1;
+    let index = ledger.users.len();
+    ledger.by_partner_user_id.insert(stored.partner_user_id.clone(), index);
+    ledger.addresses.insert(stored.address.clone());
     ledger.users.push(stored.clone());
     drop(ledger);
     let audio = match user.audio {
@@ -244,8 +252,12 @@ async fn new_user(
 
 /// ShowUsers filters: exact, or `*` at the start and/or end as a wildcard.
 fn pattern_matches(pattern: &str, value: &str, fold: bool) -> bool {
-    let (p, v) =
-        if fold { (pattern.to_ascii_lowercase(), value.to_ascii_lowercase()) } else { (pattern.into(), value.into()) };
+    use std::borrow::Cow;
+    let (p, v): (Cow<str>, Cow<str>) = if fold {
+        (pattern.to_ascii_lowercase().into(), value.to_ascii_lowercase().into())
+    } else {
+        (pattern.into(), value.into())
+    };
     match (p.strip_prefix('*'), p.strip_suffix('*')) {
         (Some(rest), _) if rest.ends_with('*') => v.contains(rest.trim_end_matches('*')),
         (Some(rest), None) => v.ends_with(rest),
@@ -284,9 +296,13 @@ async fn show_users(
         },
     };
     let ledger = sandbox.ledger.lock().expect("sandbox lock");
-    let matching: Vec<&StoredUser> = ledger
-        .users
-        .iter()
+    // An exact PartnerUserID (the adapter's lookup) is one index probe; wildcards walk.
+    let exact = get(&form, "PartnerUserID").filter(|p| !p.starts_with('*') && !p.ends_with('*'));
+    let candidates: Box<dyn Iterator<Item = &StoredUser>> = match exact {
+        Some(p) => Box::new(ledger.by_partner_user_id.get(p).map(|&i| &ledger.users[i]).into_iter()),
+        None => Box::new(ledger.users.iter()),
+    };
+    let matching: Vec<&StoredUser> = candidates
         .filter(|u| {
             get(&form, "PartnerUserID").is_none_or(|p| p != NO_ROLE && pattern_matches(p, &u.partner_user_id, false))
         })
@@ -502,6 +518,8 @@ mod tests {
         let count = |s: &str| s.matches("<user>").count();
         assert_eq!(count(&show(&base, &[("PageCount", "10"), ("PartnerUserID", "Sales*")]).await), 2);
         assert_eq!(count(&show(&base, &[("PageCount", "10"), ("PartnerUserID", "*34")]).await), 1);
+        assert_eq!(count(&show(&base, &[("PageCount", "10"), ("PartnerUserID", "X-34")]).await), 1);
+        assert_eq!(count(&show(&base, &[("PageCount", "10"), ("PartnerUserID", "X-3")]).await), 0);
         assert_eq!(count(&show(&base, &[("PageCount", "10"), ("UserAddress", "*.ri.acme.glance.net")]).await), 2);
         assert_eq!(count(&show(&base, &[("PageCount", "10"), ("UserRole", "-none-")]).await), 3);
         let first = show(&base, &[("PageCount", "2")]).await;
