@@ -33,6 +33,10 @@ pub const SANDBOX_API_KEY: &str = "example-api-key";
 pub const SANDBOX_ADMIN_PARTNER_USER_ID: &str = "provisioner-admin";
 /// An admin login that exists but is inactive: every call with it fails.
 pub const SANDBOX_INACTIVE_LOGIN: &str = "former.sandbox.glance.net";
+/// The root element of the sandbox's NewUser success document (`<NewUser>`). An account
+/// pointed at the sandbox may list it in `success_markers`, which spares the ShowUsers that
+/// confirms an unrecognised answer; Glance's own success document is unconfirmed.
+pub const SANDBOX_SUCCESS_MARKER: &str = "NewUser";
 /// The roles provisioned for the sandbox group.
 pub const SANDBOX_ROLES: &[&str] = &["Support Tier 1", "Support Tier 2", "Sales"];
 /// Login Keys further ahead than this (plus a little clock skew) are refused.
@@ -489,6 +493,40 @@ mod tests {
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, "user_refused"));
         assert!(e.message.contains("UserPW") && !e.message.contains("abc\""), "{}", e.message);
         assert_eq!(sandbox.user_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn with_the_sandbox_success_marker_a_create_needs_no_show_users() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let sandbox = Arc::new(Sandbox::new());
+        let show_users_calls = Arc::new(AtomicUsize::new(0));
+        let counted = show_users_calls.clone();
+        let app = router(sandbox.clone()).layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                if req.uri().path() == SHOW_USERS_PATH {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+                next.run(req)
+            },
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        // Without markers (the default) an answer is confirmed with ShowUsers: fail closed.
+        assert!(!sandbox_adapter(&base).create_user(&jane(), FRESH).await.unwrap().existing);
+        assert_eq!(show_users_calls.load(Ordering::SeqCst), 1);
+        let marked = adapter_with(
+            &base,
+            &[("PartnerLogin", SANDBOX_PARTNER_LOGIN), ("success_markers", SANDBOX_SUCCESS_MARKER)],
+            ("PartnerPW", SANDBOX_PARTNER_PW),
+            &VendorSettings::default(),
+        );
+        let other = job(json!({"PartnerUserID": "EMP-2", "UserAddress": "other.acme.glance.net"}));
+        let receipt = marked.create_user(&other, FRESH).await.unwrap();
+        assert!(!receipt.existing && receipt.vendor_user_id.is_some(), "{receipt:?}");
+        assert_eq!(show_users_calls.load(Ordering::SeqCst), 1, "the marked create was confirmed by its own answer");
+        assert_eq!(sandbox.creations("EMP-2"), 1);
     }
 
     async fn show(base: &str, extra: &[(&str, &str)]) -> String {
