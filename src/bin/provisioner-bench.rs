@@ -27,6 +27,10 @@ use provisioner::vendors::{glance, VendorKey};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+/// The same allocator as the `provisioner` binary: the worker child runs in this process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Twice the concurrency, as the shipped defaults (16 / 32): the next delivery is already
 /// here when a slot frees up, instead of one ack → deliver round trip later.
 const LATENCY_PREFETCH: u16 = 512;
