@@ -340,7 +340,7 @@ impl Pipeline {
     }
 
     fn event(&self, job: &JobRef<'_>, outcome: &Outcome, attempts: u32) -> Outbound {
-        let body = event::build(&self.event_source, job, outcome, attempts, Utc::now());
+        let event = event::Event::new(&self.event_source, job, outcome, attempts, Utc::now());
         let mut headers = Headers::new();
         if let Some(tp) = job.traceparent {
             h::set_text(&mut headers, h::TRACEPARENT, tp);
@@ -349,8 +349,8 @@ impl Pipeline {
             kind: OutboundKind::Event,
             exchange: self.topology.events_exchange.clone(),
             routing_key: event::routing_key(outcome, job.vendor),
-            body: serde_json::to_vec(&body).expect("a JSON value serialises"),
-            message_id: body["id"].as_str().map(str::to_owned),
+            body: event.to_vec(),
+            message_id: Some(event.id),
             content_type: Some("application/cloudevents+json".into()),
             timestamp: Some(Utc::now().timestamp().max(0) as u64),
             headers,
