@@ -123,7 +123,7 @@ impl Pipeline {
         };
 
         let span = tracing::info_span!("job", job_id = %job.id, vendor = %job.vendor, account = %job.account,
-            attempt = history.attempts + 1, outcome = tracing::field::Empty);
+            attempt = history.attempts + 1);
         async {
             if shutdown.is_cancelled() {
                 return self.deferred(&job);
@@ -159,12 +159,6 @@ impl Pipeline {
                 Err(e) => self.terminal(msg, &job, Outcome::Failed(Failure::from_vendor(&e)), attempts, &history),
             };
             d.inline_retries = inline_retries;
-            let outcome = match &d.report {
-                Report::Terminal { outcome, .. } => *outcome,
-                Report::RetryScheduled { .. } => "retry_scheduled",
-                Report::Undecodable | Report::Deferred => "deferred",
-            };
-            tracing::Span::current().record("outcome", outcome);
             d
         }
         .instrument(span)
