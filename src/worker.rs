@@ -261,10 +261,12 @@ impl Worker {
                 };
                 let (pipeline, metrics, publisher, shutdown) =
                     (pipeline.clone(), metrics.clone(), publisher.clone(), shutdown.clone());
-                tasks.spawn(async move {
+                // Boxed: the job's future is large, and the runtime moves a task's future a few
+                // times on its way in and out; a box is moved as a pointer.
+                tasks.spawn(Box::pin(async move {
                     let _permit = permit;
                     process(&pipeline, &metrics, &publisher, delivery, vendor, &shutdown, requeue_delay).await;
-                });
+                }));
             }
         });
         Ok((vendor, channel, tag))
