@@ -133,6 +133,30 @@ async fn a_malformed_message_goes_to_the_dlq_with_a_reason() {
 }
 
 #[tokio::test]
+async fn connections_agree_on_small_frames_and_carry_messages_larger_than_one() {
+    use provisioner::transport::rabbitmq::{self, DEFAULT_FRAME_MAX};
+    let (settings, _vendors) = settings_with(&[("acme", VendorKey::Netsapiens)], Faults::default()).await;
+    let probe = Probe::new(&settings).await;
+    assert_eq!(probe.conn.configuration().frame_max(), DEFAULT_FRAME_MAX);
+    let mut named = settings.clone();
+    named.amqp.url = format!("{}?frame_max=65536", settings.amqp.url);
+    let conn = rabbitmq::connect(&named).await.unwrap();
+    assert_eq!(conn.configuration().frame_max(), 65_536, "a frame_max in amqp.url wins");
+    let _ = conn.close(200, "checked".into()).await;
+
+    // Consumed and dead-lettered whole, over several frames each way.
+    let mut dead = probe.observe_dead_letters().await;
+    let app = App::spawn(&settings);
+    let body: Vec<u8> = (0..5 * DEFAULT_FRAME_MAX as usize).map(|i| b'a' + (i % 26) as u8).collect();
+    probe.publish_raw("create_user.netsapiens", body.clone(), None).await;
+    let msg = dead.next(WAIT, "the dead-lettered message").await;
+    assert_eq!(h::text(&msg.headers, h::REASON), Some("undecodable"));
+    assert!(msg.body == body, "the DLQ copy has the original {} bytes, got {}", body.len(), msg.body.len());
+    app.stop().await;
+    probe.teardown().await;
+}
+
+#[tokio::test]
 async fn an_invalid_job_gets_a_failed_event_and_a_dlq_copy() {
     let (settings, _vendors) = settings_with(&[("acme", VendorKey::Glance)], Faults::default()).await;
     let probe = Probe::new(&settings).await;
