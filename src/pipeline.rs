@@ -163,7 +163,7 @@ impl Pipeline {
         };
 
         let span = tracing::info_span!("job", job_id = %job.id, vendor = %job.vendor, account = %job.account,
-            attempt = history.attempts + 1, outcome = tracing::field::Empty);
+            attempt = history.attempts + 1);
         async {
             if shutdown.is_cancelled() {
                 return self.deferred(&job);
@@ -229,12 +229,6 @@ impl Pipeline {
                 }
             };
             d.inline_retries = inline_retries;
-            let outcome = match &d.report {
-                Report::Terminal { outcome, .. } => *outcome,
-                Report::RetryScheduled { .. } => "retry_scheduled",
-                Report::Undecodable | Report::Deferred => "deferred",
-            };
-            tracing::Span::current().record("outcome", outcome);
             d
         }
         .instrument(span)
@@ -449,7 +443,7 @@ impl Pipeline {
     }
 
     fn event(&self, job: &JobRef<'_>, outcome: &Outcome, attempts: u32) -> Outbound {
-        let body = event::build(&self.event_source, job, outcome, attempts, Utc::now());
+        let event = event::Event::new(&self.event_source, job, outcome, attempts, Utc::now());
         let mut headers = Headers::new();
         if let Some(tp) = job.traceparent {
             h::set_text(&mut headers, h::TRACEPARENT, tp);
@@ -458,8 +452,8 @@ impl Pipeline {
             kind: OutboundKind::Event,
             exchange: self.topology.events_exchange.clone(),
             routing_key: event::routing_key(outcome, job.vendor),
-            body: serde_json::to_vec(&body).expect("a JSON value serialises"),
-            message_id: body["id"].as_str().map(str::to_owned),
+            body: event.to_vec(),
+            message_id: Some(event.id),
             content_type: Some("application/cloudevents+json".into()),
             timestamp: Some(Utc::now().timestamp().max(0) as u64),
             headers,

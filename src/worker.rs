@@ -262,14 +262,37 @@ impl Worker {
                 };
                 let (pipeline, metrics, publisher, shutdown) =
                     (pipeline.clone(), metrics.clone(), publisher.clone(), shutdown.clone());
-                tasks.spawn(async move {
+                // Boxed: the job's future is large, and the runtime moves a task's future a few
+                // times on its way in and out; a box is moved as a pointer.
+                tasks.spawn(Box::pin(async move {
                     let _permit = permit;
                     let limits = Limits { requeue_delay, handler_timeout };
                     process(&pipeline, &metrics, &publisher, delivery, vendor, &shutdown, limits).await;
-                });
+                }));
             }
         });
         Ok((vendor, channel, tag))
+    }
+}
+
+/// One line per settled job with its outcome: failures at warn (an operator acts on them),
+/// the rest at debug (the events are the record; a line per job at info would cost more than
+/// the job at full speed).
+fn log_settled(d: &crate::pipeline::Disposition) {
+    use crate::pipeline::Report;
+    let (job_id, vendor) = (d.job_id.as_deref(), d.vendor.map(VendorKey::as_str));
+    match &d.report {
+        // Invalid jobs are logged with their errors where they are judged.
+        Report::Terminal { class: Some(crate::outcome::ErrorClass::Invalid), .. } => {}
+        Report::Terminal { outcome, class: Some(class), .. } => {
+            tracing::warn!(job_id, vendor, outcome, error_class = class.as_str(), "job failed; dead-lettered")
+        }
+        Report::Terminal { outcome, .. } => tracing::debug!(job_id, vendor, outcome, "job done"),
+        Report::RetryScheduled { tier, why } => {
+            tracing::debug!(job_id, vendor, outcome = "retry_scheduled", tier, kind = why.as_str(), "job parked")
+        }
+        Report::Deferred => tracing::debug!(job_id, vendor, outcome = "deferred", "job requeued untouched"),
+        Report::Undecodable => {}
     }
 }
 
@@ -307,7 +330,10 @@ async fn process(
             let settle_started = tokio::time::Instant::now();
             let publisher = Metered { inner: publisher, metrics };
             match settle(&publisher, acker, &disposition, limits.requeue_delay).await {
-                Settled::Acked | Settled::Requeued => metrics.record_settled(&disposition),
+                Settled::Acked | Settled::Requeued => {
+                    metrics.record_settled(&disposition);
+                    log_settled(&disposition);
+                }
                 Settled::PublishFailed(_, e) => {
                     tracing::warn!(job_id = disposition.job_id.as_deref(), error = %e, "publish not confirmed; job requeued");
                 }

@@ -13,6 +13,7 @@ use provisioner::metrics::Metrics;
 use provisioner::pipeline::{sample_job, Pipeline};
 use provisioner::sandbox::Faults;
 use provisioner::transport::headers as h;
+use provisioner::transport::{Outbound, OutboundKind};
 use provisioner::vendors::{build_adapters, VendorKey};
 use provisioner::worker::Worker;
 use tokio_util::sync::CancellationToken;
@@ -131,6 +132,49 @@ async fn a_malformed_message_goes_to_the_dlq_with_a_reason() {
     assert!(h::text(&msg.headers, h::ERROR_MESSAGE).unwrap().starts_with("not JSON"));
     assert_eq!(h::text(&msg.headers, h::ORIGINAL_ROUTING_KEY), Some("create_user.netsapiens"));
     assert!(h::text(&msg.headers, h::FIRST_FAILED_AT).is_some());
+    app.stop().await;
+    probe.teardown().await;
+}
+
+#[tokio::test]
+async fn connections_agree_on_64k_frames_and_carry_bodies_and_headers_larger_than_16k() {
+    use provisioner::transport::rabbitmq::{self, DEFAULT_FRAME_MAX};
+    let (settings, _vendors) = settings_with(&[("acme", VendorKey::Netsapiens)], Faults::default()).await;
+    let probe = Probe::new(&settings).await;
+    assert_eq!(probe.conn.configuration().frame_max(), DEFAULT_FRAME_MAX);
+    let mut named = settings.clone();
+    named.amqp.url = format!("{}?frame_max=32768", settings.amqp.url);
+    let conn = rabbitmq::connect(&named).await.unwrap();
+    assert_eq!(conn.configuration().frame_max(), 32_768, "a frame_max in amqp.url wins");
+    let _ = conn.close(200, "checked".into()).await;
+
+    // Consumed and dead-lettered whole, over several frames each way.
+    let mut dead = probe.observe_dead_letters().await;
+    let app = App::spawn(&settings);
+    let body: Vec<u8> = (0..5 * DEFAULT_FRAME_MAX as usize).map(|i| b'a' + (i % 26) as u8).collect();
+    probe.publish_raw("create_user.netsapiens", body.clone(), None).await;
+    let msg = dead.next(WAIT, "the dead-lettered message").await;
+    assert_eq!(h::text(&msg.headers, h::REASON), Some("undecodable"));
+    assert!(msg.body == body, "the DLQ copy has the original {} bytes, got {}", body.len(), msg.body.len());
+
+    // Headers must fit one frame: a producer's (or a replay audit's) 40 KiB of headers
+    // still travels in, and out to the DLQ with ours added.
+    let mut headers = provisioner::transport::Headers::new();
+    h::set_text(&mut headers, "x-producer-trace", "t".repeat(40 * 1024));
+    let big = Outbound {
+        kind: OutboundKind::Retry,
+        exchange: settings.topology.jobs_exchange.clone(),
+        routing_key: "create_user.netsapiens".into(),
+        body: b"not json".to_vec(),
+        message_id: None,
+        content_type: None,
+        timestamp: None,
+        headers,
+    };
+    probe.publish_many(vec![big]).await;
+    let msg = dead.next(WAIT, "the dead letter with big headers").await;
+    assert_eq!(h::text(&msg.headers, "x-producer-trace").map(str::len), Some(40 * 1024));
+    assert_eq!(h::text(&msg.headers, h::REASON), Some("undecodable"));
     app.stop().await;
     probe.teardown().await;
 }

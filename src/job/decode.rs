@@ -146,13 +146,14 @@ fn decode_user(vendor: VendorKey, user: &Map<String, Value>, errors: &mut Vec<Fi
     let before = errors.len();
     let mut fields = BTreeMap::new();
     for (key, value) in user {
-        let path = format!("user.{key}");
+        // Only an error needs the path: a valid job's fields are not formatted.
+        let path = || format!("user.{key}");
         if all_auth_fields().any(|a| a == key) {
-            errors.push(FieldError::new(path, "credentials never travel in jobs; they come from the account config"));
+            errors.push(FieldError::new(path(), "credentials never travel in jobs; they come from the account config"));
             continue;
         }
         let Some(spec) = vendor.field(key) else {
-            errors.push(FieldError::new(path, format!("unknown field for {vendor}")));
+            errors.push(FieldError::new(path(), format!("unknown field for {vendor}")));
             continue;
         };
         let parsed = match (spec.kind, value) {
@@ -170,7 +171,7 @@ fn decode_user(vendor: VendorKey, user: &Map<String, Value>, errors: &mut Vec<Fi
                     FieldKind::Integer => "an integer",
                     FieldKind::TextOrInteger => "a string or an integer",
                 };
-                errors.push(FieldError::new(path, format!("must be {expected}, got {}", kind_of(value))));
+                errors.push(FieldError::new(path(), format!("must be {expected}, got {}", kind_of(value))));
             }
         }
     }

@@ -25,6 +25,40 @@ pub fn client(settings: &VendorSettings) -> reqwest::Client {
         .expect("a rustls client with timeouts always builds")
 }
 
+/// An account's base URL, parsed once when its adapter is built: appending a path to a parsed
+/// base parses only the path, where parsing the whole URL text again, host included, cost
+/// about 2 % of a job's instructions.
+#[derive(Clone, Debug)]
+pub struct BaseUrl {
+    raw: String,
+    /// `None` for a base that does not parse, ends in `/`, or has a query or fragment: it is
+    /// sent as text, and reqwest reads (or refuses) it on every call, as before.
+    parsed: Option<reqwest::Url>,
+}
+
+impl BaseUrl {
+    pub fn new(raw: &str) -> Self {
+        let parsed = reqwest::Url::parse(raw)
+            .ok()
+            .filter(|u| !raw.ends_with('/') && !u.cannot_be_a_base() && u.query().is_none() && u.fragment().is_none());
+        Self { raw: raw.to_owned(), parsed }
+    }
+
+    /// A request to the base followed by `path`, the same URL as `format!("{base}{path}")`.
+    pub fn request(&self, client: &reqwest::Client, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        match &self.parsed {
+            Some(base) if path.starts_with('/') && !path.contains(['?', '#']) => {
+                let mut url = base.clone();
+                // A base without a path parses to `/`, which the path replaces.
+                let prefix = if base.path() == "/" { "" } else { base.path() };
+                url.set_path(&format!("{prefix}{path}"));
+                client.request(method, url)
+            }
+            _ => client.request(method, format!("{}{path}", self.raw)),
+        }
+    }
+}
+
 /// A failure below HTTP (connect, TLS, timeout, reset) is transient. The message never
 /// includes the URL: query strings may carry credentials.
 pub fn transport_error(e: &reqwest::Error) -> VendorError {
@@ -101,6 +135,35 @@ mod tests {
         assert_eq!(scrub("cut at p@ss w…", &[secret]), "cut at ***…");
         assert_eq!(scrub("nothing here", &[secret]), "nothing here");
         assert_eq!(scrub("ab", &["ab"]), "ab", "too short to be told apart from text");
+    }
+
+    #[test]
+    fn a_parsed_base_gives_the_url_the_text_did() {
+        let client = reqwest::Client::new();
+        let bases = [
+            "http://127.0.0.1:8700",
+            "https://www.glance.net",
+            "https://PBX.Example.com:443/ns-api/v2",
+            "https://pbx.example.com/a b/ns-api",
+            "https://bücher.example/api",
+            "https://pbx.example.com/",
+            "https://pbx.example.com/x?tenant=1",
+            "https://",
+            "not a url",
+        ];
+        let paths = ["/PAPI/NewUser.asp", "/domains/acme.example/users/1042", "/api.php", "/a%20b/c d", "/q?x=1", ""];
+        for base in bases {
+            for path in paths {
+                let built = BaseUrl::new(base).request(&client, reqwest::Method::POST, path).build();
+                let expected = reqwest::Url::parse(&format!("{base}{path}"));
+                match (built, expected) {
+                    (Ok(req), Ok(url)) => assert_eq!(req.url(), &url, "{base} + {path}"),
+                    (Err(_), Err(_)) => {}
+                    (built, expected) => panic!("{base} + {path}: {built:?} vs {expected:?}"),
+                }
+            }
+        }
+        assert!(BaseUrl::new("http://127.0.0.1:8700").parsed.is_some(), "the usual base takes the fast path");
     }
 
     #[test]

@@ -42,10 +42,21 @@ impl BrokerError {
     }
 }
 
+/// The largest frame this service asks for unless `amqp.url` names one (`?frame_max=`).
+/// lapin keeps a read and a write buffer of 32 frames each; without a size in the URL it
+/// starts them small and zero-fills them up to the size the broker agrees to, RabbitMQ's
+/// default 128 KiB: 8 MiB of every idle worker's memory. A body simply travels in several
+/// frames, but a message's properties and headers must fit in ONE frame, and dead letters
+/// accumulate headers (error messages, `x-death`, replay audits with their patches): 64 KiB
+/// halves the buffers and leaves headers a wide margin, where 16 KiB would make a
+/// well-replayed dead letter unreadable.
+pub const DEFAULT_FRAME_MAX: u32 = 64 * 1024;
+
 /// Opens a connection. lapin's auto-recovery is left off on purpose: it does not survive a
 /// broker restart, so the worker's supervisor reconnects and re-declares instead.
 pub async fn connect(settings: &Settings) -> Result<Connection, BrokerError> {
-    let uri = settings.amqp_uri()?;
+    let mut uri = settings.amqp_uri()?;
+    uri.query.frame_max.get_or_insert(DEFAULT_FRAME_MAX);
     let props = ConnectionProperties::default().with_connection_name(settings.amqp.connection_name.clone().into());
     Connection::connect_uri(uri, props)
         .await

@@ -21,6 +21,7 @@ use crate::vendors::{http, CallContext, Receipt, VendorError, VendorFailure};
 #[derive(Clone, Debug)]
 pub struct Adapter {
     account: Arc<Account>,
+    base: http::BaseUrl,
     client: reqwest::Client,
 }
 
@@ -37,7 +38,8 @@ struct Raw {
 
 impl Adapter {
     pub fn new(account: Account, settings: &VendorSettings) -> Self {
-        Self { account: Arc::new(account), client: http::client(settings) }
+        let base = http::BaseUrl::new(&account.base_url);
+        Self { account: Arc::new(account), base, client: http::client(settings) }
     }
 
     pub fn account(&self) -> &Account {
@@ -45,7 +47,6 @@ impl Adapter {
     }
 
     async fn send(&self, req: &ApiRequest) -> Result<Raw, VendorError> {
-        let url = format!("{}{}", self.account.base_url, req.path);
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(FORM_CONTENT_TYPE));
         for (name, value) in req.header_values() {
@@ -60,8 +61,8 @@ impl Adapter {
             headers.insert(HeaderName::from_static(name), value);
         }
         let resp = self
-            .client
-            .post(url)
+            .base
+            .request(&self.client, reqwest::Method::POST, &req.path)
             .headers(headers)
             .body(req.body())
             .send()

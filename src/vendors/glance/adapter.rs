@@ -18,6 +18,7 @@ use crate::vendors::{http, CallContext, Receipt, VendorError, VendorFailure};
 pub struct Adapter {
     name: String,
     account: Arc<Account>,
+    base: http::BaseUrl,
     client: reqwest::Client,
 }
 
@@ -57,7 +58,8 @@ fn scrub_receipt(mut r: Receipt, secrets: &[&str]) -> Receipt {
 
 impl Adapter {
     pub fn new(name: &str, account: Account, http_settings: &VendorSettings) -> Self {
-        Self { name: name.to_owned(), account: Arc::new(account), client: http::client(http_settings) }
+        let base = http::BaseUrl::new(account.base_url());
+        Self { name: name.to_owned(), account: Arc::new(account), base, client: http::client(http_settings) }
     }
 
     pub fn account(&self) -> &Account {
@@ -73,10 +75,9 @@ impl Adapter {
     }
 
     async fn send(&self, req: &Request) -> Result<(u16, HeaderMap, String), VendorError> {
-        let url = format!("{}{}", self.account.base_url(), req.path);
         let resp = self
-            .client
-            .post(url)
+            .base
+            .request(&self.client, reqwest::Method::POST, req.path)
             .header(CONTENT_TYPE, req.content_type())
             .body(req.body())
             .send()

@@ -33,6 +33,10 @@ pub const SANDBOX_API_KEY: &str = "example-api-key";
 pub const SANDBOX_ADMIN_PARTNER_USER_ID: &str = "provisioner-admin";
 /// An admin login that exists but is inactive: every call with it fails.
 pub const SANDBOX_INACTIVE_LOGIN: &str = "former.sandbox.glance.net";
+/// The root element of the sandbox's NewUser success document (`<NewUser>`). An account
+/// pointed at the sandbox may list it in `success_markers`, which spares the ShowUsers that
+/// confirms an unrecognised answer; Glance's own success document is unconfirmed.
+pub const SANDBOX_SUCCESS_MARKER: &str = "NewUser";
 /// The roles provisioned for the sandbox group.
 pub const SANDBOX_ROLES: &[&str] = &["Support Tier 1", "Support Tier 2", "Sales"];
 /// Login Keys further ahead than this (plus a little clock skew) are refused.
@@ -51,7 +55,12 @@ struct StoredUser {
 
 #[derive(Debug, Default)]
 struct Ledger {
+    /// In creation order, which ShowUsers pages through.
     users: Vec<StoredUser>,
+    /// Indexes into `users`: a create or an exact lookup must not walk every user (a
+    /// benchmark run holds tens of thousands, under the one lock).
+    by_partner_user_id: HashMap<String, usize>,
+    addresses: HashSet<String>,
     creations: HashMap<String, u32>,
     foreign_addresses: HashSet<String>,
     next_id: u64,
@@ -199,14 +208,14 @@ async fn new_user(
         }
     }
     let mut ledger = sandbox.ledger.lock().expect("sandbox lock");
-    if ledger.users.iter().any(|u| u.partner_user_id == user.partner_user_id.as_str()) {
+    if ledger.by_partner_user_id.contains_key(user.partner_user_id.as_str()) {
         return Err(failure(
             "DuplicatePartnerUserID",
             &format!("PartnerUserID {} is already used in this group", user.partner_user_id),
         ));
     }
     let address = user.address.as_str();
-    if ledger.foreign_addresses.contains(address) || ledger.users.iter().any(|u| u.address == address) {
+    if ledger.foreign_addresses.contains(address) || ledger.addresses.contains(address) {
         return Err(failure("DuplicateUserAddress", &format!("UserAddress {address} is already taken")));
     }
     ledger.next_id += 1;
@@ -222,6 +231,9 @@ async fn new_user(
         role: text(user.role.as_ref().map(|v| v.as_str())),
     };
     *ledger.creations.entry(stored.partner_user_id.clone()).or_default() += 1;
+    let index = ledger.users.len();
+    ledger.by_partner_user_id.insert(stored.partner_user_id.clone(), index);
+    ledger.addresses.insert(stored.address.clone());
     ledger.users.push(stored.clone());
     drop(ledger);
     let audio = match user.audio {
@@ -244,8 +256,12 @@ async fn new_user(
 
 /// ShowUsers filters: exact, or `*` at the start and/or end as a wildcard.
 fn pattern_matches(pattern: &str, value: &str, fold: bool) -> bool {
-    let (p, v) =
-        if fold { (pattern.to_ascii_lowercase(), value.to_ascii_lowercase()) } else { (pattern.into(), value.into()) };
+    use std::borrow::Cow;
+    let (p, v): (Cow<str>, Cow<str>) = if fold {
+        (pattern.to_ascii_lowercase().into(), value.to_ascii_lowercase().into())
+    } else {
+        (pattern.into(), value.into())
+    };
     match (p.strip_prefix('*'), p.strip_suffix('*')) {
         (Some(rest), _) if rest.ends_with('*') => v.contains(rest.trim_end_matches('*')),
         (Some(rest), None) => v.ends_with(rest),
@@ -284,9 +300,13 @@ async fn show_users(
         },
     };
     let ledger = sandbox.ledger.lock().expect("sandbox lock");
-    let matching: Vec<&StoredUser> = ledger
-        .users
-        .iter()
+    // An exact PartnerUserID (the adapter's lookup) is one index probe; wildcards walk.
+    let exact = get(&form, "PartnerUserID").filter(|p| !p.starts_with('*') && !p.ends_with('*'));
+    let candidates: Box<dyn Iterator<Item = &StoredUser>> = match exact {
+        Some(p) => Box::new(ledger.by_partner_user_id.get(p).map(|&i| &ledger.users[i]).into_iter()),
+        None => Box::new(ledger.users.iter()),
+    };
+    let matching: Vec<&StoredUser> = candidates
         .filter(|u| {
             get(&form, "PartnerUserID").is_none_or(|p| p != NO_ROLE && pattern_matches(p, &u.partner_user_id, false))
         })
@@ -475,6 +495,40 @@ mod tests {
         assert_eq!(sandbox.user_count(), 1);
     }
 
+    #[tokio::test]
+    async fn with_the_sandbox_success_marker_a_create_needs_no_show_users() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let sandbox = Arc::new(Sandbox::new());
+        let show_users_calls = Arc::new(AtomicUsize::new(0));
+        let counted = show_users_calls.clone();
+        let app = router(sandbox.clone()).layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                if req.uri().path() == SHOW_USERS_PATH {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+                next.run(req)
+            },
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        // Without markers (the default) an answer is confirmed with ShowUsers: fail closed.
+        assert!(!sandbox_adapter(&base).create_user(&jane(), FRESH).await.unwrap().existing);
+        assert_eq!(show_users_calls.load(Ordering::SeqCst), 1);
+        let marked = adapter_with(
+            &base,
+            &[("PartnerLogin", SANDBOX_PARTNER_LOGIN), ("success_markers", SANDBOX_SUCCESS_MARKER)],
+            ("PartnerPW", SANDBOX_PARTNER_PW),
+            &VendorSettings::default(),
+        );
+        let other = job(json!({"PartnerUserID": "EMP-2", "UserAddress": "other.acme.glance.net"}));
+        let receipt = marked.create_user(&other, FRESH).await.unwrap();
+        assert!(!receipt.existing && receipt.vendor_user_id.is_some(), "{receipt:?}");
+        assert_eq!(show_users_calls.load(Ordering::SeqCst), 1, "the marked create was confirmed by its own answer");
+        assert_eq!(sandbox.creations("EMP-2"), 1);
+    }
+
     async fn show(base: &str, extra: &[(&str, &str)]) -> String {
         let mut form = vec![("PartnerLogin", SANDBOX_PARTNER_LOGIN), ("PartnerPW", SANDBOX_PARTNER_PW)];
         form.extend_from_slice(extra);
@@ -502,6 +556,8 @@ mod tests {
         let count = |s: &str| s.matches("<user>").count();
         assert_eq!(count(&show(&base, &[("PageCount", "10"), ("PartnerUserID", "Sales*")]).await), 2);
         assert_eq!(count(&show(&base, &[("PageCount", "10"), ("PartnerUserID", "*34")]).await), 1);
+        assert_eq!(count(&show(&base, &[("PageCount", "10"), ("PartnerUserID", "X-34")]).await), 1);
+        assert_eq!(count(&show(&base, &[("PageCount", "10"), ("PartnerUserID", "X-3")]).await), 0);
         assert_eq!(count(&show(&base, &[("PageCount", "10"), ("UserAddress", "*.ri.acme.glance.net")]).await), 2);
         assert_eq!(count(&show(&base, &[("PageCount", "10"), ("UserRole", "-none-")]).await), 3);
         let first = show(&base, &[("PageCount", "2")]).await;

@@ -24,6 +24,7 @@ pub struct Adapter {
 #[derive(Debug)]
 struct Inner {
     account: Account,
+    base: http::BaseUrl,
     http: reqwest::Client,
     /// Held across a token fetch, so concurrent jobs wait for one grant instead of each
     /// starting their own.
@@ -56,7 +57,8 @@ pub fn build(name: &str, account: &AccountSettings, http: &VendorSettings) -> Re
 
 impl Adapter {
     pub fn new(account: Account, http: reqwest::Client) -> Self {
-        Self { inner: Arc::new(Inner { account, http, token: tokio::sync::Mutex::new(None) }) }
+        let base = http::BaseUrl::new(&account.base_url);
+        Self { inner: Arc::new(Inner { account, base, http, token: tokio::sync::Mutex::new(None) }) }
     }
 
     pub fn vendor(&self) -> VendorKey {
@@ -159,8 +161,7 @@ impl Adapter {
     }
 
     async fn send(&self, req: &Request) -> Result<(reqwest::StatusCode, HeaderMap, Vec<u8>), VendorError> {
-        let url = format!("{}{}", self.inner.account.base_url, req.path);
-        let mut builder = self.inner.http.request(req.method.clone(), url);
+        let mut builder = self.inner.base.request(&self.inner.http, req.method.clone(), &req.path);
         for (name, value) in &req.headers {
             let value = HeaderValue::from_str(value).map_err(|_| {
                 VendorError::new(VendorFailure::Auth, "bad_header", format!("header {name} has an invalid value"))
