@@ -10,9 +10,9 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{force_close_connections, rabbitmqctl, test_settings, Probe, TestVendors, WorkerProcess};
+use common::{force_close_connections, jobs_in_flight, rabbitmqctl, test_settings, Probe, TestVendors, WorkerProcess};
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{BasicConsumeOptions, BasicGetOptions};
 use lapin::types::FieldTable;
 use provisioner::config::Settings;
 use provisioner::job::Job;
@@ -199,19 +199,7 @@ struct Seen {
 /// connection does not touch it) until the sentinel arrives.
 async fn observe(probe: &Probe) -> (Arc<Mutex<Vec<Seen>>>, tokio::task::JoinHandle<()>) {
     let ch = probe.conn.create_channel().await.unwrap();
-    let queue = format!("chaos-observer.{}", uuid::Uuid::new_v4().simple());
-    let opts = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
-    ch.queue_declare(queue.as_str().into(), opts, FieldTable::default()).await.unwrap();
-    let exchange = probe.settings.topology.events_exchange.as_str();
-    ch.queue_bind(
-        queue.as_str().into(),
-        exchange.into(),
-        "#".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    let queue = probe.event_queue(&ch, "chaos-observer").await;
     let consume = BasicConsumeOptions { no_ack: true, ..Default::default() };
     let mut consumer =
         ch.basic_consume(queue.as_str().into(), "".into(), consume, FieldTable::default()).await.unwrap();
@@ -258,28 +246,10 @@ struct Disruption {
     to: Instant,
 }
 
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else { return String::new() };
-    let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).await;
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out).await;
-    out
-}
-
-async fn in_flight(admin: std::net::SocketAddr) -> u32 {
-    http_get(admin, "/metrics")
-        .await
-        .lines()
-        .filter(|l| l.starts_with("provisioner_jobs_in_flight{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u32>().ok())
-        .sum()
-}
-
 /// Waits until the worker has jobs in flight, so that a disruption hits work, not idleness.
 async fn wait_busy(admin: std::net::SocketAddr, worker: &WorkerProcess) {
     let deadline = Instant::now() + WAIT;
-    while in_flight(admin).await < 2 {
+    while jobs_in_flight(admin).await < 2 {
         assert!(Instant::now() < deadline, "the worker never had jobs in flight:\n{}", worker.all_logs());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

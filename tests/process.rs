@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{settings_with, wait_until, Probe, WorkerProcess};
+use common::{jobs_in_flight, settings_with, wait_until, Probe, WorkerProcess};
 use provisioner::config::SecretSource;
 use provisioner::pipeline::sample_job;
 use provisioner::sandbox::Faults;
@@ -115,23 +115,6 @@ fn bad_config_is_refused_with_a_message_naming_the_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("vendors.glance.concurrency"));
 }
 
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else { return String::new() };
-    let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).await;
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out).await;
-    out
-}
-
-async fn in_flight(addr: std::net::SocketAddr) -> u32 {
-    let text = http_get(addr, "/metrics").await;
-    text.lines()
-        .filter(|l| l.starts_with("provisioner_jobs_in_flight{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u32>().ok())
-        .sum()
-}
-
 #[tokio::test]
 async fn sigterm_drains_the_jobs_in_flight_and_exits_zero() {
     let slow = Faults { latency: Duration::from_millis(1500), ..Faults::default() };
@@ -154,7 +137,7 @@ async fn sigterm_drains_the_jobs_in_flight_and_exits_zero() {
             .await;
     }
     let deadline = tokio::time::Instant::now() + WAIT;
-    while in_flight(admin).await < 5 {
+    while jobs_in_flight(admin).await < 5 {
         assert!(tokio::time::Instant::now() < deadline, "jobs never went in flight:\n{}", worker.all_logs());
     }
     worker.signal("-TERM");

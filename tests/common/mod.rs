@@ -128,11 +128,17 @@ impl Probe {
 
     /// Binds a fresh exclusive queue to the events exchange and consumes it.
     pub async fn observe_events(&self) -> Observer {
-        let name = format!("observer.{}", uuid::Uuid::new_v4().simple());
+        let name = self.event_queue(&self.channel, "observer").await;
+        self.consume(&name).await
+    }
+
+    /// Declares an exclusive queue on `channel` bound to every event and returns its name.
+    pub async fn event_queue(&self, channel: &Channel, prefix: &str) -> String {
+        let name = format!("{prefix}.{}", uuid::Uuid::new_v4().simple());
         let opts = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
-        self.channel.queue_declare(name.as_str().into(), opts, FieldTable::default()).await.unwrap();
+        channel.queue_declare(name.as_str().into(), opts, FieldTable::default()).await.unwrap();
         let exchange = self.settings.topology.events_exchange.as_str();
-        self.channel
+        channel
             .queue_bind(
                 name.as_str().into(),
                 exchange.into(),
@@ -142,7 +148,7 @@ impl Probe {
             )
             .await
             .unwrap();
-        self.consume(&name).await
+        name
     }
 
     /// Consumes the test's dead-letter queue.
@@ -418,4 +424,24 @@ impl Drop for WorkerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A plain HTTP/1.1 GET of the worker's admin port; an empty string while it does not answer.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else { return String::new() };
+    let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).await;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out).await;
+    out
+}
+
+/// `provisioner_jobs_in_flight` summed over vendors, from the worker's `/metrics`.
+pub async fn jobs_in_flight(admin: std::net::SocketAddr) -> u32 {
+    http_get(admin, "/metrics")
+        .await
+        .lines()
+        .filter(|l| l.starts_with("provisioner_jobs_in_flight{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u32>().ok())
+        .sum()
 }
