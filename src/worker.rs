@@ -16,8 +16,7 @@ use std::sync::Arc;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::{FutureExt, StreamExt};
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
+use lapin::options::BasicCancelOptions;
 use lapin::{Connection, Event};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -216,20 +215,9 @@ impl Worker {
         shutdown: &CancellationToken,
     ) -> Result<(VendorKey, lapin::Channel, String), BrokerError> {
         let cfg = self.settings.vendors.get(vendor);
-        let setup = |step| move |source| BrokerError::Setup { step, source };
-        let channel = conn.create_channel().await.map_err(setup("opening a consumer channel"))?;
-        channel.basic_qos(cfg.prefetch, BasicQosOptions::default()).await.map_err(setup("setting prefetch"))?;
         let queue = self.settings.topology.job_queue(vendor);
-        let tag = format!("{}-{vendor}-{}", self.settings.amqp.connection_name, uuid::Uuid::new_v4().simple());
-        let mut consumer = channel
-            .basic_consume(
-                queue.as_str().into(),
-                tag.as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(setup("starting a consumer"))?;
+        let (channel, mut consumer, tag) =
+            rabbitmq::consume(conn, &self.settings, &queue, cfg.prefetch, vendor.as_str()).await?;
         self.metrics.consumers_active.with_label_values(&[vendor.as_str()]).set(1);
 
         let limit = Arc::new(Semaphore::new(cfg.concurrency.into()));
@@ -243,22 +231,8 @@ impl Worker {
                     _ = stop.cancelled() => break,
                     p = limit.clone().acquire_owned() => p.expect("semaphore never closed"),
                 };
-                let delivery = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    d = consumer.next() => d,
-                };
-                let delivery = match delivery {
-                    Some(Ok(d)) => d,
-                    Some(Err(e)) => {
-                        tracing::warn!(%vendor, error = %e, "consumer failed");
-                        lost.cancel();
-                        break;
-                    }
-                    None => {
-                        tracing::warn!(%vendor, "consumer stream ended (cancelled by the broker?)");
-                        lost.cancel();
-                        break;
-                    }
+                let Some(delivery) = rabbitmq::next_delivery(&mut consumer, &stop, &lost, vendor.as_str()).await else {
+                    break;
                 };
                 let (pipeline, metrics, publisher, shutdown) =
                     (pipeline.clone(), metrics.clone(), publisher.clone(), shutdown.clone());

@@ -4,9 +4,6 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -93,43 +90,15 @@ pub async fn start(
         Mapper::new(settings)
             .map_err(|e| BrokerError::Config(ConfigError::Invalid { key: e.key, message: e.message }))?,
     );
-    let setup = |step| move |source| BrokerError::Setup { step, source };
-    let channel = conn.create_channel().await.map_err(setup("opening the hire consumer channel"))?;
-    channel
-        .basic_qos(settings.hire.prefetch, BasicQosOptions::default())
-        .await
-        .map_err(setup("setting the hire prefetch"))?;
-    let tag = format!("{}-hr-{}", settings.amqp.connection_name, uuid::Uuid::new_v4().simple());
-    let mut consumer = channel
-        .basic_consume(
-            settings.topology.hr_queue.as_str().into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(setup("starting the hire consumer"))?;
+    let (channel, mut consumer, tag) =
+        rabbitmq::consume(conn, settings, &settings.topology.hr_queue, settings.hire.prefetch, "hr").await?;
     let (stop, lost, tasks) = (stop.clone(), lost.clone(), tasks.clone());
     let topology = settings.topology.clone();
     let requeue_delay = settings.worker.publish_failure_delay;
     tokio::spawn(async move {
         loop {
-            let delivery = tokio::select! {
-                _ = stop.cancelled() => break,
-                d = consumer.next() => d,
-            };
-            let delivery = match delivery {
-                Some(Ok(d)) => d,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "hire consumer failed");
-                    lost.cancel();
-                    break;
-                }
-                None => {
-                    tracing::warn!("hire consumer stream ended (cancelled by the broker?)");
-                    lost.cancel();
-                    break;
-                }
+            let Some(delivery) = rabbitmq::next_delivery(&mut consumer, &stop, &lost, "hr").await else {
+                break;
             };
             let (mapper, topology, publisher) = (mapper.clone(), topology.clone(), publisher.clone());
             // Prefetch bounds how many of these run at once.

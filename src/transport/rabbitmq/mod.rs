@@ -4,11 +4,16 @@ mod topology;
 
 pub use topology::{declare, declare_job_queue_args, delete_topology};
 
+use futures_util::StreamExt as _;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicPublishOptions, BasicRejectOptions, ConfirmSelectOptions};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
+    ConfirmSelectOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::Confirmation;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use tokio_util::sync::CancellationToken;
 
 use super::{Acknowledge, HeaderValue, Headers, Inbound, Outbound, PublishError, Publisher};
 use crate::config::{ConfigError, Settings};
@@ -70,6 +75,55 @@ pub async fn confirm_channel(conn: &Connection) -> Result<Channel, BrokerError> 
         .await
         .map_err(|source| BrokerError::Setup { step: "enabling publisher confirms", source })?;
     Ok(ch)
+}
+
+/// A consumer of `queue` on a channel of its own, so its `prefetch` is its own buffer.
+/// Returns the channel and the consumer tag (`<connection name>-<label>-<random>`) for a
+/// later `basic.cancel`.
+pub async fn consume(
+    conn: &Connection,
+    settings: &Settings,
+    queue: &str,
+    prefetch: u16,
+    label: &str,
+) -> Result<(Channel, Consumer, String), BrokerError> {
+    let setup = |step| move |source| BrokerError::Setup { step, source };
+    let channel = conn.create_channel().await.map_err(setup("opening a consumer channel"))?;
+    channel.basic_qos(prefetch, BasicQosOptions::default()).await.map_err(setup("setting prefetch"))?;
+    let tag = format!("{}-{label}-{}", settings.amqp.connection_name, uuid::Uuid::new_v4().simple());
+    let consumer = channel
+        .basic_consume(queue.into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .map_err(setup("starting a consumer"))?;
+    Ok((channel, consumer, tag))
+}
+
+/// The next delivery, or `None` once `stop` is cancelled or the consumer fails. A failure
+/// (an error, or the broker cancelling the consumer) also cancels `lost`, so the session
+/// reconnects.
+pub async fn next_delivery(
+    consumer: &mut Consumer,
+    stop: &CancellationToken,
+    lost: &CancellationToken,
+    label: &str,
+) -> Option<Delivery> {
+    let delivery = tokio::select! {
+        _ = stop.cancelled() => return None,
+        d = consumer.next() => d,
+    };
+    match delivery {
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => {
+            tracing::warn!(consumer = label, error = %e, "consumer failed");
+            lost.cancel();
+            None
+        }
+        None => {
+            tracing::warn!(consumer = label, "consumer stream ended (cancelled by the broker?)");
+            lost.cancel();
+            None
+        }
+    }
 }
 
 /// Publishes with `mandatory` and waits for the broker's confirm.
