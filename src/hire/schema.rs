@@ -3,6 +3,8 @@
 use schemars::JsonSchema;
 use serde_json::Value;
 
+use crate::vendors::VendorKey;
+
 /// A hire event, published to `provisioning.hr` or POSTed to the intake's `/v1/hires`.
 /// Unknown fields are invalid, not ignored.
 #[allow(dead_code)] // exists only to generate the schema; decoding collects every error by hand
@@ -25,7 +27,7 @@ struct HireMessage {
     employee: Employee,
     /// Which vendors to create the user in; defaults to the tenant's configured set.
     #[schemars(length(min = 1))]
-    targets: Option<Vec<Vendor>>,
+    targets: Option<Vec<VendorKey>>,
 }
 
 #[allow(dead_code)]
@@ -33,15 +35,6 @@ struct HireMessage {
 #[serde(rename_all = "lowercase")]
 enum Kind {
     Hire,
-}
-
-#[allow(dead_code)]
-#[derive(JsonSchema)]
-#[serde(rename_all = "lowercase")]
-enum Vendor {
-    Glance,
-    Netsapiens,
-    Clienttoolbox,
 }
 
 /// The person. Text fields are 1–256 characters without control characters; names may be any

@@ -15,7 +15,7 @@ struct JobMessage {
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^[ -~]{1,128}$"))]
     job_id: String,
     /// Which vendor to create the user in; must match the routing key.
-    vendor: Vendor,
+    vendor: VendorKey,
     /// A vendor account configured in the service (base URL, credentials, vendor settings).
     #[schemars(regex(pattern = r"^[A-Za-z0-9_.-]{1,64}$"))]
     account: String,
@@ -30,15 +30,6 @@ struct JobMessage {
     /// The user, in the vendor's own documented wire names. Unknown fields are invalid.
     #[schemars(schema_with = "user_schema")]
     user: Map<String, Value>,
-}
-
-#[allow(dead_code)]
-#[derive(JsonSchema)]
-#[serde(rename_all = "lowercase")]
-enum Vendor {
-    Glance,
-    Netsapiens,
-    Clienttoolbox,
 }
 
 fn user_schema(_: &mut SchemaGenerator) -> Schema {

@@ -18,10 +18,26 @@ pub use catalog::{FieldKind, FieldSpec};
 
 use crate::job::Job;
 
-/// The vendors this service can provision into. A closed set, so it is safe as a metric label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+/// The vendors this service can provision into.
+// A closed set, so it is safe as a metric label. The doc line above is also its description
+// in the job and hire JSON Schemas.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    schemars::JsonSchema,
+)]
 #[value(rename_all = "lowercase")]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "Vendor")]
 pub enum VendorKey {
     Glance,
     Netsapiens,
