@@ -60,6 +60,9 @@ pub struct Account {
     limiter: AccountLimiter,
     breaker: Arc<CircuitBreaker>,
     metrics: Metrics,
+    /// This vendor's series of the per-call metrics, looked up once rather than per call.
+    admission_wait: prometheus::Histogram,
+    throttled: prometheus::IntCounter,
 }
 
 impl Account {
@@ -98,7 +101,7 @@ impl Account {
             Admission::Call(ticket) => ticket,
             Admission::Refused { retry_in } => return Err(CallError::CircuitOpen { retry_in }),
         };
-        self.metrics.admission_wait.with_label_values(&[vendor]).observe(slot.waited.as_secs_f64());
+        self.admission_wait.observe(slot.waited.as_secs_f64());
         attempt.sending();
         let result = self.adapter.create_user(job, ctx).await;
         let pace = slot.ticket();
@@ -111,7 +114,7 @@ impl Account {
                 VendorFailure::Auth => (Verdict::AuthFailed, Feedback::Fine),
                 VendorFailure::Transient => (Verdict::Failed, Feedback::Fine),
                 VendorFailure::Throttled => {
-                    self.metrics.vendor_throttled.with_label_values(&[vendor]).inc();
+                    self.throttled.inc();
                     (Verdict::Neutral, Feedback::Throttled { retry_after: e.retry_after })
                 }
             },
@@ -183,7 +186,13 @@ pub fn guard(
         board.push((name.clone(), vendor, breaker.clone()));
         let limiter = AccountLimiter::new(rate, concurrency, settings.rate_limit.clone());
         let max_wait = settings.rate_limit.max_wait;
-        accounts.insert(name.clone(), Account { name, max_wait, adapter, limiter, breaker, metrics: metrics.clone() });
+        let label = [vendor.as_str()];
+        let (admission_wait, throttled) =
+            (metrics.admission_wait.with_label_values(&label), metrics.vendor_throttled.with_label_values(&label));
+        let metrics = metrics.clone();
+        let account =
+            Account { name: name.clone(), max_wait, adapter, limiter, breaker, metrics, admission_wait, throttled };
+        accounts.insert(name, account);
     }
     board.sort_by(|a, b| a.0.cmp(&b.0));
     (accounts, CircuitBoard::new(board))
