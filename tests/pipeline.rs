@@ -16,12 +16,20 @@ use provisioner::transport::{settle, Acknowledge, Inbound, Outbound, OutboundKin
 use provisioner::vendors::{build_adapters, VendorKey};
 use tokio_util::sync::CancellationToken;
 
-/// A pipeline with one Glance account on a fresh sandbox (kept alive by the returned value).
-async fn pipeline() -> (Pipeline, TestVendors) {
-    let vendors = TestVendors::start(Faults::default()).await;
+/// A pipeline with one Glance account "acme" on a fresh sandbox with `faults` (kept alive by
+/// the returned value), after `tweak` had its say on the settings.
+async fn pipeline_with(faults: Faults, tweak: impl FnOnce(&mut Settings)) -> (Pipeline, TestVendors, Metrics) {
+    let vendors = TestVendors::start(faults).await;
     let mut settings = Settings::default();
     settings.accounts.insert("acme".to_owned(), vendors.account(VendorKey::Glance));
-    (Pipeline::new(&settings, build_adapters(&settings).unwrap(), &Metrics::new()), vendors)
+    tweak(&mut settings);
+    let metrics = Metrics::new();
+    (Pipeline::new(&settings, build_adapters(&settings).unwrap(), &metrics), vendors, metrics)
+}
+
+async fn pipeline() -> (Pipeline, TestVendors) {
+    let (p, vendors, _) = pipeline_with(Faults::default(), |_| {}).await;
+    (p, vendors)
 }
 
 /// A Glance job the vendor refuses (the role is not provisioned in the group), though it is
@@ -174,18 +182,16 @@ async fn the_memory_broker_runs_the_demo_to_the_documented_summary() {
 /// A pipeline with one Glance account "acme" whose breaker trips after two failures of two
 /// and probes again 1 s later; one vendor call per delivery, so every call is countable.
 async fn guarded(faults: Faults, password: Option<&str>) -> (Pipeline, TestVendors, Metrics) {
-    let vendors = TestVendors::start(faults).await;
-    let mut settings = Settings::default();
-    let mut account = vendors.account(VendorKey::Glance);
-    if let Some(pw) = password {
-        account.credentials.insert("PartnerPW".into(), SecretSource::Value(pw.to_owned().into()));
-    }
-    settings.accounts.insert("acme".to_owned(), account);
-    settings.retry.inline.max_attempts = 1;
-    settings.circuit_breaker.min_calls = 2;
-    settings.circuit_breaker.open_for = Duration::from_secs(1);
-    let metrics = Metrics::new();
-    (Pipeline::new(&settings, build_adapters(&settings).unwrap(), &metrics), vendors, metrics)
+    pipeline_with(faults, |s| {
+        if let Some(pw) = password {
+            let credentials = &mut s.accounts.get_mut("acme").unwrap().credentials;
+            credentials.insert("PartnerPW".into(), SecretSource::Value(pw.to_owned().into()));
+        }
+        s.retry.inline.max_attempts = 1;
+        s.circuit_breaker.min_calls = 2;
+        s.circuit_breaker.open_for = Duration::from_secs(1);
+    })
+    .await
 }
 
 fn gauge(metrics: &Metrics, series: &str) -> f64 {
@@ -276,12 +282,11 @@ async fn a_429_is_counted_and_slows_the_account_down() {
 
 #[tokio::test]
 async fn a_transient_failure_uses_the_vendors_own_schedule_and_gives_up_after_its_last_tier() {
-    let vendors = TestVendors::start(Faults { outage: true, ..Faults::default() }).await;
-    let mut settings = Settings::default();
-    settings.accounts.insert("acme".to_owned(), vendors.account(VendorKey::Glance));
-    settings.retry.inline.max_attempts = 1;
-    settings.vendors.glance.retry_tiers = Some(vec![Duration::from_secs(3), Duration::from_secs(90)]);
-    let p = Pipeline::new(&settings, build_adapters(&settings).unwrap(), &Metrics::new());
+    let (p, _vendors, _) = pipeline_with(Faults { outage: true, ..Faults::default() }, |s| {
+        s.retry.inline.max_attempts = 1;
+        s.vendors.glance.retry_tiers = Some(vec![Duration::from_secs(3), Duration::from_secs(90)]);
+    })
+    .await;
     let stop = CancellationToken::new();
     let mut job = glance_job("s-1");
     for tier in ["3s", "1m30s"] {
@@ -301,14 +306,12 @@ async fn a_call_queued_while_the_breaker_opened_never_goes_out_and_neither_job_u
     // One call at a time; the vendor is down and slow. Job A's failure opens the breaker
     // while job B waits for the account's only slot.
     let slow_outage = Faults { outage: true, latency: Duration::from_millis(300), ..Faults::default() };
-    let vendors = TestVendors::start(slow_outage).await;
-    let mut settings = Settings::default();
-    let mut account = vendors.account(VendorKey::Glance);
-    account.concurrency = Some(1);
-    settings.accounts.insert("acme".to_owned(), account);
-    settings.retry.inline.max_attempts = 1;
-    settings.circuit_breaker.consecutive_failures = 1;
-    let p = Pipeline::new(&settings, build_adapters(&settings).unwrap(), &Metrics::new());
+    let (p, vendors, _) = pipeline_with(slow_outage, |s| {
+        s.accounts.get_mut("acme").unwrap().concurrency = Some(1);
+        s.retry.inline.max_attempts = 1;
+        s.circuit_breaker.consecutive_failures = 1;
+    })
+    .await;
     let stop = CancellationToken::new();
     let (job_a, job_b) = (glance_job("q-a"), glance_job("q-b"));
     let (a, b) = tokio::join!(p.handle(&job_a, &stop), p.handle(&job_b, &stop));
@@ -321,14 +324,11 @@ async fn a_call_queued_while_the_breaker_opened_never_goes_out_and_neither_job_u
 
 #[tokio::test]
 async fn a_job_that_cannot_get_its_account_within_max_wait_is_parked_without_using_a_tier() {
-    let vendors = TestVendors::start(Faults::default()).await;
-    let mut settings = Settings::default();
-    let mut account = vendors.account(VendorKey::Glance);
-    account.rate = Some("1/min".parse().unwrap());
-    settings.accounts.insert("acme".to_owned(), account);
-    settings.rate_limit.max_wait = Duration::from_millis(200);
-    let metrics = Metrics::new();
-    let p = Pipeline::new(&settings, build_adapters(&settings).unwrap(), &metrics);
+    let (p, vendors, _) = pipeline_with(Faults::default(), |s| {
+        s.accounts.get_mut("acme").unwrap().rate = Some("1/min".parse().unwrap());
+        s.rate_limit.max_wait = Duration::from_millis(200);
+    })
+    .await;
     let stop = CancellationToken::new();
     let first = p.handle(&glance_job("b-1"), &stop).await;
     assert!(matches!(first.report, Report::Terminal { outcome: "created", .. }), "{:?}", first.report);
