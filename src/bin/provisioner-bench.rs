@@ -182,6 +182,9 @@ struct Measured {
     /// The share of the machine's CPU time left idle over the window (`/proc/stat`): near 0,
     /// the scenario was bound by CPU, not by the broker's or the vendor's latency.
     idle_pct: Option<f64>,
+    /// The share the hypervisor gave to other guests (`steal`): a virtual machine's noisy
+    /// neighbours, which slow every process here alike.
+    steal_pct: Option<f64>,
     /// The worker child's context switches (voluntary and not) per job.
     worker_switches_per_job: Option<f64>,
     rss_idle_mib: Option<f64>,
@@ -325,12 +328,14 @@ fn table(r: &Report) -> String {
     let opt = |x: Option<f64>, d: usize| x.map_or("-".to_owned(), |v| format!("{v:.d$}"));
     let mut out = String::new();
     out.push_str(
-        "| scenario | jobs | jobs/s | p50 ms | p99 ms | CPU µs/job | harness CPU µs/job | broker CPU µs/job | idle % | worker switches/job | RSS idle MiB | RSS peak MiB | max in flight |\n",
+        "| scenario | jobs | jobs/s | p50 ms | p99 ms | CPU µs/job | harness CPU µs/job | broker CPU µs/job | idle % | steal % | worker switches/job | RSS idle MiB | RSS peak MiB | max in flight |\n",
     );
-    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    out.push_str(
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
     for Named { name, measured: m } in &r.scenarios {
         out.push_str(&format!(
-            "| {name} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {name} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             m.jobs,
             m.jobs_per_s,
             m.p50_ms,
@@ -339,6 +344,7 @@ fn table(r: &Report) -> String {
             opt(m.harness_cpu_us_per_job, 0),
             opt(m.broker_cpu_us_per_job, 0),
             opt(m.idle_pct, 0),
+            opt(m.steal_pct, 0),
             opt(m.worker_switches_per_job, 1),
             opt(m.rss_idle_mib, 1),
             opt(m.rss_peak_mib, 1),
@@ -439,7 +445,8 @@ async fn measure(
         jobs: plan.jobs,
         harness_cpu_us_per_job: Some(per_job(own_cpu_ticks()? - harness_start)),
         broker_cpu_us_per_job: broker_start.zip(broker_cpu_ticks()).map(|(a, b)| per_job(b.saturating_sub(a))),
-        idle_pct: machine_start.zip(machine_ticks()).and_then(|(a, b)| idle_pct(a, b)).map(|p| round(p, 1)),
+        idle_pct: machine_start.zip(machine_ticks()).and_then(|(a, b)| share(a, b, |t| t.idle)),
+        steal_pct: machine_start.zip(machine_ticks()).and_then(|(a, b)| share(a, b, |t| t.steal)),
         ..Default::default()
     };
     // From consuming to the last event: start-up is not counted, ramp-up is.
@@ -790,23 +797,30 @@ fn parse_status_field(status: &str, field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// The machine's CPU time so far, from the `cpu` line of `/proc/stat`: (idle + iowait, all).
-fn machine_ticks() -> Option<(u64, u64)> {
+/// The machine's CPU time so far, from the `cpu` line of `/proc/stat`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct MachineTicks {
+    /// idle + iowait
+    idle: u64,
+    steal: u64,
+    total: u64,
+}
+
+fn machine_ticks() -> Option<MachineTicks> {
     parse_machine_ticks(&std::fs::read_to_string("/proc/stat").ok()?)
 }
 
-fn parse_machine_ticks(stat: &str) -> Option<(u64, u64)> {
+fn parse_machine_ticks(stat: &str) -> Option<MachineTicks> {
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
     // user nice system idle iowait irq softirq steal (guest time is already in user).
     let ticks: Vec<u64> = line.split_whitespace().skip(1).take(8).map(|t| t.parse().ok()).collect::<Option<_>>()?;
-    let idle = ticks.get(3)? + ticks.get(4)?;
-    Some((idle, ticks.iter().sum()))
+    Some(MachineTicks { idle: ticks.get(3)? + ticks.get(4)?, steal: *ticks.get(7)?, total: ticks.iter().sum() })
 }
 
-/// The idle share, in percent, between two readings of [`machine_ticks`].
-fn idle_pct(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
-    let total = after.1.checked_sub(before.1).filter(|t| *t > 0)?;
-    Some(after.0.saturating_sub(before.0) as f64 * 100.0 / total as f64)
+/// One part's share of the machine's time between two readings, in percent (one decimal).
+fn share(before: MachineTicks, after: MachineTicks, part: impl Fn(&MachineTicks) -> u64) -> Option<f64> {
+    let total = after.total.checked_sub(before.total).filter(|t| *t > 0)?;
+    Some(round(part(&after).saturating_sub(part(&before)) as f64 * 100.0 / total as f64, 1))
 }
 
 fn clock_ticks() -> u64 {
@@ -885,10 +899,11 @@ mod tests {
     #[test]
     fn idle_share_counts_iowait_and_leaves_guest_time_out() {
         let before = parse_machine_ticks("cpu  100 0 50 800 50 0 0 0 40 0\ncpu0 1 2 3\n").unwrap();
-        assert_eq!(before, (850, 1000));
-        let after = parse_machine_ticks("cpu  400 0 200 850 50 0 0 0 90 0\n").unwrap();
-        assert_eq!(idle_pct(before, after), Some(10.0));
-        assert_eq!(idle_pct(after, after), None);
+        assert_eq!(before, MachineTicks { idle: 850, steal: 0, total: 1000 });
+        let after = parse_machine_ticks("cpu  400 0 150 850 50 0 0 50 90 0\n").unwrap();
+        assert_eq!(share(before, after, |t| t.idle), Some(10.0));
+        assert_eq!(share(before, after, |t| t.steal), Some(10.0));
+        assert_eq!(share(after, after, |t| t.idle), None);
         assert_eq!(parse_machine_ticks("intr 5\n"), None);
     }
 
