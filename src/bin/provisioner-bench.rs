@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use futures_util::stream::{self, StreamExt as _};
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use provisioner::config::{Settings, TopologySettings};
@@ -440,13 +440,16 @@ async fn measure(
     let deadline = Duration::from_secs(300);
     let seen = observer.finish(deadline).await?;
     let done = Instant::now();
-    let per_job = |ticks: u64| round(ticks as f64 * 1e6 / clock_ticks() as f64 / plan.jobs as f64, 1);
+    // One reading of the machine for both shares, so they cover the same window.
+    let machine = machine_start.zip(machine_ticks());
+    let hz = clock_ticks() as f64;
+    let per_job = |ticks: u64| round(ticks as f64 * 1e6 / hz / plan.jobs as f64, 1);
     let mut m = Measured {
         jobs: plan.jobs,
         harness_cpu_us_per_job: Some(per_job(own_cpu_ticks()? - harness_start)),
         broker_cpu_us_per_job: broker_start.zip(broker_cpu_ticks()).map(|(a, b)| per_job(b.saturating_sub(a))),
-        idle_pct: machine_start.zip(machine_ticks()).and_then(|(a, b)| share(a, b, |t| t.idle)),
-        steal_pct: machine_start.zip(machine_ticks()).and_then(|(a, b)| share(a, b, |t| t.steal)),
+        idle_pct: machine.and_then(|(a, b)| share(a, b, |t| t.idle)),
+        steal_pct: machine.and_then(|(a, b)| share(a, b, |t| t.steal)),
         ..Default::default()
     };
     // From consuming to the last event: start-up is not counted, ramp-up is.
@@ -540,16 +543,8 @@ struct Observer {
 
 impl Observer {
     async fn start(conn: &Connection, settings: &Settings, expected: usize) -> anyhow::Result<Self> {
-        let ch = conn.create_channel().await?;
-        ch.basic_qos(2_000, BasicQosOptions::default()).await?;
-        let mut consumer = ch
-            .basic_consume(
-                settings.topology.audit_queue.as_str().into(),
-                "bench-observer".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let (ch, mut consumer, _) =
+            rabbitmq::consume(conn, settings, &settings.topology.audit_queue, 2_000, "bench-observer").await?;
         let task = tokio::spawn(async move {
             let _ch = ch;
             let mut seen: Vec<Option<Instant>> = vec![None; expected];
@@ -626,16 +621,8 @@ async fn bare_loop(
 ) -> anyhow::Result<()> {
     let publish = rabbitmq::confirm_channel(conn).await?;
     for v in VendorKey::ALL {
-        let ch = conn.create_channel().await?;
-        ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
-        let mut consumer = ch
-            .basic_consume(
-                settings.topology.job_queue(v).as_str().into(),
-                "bench-ceiling".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let (ch, mut consumer, _) =
+            rabbitmq::consume(conn, settings, &settings.topology.job_queue(v), prefetch, "bench-ceiling").await?;
         let (publish, stop, exchange) = (publish.clone(), stop.clone(), settings.topology.events_exchange.clone());
         let routing_key = format!("user.created.{v}");
         tokio::spawn(async move {
@@ -724,7 +711,7 @@ impl WorkerChild {
 
     fn status_kib(&self, field: &str) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
-        parse_status_kib(&status, field).with_context(|| format!("no {field} in /proc/<pid>/status"))
+        parse_status_field(&status, field).with_context(|| format!("no {field} in /proc/<pid>/status"))
     }
 
     /// SIGTERM, then wait for the drain to end; a worker that exits non-zero, or does not
@@ -786,12 +773,7 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
-/// A `/proc/<pid>/status` field whose value is in kB (`VmRSS:   12288 kB`).
-fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
-    parse_status_field(status, field)
-}
-
-/// The first number of a `/proc/<pid>/status` field.
+/// The first number of a `/proc/<pid>/status` field (`VmRSS:   12288 kB` is in kB).
 fn parse_status_field(status: &str, field: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))?;
     line.split_whitespace().nth(1)?.parse().ok()
@@ -891,9 +873,9 @@ mod tests {
     #[test]
     fn status_fields_are_read_in_kib() {
         let status = "Name:\tprovisioner\nVmHWM:\t   40960 kB\nVmRSS:\t   12288 kB\n";
-        assert_eq!(parse_status_kib(status, "VmRSS"), Some(12288));
-        assert_eq!(parse_status_kib(status, "VmHWM"), Some(40960));
-        assert_eq!(parse_status_kib(status, "VmSwap"), None);
+        assert_eq!(parse_status_field(status, "VmRSS"), Some(12288));
+        assert_eq!(parse_status_field(status, "VmHWM"), Some(40960));
+        assert_eq!(parse_status_field(status, "VmSwap"), None);
     }
 
     #[test]
