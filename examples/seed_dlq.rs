@@ -2,10 +2,10 @@
 //! `cargo run --release --example seed_dlq -- CONFIG_DIR N`.
 
 use provisioner::config::{Settings, Sources};
+use provisioner::contract::VendorKey;
 use provisioner::transport::headers as h;
 use provisioner::transport::rabbitmq::{self, ConfirmPublisher};
 use provisioner::transport::{Headers, Outbound, OutboundKind, Publisher};
-use provisioner::vendors::VendorKey;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

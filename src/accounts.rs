@@ -11,11 +11,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::circuit_breaker::{Admission, CircuitBoard, CircuitBreaker, State, Transition, Verdict};
 use crate::config::Settings;
-use crate::job::Job;
+use crate::contract::Job;
+use crate::contract::VendorKey;
 use crate::metrics::Metrics;
 use crate::rate_limit::{AccountLimiter, Feedback, Refusal};
 use crate::retry::{Attempt, Retryable};
-use crate::vendors::{Adapter, AnyAdapter, CallContext, Receipt, VendorError, VendorFailure, VendorKey};
+use crate::vendors::{Adapter, AnyAdapter, CallContext, Receipt, VendorError, VendorFailure};
 
 /// Why a guarded call did not produce a receipt.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

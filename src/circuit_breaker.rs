@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::vendors::VendorKey;
+use crate::contract::VendorKey;
 
 /// `[circuit_breaker]`: one set of rules for every account.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

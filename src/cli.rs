@@ -109,7 +109,7 @@ pub struct BrokerArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct FilterArgs {
     #[arg(long)]
-    pub vendor: Option<crate::vendors::VendorKey>,
+    pub vendor: Option<crate::contract::VendorKey>,
     #[arg(long)]
     pub account: Option<String>,
     /// An error class (invalid, rejected, conflict, auth, unavailable), undecodable, or delivery_limit.

@@ -14,8 +14,8 @@ use figment::Figment;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::contract::VendorKey;
 use crate::rate_limit::Rate;
-use crate::vendors::VendorKey;
 
 /// A configuration problem, always naming the key an operator has to change.
 #[derive(Debug, thiserror::Error)]
@@ -654,7 +654,7 @@ impl Settings {
             return Err(ConfigError::invalid("amqp.url", "is not a valid amqp:// or amqps:// URL"));
         }
         for (name, account) in &self.accounts {
-            if let Err(e) = crate::job::AccountName::parse(name) {
+            if let Err(e) = crate::contract::AccountName::parse(name) {
                 return Err(ConfigError::invalid(format!("accounts.{name}"), format!("account name {e}")));
             }
             if let Some(url) = &account.base_url {

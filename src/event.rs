@@ -4,8 +4,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Map;
 
+use crate::contract::VendorKey;
 use crate::outcome::{Failure, Outcome};
-use crate::vendors::VendorKey;
 
 /// What an event says about the job, including what could be read from an invalid one.
 #[derive(Clone, Debug)]

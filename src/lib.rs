@@ -10,6 +10,7 @@ pub mod circuit_breaker;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod contract;
 pub mod event;
 pub mod hire;
 pub mod job;

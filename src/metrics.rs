@@ -6,10 +6,10 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::contract::VendorKey;
 use crate::outcome::ErrorClass;
 use crate::pipeline::{Disposition, Report};
 use crate::transport::{OutboundKind, PublishError};
-use crate::vendors::VendorKey;
 
 /// `unknown` stands for messages whose vendor could not be read.
 pub const UNKNOWN_VENDOR: &str = "unknown";

@@ -15,14 +15,16 @@ use tracing::Instrument;
 use crate::accounts::{Account, CallError};
 use crate::circuit_breaker::CircuitBoard;
 use crate::config::{Settings, TopologySettings};
+use crate::contract::VendorKey;
+use crate::contract::{FieldError, Job, JobId};
 use crate::event::{self, JobRef};
-use crate::job::{self, FieldError, InvalidJob, Job, JobId, Rejection};
+use crate::job::{self, InvalidJob, Rejection};
 use crate::metrics::Metrics;
 use crate::outcome::{ErrorClass, Failure, Outcome};
 use crate::retry::{tier_name, Attempt, DurableSchedule, InlineRetry};
 use crate::transport::headers as h;
 use crate::transport::{Headers, Inbound, Outbound, OutboundKind};
-use crate::vendors::{AnyAdapter, CallContext, VendorError, VendorKey};
+use crate::vendors::{AnyAdapter, CallContext, VendorError};
 
 /// What to do after publishing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -24,11 +24,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::Health;
 use crate::config::Settings;
+use crate::contract::VendorKey;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::transport::rabbitmq::{self, BrokerError, ConfirmPublisher, DeliveryAcker};
 use crate::transport::{settle, Metered, Settled};
-use crate::vendors::VendorKey;
 
 pub struct Worker {
     settings: Arc<Settings>,

@@ -9,12 +9,13 @@ use std::time::Duration;
 use common::{settings_with, test_settings, wait_until, Probe};
 use provisioner::admin::{self, Health};
 use provisioner::config::Settings;
+use provisioner::contract::VendorKey;
 use provisioner::metrics::Metrics;
 use provisioner::pipeline::{sample_job, Pipeline};
 use provisioner::sandbox::Faults;
 use provisioner::transport::headers as h;
 use provisioner::transport::{Outbound, OutboundKind};
-use provisioner::vendors::{build_adapters, VendorKey};
+use provisioner::vendors::build_adapters;
 use provisioner::worker::Worker;
 use tokio_util::sync::CancellationToken;
 

@@ -11,10 +11,11 @@ use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions};
 use lapin::types::FieldTable;
 use provisioner::admin::Health;
+use provisioner::contract::VendorKey;
 use provisioner::metrics::Metrics;
 use provisioner::pipeline::{sample_job, Pipeline};
 use provisioner::sandbox::Faults;
-use provisioner::vendors::{build_adapters, VendorKey};
+use provisioner::vendors::build_adapters;
 use provisioner::worker::Worker;
 use tokio_util::sync::CancellationToken;
 

@@ -15,14 +15,14 @@ use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicGetOptions};
 use lapin::types::FieldTable;
 use provisioner::config::Settings;
-use provisioner::job::Job;
+use provisioner::contract::Job;
+use provisioner::contract::VendorKey;
 use provisioner::pipeline::sample_job;
 use provisioner::retry::tier_name;
 use provisioner::sandbox::Faults;
 use provisioner::transport::headers as h;
 use provisioner::transport::rabbitmq::{self, ConfirmPublisher};
 use provisioner::transport::{Headers, Outbound, OutboundKind, Publisher};
-use provisioner::vendors::VendorKey;
 use tokio::time::Instant;
 
 /// Distinct job ids; every 20th is invalid and another every 20th is published twice.

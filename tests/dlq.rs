@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::{child_config, dead_letter, test_settings, Probe};
 use provisioner::config::Settings;
+use provisioner::contract::VendorKey;
 use provisioner::pipeline::sample_job;
-use provisioner::vendors::VendorKey;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_provisioner");

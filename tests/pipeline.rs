@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use common::TestVendors;
 use provisioner::config::{SecretSource, Settings};
+use provisioner::contract::VendorKey;
 use provisioner::metrics::Metrics;
 use provisioner::outcome::ErrorClass;
 use provisioner::pipeline::{sample_job, After, Disposition, Parked, Pipeline, Report};
 use provisioner::sandbox::Faults;
 use provisioner::transport::headers as h;
 use provisioner::transport::{settle, Acknowledge, Inbound, Outbound, OutboundKind, PublishError, Publisher, Settled};
-use provisioner::vendors::{build_adapters, VendorKey};
+use provisioner::vendors::build_adapters;
 use tokio_util::sync::CancellationToken;
 
 /// A pipeline with one Glance account "acme" on a fresh sandbox with `faults` (kept alive by

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use common::{jobs_in_flight, settings_with, wait_until, Probe, WorkerProcess};
 use provisioner::config::SecretSource;
+use provisioner::contract::VendorKey;
 use provisioner::pipeline::sample_job;
 use provisioner::sandbox::Faults;
-use provisioner::vendors::VendorKey;
 
 const BIN: &str = env!("CARGO_BIN_EXE_provisioner");
 const WAIT: Duration = Duration::from_secs(20);

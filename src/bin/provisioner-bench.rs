@@ -18,11 +18,12 @@ use lapin::options::{BasicAckOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use provisioner::config::{Settings, TopologySettings};
+use provisioner::contract::VendorKey;
 use provisioner::pipeline::sample_job;
 use provisioner::sandbox::{Faults, Sandboxes};
 use provisioner::transport::rabbitmq::{self, ConfirmPublisher};
 use provisioner::transport::{Headers, Outbound, OutboundKind, Publisher};
-use provisioner::vendors::{glance, VendorKey};
+use provisioner::vendors::glance;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -505,7 +506,7 @@ fn jobs(settings: &Settings, plan: &Plan) -> Vec<Outbound> {
             Outbound {
                 kind: OutboundKind::Job,
                 exchange: settings.topology.jobs_exchange.clone(),
-                routing_key: provisioner::job::Job::routing_key(vendor),
+                routing_key: provisioner::contract::Job::routing_key(vendor),
                 body: body.to_string().into_bytes(),
                 message_id: Some(id),
                 content_type: Some("application/json".into()),

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::Health;
 use crate::config::{Settings, TopologySettings};
+use crate::contract::VendorKey;
 use crate::metrics::Metrics;
 use crate::pipeline::{sample_job, Pipeline};
 use crate::sandbox::{self, Faults, Sandboxes};
@@ -24,7 +25,7 @@ use crate::transport::headers as h;
 use crate::transport::memory::MemoryBroker;
 use crate::transport::rabbitmq::{self, ConfirmPublisher};
 use crate::transport::{Outbound, OutboundKind, Publisher};
-use crate::vendors::{build_adapters, VendorKey};
+use crate::vendors::build_adapters;
 use crate::worker::Worker;
 
 /// One sample job: what it is meant to show.
@@ -120,7 +121,7 @@ pub fn demo_settings(topology: TopologySettings, vendors: &DemoVendors) -> Setti
 pub fn samples() -> Vec<Sample> {
     let job = |label, id: &str, vendor, account, identity: &str, dead_letter| Sample {
         label,
-        routing_key: crate::job::Job::routing_key(vendor),
+        routing_key: crate::contract::Job::routing_key(vendor),
         body: sample_job(id, vendor, account, identity).to_string().into_bytes(),
         job_id: Some(id.to_owned()),
         dead_letter,
@@ -149,7 +150,7 @@ pub fn samples() -> Vec<Sample> {
         job("the same job again: existing", "demo-1-glance", VendorKey::Glance, "acme-glance", "EMP-0001", false),
         Sample {
             label: "vendor refuses the input",
-            routing_key: crate::job::Job::routing_key(VendorKey::Clienttoolbox),
+            routing_key: crate::contract::Job::routing_key(VendorKey::Clienttoolbox),
             body: unknown_campaign.to_string().into_bytes(),
             job_id: Some("demo-5-rejected".into()),
             dead_letter: true,
@@ -157,14 +158,14 @@ pub fn samples() -> Vec<Sample> {
         job("wrong credentials", "demo-6-auth", VendorKey::Glance, "legacy-glance", "EMP-0006", true),
         Sample {
             label: "identity held by someone else",
-            routing_key: crate::job::Job::routing_key(VendorKey::Glance),
+            routing_key: crate::contract::Job::routing_key(VendorKey::Glance),
             body: conflicting.to_string().into_bytes(),
             job_id: Some("demo-7-glance-conflict".into()),
             dead_letter: true,
         },
         Sample {
             label: "credentials and an unknown field in the job",
-            routing_key: crate::job::Job::routing_key(VendorKey::Glance),
+            routing_key: crate::contract::Job::routing_key(VendorKey::Glance),
             body: with_credentials.to_string().into_bytes(),
             job_id: Some("demo-8-invalid".into()),
             dead_letter: true,
@@ -179,7 +180,7 @@ pub fn samples() -> Vec<Sample> {
         ),
         Sample {
             label: "not JSON at all",
-            routing_key: crate::job::Job::routing_key(VendorKey::Clienttoolbox),
+            routing_key: crate::contract::Job::routing_key(VendorKey::Clienttoolbox),
             body: b"<user>oops</user>".to_vec(),
             job_id: None,
             dead_letter: true,

@@ -24,11 +24,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Settings;
-use crate::job::REDACTED;
+use crate::contract::REDACTED;
+use crate::contract::{all_auth_fields, VendorKey};
 use crate::transport::headers as h;
 use crate::transport::rabbitmq;
 use crate::transport::{HeaderValue, Headers, Inbound, Outbound, OutboundKind};
-use crate::vendors::{all_auth_fields, VendorKey};
 
 pub use crate::transport::headers::{REPLAY_AUDIT, REPLAY_COUNT};
 

@@ -5,8 +5,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Settings;
+use crate::contract::FieldError;
 use crate::hire::{fan_out, FanOut, Mapper, MappingError};
-use crate::job::FieldError;
 
 /// What a hire would do. Secrets in the jobs are redacted.
 #[derive(Debug, Serialize)]

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::commands::validate;
 use crate::config::Settings;
-use crate::job::FieldError;
+use crate::contract::FieldError;
 use crate::transport::rabbitmq::{self, BrokerError, ConfirmPublisher};
 use crate::transport::{Outbound, OutboundKind, Publisher};
 

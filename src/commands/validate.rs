@@ -5,7 +5,8 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::job::{self, FieldError, Rejection};
+use crate::contract::FieldError;
+use crate::job::{self, Rejection};
 
 /// One job's verdict; with `--json`, one line of output.
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -59,7 +60,7 @@ pub fn check(input: &str, settings: Option<&Settings>) -> Vec<Verdict> {
         .collect()
 }
 
-fn account_errors(job: &job::Job, settings: Option<&Settings>) -> Vec<FieldError> {
+fn account_errors(job: &crate::contract::Job, settings: Option<&Settings>) -> Vec<FieldError> {
     let Some(settings) = settings else { return Vec::new() };
     match settings.account(job.account.as_str()) {
         None => vec![FieldError::new("account", format!("no account named {:?} is configured", job.account.as_str()))],

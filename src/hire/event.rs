@@ -3,8 +3,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value};
 
-use crate::job::FieldError;
-use crate::vendors::VendorKey;
+use crate::contract::FieldError;
+use crate::contract::VendorKey;
 
 pub const HIRE_FIELDS: &[&str] = &["event_id", "type", "tenant", "occurred_at", "employee", "targets"];
 pub const EMPLOYEE_FIELDS: &[&str] =
@@ -86,7 +86,7 @@ pub fn decode(body: &[u8]) -> Result<Hire, HireRejection> {
         Some(other) => errors.push(FieldError::new("type", format!("must be \"hire\", got {other:?}"))),
     }
     let tenant = text(&obj, "tenant", "", true, &mut errors)
-        .and_then(|s| keep(crate::job::AccountName::parse(&s).map(|_| s), "tenant", &mut errors));
+        .and_then(|s| keep(crate::contract::AccountName::parse(&s).map(|_| s), "tenant", &mut errors));
     let occurred_at = text(&obj, "occurred_at", "", false, &mut errors).and_then(|s| {
         keep(
             DateTime::parse_from_rfc3339(&s)

@@ -11,10 +11,11 @@ use serde_json::{json, Map, Value};
 use super::event::Hire;
 use super::template::Template;
 use crate::config::{Settings, TopologySettings};
-use crate::job::{self, FieldError, FieldValue, Job, Rejection};
+use crate::contract::{all_auth_fields, FieldKind, VendorKey};
+use crate::contract::{FieldError, FieldValue, Job};
+use crate::job::{self, Rejection};
 use crate::transport::headers as h;
 use crate::transport::{Headers, Outbound, OutboundKind};
-use crate::vendors::{all_auth_fields, FieldKind, VendorKey};
 
 /// `[tenants.<name>]`: which vendors a tenant's hires go to and how each field is derived.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -162,7 +163,7 @@ impl Mapper {
         let mut tenants = BTreeMap::new();
         for (name, t) in &settings.tenants {
             let err = |key: String, message: String| MappingError { key, message };
-            if let Err(e) = job::AccountName::parse(name) {
+            if let Err(e) = crate::contract::AccountName::parse(name) {
                 return Err(err(format!("tenants.{name}"), format!("tenant name {e}")));
             }
             let mut targets = BTreeMap::new();

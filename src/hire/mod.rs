@@ -20,7 +20,7 @@ pub use mapping::{DerivedJob, Mapper, MappingError, TenantSettings};
 pub use schema::hire_schema;
 
 use crate::config::TopologySettings;
-use crate::job::FieldError;
+use crate::contract::FieldError;
 use crate::transport::Outbound;
 
 /// What a hire turns into.

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde_json::Value;
 
-use crate::vendors::VendorKey;
+use crate::contract::VendorKey;
 
 /// A hire event, published to `provisioning.hr` or POSTed to the intake's `/v1/hires`.
 /// Unknown fields are invalid, not ignored.

@@ -6,27 +6,14 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{AccountName, FieldValue, Job, JobId, UserFields};
-use crate::vendors::{all_auth_fields, FieldKind, VendorKey};
+use crate::contract::{
+    all_auth_fields, AccountName, FieldError, FieldKind, FieldValue, Job, JobId, UserFields, VendorKey,
+};
 
 pub const ENVELOPE_FIELDS: &[&str] =
     &["job_id", "vendor", "account", "correlation_id", "requested_at", "domain", "user"];
-
-/// One thing wrong with a job, addressed by its JSON path (`user.UserAddress`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
-    }
-}
 
 /// A job-shaped message that broke the contract. Whatever could be read is kept, so the
 /// failure event can still name the job, vendor and account.

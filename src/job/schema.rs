@@ -3,7 +3,7 @@
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
-use crate::vendors::{FieldKind, VendorKey};
+use crate::contract::{FieldKind, VendorKey};
 
 /// A create-user job, as producers publish it to `provisioning.jobs` with routing key
 /// `create_user.<vendor>`. Credentials never travel in jobs.

@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use faults::{FaultState, Faults};
 
-use crate::vendors::{clienttoolbox, glance, netsapiens, VendorKey};
+use crate::contract::VendorKey;
+use crate::vendors::{clienttoolbox, glance, netsapiens};
 
 /// The three vendor simulators behind one listener (their paths do not overlap), sharing one
 /// fault state.

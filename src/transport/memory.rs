@@ -12,9 +12,9 @@ use tokio_util::task::TaskTracker;
 use super::headers as h;
 use super::{settle, Acknowledge, Inbound, Metered, Outbound, PublishError, Publisher, Settled};
 use crate::config::TopologySettings;
+use crate::contract::VendorKey;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
-use crate::vendors::VendorKey;
 
 #[derive(Default)]
 struct State {

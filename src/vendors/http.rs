@@ -105,7 +105,7 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
         let percent = form.replace('+', "%20");
         for spelling in [secret.to_string(), form, percent] {
             if !spelling.is_empty() {
-                out = out.replace(&spelling, crate::job::REDACTED);
+                out = out.replace(&spelling, crate::contract::REDACTED);
             }
         }
         let (body, ellipsis) = match out.strip_suffix('…') {
@@ -115,7 +115,7 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
         let cut =
             (3..secret.len()).rev().filter(|k| secret.is_char_boundary(*k)).find(|k| body.ends_with(&secret[..*k]));
         if let Some(k) = cut {
-            out = format!("{}{}{ellipsis}", &body[..body.len() - k], crate::job::REDACTED);
+            out = format!("{}{}{ellipsis}", &body[..body.len() - k], crate::contract::REDACTED);
         }
     }
     out

@@ -12,10 +12,10 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, Que
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use provisioner::config::{AccountSettings, Settings, TopologySettings};
+use provisioner::contract::VendorKey;
 use provisioner::sandbox::{Faults, Sandboxes};
 use provisioner::transport::rabbitmq::{self, ConfirmPublisher};
 use provisioner::transport::{Headers, Inbound, Outbound, OutboundKind, Publisher};
-use provisioner::vendors::VendorKey;
 
 pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -169,7 +169,7 @@ impl Probe {
     /// Publishes a job with confirms, as a producer would.
     pub async fn publish_job(&self, vendor: VendorKey, body: &serde_json::Value) {
         self.publish_raw(
-            &provisioner::job::Job::routing_key(vendor),
+            &provisioner::contract::Job::routing_key(vendor),
             body.to_string().into_bytes(),
             body["job_id"].as_str(),
         )

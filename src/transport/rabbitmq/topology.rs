@@ -6,9 +6,9 @@ use lapin::{Channel, ExchangeKind};
 
 use super::BrokerError;
 use crate::config::Settings;
+use crate::contract::VendorKey;
 use crate::retry::tier_name;
 use crate::transport::headers;
-use crate::vendors::VendorKey;
 
 fn text(v: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(v.as_bytes()))
@@ -83,7 +83,7 @@ pub async fn declare(ch: &Channel, settings: &Settings) -> Result<(), BrokerErro
     for vendor in VendorKey::ALL {
         let name = t.job_queue(vendor);
         queue(ch, &name, declare_job_queue_args(settings)).await?;
-        bind(ch, &name, &t.jobs_exchange, &crate::job::Job::routing_key(vendor), FieldTable::default()).await?;
+        bind(ch, &name, &t.jobs_exchange, &crate::contract::Job::routing_key(vendor), FieldTable::default()).await?;
     }
 
     // Hire events: the same quorum and dead-letter arguments as the job queues.

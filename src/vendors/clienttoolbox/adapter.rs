@@ -14,7 +14,7 @@ use super::fields::NewUser;
 use super::request::{self, ApiRequest, FORM_CONTENT_TYPE};
 use super::response::{self, code, Lookup};
 use crate::config::{AccountSettings, ConfigError, VendorSettings};
-use crate::job::Job;
+use crate::contract::Job;
 use crate::vendors::{http, CallContext, Receipt, VendorError, VendorFailure};
 
 /// One account's client. Cheap to clone: the HTTP pool and the account are shared.

@@ -8,7 +8,7 @@ use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::job::{FieldError, FieldValue, UserFields};
+use crate::contract::{FieldError, FieldValue, UserFields};
 
 /// The login of the new user: 1–20 characters of `[A-Za-z0-9_]`, unique within the account.
 ///
@@ -346,7 +346,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::vendors::VendorKey;
+    use crate::contract::VendorKey;
 
     fn user(fields: &[(&'static str, FieldValue)]) -> UserFields {
         UserFields::new(VendorKey::Clienttoolbox, fields.iter().cloned().collect::<BTreeMap<_, _>>())

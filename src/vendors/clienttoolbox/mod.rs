@@ -22,7 +22,7 @@ pub(crate) mod testing {
     use std::collections::BTreeMap;
 
     use crate::config::{AccountSettings, SecretSource};
-    use crate::vendors::VendorKey;
+    use crate::contract::VendorKey;
 
     pub const PASSWORD: &str = super::sandbox::SANDBOX_PASSWORD;
     pub const API_KEY: &str = super::sandbox::SANDBOX_API_KEY;
@@ -64,7 +64,7 @@ pub(crate) mod testing {
     }
 
     /// A decoded job with the documented example user, `overrides` replacing fields.
-    pub fn job(user_name: &str, overrides: serde_json::Value) -> crate::job::Job {
+    pub fn job(user_name: &str, overrides: serde_json::Value) -> crate::contract::Job {
         let mut user = serde_json::json!({"user_name": user_name, "user_new_password": "S3cure!pass",
             "user_first_name": "Jane", "user_last_name": "Doe", "user_custom1": "Downtown Store",
             "user_PIN": "4321", "language_selector": "EN", "timezone_selector": 68, "user_role": "K",

@@ -304,7 +304,7 @@ mod tests {
 
     use super::*;
     use crate::config::SecretSource;
-    use crate::vendors::VendorKey;
+    use crate::contract::VendorKey;
 
     fn secret_file(dir: &tempfile::TempDir, name: &str, value: &str) -> SecretSource {
         let path = dir.path().join(name);

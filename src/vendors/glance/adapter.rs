@@ -10,7 +10,7 @@ use super::fields::NewUser;
 use super::request::{self, LookupKey, Request};
 use super::response::{self, CreateAnswer, FoundUser, LOGIN_KEY_REJECTED};
 use crate::config::{AccountSettings, ConfigError, VendorSettings};
-use crate::job::Job;
+use crate::contract::Job;
 use crate::vendors::{http, CallContext, Receipt, VendorError, VendorFailure};
 
 /// One Glance account's client: its config and one pooled HTTP client, built once.
@@ -265,7 +265,8 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::config::SecretSource;
-    use crate::vendors::{Adapter as _, VendorKey};
+    use crate::contract::VendorKey;
+    use crate::vendors::Adapter as _;
 
     pub(crate) const PW: &str = "hunter2-partner-pw";
     const PROLOG: &str = r#"<?xml version="1.0" standalone="yes"?>"#;

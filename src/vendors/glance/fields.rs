@@ -4,7 +4,7 @@ use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::job::{FieldError, FieldValue, UserFields};
+use crate::contract::{FieldError, FieldValue, UserFields};
 
 pub const ADDRESS_MAX: usize = 127;
 pub const PARTNER_USER_ID_MAX: usize = 255;
@@ -328,7 +328,7 @@ pub(crate) mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::vendors::VendorKey;
+    use crate::contract::VendorKey;
 
     pub(crate) fn user(pairs: &[(&'static str, FieldValue)]) -> UserFields {
         UserFields::new(VendorKey::Glance, pairs.iter().cloned().collect::<BTreeMap<_, _>>())

@@ -159,10 +159,10 @@ mod tests {
 
     use super::*;
     use crate::config::{AccountSettings, SecretSource};
-    use crate::job::FieldValue;
+    use crate::contract::FieldValue;
+    use crate::contract::VendorKey;
     use crate::vendors::glance::account::from_settings;
     use crate::vendors::glance::fields::{tests::user, Rules};
-    use crate::vendors::VendorKey;
 
     pub(crate) fn account(pairs: &[(&str, &str)], cred: (&str, &str)) -> (Account, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();

@@ -433,7 +433,7 @@ pub fn existing_receipt(user: &NewUser, found: &FoundUser) -> Receipt {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::FieldValue;
+    use crate::contract::FieldValue;
     use crate::vendors::glance::fields::{tests::user, Rules};
 
     fn jane(audio: bool) -> NewUser {

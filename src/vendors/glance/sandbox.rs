@@ -17,8 +17,8 @@ use secrecy::ExposeSecret;
 
 use super::fields::{NewUser, Rules, NO_ROLE};
 use super::request::{login_key, NEW_USER_PATH, SHOW_USERS_PATH};
-use crate::job::{FieldValue, UserFields};
-use crate::vendors::VendorKey;
+use crate::contract::VendorKey;
+use crate::contract::{FieldValue, UserFields};
 
 /// The sandbox group's admin login (`PartnerLogin`).
 pub const SANDBOX_PARTNER_LOGIN: &str = "provisioner.sandbox.glance.net";

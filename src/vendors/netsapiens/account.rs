@@ -220,7 +220,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::config::SecretSource;
-    use crate::vendors::VendorKey;
+    use crate::contract::VendorKey;
 
     /// An account whose credentials come from files in a temp dir kept alive by the caller.
     pub(crate) fn settings(

@@ -11,8 +11,9 @@ use super::fields::{Domain, Extension, NewUser};
 use super::request::{self, Request};
 use super::response::{self, code, Answer, RemoteUser, Token};
 use crate::config::{AccountSettings, ConfigError, VendorSettings};
-use crate::job::Job;
-use crate::vendors::{http, CallContext, Receipt, VendorError, VendorFailure, VendorKey};
+use crate::contract::Job;
+use crate::contract::VendorKey;
+use crate::vendors::{http, CallContext, Receipt, VendorError, VendorFailure};
 
 /// One NetSapiens account's client. Cheap to clone: clones share the connection pool and
 /// the OAuth token.

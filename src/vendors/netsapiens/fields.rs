@@ -5,7 +5,7 @@ use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::job::{FieldError, FieldValue, UserFields};
+use crate::contract::{FieldError, FieldValue, UserFields};
 
 /// The extension is addressed as the path parameter `/users/{user}`, documented as at most
 /// 16 characters; a longer one could be created but never read back or reconciled.
@@ -941,7 +941,7 @@ pub fn validate(user: &UserFields) -> Vec<FieldError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::vendors::VendorKey;
+    use crate::contract::VendorKey;
     use proptest::prelude::*;
     use serde_json::{json, Value};
 

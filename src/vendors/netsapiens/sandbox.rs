@@ -19,8 +19,8 @@ use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
 use super::fields::{Domain, NewUser, MAX_EXTENSION_LEN};
-use crate::job::{FieldValue, UserFields};
-use crate::vendors::{FieldKind, VendorKey};
+use crate::contract::{FieldKind, VendorKey};
+use crate::contract::{FieldValue, UserFields};
 
 /// A Reseller-scope API key: may create and read users in every sandbox domain.
 pub const SANDBOX_API_KEY: &str = "nsr_sandbox0000000000000000000000000";
@@ -331,7 +331,7 @@ mod tests {
 
     use super::*;
     use crate::config::VendorSettings;
-    use crate::job::Job;
+    use crate::contract::Job;
     use crate::vendors::netsapiens::account::tests::settings;
     use crate::vendors::netsapiens::adapter::{build, Adapter};
     use crate::vendors::netsapiens::response::code;
