@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Keeps the deployment docs honest. The docs live in docs/deploy-readme.md until they are
-merged into README.md; whichever has the "Deploy on Kubernetes" section is read.
+"""Keeps the deployment docs honest: docs/deployment.md holds the minimal values.yaml that CI
+renders the chart with, and docs/runbook.md has a section for every alert.
 
-    readme.py example OUT     writes the README's minimal values.yaml example to OUT
-    readme.py anchors RULES   fails unless every runbook_url anchor of RULES is a heading
+    readme.py example OUT     writes docs/deployment.md's minimal values.yaml example to OUT
+                              (the yaml block under the heading "A minimal values.yaml")
+    readme.py anchors RULES   fails unless every runbook_url anchor of RULES (a rendered
+                              PrometheusRule's spec) is a heading of docs/runbook.md
 """
 
 import os
@@ -13,17 +15,16 @@ import sys
 import yaml
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+DEPLOYMENT = "docs/deployment.md"
+RUNBOOK = "docs/runbook.md"
 
 
-def doc():
-    for name in ("README.md", "docs/deploy-readme.md"):
-        path = os.path.join(ROOT, name)
-        if os.path.exists(path):
-            with open(path) as f:
-                text = f.read()
-            if "## Deploy on Kubernetes" in text:
-                return name, text
-    sys.exit("ERROR no README.md or docs/deploy-readme.md has a 'Deploy on Kubernetes' section")
+def doc(name):
+    path = os.path.join(ROOT, name)
+    if not os.path.exists(path):
+        sys.exit(f"ERROR {name} does not exist")
+    with open(path) as f:
+        return f.read()
 
 
 def anchor(heading):
@@ -32,15 +33,16 @@ def anchor(heading):
 
 
 def main():
-    name, text = doc()
     if sys.argv[1] == "example":
-        m = re.search(r"### A minimal values\.yaml\n.*?```yaml\n(.*?)```", text, re.S)
+        text = doc(DEPLOYMENT)
+        m = re.search(r"^#+ A minimal values\.yaml\n.*?^```yaml\n(.*?)^```", text, re.S | re.M)
         if not m:
-            sys.exit(f"ERROR {name}: no yaml block under '### A minimal values.yaml'")
+            sys.exit(f"ERROR {DEPLOYMENT}: no yaml block under the heading 'A minimal values.yaml'")
         with open(sys.argv[2], "w") as f:
             f.write(m.group(1))
-        print(f"INFO the minimal values.yaml of {name}")
+        print(f"INFO the minimal values.yaml of {DEPLOYMENT}")
     elif sys.argv[1] == "anchors":
+        text = doc(RUNBOOK)
         headings = {anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
         with open(sys.argv[2]) as f:
             rules = [r for g in yaml.safe_load(f)["groups"] for r in g["rules"] if "alert" in r]
@@ -50,8 +52,8 @@ def main():
             if "#" not in url or url.split("#", 1)[1] not in headings:
                 missing.append(f"{r['alert']}: {url!r}")
         if missing:
-            sys.exit(f"ERROR runbook links without a heading in {name}: {missing}")
-        print(f"INFO every alert links to a runbook section of {name}")
+            sys.exit(f"ERROR runbook links without a heading in {RUNBOOK}: {missing}")
+        print(f"INFO every alert links to a runbook section of {RUNBOOK}")
 
 
 if __name__ == "__main__":
