@@ -11,7 +11,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::InlineRetrySettings;
-use crate::vendors::VendorError;
 
 /// Exponential backoff with *full* jitter: each delay is drawn uniformly from `[0, d]`.
 ///
@@ -44,19 +43,9 @@ pub trait Retryable {
     fn retry_after(&self) -> Option<Duration>;
 }
 
-impl Retryable for VendorError {
-    fn retry_inline(&self) -> bool {
-        self.is_transient()
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
-    }
-}
-
 /// The result of a call with inline retries, and how many calls it took.
 #[derive(Debug)]
-pub struct Attempted<T, E = VendorError> {
+pub struct Attempted<T, E> {
     pub result: Result<T, E>,
     pub calls: u32,
     /// Calls whose request was sent; a call refused before sending (an open circuit, say)
@@ -207,7 +196,7 @@ pub fn tier_name(delay: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vendors::VendorFailure;
+    use crate::vendors::{VendorError, VendorFailure};
 
     fn policy(max_attempts: u32, budget_ms: u64) -> InlineRetry {
         InlineRetry::new(InlineRetrySettings {

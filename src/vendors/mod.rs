@@ -11,6 +11,7 @@ pub mod netsapiens;
 use std::time::Duration;
 
 use crate::contract::{Job, VendorKey};
+use crate::retry::Retryable;
 
 /// The vendor's own field rules beyond the catalog (lengths, character sets, enums, ranges,
 /// formats), applied when a job is decoded so `validate` and the worker agree. A job that
@@ -69,6 +70,18 @@ impl VendorError {
 
     pub fn is_transient(&self) -> bool {
         matches!(self.failure, VendorFailure::Transient | VendorFailure::Throttled)
+    }
+}
+
+// The classifier's verdict drives the generic inline retry: transient and throttled
+// failures are worth another call, and a vendor's Retry-After is honoured.
+impl Retryable for VendorError {
+    fn retry_inline(&self) -> bool {
+        self.is_transient()
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 }
 
