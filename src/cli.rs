@@ -244,8 +244,16 @@ fn sandbox(listen: std::net::SocketAddr, faults: crate::sandbox::Faults, seed: u
     }
 }
 
+/// Loads the config as every command does: files, environment and secrets, then the tenant
+/// mappings compiled once, so a bad mapping stops any command as it would stop `run`.
+fn load_settings(dir: &std::path::Path) -> Result<Settings, String> {
+    let settings = Settings::load(&Sources::dir(dir)).map_err(|e| e.to_string())?;
+    crate::hire::Mapper::new(&settings).map_err(|e| e.to_string())?;
+    Ok(settings)
+}
+
 fn broker_settings(args: &BrokerArgs) -> Result<Settings, String> {
-    let mut settings = Settings::load(&Sources::dir(&args.config)).map_err(|e| e.to_string())?;
+    let mut settings = load_settings(&args.config)?;
     if let Some(url) = &args.amqp {
         settings.amqp.url.clone_from(url);
         settings.check().map_err(|e| e.to_string())?;
@@ -452,7 +460,7 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 }
 
 fn validate(file: PathBuf, json: bool, config: Option<PathBuf>) -> ExitCode {
-    let settings = match config.map(|dir| Settings::load(&Sources::dir(dir))).transpose() {
+    let settings = match config.map(|dir| load_settings(&dir)).transpose() {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -475,7 +483,7 @@ fn validate(file: PathBuf, json: bool, config: Option<PathBuf>) -> ExitCode {
 }
 
 fn map(file: PathBuf, config: PathBuf, json: bool) -> ExitCode {
-    let settings = match Settings::load(&Sources::dir(config)) {
+    let settings = match load_settings(&config) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -524,7 +532,7 @@ fn demo(amqp: Option<String>, json: bool) -> ExitCode {
 }
 
 fn run(config: PathBuf) -> ExitCode {
-    let settings = match Settings::load(&Sources::dir(config)) {
+    let settings = match load_settings(&config) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };

@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use common::{settings_with, Probe};
 use hmac::{Hmac, Mac};
+use provisioner::config::{FieldRuleSettings, FieldRuleTable, Generate, TargetSettings, TenantSettings};
 use provisioner::config::{SecretSource, Settings};
 use provisioner::contract::VendorKey;
-use provisioner::hire::mapping::{FieldRuleSettings, FieldRuleTable, Generate, TargetSettings};
-use provisioner::hire::TenantSettings;
 use provisioner::metrics::Metrics;
 use provisioner::pipeline::Pipeline;
 use provisioner::sandbox::Faults;

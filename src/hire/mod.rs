@@ -16,7 +16,7 @@ pub mod template;
 use chrono::Utc;
 
 pub use event::{decode, Hire, HireRejection};
-pub use mapping::{DerivedJob, Mapper, MappingError, TenantSettings};
+pub use mapping::{DerivedJob, Mapper, MappingError};
 pub use schema::hire_schema;
 
 use crate::config::TopologySettings;

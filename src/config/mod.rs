@@ -17,6 +17,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::contract::VendorKey;
 use crate::rate_limit::Rate;
 
+mod tenants;
+
+pub use tenants::{FieldRuleSettings, FieldRuleTable, Generate, TargetSettings, TenantSettings};
+
 /// A configuration problem, always naming the key an operator has to change.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -50,7 +54,7 @@ pub struct Settings {
     pub hire: HireSettings,
     pub intake: IntakeSettings,
     /// Per-tenant mappings from hire events to vendor jobs (see `crate::hire`).
-    pub tenants: BTreeMap<String, crate::hire::TenantSettings>,
+    pub tenants: BTreeMap<String, TenantSettings>,
 }
 
 /// The hire-event consumer on `topology.hr_queue`.
@@ -675,7 +679,6 @@ impl Settings {
         if self.intake.max_body_bytes == 0 {
             return Err(ConfigError::invalid("intake.max_body_bytes", "must be at least 1"));
         }
-        crate::hire::Mapper::new(self).map_err(|e| ConfigError::invalid(e.key, e.message))?;
         Ok(())
     }
 

@@ -1,0 +1,78 @@
+//! `[tenants.<name>]`: the per-tenant hire mappings as configured, before they are compiled.
+//!
+//! Only the shape lives here; `crate::hire::Mapper` compiles and checks the templates, field
+//! names and accounts, so config never depends on the hire code that uses it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::contract::VendorKey;
+
+/// `[tenants.<name>]`: which vendors a tenant's hires go to and how each field is derived.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSettings {
+    /// The vendors a hire without `targets` goes to; absent means every mapped vendor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_targets: Option<Vec<VendorKey>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glance: Option<TargetSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netsapiens: Option<TargetSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clienttoolbox: Option<TargetSettings>,
+}
+
+impl TenantSettings {
+    pub fn target(&self, vendor: VendorKey) -> Option<&TargetSettings> {
+        match vendor {
+            VendorKey::Glance => self.glance.as_ref(),
+            VendorKey::Netsapiens => self.netsapiens.as_ref(),
+            VendorKey::Clienttoolbox => self.clienttoolbox.as_ref(),
+        }
+    }
+}
+
+/// `[tenants.<name>.<vendor>]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSettings {
+    /// A configured account of this vendor.
+    pub account: String,
+    /// NetSapiens only: the domain, when it is not the account's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Vendor wire name → how to derive it.
+    pub fields: BTreeMap<String, FieldRuleSettings>,
+}
+
+/// A field rule: a template string, or a table for the longer forms.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FieldRuleSettings {
+    Template(String),
+    Table(FieldRuleTable),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FieldRuleTable {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Filters applied to the whole rendered value, e.g. `["truncate:20"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<String>,
+    /// Leave the field out when a placeholder is empty, instead of failing the hire.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+    /// `password`: a random 20-character password, for vendors that require an initial one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate: Option<Generate>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Generate {
+    Password,
+}
