@@ -8,8 +8,7 @@ use prometheus::{
 
 use crate::contract::VendorKey;
 use crate::outcome::ErrorClass;
-use crate::pipeline::{Disposition, Report};
-use crate::transport::{OutboundKind, PublishError};
+use crate::transport::{Disposition, Outbound, OutboundKind, PublishError, Publisher, Report};
 
 /// `unknown` stands for messages whose vendor could not be read.
 pub const UNKNOWN_VENDOR: &str = "unknown";
@@ -244,5 +243,21 @@ impl Metrics {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding cannot fail");
         String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}
+
+/// Counts every publish the broker refused, at the moment it is refused.
+pub struct Metered<'a, P> {
+    pub inner: &'a P,
+    pub metrics: &'a Metrics,
+}
+
+impl<P: Publisher> Publisher for Metered<'_, P> {
+    async fn publish(&self, msg: &Outbound) -> Result<(), PublishError> {
+        let result = self.inner.publish(msg).await;
+        if let Err(e) = &result {
+            self.metrics.record_publish_failure(msg.kind, e);
+        }
+        result
     }
 }

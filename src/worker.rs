@@ -25,10 +25,12 @@ use tokio_util::task::TaskTracker;
 use crate::admin::Health;
 use crate::config::Settings;
 use crate::contract::VendorKey;
+use crate::metrics::Metered;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
+use crate::transport::memory::MemoryBroker;
 use crate::transport::rabbitmq::{self, BrokerError, ConfirmPublisher, DeliveryAcker};
-use crate::transport::{settle, Metered, Settled};
+use crate::transport::{settle, Disposition, Report, Settled};
 
 pub struct Worker {
     settings: Arc<Settings>,
@@ -252,8 +254,7 @@ impl Worker {
 /// One line per settled job with its outcome: failures at warn (an operator acts on them),
 /// the rest at debug (the events are the record; a line per job at info would cost more than
 /// the job at full speed).
-fn log_settled(d: &crate::pipeline::Disposition) {
-    use crate::pipeline::Report;
+fn log_settled(d: &Disposition) {
     let (job_id, vendor) = (d.job_id.as_deref(), d.vendor.map(VendorKey::as_str));
     match &d.report {
         // Invalid jobs are logged with their errors where they are judged.
@@ -330,4 +331,44 @@ async fn process(
     }
     in_flight.dec();
     metrics.job_duration.with_label_values(&label).observe(started.elapsed().as_secs_f64());
+}
+
+/// Runs the pipeline over an in-memory broker until every queue is empty and no retry is
+/// parked, or shutdown: the worker of `demo`, with the same settle and metrics as [`Worker`].
+pub async fn run_until_idle(
+    broker: &MemoryBroker,
+    pipeline: Arc<Pipeline>,
+    metrics: Metrics,
+    concurrency: usize,
+    shutdown: CancellationToken,
+) {
+    let tasks = TaskTracker::new();
+    let limit = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    loop {
+        let permit = limit.clone().acquire_owned().await.expect("semaphore never closed");
+        let Some((msg, delivery)) = broker.next_delivery(&shutdown).await else { break };
+        let (broker, pipeline, metrics, shutdown) =
+            (broker.clone(), pipeline.clone(), metrics.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let vendor = msg.routing_key.strip_prefix("create_user.").and_then(VendorKey::parse);
+            metrics
+                .jobs_received
+                .with_label_values(&[vendor.map_or(crate::metrics::UNKNOWN_VENDOR, VendorKey::as_str)])
+                .inc();
+            let handled = std::panic::AssertUnwindSafe(pipeline.handle(&msg, &shutdown)).catch_unwind().await;
+            match handled {
+                Ok(disposition) => {
+                    let publisher = Metered { inner: &broker, metrics: &metrics };
+                    match settle(&publisher, delivery, &disposition, std::time::Duration::ZERO).await {
+                        Settled::Acked | Settled::Requeued => metrics.record_settled(&disposition),
+                        Settled::PublishFailed(..) | Settled::AckFailed(_) => {}
+                    }
+                }
+                Err(_) => delivery.poison(),
+            }
+            drop(permit);
+        });
+    }
+    tasks.close();
+    tasks.wait().await;
 }

@@ -10,10 +10,11 @@ use provisioner::config::{SecretSource, Settings};
 use provisioner::contract::VendorKey;
 use provisioner::metrics::Metrics;
 use provisioner::outcome::ErrorClass;
-use provisioner::pipeline::{sample_job, After, Disposition, Parked, Pipeline, Report};
+use provisioner::pipeline::{sample_job, Pipeline};
 use provisioner::sandbox::Faults;
 use provisioner::transport::headers as h;
 use provisioner::transport::{settle, Acknowledge, Inbound, Outbound, OutboundKind, PublishError, Publisher, Settled};
+use provisioner::transport::{After, Disposition, Parked, Report};
 use provisioner::vendors::build_adapters;
 use tokio_util::sync::CancellationToken;
 

@@ -201,11 +201,11 @@ pub async fn run_in_memory() -> anyhow::Result<Summary> {
     for (_, s) in &first {
         broker.publish_job(&s.routing_key, s.body.clone(), s.job_id.clone()).expect("routable");
     }
-    broker.run_until_idle(pipeline.clone(), Metrics::new(), 8, CancellationToken::new()).await;
+    crate::worker::run_until_idle(&broker, pipeline.clone(), Metrics::new(), 8, CancellationToken::new()).await;
     for (_, s) in &rest {
         broker.publish_job(&s.routing_key, s.body.clone(), s.job_id.clone()).expect("routable");
     }
-    broker.run_until_idle(pipeline, Metrics::new(), 8, CancellationToken::new()).await;
+    crate::worker::run_until_idle(&broker, pipeline, Metrics::new(), 8, CancellationToken::new()).await;
     Ok(summarise(samples.len(), &broker.events(), &broker.dead_letters()))
 }
 

@@ -1,6 +1,6 @@
 //! `[tenants.<name>]`: the per-tenant hire mappings as configured, before they are compiled.
 //!
-//! Only the shape lives here; `crate::hire::Mapper` compiles and checks the templates, field
+//! Only the shape lives here; the hire `Mapper` compiles and checks the templates, field
 //! names and accounts, so config never depends on the hire code that uses it.
 
 use std::collections::BTreeMap;

@@ -11,10 +11,10 @@ use tokio_util::task::TaskTracker;
 use super::{fan_out, FanOut, Mapper};
 use crate::config::{ConfigError, Settings, TopologySettings};
 use crate::outcome::ErrorClass;
-use crate::pipeline::{After, Disposition, Report};
 use crate::transport::headers as h;
 use crate::transport::rabbitmq::{self, BrokerError, ConfirmPublisher, DeliveryAcker};
 use crate::transport::{settle, Inbound, Outbound, OutboundKind, Settled};
+use crate::transport::{After, Disposition, Report};
 
 /// What to do with one hire delivery. Pure: [`settle`] carries it out.
 ///

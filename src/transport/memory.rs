@@ -1,20 +1,17 @@
 //! An in-process broker with the same dispositions as RabbitMQ (publish with routing,
-//! ack, requeue, retry tiers, dead-lettering). It backs `demo` and fast pipeline tests.
+//! ack, requeue, retry tiers, dead-lettering). It backs `demo` and fast pipeline tests;
+//! the worker's `run_until_idle` drives it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use futures_util::FutureExt;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::headers as h;
-use super::{settle, Acknowledge, Inbound, Metered, Outbound, PublishError, Publisher, Settled};
+use super::{Acknowledge, Inbound, Outbound, PublishError, Publisher};
 use crate::config::TopologySettings;
 use crate::contract::VendorKey;
-use crate::metrics::Metrics;
-use crate::pipeline::Pipeline;
 
 #[derive(Default)]
 struct State {
@@ -80,6 +77,28 @@ impl MemoryBroker {
         self.lock().dead.clone()
     }
 
+    /// The next message of any queue, as a delivery to settle; waits while retries are parked
+    /// or deliveries are in flight (either may bring work back). `None` once there is no work
+    /// left at all, or on shutdown.
+    pub async fn next_delivery(&self, shutdown: &CancellationToken) -> Option<(Inbound, MemoryDelivery)> {
+        loop {
+            if shutdown.is_cancelled() {
+                return None;
+            }
+            if let Some(msg) = self.next() {
+                return Some((msg.clone(), MemoryDelivery { broker: self.clone(), msg }));
+            }
+            if self.idle() {
+                return None;
+            }
+            // Woken by a publish (a retry coming back) or a settled delivery.
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+    }
+
     fn next(&self) -> Option<Inbound> {
         let mut state = self.lock();
         let msg = VendorKey::ALL.into_iter().find_map(|v| state.queues.get_mut(&v).and_then(VecDeque::pop_front));
@@ -90,65 +109,6 @@ impl MemoryBroker {
     fn idle(&self) -> bool {
         let state = self.lock();
         state.parked == 0 && state.in_flight == 0 && state.queues.values().all(VecDeque::is_empty)
-    }
-
-    /// Processes messages until every queue is empty and no retry is parked, or shutdown.
-    pub async fn run_until_idle(
-        &self,
-        pipeline: Arc<Pipeline>,
-        metrics: Metrics,
-        concurrency: usize,
-        shutdown: CancellationToken,
-    ) {
-        let tasks = TaskTracker::new();
-        let limit = Arc::new(Semaphore::new(concurrency.max(1)));
-        loop {
-            if shutdown.is_cancelled() {
-                break;
-            }
-            let permit = limit.clone().acquire_owned().await.expect("semaphore never closed");
-            let Some(msg) = self.next() else {
-                drop(permit);
-                if self.idle() {
-                    break;
-                }
-                // Woken by a publish (a retry coming back) or a finished task.
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = shutdown.cancelled() => {}
-                }
-                continue;
-            };
-            let (broker, pipeline, metrics, shutdown) =
-                (self.clone(), pipeline.clone(), metrics.clone(), shutdown.clone());
-            tasks.spawn(async move {
-                let vendor = msg.routing_key.strip_prefix("create_user.").and_then(VendorKey::parse);
-                metrics
-                    .jobs_received
-                    .with_label_values(&[vendor.map_or(crate::metrics::UNKNOWN_VENDOR, VendorKey::as_str)])
-                    .inc();
-                let handled = std::panic::AssertUnwindSafe(pipeline.handle(&msg, &shutdown)).catch_unwind().await;
-                match handled {
-                    Ok(disposition) => {
-                        let acker = MemoryDelivery { broker: broker.clone(), msg };
-                        let publisher = Metered { inner: &broker, metrics: &metrics };
-                        match settle(&publisher, acker, &disposition, std::time::Duration::ZERO).await {
-                            Settled::Acked | Settled::Requeued => metrics.record_settled(&disposition),
-                            Settled::PublishFailed(..) | Settled::AckFailed(_) => {}
-                        }
-                    }
-                    // No delivery limit here to stop a loop: a message that crashes its
-                    // handler goes straight to the dead letters, as the broker would do in
-                    // the end.
-                    Err(_) => broker.lock().dead.push(poisoned(&msg)),
-                }
-                drop(permit);
-                broker.lock().in_flight -= 1;
-                broker.wake.notify_one();
-            });
-        }
-        tasks.close();
-        tasks.wait().await;
     }
 }
 
@@ -215,10 +175,26 @@ fn poisoned(msg: &Inbound) -> Outbound {
     msg.forward(super::OutboundKind::DeadLetter, String::new(), headers)
 }
 
-/// A delivery taken from a [`MemoryBroker`] queue.
+/// A delivery taken from a [`MemoryBroker`] queue. It counts as in flight until it is
+/// settled or dropped, so the broker is not idle while a handler still holds work.
 pub struct MemoryDelivery {
     broker: MemoryBroker,
     msg: Inbound,
+}
+
+impl MemoryDelivery {
+    /// Dead-letters a message whose handler panicked. There is no delivery limit here to
+    /// stop a loop, so it goes straight to the dead letters, as the broker would in the end.
+    pub fn poison(self) {
+        self.broker.lock().dead.push(poisoned(&self.msg));
+    }
+}
+
+impl Drop for MemoryDelivery {
+    fn drop(&mut self) {
+        self.broker.lock().in_flight -= 1;
+        self.broker.wake.notify_one();
+    }
 }
 
 impl Acknowledge for MemoryDelivery {
@@ -226,8 +202,8 @@ impl Acknowledge for MemoryDelivery {
         Ok(())
     }
 
-    async fn requeue(self) -> Result<(), String> {
-        let mut msg = self.msg;
+    async fn requeue(mut self) -> Result<(), String> {
+        let mut msg = std::mem::take(&mut self.msg);
         msg.redelivered = true;
         let vendor = msg.routing_key.strip_prefix("create_user.").and_then(VendorKey::parse).ok_or("unroutable")?;
         self.broker.lock().queues.entry(vendor).or_default().push_front(msg);

@@ -1,8 +1,9 @@
 //! Broker-neutral messages and the one place that settles a delivery: publish, then ack.
 //!
-//! The pipeline decides a [`Disposition`](crate::pipeline::Disposition); [`settle`] carries it
+//! A handler decides a [`Disposition`]; [`settle`] carries it
 //! out over any [`Publisher`] and [`Acknowledge`] pair, RabbitMQ or in-memory alike.
 
+mod disposition;
 pub mod headers;
 pub mod memory;
 pub mod rabbitmq;
@@ -10,7 +11,7 @@ pub mod rabbitmq;
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use crate::pipeline::{After, Disposition};
+pub use disposition::{After, Disposition, Parked, Report};
 
 /// A header value as this service reads and writes them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,22 +112,6 @@ impl PublishError {
 pub trait Publisher: Send + Sync {
     /// Resolves once the broker confirmed the message; a nack or a return is an error.
     fn publish(&self, msg: &Outbound) -> impl Future<Output = Result<(), PublishError>> + Send;
-}
-
-/// Counts every publish the broker refused, at the moment it is refused.
-pub struct Metered<'a, P> {
-    pub inner: &'a P,
-    pub metrics: &'a crate::metrics::Metrics,
-}
-
-impl<P: Publisher> Publisher for Metered<'_, P> {
-    async fn publish(&self, msg: &Outbound) -> Result<(), PublishError> {
-        let result = self.inner.publish(msg).await;
-        if let Err(e) = &result {
-            self.metrics.record_publish_failure(msg.kind, e);
-        }
-        result
-    }
 }
 
 /// The acknowledgement handle of one delivery.
