@@ -1,27 +1,68 @@
-//! provisioner: creates user accounts in SaaS products from create-user jobs on RabbitMQ.
+//! provisioner: creates, from jobs and hire events, user accounts in SaaS products.
 //!
-//! The data flows one way: consume → [`job::decode`] → vendor [`vendors::Adapter`] with
-//! [`retry`] → [`outcome::Outcome`] → [`pipeline::Disposition`] → [`transport::settle`]
-//! (publish the event, then ack, retry later or dead-letter).
+//! # Data flow
+//!
+//! A delivery flows one way, and each stage only returns values:
+//!
+//! ```text
+//! broker ─► worker ─► pipeline::handle ─► job::decode ─► accounts (limiter, breaker)
+//!                                                          │
+//!            transport::settle ◄─ Disposition ◄─ outcome ◄─ vendors::<vendor>::Adapter
+//!            (publish, then ack: the one place that acks)
+//! ```
+//!
+//! Hire events take a side entrance: `hire` (the `provisioning.hr` queue or the HTTP
+//! intake) maps one hire to one job per vendor and publishes them as a producer would.
+//!
+//! # Layout, from the ground up
+//!
+//! A module imports only modules on its own floor or below; nothing imports upwards, so a
+//! newcomer can read the crate bottom to top.
+//!
+//! 1. [`contract`]: the job contract's vocabulary (vendor keys, the field catalog, ids,
+//!    field values). [`rate_limit`], [`circuit_breaker`] and [`shutdown`] are
+//!    self-contained mechanisms on the same floor.
+//! 2. [`config`]: settings, files and secrets; it knows the contract and the mechanisms'
+//!    settings, nothing that uses it.
+//! 3. [`retry`] (how long to wait), [`telemetry`] (logging), then [`vendors`]: everything
+//!    that knows a vendor, one folder per vendor with the same files in each.
+//! 4. [`job`] (bytes to a valid job, using each vendor's field rules), [`outcome`] (what
+//!    a call came to), [`sandbox`] (the vendors' simulators served together).
+//! 5. [`transport`] (messages, dispositions and the one place that settles them; RabbitMQ
+//!    and in-memory brokers), [`event`] (result CloudEvents).
+//! 6. [`metrics`] above what it measures; [`hire`] (hire events to jobs).
+//! 7. [`accounts`] (each vendor call through its account's limiter and breaker), [`admin`]
+//!    (the health and metrics port), then [`pipeline`] (one delivery to one disposition).
+//! 8. [`worker`] (consumers, settling, draining), [`commands`] (each subcommand as a
+//!    function), [`cli`] (argument parsing); `main.rs` only calls [`cli::main`].
+
+// The ground floor.
+pub mod circuit_breaker;
+pub mod contract;
+pub mod rate_limit;
+pub mod shutdown;
+
+pub mod config;
+
+pub mod retry;
+pub mod telemetry;
+pub mod vendors;
+
+pub mod job;
+pub mod outcome;
+pub mod sandbox;
+
+pub mod event;
+pub mod transport;
+
+pub mod hire;
+pub mod metrics;
 
 pub mod accounts;
 pub mod admin;
-pub mod circuit_breaker;
+pub mod pipeline;
+
+// The top floor.
 pub mod cli;
 pub mod commands;
-pub mod config;
-pub mod contract;
-pub mod event;
-pub mod hire;
-pub mod job;
-pub mod metrics;
-pub mod outcome;
-pub mod pipeline;
-pub mod rate_limit;
-pub mod retry;
-pub mod sandbox;
-pub mod shutdown;
-pub mod telemetry;
-pub mod transport;
-pub mod vendors;
 pub mod worker;

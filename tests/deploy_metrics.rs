@@ -1,8 +1,8 @@
 //! The deployment refers only to what the service really has: every metric the chart's alerts
 //! (the PrometheusRule) and the Grafana dashboard use is scraped from the real binary's
 //! `/metrics`, or for `rabbitmq_*` names from RabbitMQ's prometheus plugin, with the metric
-//! families the README tells operators to scrape. Needs RabbitMQ on 127.0.0.1:5672 with the
-//! `rabbitmq_prometheus` plugin enabled (`.ci/run` enables it); it fails, never skips,
+//! families docs/deployment.md tells operators to scrape. Needs RabbitMQ on 127.0.0.1:5672 with
+//! the `rabbitmq_prometheus` plugin enabled (`./scripts/test` enables it); it fails, never skips,
 //! when either cannot be reached.
 
 mod common;
@@ -17,7 +17,7 @@ use provisioner::config::Settings;
 const WAIT: Duration = Duration::from_secs(20);
 const RULES: &str = "helm/provisioner/templates/prometheusrule.yaml";
 const DASHBOARD: &str = "helm/provisioner/files/dashboards/provisioner.json";
-/// The RabbitMQ families the README says to scrape (`/metrics/detailed?family=...`).
+/// The RabbitMQ families docs/deployment.md says to scrape (`/metrics/detailed?family=...`).
 const RABBITMQ_FAMILIES: &[&str] = &["queue_coarse_metrics", "queue_consumer_count"];
 
 fn repo(path: &str) -> PathBuf {
@@ -104,7 +104,8 @@ async fn every_metric_in_the_alerts_and_the_dashboard_exists() {
         rabbitmq = scrape(&rabbitmq_url).await.unwrap_or_else(|e| {
             panic!(
                 "cannot scrape RabbitMQ's prometheus plugin: {e}.\n\
-                 Enable it with `rabbitmq-plugins enable rabbitmq_prometheus` \
+                 Run the suite with `./scripts/test`, which enables it, or enable it with \
+                 `rabbitmq-plugins enable rabbitmq_prometheus` \
                  (or point PROVISIONER_TEST_RABBITMQ_METRICS_URL at it)."
             )
         });

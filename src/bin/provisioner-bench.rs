@@ -1,5 +1,5 @@
 //! `provisioner-bench`: throughput, latency, CPU and memory of the worker, measured against
-//! the broker's own ceiling on the local RabbitMQ (see the README's Performance section).
+//! the broker's own ceiling on the local RabbitMQ (see docs/performance.md).
 //!
 //! Every scenario gets a topology of its own (random suffix, production queue types and
 //! arguments, deleted afterwards) and fresh in-process vendor sandboxes. The real worker runs
@@ -118,7 +118,7 @@ fn bench_settings(a: &WorkerArgs) -> Settings {
         if v == VendorKey::Glance {
             // The sandbox's success document is known, so its account says how to recognise
             // it, as an operator does once Glance's is captured. Without it every Glance
-            // create is confirmed with an extra ShowUsers call (README, Glance).
+            // create is confirmed with an extra ShowUsers call (docs/vendors.md, Glance).
             account.settings.insert("success_markers".into(), glance::sandbox::SANDBOX_SUCCESS_MARKER.into());
         }
         s.accounts.insert(account_name(v), account);

@@ -10,8 +10,7 @@ use serde_json::{json, Map, Value};
 use super::event::Hire;
 use super::template::Template;
 use crate::config::{FieldRuleSettings, Generate, Settings, TopologySettings};
-use crate::contract::{all_auth_fields, FieldKind, VendorKey};
-use crate::contract::{FieldError, FieldValue, Job};
+use crate::contract::{all_auth_fields, FieldError, FieldKind, FieldValue, Job, VendorKey};
 use crate::job::{self, Rejection};
 use crate::transport::headers as h;
 use crate::transport::{Headers, Outbound, OutboundKind};
@@ -270,7 +269,7 @@ fn derive_one(
 pub(crate) mod testing {
     use super::*;
 
-    /// The README's example mapping for tenant `acme`, with accounts of the three vendors.
+    /// The example mapping of docs/hire-events.md for tenant `acme`, with accounts of the three vendors.
     pub fn settings() -> Settings {
         let toml = r#"
 [accounts.acme-glance]
