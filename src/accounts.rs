@@ -11,8 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::circuit_breaker::{Admission, CircuitBoard, CircuitBreaker, State, Transition, Verdict};
 use crate::config::Settings;
-use crate::contract::Job;
-use crate::contract::VendorKey;
+use crate::contract::{Job, VendorKey};
 use crate::metrics::Metrics;
 use crate::rate_limit::{AccountLimiter, Feedback, Refusal};
 use crate::retry::{Attempt, Retryable};

@@ -288,167 +288,36 @@ fn publish(file: PathBuf, broker: BrokerArgs, json: bool) -> ExitCode {
     }
 }
 
-/// A spinner on stderr for long walks, only when a person is watching.
-fn progress(json: bool) -> Option<indicatif::ProgressBar> {
-    use std::io::IsTerminal;
-    (!json && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        bar
-    })
-}
-
 fn dlq(broker: BrokerArgs, command: DlqCommand) -> ExitCode {
-    use crate::commands::dlq::{self, Dlq};
+    use crate::commands::dlq::{self, Action};
     let settings = match broker_settings(&broker) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    if let DlqCommand::Purge { yes: false, .. } = command {
-        return fail("purge removes dead letters for good; add --yes to confirm (see `dlq list` for what matches)");
-    }
-    let patch = match &command {
-        DlqCommand::Replay { edit: Some(path), .. } => {
-            match std::fs::read_to_string(path)
-                .map_err(|e| e.to_string())
-                .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
-            {
-                Ok(p) => Some(p),
-                Err(e) => return fail(format!("cannot read the patch {}: {e}", path.display())),
-            }
+    let action = match command {
+        DlqCommand::List { filter, json } => Action::List { filter: filter.filter(), json },
+        DlqCommand::Stats { filter, json } => Action::Stats { filter: filter.filter(), json },
+        DlqCommand::Show { job_id } => Action::Show { job_id },
+        DlqCommand::Replay { filter, dry_run, rate, reason, edit, json } => {
+            let patch = match edit.map(|path| {
+                std::fs::read_to_string(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+                    .map_err(|e| format!("cannot read the patch {}: {e}", path.display()))
+            }) {
+                None => None,
+                Some(Ok(p)) => Some(p),
+                Some(Err(e)) => return fail(e),
+            };
+            let actor = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            Action::Replay { filter: filter.filter(), opts: dlq::Replay { dry_run, rate, reason, actor, patch }, json }
         }
-        _ => None,
+        DlqCommand::Purge { yes: false, .. } => {
+            return fail("purge removes dead letters for good; add --yes to confirm (see `dlq list` for what matches)")
+        }
+        DlqCommand::Purge { filter, json, .. } => Action::Purge { filter: filter.filter(), json },
     };
-    let result: Result<ExitCode, dlq::DlqError> = runtime().block_on(async move {
-        let session = Dlq::open(settings).await?;
-        let mut out = std::io::stdout().lock();
-        let now = chrono::Utc::now();
-        let code = match command {
-            DlqCommand::List { filter, json } => {
-                if !json {
-                    dlq::print_header(&mut out)?;
-                }
-                let n = session.each(&filter.filter(), |_, d| Ok(dlq::print_row(&mut out, d, json, now)?)).await?;
-                if !json {
-                    writeln!(out, "{n} dead letter(s)")?;
-                }
-                ExitCode::SUCCESS
-            }
-            DlqCommand::Stats { filter, json } => {
-                let mut groups = std::collections::BTreeMap::new();
-                session
-                    .each(&filter.filter(), |_, d| {
-                        dlq::group(&mut groups, d);
-                        Ok(())
-                    })
-                    .await?;
-                for g in groups.values() {
-                    if json {
-                        writeln!(out, "{}", serde_json::to_string(g).expect("serialises"))?;
-                    } else {
-                        let oldest = g.oldest.map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string());
-                        writeln!(
-                            out,
-                            "{:<13} {:<20} {:<14} {:>7}  oldest {oldest}",
-                            g.vendor, g.account, g.class, g.count
-                        )?;
-                    }
-                }
-                ExitCode::SUCCESS
-            }
-            DlqCommand::Show { job_id } => {
-                let filter = dlq::Filter { job_id: Some(job_id.clone()), limit: Some(1), ..Default::default() };
-                let mut shown = None;
-                session
-                    .each(&filter, |msg, d| {
-                        let headers: serde_json::Map<String, serde_json::Value> = msg
-                            .headers
-                            .iter()
-                            .map(|(k, v)| {
-                                let v = match v {
-                                    crate::transport::HeaderValue::Text(t) => serde_json::json!(t),
-                                    crate::transport::HeaderValue::Int(i) => serde_json::json!(i),
-                                };
-                                (k.clone(), v)
-                            })
-                            .collect();
-                        shown = Some(serde_json::json!({
-                            "dead_letter": d,
-                            "routing_key": msg.routing_key,
-                            "message_id": msg.message_id,
-                            "headers": headers,
-                            "job": dlq::shown_body(&msg.body),
-                        }));
-                        Ok(())
-                    })
-                    .await?;
-                match shown {
-                    Some(v) => {
-                        writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("serialises"))?;
-                        ExitCode::SUCCESS
-                    }
-                    None => {
-                        eprintln!("provisioner: no dead letter with job_id {job_id:?}");
-                        ExitCode::from(1)
-                    }
-                }
-            }
-            DlqCommand::Replay { filter, dry_run, rate, reason, edit: _, json } => {
-                let actor = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-                let opts = dlq::Replay { dry_run, rate, reason, actor, patch };
-                let bar = progress(json);
-                let summary = session
-                    .replay(&filter.filter(), &opts, |line| {
-                        if let Some(b) = &bar {
-                            b.inc(1);
-                        }
-                        let _ = if json {
-                            writeln!(out, "{}", serde_json::to_string(line).expect("serialises"))
-                        } else {
-                            writeln!(
-                                out,
-                                "{:<28} {:<13} {}",
-                                line.job_id.as_deref().unwrap_or("-"),
-                                line.action,
-                                line.detail
-                            )
-                        };
-                    })
-                    .await?;
-                if let Some(b) = bar {
-                    b.finish_and_clear();
-                }
-                if json {
-                    writeln!(out, "{}", serde_json::to_string(&summary).expect("serialises"))?;
-                } else if dry_run {
-                    writeln!(
-                        out,
-                        "dry run: {} would be replayed, {} refused; nothing changed",
-                        summary.would_move, summary.refused
-                    )?;
-                } else {
-                    writeln!(out, "{} replayed, {} refused (left in the DLQ)", summary.moved, summary.refused)?;
-                }
-                if summary.refused > 0 {
-                    ExitCode::from(1)
-                } else {
-                    ExitCode::SUCCESS
-                }
-            }
-            DlqCommand::Purge { filter, json, .. } => {
-                let removed = session.purge(&filter.filter()).await?;
-                if json {
-                    writeln!(out, "{}", serde_json::json!({"removed": removed}))?;
-                } else {
-                    writeln!(out, "removed {removed} dead letter(s)")?;
-                }
-                ExitCode::SUCCESS
-            }
-        };
-        session.close().await;
-        Ok(code)
-    });
-    match result {
+    match runtime().block_on(dlq::execute(settings, action, std::io::stdout().lock())) {
         Ok(code) => code,
         Err(e) => fail(e),
     }

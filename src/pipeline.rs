@@ -15,15 +15,14 @@ use tracing::Instrument;
 use crate::accounts::{Account, CallError};
 use crate::circuit_breaker::CircuitBoard;
 use crate::config::{Settings, TopologySettings};
-use crate::contract::VendorKey;
-use crate::contract::{FieldError, Job, JobId};
+use crate::contract::{FieldError, Job, JobId, VendorKey};
 use crate::event::{self, JobRef};
 use crate::job::{self, InvalidJob, Rejection};
 use crate::metrics::Metrics;
 use crate::outcome::{ErrorClass, Failure, Outcome};
 use crate::retry::{tier_name, Attempt, DurableSchedule, InlineRetry};
 use crate::transport::headers as h;
-use crate::transport::{After, Disposition, Headers, Inbound, Outbound, OutboundKind, Parked, Report};
+use crate::transport::{After, DeadLetterCause, Disposition, Headers, Inbound, Outbound, OutboundKind, Parked, Report};
 use crate::vendors::{AnyAdapter, CallContext, VendorError};
 
 /// What earlier deliveries of the same job left in its headers.
@@ -258,7 +257,7 @@ impl Pipeline {
     fn invalid(&self, msg: &Inbound, invalid: InvalidJob, history: &History) -> Disposition {
         let failure = Failure::new(ErrorClass::Invalid, "invalid_job", invalid.summary());
         let job_id = invalid.job_id.clone().or_else(|| msg.message_id.as_deref().and_then(|m| JobId::parse(m).ok()));
-        let vendor = invalid.vendor.or_else(|| vendor_of_routing_key(&msg.routing_key));
+        let vendor = invalid.vendor.or_else(|| Job::vendor_of_routing_key(&msg.routing_key));
         let mut publish = Vec::new();
         let job_ref = job_id.as_ref().map(|id| JobRef {
             job_id: id.as_str(),
@@ -307,7 +306,7 @@ impl Pipeline {
             )],
             after: After::Ack,
             report: Report::Undecodable,
-            vendor: vendor_of_routing_key(&msg.routing_key),
+            vendor: Job::vendor_of_routing_key(&msg.routing_key),
             job_id: None,
             inline_retries: 0,
             requested_at: None,
@@ -415,36 +414,22 @@ impl Pipeline {
         attempts: u32,
         history: &History,
     ) -> Outbound {
-        let now = h::timestamp(Utc::now());
-        let mut headers = msg.headers.clone();
-        headers.remove(h::RETRY_TIER);
-        h::set_text(&mut headers, h::REASON, reason);
-        h::set_text(&mut headers, h::ERROR_CODE, code);
-        h::set_text(&mut headers, h::ERROR_MESSAGE, truncate(message, 1024));
-        h::set_int(&mut headers, h::ATTEMPTS, attempts.into());
-        h::set_text(&mut headers, h::FIRST_FAILED_AT, history.first_failed_at.clone().unwrap_or_else(|| now.clone()));
-        h::set_text(&mut headers, h::LAST_FAILED_AT, now);
-        h::set_text(&mut headers, h::ORIGINAL_EXCHANGE, msg.exchange.clone());
-        h::set_text(&mut headers, h::ORIGINAL_ROUTING_KEY, msg.routing_key.clone());
-        if let Some(job) = job {
-            h::set_text(&mut headers, h::JOB_ID, job.job_id);
-            if let Some(v) = job.vendor {
-                h::set_text(&mut headers, h::VENDOR, v.as_str());
-            }
-            if let Some(a) = job.account {
-                h::set_text(&mut headers, h::ACCOUNT, a);
-            }
-        }
-        msg.forward(OutboundKind::DeadLetter, self.topology.dead_exchange.clone(), headers)
+        let cause = DeadLetterCause {
+            reason,
+            code,
+            message: truncate(message, 1024),
+            attempts,
+            first_failed_at: history.first_failed_at.clone(),
+            job_id: job.map(|j| j.job_id),
+            vendor: job.and_then(|j| j.vendor).map(VendorKey::as_str),
+            account: job.and_then(|j| j.account),
+        };
+        msg.dead_letter(self.topology.dead_exchange.clone(), cause)
     }
 }
 
 fn amqp_time(msg: &Inbound) -> Option<DateTime<Utc>> {
     msg.timestamp.and_then(|t| Utc.timestamp_opt(i64::try_from(t).ok()?, 0).single())
-}
-
-fn vendor_of_routing_key(key: &str) -> Option<VendorKey> {
-    key.strip_prefix("create_user.").and_then(VendorKey::parse)
 }
 
 fn truncate(s: &str, max: usize) -> String {

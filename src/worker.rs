@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::Health;
 use crate::config::Settings;
-use crate::contract::VendorKey;
+use crate::contract::{Job, VendorKey};
 use crate::metrics::Metered;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
@@ -350,7 +350,7 @@ pub async fn run_until_idle(
         let (broker, pipeline, metrics, shutdown) =
             (broker.clone(), pipeline.clone(), metrics.clone(), shutdown.clone());
         tasks.spawn(async move {
-            let vendor = msg.routing_key.strip_prefix("create_user.").and_then(VendorKey::parse);
+            let vendor = Job::vendor_of_routing_key(&msg.routing_key);
             metrics
                 .jobs_received
                 .with_label_values(&[vendor.map_or(crate::metrics::UNKNOWN_VENDOR, VendorKey::as_str)])

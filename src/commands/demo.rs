@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::Health;
 use crate::config::{Settings, TopologySettings};
-use crate::contract::VendorKey;
+use crate::contract::{Job, VendorKey};
 use crate::metrics::Metrics;
 use crate::pipeline::{sample_job, Pipeline};
 use crate::sandbox::{self, Faults, Sandboxes};
@@ -242,7 +242,7 @@ pub fn summarise(jobs: usize, events: &[Outbound], dead: &[Outbound]) -> Summary
     for d in dead.iter().filter(|d| h::text(&d.headers, h::REASON) == Some("undecodable")) {
         s.rows.push(Row {
             job_id: "(none)".into(),
-            vendor: d.routing_key.trim_start_matches("create_user.").to_owned(),
+            vendor: d.routing_key.trim_start_matches(Job::ROUTING_KEY_PREFIX).to_owned(),
             outcome: "dead-lettered".into(),
             detail: format!("undecodable: {}", h::text(&d.headers, h::ERROR_MESSAGE).unwrap_or("")),
         });

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::commands::validate;
 use crate::config::Settings;
-use crate::contract::FieldError;
+use crate::contract::{FieldError, Job};
 use crate::transport::rabbitmq::{self, BrokerError, ConfirmPublisher};
 use crate::transport::{Outbound, OutboundKind, Publisher};
 
@@ -38,7 +38,7 @@ pub async fn publish(
                 let msg = Outbound {
                     kind: OutboundKind::Job,
                     exchange: settings.topology.jobs_exchange.clone(),
-                    routing_key: format!("create_user.{vendor}"),
+                    routing_key: format!("{}{vendor}", Job::ROUTING_KEY_PREFIX),
                     body: serde_json::to_vec(&job).expect("a JSON value serialises"),
                     message_id: verdict.job_id.clone(),
                     content_type: Some("application/json".into()),

@@ -85,9 +85,17 @@ pub struct Job {
 }
 
 impl Job {
+    /// Every job's routing key is this prefix and the vendor key.
+    pub const ROUTING_KEY_PREFIX: &'static str = "create_user.";
+
     /// The routing key a job for this vendor is published with.
     pub fn routing_key(vendor: VendorKey) -> String {
-        format!("create_user.{vendor}")
+        format!("{}{vendor}", Self::ROUTING_KEY_PREFIX)
+    }
+
+    /// The vendor a job's routing key names, if it is a create-user key of a known vendor.
+    pub fn vendor_of_routing_key(key: &str) -> Option<VendorKey> {
+        key.strip_prefix(Self::ROUTING_KEY_PREFIX).and_then(VendorKey::parse)
     }
 
     /// The value that identifies the user at the vendor, for idempotency checks.

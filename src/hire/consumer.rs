@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use lapin::{Channel, Connection};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -13,8 +12,7 @@ use crate::config::{ConfigError, Settings, TopologySettings};
 use crate::outcome::ErrorClass;
 use crate::transport::headers as h;
 use crate::transport::rabbitmq::{self, BrokerError, ConfirmPublisher, DeliveryAcker};
-use crate::transport::{settle, Inbound, Outbound, OutboundKind, Settled};
-use crate::transport::{After, Disposition, Report};
+use crate::transport::{settle, After, DeadLetterCause, Disposition, Inbound, Outbound, Report, Settled};
 
 /// What to do with one hire delivery. Pure: [`settle`] carries it out.
 ///
@@ -59,20 +57,14 @@ fn dead_letter(
     summary: &str,
     event_id: Option<&str>,
 ) -> Outbound {
-    let now = h::timestamp(Utc::now());
-    let mut headers = msg.headers.clone();
-    h::set_text(&mut headers, h::REASON, reason);
-    h::set_text(&mut headers, h::ERROR_CODE, "invalid_hire");
-    h::set_text(&mut headers, h::ERROR_MESSAGE, summary.chars().take(1024).collect::<String>());
-    h::set_int(&mut headers, h::ATTEMPTS, 0);
-    h::set_text(&mut headers, h::FIRST_FAILED_AT, now.clone());
-    h::set_text(&mut headers, h::LAST_FAILED_AT, now);
-    h::set_text(&mut headers, h::ORIGINAL_EXCHANGE, msg.exchange.clone());
-    h::set_text(&mut headers, h::ORIGINAL_ROUTING_KEY, msg.routing_key.clone());
-    if let Some(id) = event_id {
-        h::set_text(&mut headers, h::JOB_ID, id);
-    }
-    msg.forward(OutboundKind::DeadLetter, topology.dead_exchange.clone(), headers)
+    let cause = DeadLetterCause {
+        reason,
+        code: "invalid_hire",
+        message: summary.chars().take(1024).collect(),
+        job_id: event_id,
+        ..Default::default()
+    };
+    msg.dead_letter(topology.dead_exchange.clone(), cause)
 }
 
 /// Starts consuming `topology.hr_queue` on a channel of its own; returns the channel and

@@ -3,8 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value};
 
-use crate::contract::FieldError;
-use crate::contract::VendorKey;
+use crate::contract::{FieldError, VendorKey};
 
 pub const HIRE_FIELDS: &[&str] = &["event_id", "type", "tenant", "occurred_at", "employee", "targets"];
 pub const EMPLOYEE_FIELDS: &[&str] =

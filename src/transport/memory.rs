@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::headers as h;
 use super::{Acknowledge, Inbound, Outbound, PublishError, Publisher};
 use crate::config::TopologySettings;
-use crate::contract::VendorKey;
+use crate::contract::{Job, VendorKey};
 
 #[derive(Default)]
 struct State {
@@ -61,8 +61,9 @@ impl MemoryBroker {
     }
 
     fn enqueue(&self, msg: Inbound) -> Result<(), PublishError> {
-        let vendor = msg.routing_key.strip_prefix("create_user.").and_then(VendorKey::parse).ok_or_else(|| {
-            PublishError::Unroutable { exchange: msg.exchange.clone(), routing_key: msg.routing_key.clone() }
+        let vendor = Job::vendor_of_routing_key(&msg.routing_key).ok_or_else(|| PublishError::Unroutable {
+            exchange: msg.exchange.clone(),
+            routing_key: msg.routing_key.clone(),
         })?;
         self.lock().queues.entry(vendor).or_default().push_back(msg);
         self.wake.notify_one();
@@ -205,7 +206,7 @@ impl Acknowledge for MemoryDelivery {
     async fn requeue(mut self) -> Result<(), String> {
         let mut msg = std::mem::take(&mut self.msg);
         msg.redelivered = true;
-        let vendor = msg.routing_key.strip_prefix("create_user.").and_then(VendorKey::parse).ok_or("unroutable")?;
+        let vendor = Job::vendor_of_routing_key(&msg.routing_key).ok_or("unroutable")?;
         self.broker.lock().queues.entry(vendor).or_default().push_front(msg);
         self.broker.wake.notify_one();
         Ok(())

@@ -54,6 +54,48 @@ impl Inbound {
     }
 }
 
+/// Why a message is dead-lettered: the headers every dead letter carries, so that
+/// `dlq list` and an operator can tell what happened without the service's logs.
+#[derive(Clone, Debug, Default)]
+pub struct DeadLetterCause<'a> {
+    /// An error class, or `undecodable` / `invalid_hire`.
+    pub reason: &'a str,
+    pub code: &'a str,
+    /// Already cut to a size fit for a header.
+    pub message: String,
+    pub attempts: u32,
+    /// When the first failure of this message happened; now when this is the first.
+    pub first_failed_at: Option<String>,
+    pub job_id: Option<&'a str>,
+    pub vendor: Option<&'a str>,
+    pub account: Option<&'a str>,
+}
+
+impl Inbound {
+    /// This message, as it came, to the dead-letter exchange with its cause in the headers.
+    pub fn dead_letter(&self, exchange: impl Into<String>, cause: DeadLetterCause<'_>) -> Outbound {
+        let now = headers::timestamp(chrono::Utc::now());
+        let mut h = self.headers.clone();
+        h.remove(headers::RETRY_TIER);
+        headers::set_text(&mut h, headers::REASON, cause.reason);
+        headers::set_text(&mut h, headers::ERROR_CODE, cause.code);
+        headers::set_text(&mut h, headers::ERROR_MESSAGE, cause.message);
+        headers::set_int(&mut h, headers::ATTEMPTS, cause.attempts.into());
+        headers::set_text(&mut h, headers::FIRST_FAILED_AT, cause.first_failed_at.unwrap_or_else(|| now.clone()));
+        headers::set_text(&mut h, headers::LAST_FAILED_AT, now);
+        headers::set_text(&mut h, headers::ORIGINAL_EXCHANGE, self.exchange.clone());
+        headers::set_text(&mut h, headers::ORIGINAL_ROUTING_KEY, self.routing_key.clone());
+        for (name, value) in
+            [(headers::JOB_ID, cause.job_id), (headers::VENDOR, cause.vendor), (headers::ACCOUNT, cause.account)]
+        {
+            if let Some(value) = value {
+                headers::set_text(&mut h, name, value);
+            }
+        }
+        self.forward(OutboundKind::DeadLetter, exchange, h)
+    }
+}
+
 /// What a publish is for; a closed set used as a metric label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OutboundKind {

@@ -24,13 +24,15 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Settings;
-use crate::contract::REDACTED;
-use crate::contract::{all_auth_fields, VendorKey};
+use crate::contract::{all_auth_fields, Job, VendorKey, REDACTED};
 use crate::transport::headers as h;
 use crate::transport::rabbitmq;
 use crate::transport::{HeaderValue, Headers, Inbound, Outbound, OutboundKind};
 
 pub use crate::transport::headers::{REPLAY_AUDIT, REPLAY_COUNT};
+pub use execute::{execute, Action};
+
+mod execute;
 
 /// `basic.get`s a read-only walk keeps in flight.
 const GET_WINDOW: usize = 64;
@@ -335,7 +337,7 @@ fn replayed_copy(msg: &Inbound, dl: &DeadLetter, opts: &Replay, settings: &Setti
         json_patch::merge(&mut job, patch);
         body = serde_json::to_vec(&job).expect("a JSON value serialises");
     }
-    if dl.routing_key.strip_prefix("create_user.").is_none_or(|v| VendorKey::parse(v).is_none()) {
+    if Job::vendor_of_routing_key(&dl.routing_key).is_none() {
         return Err(format!("routing key {:?} names no vendor; fix the job with --edit", dl.routing_key));
     }
     if opts.patch.is_some() || dl.reason != "undecodable" {
