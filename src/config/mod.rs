@@ -501,11 +501,11 @@ mod humantime_serde_vec {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(v.iter().map(|d| humantime::format_duration(*d).to_string()))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
         Vec::<String>::deserialize(d)?
             .iter()
             .map(|s| humantime::parse_duration(s).map_err(serde::de::Error::custom))
@@ -519,14 +519,14 @@ mod humantime_serde_opt_vec {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &Option<Vec<Duration>>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(v: &Option<Vec<Duration>>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             Some(v) => super::humantime_serde_vec::serialize(v, s),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Duration>>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Duration>>, D::Error> {
         Option::<Vec<String>>::deserialize(d)?
             .map(|v| v.iter().map(|s| humantime::parse_duration(s).map_err(serde::de::Error::custom)).collect())
             .transpose()

@@ -39,7 +39,7 @@ const fn secret(name: &'static str, required: bool) -> FieldSpec {
 
 /// Glance `NewUser` (vendors/glance.md). `OKURL` is deliberately absent: a browser redirect
 /// has no meaning for a worker.
-pub const GLANCE_USER: &[FieldSpec] = &[
+pub(super) const GLANCE_USER: &[FieldSpec] = &[
     required("PartnerUserID"),
     required("UserAddress"),
     secret("UserPW", false),
@@ -49,11 +49,11 @@ pub const GLANCE_USER: &[FieldSpec] = &[
     text("UserRole"),
     int("AudioProvider"),
 ];
-pub const GLANCE_AUTH: &[&str] = &["PartnerLogin", "PartnerPW", "PartnerAuth", "PartnerID"];
+pub(super) const GLANCE_AUTH: &[&str] = &["PartnerLogin", "PartnerPW", "PartnerAuth", "PartnerID"];
 
 /// NetSapiens v2 `POST /domains/{domain}/users`, minus the read-only properties and the
 /// write-only `synchronous` switch, which the adapter owns.
-pub const NETSAPIENS_USER: &[FieldSpec] = &[
+pub(super) const NETSAPIENS_USER: &[FieldSpec] = &[
     required("user"),
     required("name-first-name"),
     required("name-last-name"),
@@ -107,12 +107,12 @@ pub const NETSAPIENS_USER: &[FieldSpec] = &[
     text("recording-configuration"),
 ];
 /// NetSapiens authenticates with a Bearer key or an OAuth token; none of these may ride in a job.
-pub const NETSAPIENS_AUTH: &[&str] =
+pub(super) const NETSAPIENS_AUTH: &[&str] =
     &["api_key", "apikey", "access_token", "client_id", "client_secret", "username", "password", "Authorization"];
 
 /// ClientToolbox `type=user_new`, minus `type`, `output`, `callback` and `condensed`, which
 /// the adapter owns.
-pub const CLIENTTOOLBOX_USER: &[FieldSpec] = &[
+pub(super) const CLIENTTOOLBOX_USER: &[FieldSpec] = &[
     required("user_name"),
     secret("user_new_password", true),
     text("user_first_name"),
@@ -124,4 +124,4 @@ pub const CLIENTTOOLBOX_USER: &[FieldSpec] = &[
     required("user_role"),
     required("allowed_campaigns"),
 ];
-pub const CLIENTTOOLBOX_AUTH: &[&str] = &["user_id", "user_password", "api_access_key", "account_id"];
+pub(super) const CLIENTTOOLBOX_AUTH: &[&str] = &["user_id", "user_password", "api_access_key", "account_id"];
