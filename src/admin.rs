@@ -13,6 +13,7 @@ use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 use crate::circuit_breaker::CircuitBoard;
+use crate::http_server::ServerLimits;
 use crate::metrics::Metrics;
 
 /// Readiness shared between the worker and the admin port.
@@ -78,6 +79,7 @@ async fn ready_handler(State(s): State<AdminState>) -> impl IntoResponse {
 /// Binds the admin port now (so a taken port fails start-up) and serves it until `shutdown`.
 pub async fn serve(
     listen: SocketAddr,
+    limits: ServerLimits,
     metrics: Metrics,
     health: Health,
     shutdown: CancellationToken,
@@ -85,11 +87,6 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let app = router(metrics, health);
-    let handle = tokio::spawn(async move {
-        let result = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "admin server failed");
-        }
-    });
+    let handle = tokio::spawn(crate::http_server::serve(listener, app, limits, shutdown));
     Ok((addr, handle))
 }

@@ -36,9 +36,12 @@
 //! 8. [`worker`] (consumers, settling, draining), [`commands`] (each subcommand as a
 //!    function), [`cli`] (argument parsing); `main.rs` only calls [`cli::main`].
 
+#![warn(unreachable_pub)]
+
 // The ground floor.
 pub mod circuit_breaker;
 pub mod contract;
+pub mod http_server;
 pub mod rate_limit;
 pub mod shutdown;
 

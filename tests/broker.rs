@@ -91,10 +91,15 @@ async fn readyz_is_200_only_while_connected_and_consuming() {
     let probe = Probe::new(&settings).await;
     let app = App::spawn(&settings);
     let stop = CancellationToken::new();
-    let (addr, server) =
-        admin::serve("127.0.0.1:0".parse().unwrap(), app.metrics.clone(), app.health.clone(), stop.clone())
-            .await
-            .unwrap();
+    let (addr, server) = admin::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        Default::default(),
+        app.metrics.clone(),
+        app.health.clone(),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
     let get = |path: &'static str| async move {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

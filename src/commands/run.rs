@@ -21,9 +21,10 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let health = Health::default();
     health.watch_circuits(pipeline.circuits());
     let admin_stop = CancellationToken::new();
-    let (addr, admin) = admin::serve(settings.admin.listen, metrics.clone(), health.clone(), admin_stop.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on admin.listen = {}: {e}", settings.admin.listen))?;
+    let (addr, admin) =
+        admin::serve(settings.admin.listen, settings.http.clone(), metrics.clone(), health.clone(), admin_stop.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on admin.listen = {}: {e}", settings.admin.listen))?;
     tracing::info!(admin = %addr, broker = %redact_url(&settings.amqp.url), accounts = settings.accounts.len(), "provisioner starting");
     let settings = Arc::new(settings);
     // The intake stops taking hires as soon as shutdown begins; requests in flight finish.

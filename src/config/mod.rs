@@ -53,6 +53,8 @@ pub struct Settings {
     pub accounts: BTreeMap<String, AccountSettings>,
     pub hire: HireSettings,
     pub intake: IntakeSettings,
+    /// Timeouts and the connection cap of the admin port and the hire intake.
+    pub http: crate::http_server::ServerLimits,
     /// Per-tenant mappings from hire events to vendor jobs (see `crate::hire`).
     pub tenants: BTreeMap<String, TenantSettings>,
 }
@@ -675,6 +677,9 @@ impl Settings {
                 "intake.listen",
                 "the intake needs intake.token or intake.hmac_secret (or both): it never runs unauthenticated",
             ));
+        }
+        if let Err((key, message)) = self.http.check() {
+            return Err(ConfigError::invalid(format!("http.{key}"), message));
         }
         if self.intake.max_body_bytes == 0 {
             return Err(ConfigError::invalid("intake.max_body_bytes", "must be at least 1"));

@@ -214,15 +214,13 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<Option<(SocketAddr, tokio::task::JoinHandle<()>)>, IntakeError> {
     let Some(listen) = settings.intake.listen else { return Ok(None) };
+    let limits = settings.http.clone();
     let (app, intake) = router(settings)?;
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|source| IntakeError::Listen { addr: listen, source })?;
     let addr = listener.local_addr().map_err(|source| IntakeError::Listen { addr: listen, source })?;
     let handle = tokio::spawn(async move {
-        let result = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "hire intake failed");
-        }
+        crate::http_server::serve(listener, app, limits, shutdown).await;
         intake.broker.close().await;
     });
     Ok(Some((addr, handle)))

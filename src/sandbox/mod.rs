@@ -86,7 +86,7 @@ impl Sandboxes {
         let addr = listener.local_addr()?;
         let app = self.router();
         let handle = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
+            crate::http_server::serve(listener, app, crate::http_server::ServerLimits::default(), shutdown).await;
         });
         Ok((addr, handle))
     }
