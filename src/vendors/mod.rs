@@ -150,3 +150,16 @@ pub fn build_adapters(
     }
     Ok(out)
 }
+
+/// Delivery contexts shared by every vendor's tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::CallContext;
+
+    /// A first delivery: nothing can have reached the vendor yet.
+    pub const FRESH: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 1 };
+    /// A redelivery (or a replay from a retry tier): an earlier attempt may have created the user.
+    pub const SEEN: CallContext = CallContext { maybe_seen_before: true, inline_attempt: 1 };
+    /// A first delivery's second inline attempt: the first may have reached the vendor.
+    pub const INLINE_RETRY: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 2 };
+}

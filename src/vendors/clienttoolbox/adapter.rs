@@ -194,11 +194,10 @@ mod tests {
 
     use super::super::testing::{self, API_KEY, PASSWORD};
     use super::*;
+    use crate::vendors::testing::{FRESH, SEEN};
     use crate::vendors::Adapter as _;
 
     const SUCCESS: &str = "<response status=\"success\">\n</response>\n";
-    const FRESH: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 1 };
-    const SEEN: CallContext = CallContext { maybe_seen_before: true, inline_attempt: 1 };
 
     fn xml_error(message: &str) -> String {
         format!("<response status=\"error\">\n  <error>{message}</error>\n</response>\n")

@@ -266,6 +266,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::config::SecretSource;
     use crate::contract::VendorKey;
+    use crate::vendors::testing::{FRESH, SEEN};
     use crate::vendors::Adapter as _;
 
     pub(crate) const PW: &str = "hunter2-partner-pw";
@@ -317,9 +318,6 @@ pub(crate) mod tests {
     fn failure(message: &str) -> ResponseTemplate {
         xml(&format!("<error><message>{message}</message></error>"))
     }
-
-    const FRESH: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 1 };
-    const SEEN: CallContext = CallContext { maybe_seen_before: true, inline_attempt: 2 };
 
     async fn on(server: &MockServer, p: &str, response: ResponseTemplate, times: u64) {
         Mock::given(method("POST")).and(path(p)).respond_with(response).expect(times).mount(server).await;

@@ -287,6 +287,7 @@ mod tests {
 
     use super::*;
     use crate::vendors::netsapiens::account::tests::settings;
+    use crate::vendors::testing::{FRESH, INLINE_RETRY, SEEN};
     use crate::vendors::Adapter as _;
 
     const KEY: &str = "nsr_TEST_API_KEY";
@@ -344,9 +345,6 @@ mod tests {
         ResponseTemplate::new(status).set_body_json(json!({"code": status, "message": message}))
     }
 
-    const FIRST: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 1 };
-    const AGAIN: CallContext = CallContext { maybe_seen_before: true, inline_attempt: 1 };
-
     #[tokio::test]
     async fn a_synchronous_create_sends_the_documented_request() {
         let f = with_key().await;
@@ -362,7 +360,7 @@ mod tests {
             .expect(1)
             .mount(&f.server)
             .await;
-        let r = f.adapter.create_user(&job(), FIRST).await.unwrap();
+        let r = f.adapter.create_user(&job(), FRESH).await.unwrap();
         assert!(!r.existing);
         assert_eq!(r.vendor_user_id.as_deref(), Some("1042@acme.example"));
         assert_eq!(r.details["login-username"], "1042@acme.example");
@@ -378,7 +376,7 @@ mod tests {
             .expect(1)
             .mount(&f.server)
             .await;
-        let r = f.adapter.create_user(&job(), FIRST).await.unwrap();
+        let r = f.adapter.create_user(&job(), FRESH).await.unwrap();
         assert!(!r.existing);
         assert_eq!(r.details["domain"], "acme.example");
     }
@@ -395,7 +393,7 @@ mod tests {
         let v = json!({"job_id": "j", "vendor": "netsapiens", "account": "acme", "domain": "other.example",
                        "user": user_json()});
         let job = crate::job::decode(v.to_string().as_bytes()).unwrap();
-        assert_eq!(f.adapter.create_user(&job, FIRST).await.unwrap().vendor_user_id.unwrap(), "1042@other.example");
+        assert_eq!(f.adapter.create_user(&job, FRESH).await.unwrap().vendor_user_id.unwrap(), "1042@other.example");
     }
 
     #[tokio::test]
@@ -413,7 +411,7 @@ mod tests {
             .expect(1)
             .mount(&f.server)
             .await;
-        let r = f.adapter.create_user(&job(), FIRST).await.unwrap();
+        let r = f.adapter.create_user(&job(), FRESH).await.unwrap();
         assert!(r.existing);
         assert_eq!(r.details["account-status"], "new");
     }
@@ -431,7 +429,7 @@ mod tests {
             .respond_with(ResponseTemplate::new(200).set_body_json(remote("John")))
             .mount(&f.server)
             .await;
-        let e = f.adapter.create_user(&job(), FIRST).await.unwrap_err();
+        let e = f.adapter.create_user(&job(), FRESH).await.unwrap_err();
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Conflict, code::USER_DIFFERS));
         assert!(e.message.contains("name-first-name"), "{}", e.message);
     }
@@ -445,7 +443,7 @@ mod tests {
             .mount(&f.server)
             .await;
         Mock::given(method("GET")).and(path(USER)).respond_with(error(404, "Record not found")).mount(&f.server).await;
-        let e = f.adapter.create_user(&job(), FIRST).await.unwrap_err();
+        let e = f.adapter.create_user(&job(), FRESH).await.unwrap_err();
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Conflict, code::LOGIN_USERNAME_TAKEN));
     }
 
@@ -459,10 +457,9 @@ mod tests {
             .mount(&f.server)
             .await;
         Mock::given(method("POST")).respond_with(ResponseTemplate::new(500)).expect(0).mount(&f.server).await;
-        assert!(f.adapter.create_user(&job(), AGAIN).await.unwrap().existing);
+        assert!(f.adapter.create_user(&job(), SEEN).await.unwrap().existing);
         // An inline retry (a timeout may have reached the vendor) looks first as well.
-        let retry = CallContext { maybe_seen_before: false, inline_attempt: 2 };
-        assert!(f.adapter.create_user(&job(), retry).await.unwrap().existing);
+        assert!(f.adapter.create_user(&job(), INLINE_RETRY).await.unwrap().existing);
     }
 
     #[tokio::test]
@@ -480,7 +477,7 @@ mod tests {
             .expect(1)
             .mount(&f.server)
             .await;
-        assert!(!f.adapter.create_user(&job(), AGAIN).await.unwrap().existing);
+        assert!(!f.adapter.create_user(&job(), SEEN).await.unwrap().existing);
     }
 
     #[tokio::test]
@@ -516,7 +513,7 @@ mod tests {
             let f = with_key().await;
             // With a static key a 401 is final: exactly one POST.
             Mock::given(method("POST")).and(path(USERS)).respond_with(template).expect(1).mount(&f.server).await;
-            let e = f.adapter.create_user(&job(), FIRST).await.unwrap_err();
+            let e = f.adapter.create_user(&job(), FRESH).await.unwrap_err();
             assert_eq!((e.failure, e.code.as_str()), (failure, code), "{e}");
             if code == code::RATE_LIMITED {
                 assert_eq!(e.retry_after, Some(std::time::Duration::from_secs(3)));
@@ -531,7 +528,7 @@ mod tests {
             .respond_with(error(404, "Domain acme.example does not exist"))
             .mount(&f.server)
             .await;
-        assert_eq!(f.adapter.create_user(&job(), FIRST).await.unwrap_err().failure, VendorFailure::Transient);
+        assert_eq!(f.adapter.create_user(&job(), FRESH).await.unwrap_err().failure, VendorFailure::Transient);
     }
 
     #[tokio::test]
@@ -543,7 +540,7 @@ mod tests {
             .expect(1)
             .mount(&f.server)
             .await;
-        f.adapter.create_user(&job(), FIRST).await.unwrap();
+        f.adapter.create_user(&job(), FRESH).await.unwrap();
         let sent: Value = serde_json::from_slice(&f.server.received_requests().await.unwrap()[0].body).unwrap();
         assert!(sent.get("email").is_none(), "{sent}");
     }
@@ -553,7 +550,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = settings(&dir, "http://127.0.0.1:9/ns-api/v2", &[("domain", "acme.example")], &[("api_key", KEY)]);
         let adapter = build("acme", &s, &VendorSettings::default()).unwrap();
-        let e = adapter.create_user(&job(), FIRST).await.unwrap_err();
+        let e = adapter.create_user(&job(), FRESH).await.unwrap_err();
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Transient, "connect"));
     }
 
@@ -561,7 +558,7 @@ mod tests {
     async fn without_any_domain_the_account_must_be_fixed() {
         let dir = tempfile::tempdir().unwrap();
         let s = settings(&dir, "http://127.0.0.1:9/ns-api/v2", &[], &[("api_key", KEY)]);
-        let e = build("acme", &s, &VendorSettings::default()).unwrap().create_user(&job(), FIRST).await.unwrap_err();
+        let e = build("acme", &s, &VendorSettings::default()).unwrap().create_user(&job(), FRESH).await.unwrap_err();
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Auth, code::NO_DOMAIN));
         assert!(e.message.contains("accounts.acme.settings.domain"));
     }
@@ -589,8 +586,8 @@ mod tests {
             .expect(2)
             .mount(&f.server)
             .await;
-        f.adapter.create_user(&job(), FIRST).await.unwrap();
-        f.adapter.clone().create_user(&job(), FIRST).await.unwrap();
+        f.adapter.create_user(&job(), FRESH).await.unwrap();
+        f.adapter.clone().create_user(&job(), FRESH).await.unwrap();
     }
 
     #[tokio::test]
@@ -627,8 +624,8 @@ mod tests {
             .expect(1)
             .mount(&f.server)
             .await;
-        f.adapter.create_user(&job(), FIRST).await.unwrap();
-        f.adapter.create_user(&job(), FIRST).await.unwrap();
+        f.adapter.create_user(&job(), FRESH).await.unwrap();
+        f.adapter.create_user(&job(), FRESH).await.unwrap();
     }
 
     #[tokio::test]
@@ -663,7 +660,7 @@ mod tests {
             .mount(&f.server)
             .await;
         // Replaced once, refused again: credentials are wrong, no third attempt.
-        let e = f.adapter.create_user(&job(), FIRST).await.unwrap_err();
+        let e = f.adapter.create_user(&job(), FRESH).await.unwrap_err();
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Auth, code::UNAUTHORIZED));
     }
 
@@ -698,8 +695,8 @@ mod tests {
             .expect(1)
             .mount(&f.server)
             .await;
-        f.adapter.create_user(&job(), FIRST).await.unwrap();
-        let e = f.adapter.create_user(&job(), FIRST).await.unwrap_err();
+        f.adapter.create_user(&job(), FRESH).await.unwrap();
+        let e = f.adapter.create_user(&job(), FRESH).await.unwrap_err();
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Auth, code::TOKEN_REFUSED));
     }
 
@@ -733,9 +730,9 @@ mod tests {
             .mount(&f.server)
             .await;
 
-        let rejected = f.adapter.create_user(&job(), FIRST).await.unwrap_err();
-        let garbage = f.adapter.create_user(&job(), FIRST).await.unwrap_err();
-        let created = f.adapter.create_user(&job(), FIRST).await.unwrap();
+        let rejected = f.adapter.create_user(&job(), FRESH).await.unwrap_err();
+        let garbage = f.adapter.create_user(&job(), FRESH).await.unwrap_err();
+        let created = f.adapter.create_user(&job(), FRESH).await.unwrap();
         let shown =
             format!("{rejected}\n{rejected:?}\n{garbage}\n{garbage:?}\n{created:?}\n{:?}\n{:?}", f.adapter, job());
         assert!(rejected.message.contains("bad pin ***"), "{rejected}");
@@ -744,7 +741,7 @@ mod tests {
         }
         let f = with_key().await;
         Mock::given(method("POST")).respond_with(error(401, &format!("key {KEY} revoked"))).mount(&f.server).await;
-        let e = f.adapter.create_user(&job(), FIRST).await.unwrap_err();
+        let e = f.adapter.create_user(&job(), FRESH).await.unwrap_err();
         let shown = format!("{e}\n{e:?}\n{:?}", f.adapter);
         assert!(!shown.contains(KEY), "{shown}");
     }
