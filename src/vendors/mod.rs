@@ -24,6 +24,10 @@ pub fn validate_user(vendor: VendorKey, user: &crate::contract::UserFields) -> V
     }
 }
 
+/// The code of a job whose fields an adapter refuses before sending anything: the same in
+/// every vendor's result events.
+pub const INVALID_FIELD: &str = "invalid_field";
+
 /// What a vendor call produced when it succeeded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receipt {

@@ -11,7 +11,7 @@ use super::request::{self, LookupKey, Request};
 use super::response::{self, CreateAnswer, FoundUser, LOGIN_KEY_REJECTED};
 use crate::config::{AccountSettings, ConfigError, VendorSettings};
 use crate::contract::Job;
-use crate::vendors::{http, CallContext, Receipt, VendorError, VendorFailure};
+use crate::vendors::{http, CallContext, Receipt, VendorError, VendorFailure, INVALID_FIELD};
 
 /// One Glance account's client: its config and one pooled HTTP client, built once.
 #[derive(Clone, Debug)]
@@ -121,7 +121,8 @@ impl Adapter {
         }
     }
 
-    async fn lookup(&self, user: &NewUser, key: LookupKey<'_>) -> Result<Vec<FoundUser>, VendorError> {
+    /// One `ShowUsers` call.
+    async fn send_lookup(&self, user: &NewUser, key: LookupKey<'_>) -> Result<Vec<FoundUser>, VendorError> {
         let markers = self.account.markers();
         self.call(
             |now| request::show_users(&self.account, key, &user.partner_user_id, now),
@@ -130,7 +131,8 @@ impl Adapter {
         .await
     }
 
-    async fn create(&self, user: &NewUser) -> Result<CreateAnswer, VendorError> {
+    /// One `NewUser` call.
+    async fn send_create(&self, user: &NewUser) -> Result<CreateAnswer, VendorError> {
         let markers = self.account.markers();
         self.call(
             |now| request::new_user(&self.account, user, now),
@@ -144,29 +146,18 @@ impl Adapter {
 
     /// The user holding our PartnerUserID, judged: same profile → existing, else conflict.
     async fn by_partner_user_id(&self, user: &NewUser) -> Result<Option<Result<Receipt, VendorError>>, VendorError> {
-        let found = self.lookup(user, LookupKey::PartnerUserId(&user.partner_user_id)).await?;
+        let found = self.send_lookup(user, LookupKey::PartnerUserId(&user.partner_user_id)).await?;
         let ours =
             found.iter().find(|f| f.partner_user_id.as_deref().is_none_or(|p| p == user.partner_user_id.as_str()));
-        Ok(ours.map(|f| match response::difference(user, f) {
-            None => Ok(response::existing_receipt(user, f)),
-            Some(field) => Err(VendorError::new(
-                VendorFailure::Conflict,
-                "partner_user_id_taken",
-                format!(
-                    "PartnerUserID {} already belongs to a different Glance user ({field} differs); choose another \
-                     PartnerUserID or correct that user in Glance",
-                    user.partner_user_id
-                ),
-            )),
-        }))
+        Ok(ours.map(|f| response::reconcile(user, f)))
     }
 
     /// Glance said the PartnerUserID or the UserAddress is taken: find out by whom.
-    async fn after_duplicate(&self, user: &NewUser, message: &str) -> Result<Receipt, VendorError> {
+    async fn settle_duplicate(&self, user: &NewUser, message: &str) -> Result<Receipt, VendorError> {
         if let Some(decided) = self.by_partner_user_id(user).await? {
             return decided;
         }
-        let found = self.lookup(user, LookupKey::Address(&user.address)).await?;
+        let found = self.send_lookup(user, LookupKey::Address(&user.address)).await?;
         let holder = found.first().and_then(|f| f.partner_user_id.clone());
         let message = match holder {
             Some(p) => format!(
@@ -181,15 +172,21 @@ impl Adapter {
         Err(VendorError::new(VendorFailure::Conflict, "user_address_taken", message))
     }
 
-    async fn run(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
-        let user = NewUser::parse(&job.user, self.account.rules()).map_err(|errors| {
+    /// The job's user under this account's rules; a refusal is never sent.
+    fn parse_user(&self, job: &Job) -> Result<NewUser, VendorError> {
+        NewUser::parse(&job.user, self.account.rules()).map_err(|errors| {
             let summary: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
             VendorError::new(
                 VendorFailure::Rejected,
-                "invalid_field",
+                INVALID_FIELD,
                 format!("not sent, this account's Glance rules refuse it: {}; fix the job", summary.join("; ")),
             )
-        })?;
+        })
+    }
+
+    /// The whole flow: parse, look before a create that might repeat one, create, settle.
+    async fn run(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
+        let user = self.parse_user(job)?;
         if ctx.maybe_seen_before {
             // A previous attempt may have created the user; never create blindly.
             if let Some(decided) = self.by_partner_user_id(&user).await? {
@@ -197,10 +194,10 @@ impl Adapter {
                 return decided;
             }
         }
-        match self.create(&user).await? {
+        match self.send_create(&user).await? {
             CreateAnswer::Created(receipt) => Ok(receipt),
             CreateAnswer::Failed(e) => Err(e),
-            CreateAnswer::AlreadyExists { message } => self.after_duplicate(&user, &message).await,
+            CreateAnswer::AlreadyExists { message } => self.settle_duplicate(&user, &message).await,
             CreateAnswer::AudioFailed { message } => {
                 let refused = VendorError::new(
                     VendorFailure::Rejected,

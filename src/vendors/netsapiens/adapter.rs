@@ -9,11 +9,11 @@ use secrecy::{ExposeSecret, SecretString};
 use super::account::{self, Account, Auth, OAuthClient};
 use super::fields::{Domain, Extension, NewUser};
 use super::request::{self, Request};
-use super::response::{self, code, Answer, RemoteUser, Token};
+use super::response::{self, code, Answer, FoundUser, Token};
 use crate::config::{AccountSettings, ConfigError, VendorSettings};
 use crate::contract::Job;
 use crate::contract::VendorKey;
-use crate::vendors::{http, CallContext, Receipt, VendorError, VendorFailure};
+use crate::vendors::{http, CallContext, Receipt, VendorError, VendorFailure, INVALID_FIELD};
 
 /// One NetSapiens account's client. Cheap to clone: clones share the connection pool and
 /// the OAuth token.
@@ -87,53 +87,68 @@ impl Adapter {
         }
     }
 
-    async fn create(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
-        let wanted = NewUser::parse(&job.user).map_err(|errors| {
+    /// The job's user under the vendor's rules; a refusal is never sent.
+    fn parse_user(&self, job: &Job) -> Result<NewUser, VendorError> {
+        NewUser::parse(&job.user).map_err(|errors| {
             let summary: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
-            VendorError::new(VendorFailure::Rejected, "invalid_fields", summary.join("; "))
-        })?;
+            VendorError::new(VendorFailure::Rejected, INVALID_FIELD, summary.join("; "))
+        })
+    }
+
+    /// The whole flow: parse, look before a create that might repeat one, create, settle.
+    async fn run(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
+        let user = self.parse_user(job)?;
         let domain = self.domain_for(job)?;
-        let result = self.reconcile_and_create(&wanted, &domain, ctx).await;
+        let result = self.look_then_create(&user, &domain, ctx).await;
         let mut secrets = self.account_secrets().await;
-        secrets.extend(wanted.secrets().into_iter().map(str::to_owned));
+        secrets.extend(user.secrets().into_iter().map(str::to_owned));
         result.map_err(|e| scrub(e, &secrets))
     }
 
-    async fn reconcile_and_create(
+    async fn look_then_create(
         &self,
-        wanted: &NewUser,
+        user: &NewUser,
         domain: &Domain,
         ctx: CallContext,
     ) -> Result<Receipt, VendorError> {
-        let account = &self.inner.account;
         // POST is not idempotent and has no idempotency key: if an earlier attempt may have
         // reached the vendor (redelivery, replay, retry after a timeout), look first.
         if ctx.maybe_seen_before || ctx.inline_attempt > 1 {
-            if let Some(remote) = self.lookup(domain, wanted.user()).await? {
-                tracing::debug!(%domain, user = %wanted.user(), "netsapiens user found before create");
-                return response::reconcile(domain, wanted, &remote);
+            if let Some(found) = self.send_lookup(domain, user.user()).await? {
+                tracing::debug!(%domain, user = %user.user(), "netsapiens user found before create");
+                return response::reconcile(domain, user, &found);
             }
         }
-        let created = self
-            .call(
-                |bearer| request::create_user(account, domain, wanted, bearer),
-                |answer| response::create(answer, domain, wanted.user(), account.domain_not_found),
-            )
-            .await;
-        match created {
-            Err(e) if e.code == code::ALREADY_EXISTS => match self.lookup(domain, wanted.user()).await? {
-                Some(remote) => response::reconcile(domain, wanted, &remote),
-                None => Err(response::login_username_taken(domain, wanted)),
-            },
+        match self.send_create(user, domain).await {
+            Err(e) if e.code == code::ALREADY_EXISTS => self.settle_duplicate(user, domain).await,
             other => other,
         }
     }
 
-    async fn lookup(&self, domain: &Domain, user: &Extension) -> Result<Option<RemoteUser>, VendorError> {
+    /// NetSapiens said the extension exists: find out whose it is.
+    async fn settle_duplicate(&self, user: &NewUser, domain: &Domain) -> Result<Receipt, VendorError> {
+        match self.send_lookup(domain, user.user()).await? {
+            Some(found) => response::reconcile(domain, user, &found),
+            None => Err(response::login_username_taken(domain, user)),
+        }
+    }
+
+    /// One `POST /domains/{domain}/users`.
+    async fn send_create(&self, user: &NewUser, domain: &Domain) -> Result<Receipt, VendorError> {
+        let account = &self.inner.account;
+        self.call(
+            |bearer| request::create_user(account, domain, user, bearer),
+            |answer| response::interpret_create(answer, domain, user.user(), account.domain_not_found),
+        )
+        .await
+    }
+
+    /// One `GET /domains/{domain}/users/{user}`.
+    async fn send_lookup(&self, domain: &Domain, user: &Extension) -> Result<Option<FoundUser>, VendorError> {
         let account = &self.inner.account;
         self.call(
             |bearer| request::get_user(account, domain, user, bearer),
-            |answer| response::lookup(answer, domain, account.domain_not_found),
+            |answer| response::interpret_lookup(answer, domain, account.domain_not_found),
         )
         .await
     }
@@ -275,7 +290,7 @@ fn scrub(mut e: VendorError, secrets: &[String]) -> VendorError {
 
 impl crate::vendors::Adapter for Adapter {
     async fn create_user(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
-        self.create(job, ctx).await
+        self.run(job, ctx).await
     }
 }
 
