@@ -59,6 +59,37 @@ impl BaseUrl {
     }
 }
 
+/// One answer, read whole: what every adapter's `interpret_*` functions are given.
+#[derive(Debug)]
+pub struct Exchange<B> {
+    pub status: reqwest::StatusCode,
+    pub headers: HeaderMap,
+    pub body: B,
+}
+
+/// Sends one call and reads its whole answer as bytes. A failure below HTTP, or while the
+/// body is read, is a classified transient error naming no URL.
+pub async fn exchange(request: reqwest::RequestBuilder) -> Result<Exchange<Vec<u8>>, VendorError> {
+    let (status, headers, response) = start(request).await?;
+    let body = response.bytes().await.map_err(|e| transport_error(&e))?.to_vec();
+    Ok(Exchange { status, headers, body })
+}
+
+/// [`exchange`], with the body decoded as text in the charset the answer declares (UTF-8
+/// when it declares none): a legacy server may answer in ISO-8859-1.
+pub async fn exchange_text(request: reqwest::RequestBuilder) -> Result<Exchange<String>, VendorError> {
+    let (status, headers, response) = start(request).await?;
+    let body = response.text().await.map_err(|e| transport_error(&e))?;
+    Ok(Exchange { status, headers, body })
+}
+
+async fn start(
+    request: reqwest::RequestBuilder,
+) -> Result<(reqwest::StatusCode, HeaderMap, reqwest::Response), VendorError> {
+    let response = request.send().await.map_err(|e| transport_error(&e))?;
+    Ok((response.status(), response.headers().clone(), response))
+}
+
 /// A failure below HTTP (connect, TLS, timeout, reset) is transient. The message never
 /// includes the URL: query strings may carry credentials.
 pub fn transport_error(e: &reqwest::Error) -> VendorError {

@@ -60,18 +60,10 @@ impl Adapter {
             value.set_sensitive(true);
             headers.insert(HeaderName::from_static(name), value);
         }
-        let resp = self
-            .base
-            .request(&self.client, reqwest::Method::POST, &req.path)
-            .headers(headers)
-            .body(req.body())
-            .send()
-            .await
-            .map_err(|e| http::transport_error(&e))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| http::transport_error(&e))?.to_vec();
-        Ok(Raw { status, headers, body })
+        let request =
+            self.base.request(&self.client, reqwest::Method::POST, &req.path).headers(headers).body(req.body());
+        let answer = http::exchange(request).await?;
+        Ok(Raw { status: answer.status.as_u16(), headers: answer.headers, body: answer.body })
     }
 
     /// Every secret this call could expose, for scrubbing vendor text.

@@ -75,18 +75,14 @@ impl Adapter {
     }
 
     async fn send(&self, req: &Request) -> Result<(u16, HeaderMap, String), VendorError> {
-        let resp = self
+        let request = self
             .base
             .request(&self.client, reqwest::Method::POST, req.path)
             .header(CONTENT_TYPE, req.content_type())
-            .body(req.body())
-            .send()
-            .await
-            .map_err(|e| http::transport_error(&e))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.text().await.map_err(|e| http::transport_error(&e))?;
-        Ok((status, headers, body))
+            .body(req.body());
+        // As text: Glance's legacy pages may declare a charset other than UTF-8.
+        let answer = http::exchange_text(request).await?;
+        Ok((answer.status.as_u16(), answer.headers, answer.body))
     }
 
     /// One call, with the documented Login Key recovery: a refused key is minted afresh and

@@ -199,15 +199,12 @@ impl Adapter {
             builder = builder.header(CONTENT_TYPE, ct).body(req.body_bytes());
         }
         let started = Instant::now();
-        let response = builder.send().await.map_err(|e| http::transport_error(&e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| http::transport_error(&e))?.to_vec();
+        let answer = http::exchange(builder).await?;
         tracing::debug!(
-            method = %req.method, path = %req.path, status = status.as_u16(),
+            method = %req.method, path = %req.path, status = answer.status.as_u16(),
             elapsed_ms = started.elapsed().as_millis() as u64, "netsapiens call"
         );
-        Ok((status, headers, body))
+        Ok((answer.status, answer.headers, answer.body))
     }
 
     fn uses_oauth(&self) -> bool {
