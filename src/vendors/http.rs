@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
-use super::{VendorError, VendorFailure};
+use super::{Receipt, VendorError, VendorFailure};
 use crate::config::VendorSettings;
 
 /// A pooled rustls client with the vendor's connect and total timeouts. Build one per account
@@ -150,6 +150,28 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
         }
     }
     out
+}
+
+/// [`scrub`] applied to an error's message, the only vendor text an error carries.
+pub fn scrub_error(mut e: VendorError, secrets: &[&str]) -> VendorError {
+    e.message = scrub(&e.message, secrets);
+    e
+}
+
+/// [`scrub`] applied to every string a receipt carries: its details may copy vendor text.
+pub fn scrub_receipt(mut r: Receipt, secrets: &[&str]) -> Receipt {
+    r.details.values_mut().for_each(|v| scrub_value(v, secrets));
+    r.vendor_user_id = r.vendor_user_id.map(|v| scrub(&v, secrets));
+    r
+}
+
+fn scrub_value(v: &mut serde_json::Value, secrets: &[&str]) {
+    match v {
+        serde_json::Value::String(s) => *s = scrub(s, secrets),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|i| scrub_value(i, secrets)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|i| scrub_value(i, secrets)),
+        _ => {}
+    }
 }
 
 #[cfg(test)]

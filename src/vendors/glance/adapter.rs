@@ -31,31 +31,6 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// Replaces every secret with `***`; a vendor may echo what it was sent, form-encoded.
-fn scrub(text: &str, secrets: &[&str]) -> String {
-    crate::vendors::http::scrub(text, secrets)
-}
-
-fn scrub_error(mut e: VendorError, secrets: &[&str]) -> VendorError {
-    e.message = scrub(&e.message, secrets);
-    e
-}
-
-fn scrub_value(v: &mut serde_json::Value, secrets: &[&str]) {
-    match v {
-        serde_json::Value::String(s) => *s = scrub(s, secrets),
-        serde_json::Value::Array(items) => items.iter_mut().for_each(|i| scrub_value(i, secrets)),
-        serde_json::Value::Object(map) => map.values_mut().for_each(|i| scrub_value(i, secrets)),
-        _ => {}
-    }
-}
-
-fn scrub_receipt(mut r: Receipt, secrets: &[&str]) -> Receipt {
-    r.details.values_mut().for_each(|v| scrub_value(v, secrets));
-    r.vendor_user_id = r.vendor_user_id.map(|v| scrub(&v, secrets));
-    r
-}
-
 impl Adapter {
     pub fn new(name: &str, account: Account, http_settings: &VendorSettings) -> Self {
         let base = http::BaseUrl::new(account.base_url());
@@ -107,11 +82,11 @@ impl Adapter {
                         retried = true;
                         continue;
                     }
-                    let mut e = scrub_error(e, &secrets);
+                    let mut e = http::scrub_error(e, &secrets);
                     e.failure = VendorFailure::Auth;
                     return Err(e);
                 }
-                Err(e) => return Err(scrub_error(e, &secrets)),
+                Err(e) => return Err(http::scrub_error(e, &secrets)),
                 Ok(v) => return Ok(v),
             }
         }
@@ -241,8 +216,8 @@ impl crate::vendors::Adapter for Adapter {
         let pw = job.user.text("UserPW").unwrap_or_default();
         let secrets = [self.account_secret(), pw];
         match self.run(job, ctx).await {
-            Ok(r) => Ok(scrub_receipt(r, &secrets)),
-            Err(e) => Err(scrub_error(e, &secrets)),
+            Ok(r) => Ok(http::scrub_receipt(r, &secrets)),
+            Err(e) => Err(http::scrub_error(e, &secrets)),
         }
     }
 }

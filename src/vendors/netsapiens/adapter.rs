@@ -100,9 +100,11 @@ impl Adapter {
         let user = self.parse_user(job)?;
         let domain = self.domain_for(job)?;
         let result = self.look_then_create(&user, &domain, ctx).await;
+        // Vendor text may echo what it was sent; no secret of this call may leave in an error.
         let mut secrets = self.account_secrets().await;
         secrets.extend(user.secrets().into_iter().map(str::to_owned));
-        result.map_err(|e| scrub(e, &secrets))
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        result.map_err(|e| http::scrub_error(e, &secrets))
     }
 
     async fn look_then_create(
@@ -276,13 +278,6 @@ impl Adapter {
         }
         out
     }
-}
-
-/// Vendor text may echo what it was sent; no secret of this call may leave in an error.
-fn scrub(mut e: VendorError, secrets: &[String]) -> VendorError {
-    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    e.message = crate::vendors::http::scrub(&e.message, &secrets);
-    e
 }
 
 impl crate::vendors::Adapter for Adapter {
