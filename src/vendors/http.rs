@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
-use super::{VendorError, VendorFailure};
+use super::{Receipt, VendorError, VendorFailure};
 use crate::config::VendorSettings;
 
 /// A pooled rustls client with the vendor's connect and total timeouts. Build one per account
@@ -57,6 +57,37 @@ impl BaseUrl {
             _ => client.request(method, format!("{}{path}", self.raw)),
         }
     }
+}
+
+/// One answer, read whole: what every adapter's `interpret_*` functions are given.
+#[derive(Debug)]
+pub struct Exchange<B> {
+    pub status: reqwest::StatusCode,
+    pub headers: HeaderMap,
+    pub body: B,
+}
+
+/// Sends one call and reads its whole answer as bytes. A failure below HTTP, or while the
+/// body is read, is a classified transient error naming no URL.
+pub async fn exchange(request: reqwest::RequestBuilder) -> Result<Exchange<Vec<u8>>, VendorError> {
+    let (status, headers, response) = start(request).await?;
+    let body = response.bytes().await.map_err(|e| transport_error(&e))?.to_vec();
+    Ok(Exchange { status, headers, body })
+}
+
+/// [`exchange`], with the body decoded as text in the charset the answer declares (UTF-8
+/// when it declares none): a legacy server may answer in ISO-8859-1.
+pub async fn exchange_text(request: reqwest::RequestBuilder) -> Result<Exchange<String>, VendorError> {
+    let (status, headers, response) = start(request).await?;
+    let body = response.text().await.map_err(|e| transport_error(&e))?;
+    Ok(Exchange { status, headers, body })
+}
+
+async fn start(
+    request: reqwest::RequestBuilder,
+) -> Result<(reqwest::StatusCode, HeaderMap, reqwest::Response), VendorError> {
+    let response = request.send().await.map_err(|e| transport_error(&e))?;
+    Ok((response.status(), response.headers().clone(), response))
 }
 
 /// A failure below HTTP (connect, TLS, timeout, reset) is transient. The message never
@@ -119,6 +150,28 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
         }
     }
     out
+}
+
+/// [`scrub`] applied to an error's message, the only vendor text an error carries.
+pub fn scrub_error(mut e: VendorError, secrets: &[&str]) -> VendorError {
+    e.message = scrub(&e.message, secrets);
+    e
+}
+
+/// [`scrub`] applied to every string a receipt carries: its details may copy vendor text.
+pub fn scrub_receipt(mut r: Receipt, secrets: &[&str]) -> Receipt {
+    r.details.values_mut().for_each(|v| scrub_value(v, secrets));
+    r.vendor_user_id = r.vendor_user_id.map(|v| scrub(&v, secrets));
+    r
+}
+
+fn scrub_value(v: &mut serde_json::Value, secrets: &[&str]) {
+    match v {
+        serde_json::Value::String(s) => *s = scrub(s, secrets),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|i| scrub_value(i, secrets)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|i| scrub_value(i, secrets)),
+        _ => {}
+    }
 }
 
 #[cfg(test)]

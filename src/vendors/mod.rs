@@ -24,6 +24,10 @@ pub fn validate_user(vendor: VendorKey, user: &crate::contract::UserFields) -> V
     }
 }
 
+/// The code of a job whose fields an adapter refuses before sending anything: the same in
+/// every vendor's result events.
+pub const INVALID_FIELD: &str = "invalid_field";
+
 /// What a vendor call produced when it succeeded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receipt {
@@ -149,4 +153,17 @@ pub fn build_adapters(
         out.insert(name.clone(), adapter);
     }
     Ok(out)
+}
+
+/// Delivery contexts shared by every vendor's tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::CallContext;
+
+    /// A first delivery: nothing can have reached the vendor yet.
+    pub const FRESH: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 1 };
+    /// A redelivery (or a replay from a retry tier): an earlier attempt may have created the user.
+    pub const SEEN: CallContext = CallContext { maybe_seen_before: true, inline_attempt: 1 };
+    /// A first delivery's second inline attempt: the first may have reached the vendor.
+    pub const INLINE_RETRY: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 2 };
 }

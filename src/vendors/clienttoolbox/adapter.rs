@@ -15,7 +15,7 @@ use super::request::{self, ApiRequest, FORM_CONTENT_TYPE};
 use super::response::{self, code, Lookup};
 use crate::config::{AccountSettings, ConfigError, VendorSettings};
 use crate::contract::Job;
-use crate::vendors::{http, CallContext, Receipt, VendorError, VendorFailure};
+use crate::vendors::{http, CallContext, Receipt, VendorError, VendorFailure, INVALID_FIELD};
 
 /// One account's client. Cheap to clone: the HTTP pool and the account are shared.
 #[derive(Clone, Debug)]
@@ -60,18 +60,10 @@ impl Adapter {
             value.set_sensitive(true);
             headers.insert(HeaderName::from_static(name), value);
         }
-        let resp = self
-            .base
-            .request(&self.client, reqwest::Method::POST, &req.path)
-            .headers(headers)
-            .body(req.body())
-            .send()
-            .await
-            .map_err(|e| http::transport_error(&e))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| http::transport_error(&e))?.to_vec();
-        Ok(Raw { status, headers, body })
+        let request =
+            self.base.request(&self.client, reqwest::Method::POST, &req.path).headers(headers).body(req.body());
+        let answer = http::exchange(request).await?;
+        Ok(Raw { status: answer.status.as_u16(), headers: answer.headers, body: answer.body })
     }
 
     /// Every secret this call could expose, for scrubbing vendor text.
@@ -83,8 +75,8 @@ impl Adapter {
         s
     }
 
-    /// `None` when the account has no lookup configured.
-    async fn lookup(&self, user: &NewUser, wire: &str) -> Result<Option<Lookup>, VendorError> {
+    /// One lookup call (`user_info` or `users_list`); `None` when the account has none configured.
+    async fn send_lookup(&self, user: &NewUser, wire: &str) -> Result<Option<Lookup>, VendorError> {
         let Some(req) = request::lookup(&self.account, wire) else { return Ok(None) };
         let raw = self.send(&req).await?;
         let mut secrets = self.secrets(&req);
@@ -110,8 +102,8 @@ impl Adapter {
 
     /// The vendor says the name is taken: decide whose user it is.
     async fn settle_duplicate(&self, user: &NewUser, wire: &str, dup: VendorError) -> Result<Receipt, VendorError> {
-        match self.lookup(user, wire).await? {
-            Some(Lookup::Found(record)) => response::decide(&record, user, wire),
+        match self.send_lookup(user, wire).await? {
+            Some(Lookup::Found(found)) => response::reconcile(&found, user, wire),
             Some(Lookup::Absent) => Err(VendorError::new(
                 VendorFailure::Conflict,
                 code::USER_NAME_TAKEN,
@@ -132,45 +124,54 @@ impl Adapter {
         }
     }
 
-    async fn create(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
-        // Decoding already applied these rules; parsing again is what turns the job's fields
-        // into values that cannot be invalid.
+    /// The job's user under the vendor's and this account's rules; a refusal is never sent.
+    fn parse_user(&self, job: &Job) -> Result<NewUser, VendorError> {
+        // Decoding already applied the vendor's rules; parsing again is what turns the job's
+        // fields into values that cannot be invalid.
         let user = NewUser::parse(&job.user).map_err(|errors| {
             let summary = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
-            VendorError::new(VendorFailure::Rejected, "invalid_job", format!("not sent: {summary}"))
+            VendorError::new(VendorFailure::Rejected, INVALID_FIELD, format!("not sent: {summary}"))
         })?;
         self.account.check(&user).map_err(|(field, message)| {
             VendorError::new(VendorFailure::Rejected, "not_sent", format!("not sent: {field} {message}; fix the job"))
         })?;
-        let wire = self.account.wire_user_name(&user);
+        Ok(user)
+    }
 
+    /// The whole flow: parse, look before a create that might repeat one, create, settle.
+    async fn run(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
+        let user = self.parse_user(job)?;
+        let wire = self.account.wire_user_name(&user);
         if ctx.maybe_seen_before {
-            match self.lookup(&user, &wire).await? {
-                Some(Lookup::Found(record)) => return response::decide(&record, &user, &wire),
+            match self.send_lookup(&user, &wire).await? {
+                Some(Lookup::Found(found)) => return response::reconcile(&found, &user, &wire),
                 Some(Lookup::Absent | Lookup::Unsupported(_)) | None => {}
             }
         }
+        match self.send_create(&user, &wire).await {
+            Err(e) if e.code == code::DUPLICATE_USER_NAME => self.settle_duplicate(&user, &wire, e).await,
+            other => other,
+        }
+    }
 
-        let req = request::create(&self.account, &user);
+    /// One `user_new` call.
+    async fn send_create(&self, user: &NewUser, wire: &str) -> Result<Receipt, VendorError> {
+        let req = request::create(&self.account, user);
         let raw = self.send(&req).await?;
-        let result = response::interpret_create(
+        response::interpret_create(
             raw.status,
             &raw.headers,
             &raw.body,
             &self.account.classifier,
-            &wire,
+            wire,
             &self.secrets(&req),
-        );
-        match result {
-            Err(e) if e.code == code::DUPLICATE_USER_NAME => self.settle_duplicate(&user, &wire, e).await,
-            other => other,
-        }
+        )
     }
 }
 
 impl crate::vendors::Adapter for Adapter {
     async fn create_user(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
-        let result = self.create(job, ctx).await.map(|mut receipt| {
+        let result = self.run(job, ctx).await.map(|mut receipt| {
             receipt.details.insert("account_id".into(), self.account.account_id.clone().into());
             receipt
         });
@@ -194,11 +195,10 @@ mod tests {
 
     use super::super::testing::{self, API_KEY, PASSWORD};
     use super::*;
+    use crate::vendors::testing::{FRESH, SEEN};
     use crate::vendors::Adapter as _;
 
     const SUCCESS: &str = "<response status=\"success\">\n</response>\n";
-    const FRESH: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 1 };
-    const SEEN: CallContext = CallContext { maybe_seen_before: true, inline_attempt: 1 };
 
     fn xml_error(message: &str) -> String {
         format!("<response status=\"error\">\n  <error>{message}</error>\n</response>\n")

@@ -1,5 +1,7 @@
 //! ClientToolbox (`type=user_new` on `api.php`): field rules, account config, request building, answer reading, the adapter and its sandbox.
 //!
+//! Layout, as for every vendor: `fields` (the job's values as types), `account` (config),
+//! `request` and `response` (pure), `adapter` (I/O and idempotency), `sandbox` (simulator).
 //! The facts come from `vendors/clienttoolbox.md`; every behaviour that file marks
 //! unconfirmed is an account setting (see [`account`]).
 

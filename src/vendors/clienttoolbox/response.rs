@@ -366,7 +366,7 @@ pub fn created(wire_user_name: &str, existing: bool) -> Receipt {
 /// A user as the lookup calls describe it; every field but the name is optional because the
 /// shape of these calls is not documented.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct UserRecord {
+pub struct FoundUser {
     pub user_name: String,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
@@ -377,20 +377,20 @@ pub struct UserRecord {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Lookup {
-    Found(UserRecord),
+    Found(FoundUser),
     Absent,
     /// The lookup could not say (e.g. the call type is unknown to this vendor instance); the
     /// reason is scrubbed vendor text.
     Unsupported(String),
 }
 
-fn records(root: &Node) -> Vec<UserRecord> {
+fn records(root: &Node) -> Vec<FoundUser> {
     root.descendants()
         .into_iter()
         .filter_map(|n| {
             let name = n.child_text("user_name")?;
             let text = |k: &str| n.child_text(k).map(str::to_owned);
-            Some(UserRecord {
+            Some(FoundUser {
                 user_name: name.to_owned(),
                 first_name: text("user_first_name"),
                 last_name: text("user_last_name"),
@@ -452,7 +452,7 @@ pub fn interpret_lookup(
 /// Whether the user found under the job's `user_name` is the job's user: the non-secret
 /// fields the job sets must match what the vendor holds (fields the lookup does not return
 /// cannot disagree). The same user means `existing`; anyone else holding the name is a conflict.
-pub fn decide(record: &UserRecord, user: &NewUser, wire_user_name: &str) -> Result<Receipt, VendorError> {
+pub fn reconcile(record: &FoundUser, user: &NewUser, wire_user_name: &str) -> Result<Receipt, VendorError> {
     let role = user.role.to_string();
     let pairs = [
         ("user_first_name", user.first_name.as_deref(), record.first_name.as_deref()),
@@ -638,8 +638,8 @@ mod tests {
         <user_first_name>Jane</user_first_name>\n    <user_last_name>Doe</user_last_name>\n    \
         <user_addtl_info>Downtown Store</user_addtl_info>\n    <user_role>K</user_role>\n  </user>\n</response>";
 
-    fn jane() -> UserRecord {
-        UserRecord {
+    fn jane() -> FoundUser {
+        FoundUser {
             user_name: "JDoe".into(),
             first_name: Some("Jane".into()),
             last_name: Some("Doe".into()),
@@ -692,15 +692,18 @@ mod tests {
     }
 
     #[test]
-    fn decide_same_user_is_existing_and_another_is_a_conflict() {
+    fn reconcile_same_user_is_existing_and_another_is_a_conflict() {
         let user = NewUser::parse(&testing::job("jdoe", serde_json::json!({})).user).unwrap();
-        let r = decide(&jane(), &user, "jdoe").unwrap();
+        let r = reconcile(&jane(), &user, "jdoe").unwrap();
         assert!(r.existing);
         assert_eq!(r.vendor_user_id.as_deref(), Some("jdoe"));
-        let sparse = UserRecord { user_name: "jdoe".into(), ..UserRecord::default() };
-        assert!(decide(&sparse, &user, "jdoe").unwrap().existing, "fields the lookup does not return cannot disagree");
-        let bob = UserRecord { first_name: Some("Bob".into()), role: Some("A".into()), ..jane() };
-        let e = decide(&bob, &user, "jdoe").unwrap_err();
+        let sparse = FoundUser { user_name: "jdoe".into(), ..FoundUser::default() };
+        assert!(
+            reconcile(&sparse, &user, "jdoe").unwrap().existing,
+            "fields the lookup does not return cannot disagree"
+        );
+        let bob = FoundUser { first_name: Some("Bob".into()), role: Some("A".into()), ..jane() };
+        let e = reconcile(&bob, &user, "jdoe").unwrap_err();
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Conflict, code::USER_NAME_TAKEN));
         assert!(e.message.contains("user_first_name, user_role"), "{}", e.message);
     }

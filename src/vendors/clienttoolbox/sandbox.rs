@@ -332,10 +332,8 @@ mod tests {
     use super::super::testing;
     use super::*;
     use crate::config::VendorSettings;
-    use crate::vendors::{Adapter as _, CallContext, VendorFailure};
-
-    const FRESH: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 1 };
-    const SEEN: CallContext = CallContext { maybe_seen_before: true, inline_attempt: 1 };
+    use crate::vendors::testing::{FRESH, SEEN};
+    use crate::vendors::{Adapter as _, VendorFailure};
 
     async fn serve() -> (Arc<Sandbox>, String) {
         let sandbox = Arc::new(Sandbox::new());

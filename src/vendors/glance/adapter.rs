@@ -11,7 +11,7 @@ use super::request::{self, LookupKey, Request};
 use super::response::{self, CreateAnswer, FoundUser, LOGIN_KEY_REJECTED};
 use crate::config::{AccountSettings, ConfigError, VendorSettings};
 use crate::contract::Job;
-use crate::vendors::{http, CallContext, Receipt, VendorError, VendorFailure};
+use crate::vendors::{http, CallContext, Receipt, VendorError, VendorFailure, INVALID_FIELD};
 
 /// One Glance account's client: its config and one pooled HTTP client, built once.
 #[derive(Clone, Debug)]
@@ -29,31 +29,6 @@ pub fn build(name: &str, account: &AccountSettings, http: &VendorSettings) -> Re
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
-}
-
-/// Replaces every secret with `***`; a vendor may echo what it was sent, form-encoded.
-fn scrub(text: &str, secrets: &[&str]) -> String {
-    crate::vendors::http::scrub(text, secrets)
-}
-
-fn scrub_error(mut e: VendorError, secrets: &[&str]) -> VendorError {
-    e.message = scrub(&e.message, secrets);
-    e
-}
-
-fn scrub_value(v: &mut serde_json::Value, secrets: &[&str]) {
-    match v {
-        serde_json::Value::String(s) => *s = scrub(s, secrets),
-        serde_json::Value::Array(items) => items.iter_mut().for_each(|i| scrub_value(i, secrets)),
-        serde_json::Value::Object(map) => map.values_mut().for_each(|i| scrub_value(i, secrets)),
-        _ => {}
-    }
-}
-
-fn scrub_receipt(mut r: Receipt, secrets: &[&str]) -> Receipt {
-    r.details.values_mut().for_each(|v| scrub_value(v, secrets));
-    r.vendor_user_id = r.vendor_user_id.map(|v| scrub(&v, secrets));
-    r
 }
 
 impl Adapter {
@@ -75,18 +50,14 @@ impl Adapter {
     }
 
     async fn send(&self, req: &Request) -> Result<(u16, HeaderMap, String), VendorError> {
-        let resp = self
+        let request = self
             .base
             .request(&self.client, reqwest::Method::POST, req.path)
             .header(CONTENT_TYPE, req.content_type())
-            .body(req.body())
-            .send()
-            .await
-            .map_err(|e| http::transport_error(&e))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.text().await.map_err(|e| http::transport_error(&e))?;
-        Ok((status, headers, body))
+            .body(req.body());
+        // As text: Glance's legacy pages may declare a charset other than UTF-8.
+        let answer = http::exchange_text(request).await?;
+        Ok((answer.status.as_u16(), answer.headers, answer.body))
     }
 
     /// One call, with the documented Login Key recovery: a refused key is minted afresh and
@@ -111,17 +82,18 @@ impl Adapter {
                         retried = true;
                         continue;
                     }
-                    let mut e = scrub_error(e, &secrets);
+                    let mut e = http::scrub_error(e, &secrets);
                     e.failure = VendorFailure::Auth;
                     return Err(e);
                 }
-                Err(e) => return Err(scrub_error(e, &secrets)),
+                Err(e) => return Err(http::scrub_error(e, &secrets)),
                 Ok(v) => return Ok(v),
             }
         }
     }
 
-    async fn lookup(&self, user: &NewUser, key: LookupKey<'_>) -> Result<Vec<FoundUser>, VendorError> {
+    /// One `ShowUsers` call.
+    async fn send_lookup(&self, user: &NewUser, key: LookupKey<'_>) -> Result<Vec<FoundUser>, VendorError> {
         let markers = self.account.markers();
         self.call(
             |now| request::show_users(&self.account, key, &user.partner_user_id, now),
@@ -130,7 +102,8 @@ impl Adapter {
         .await
     }
 
-    async fn create(&self, user: &NewUser) -> Result<CreateAnswer, VendorError> {
+    /// One `NewUser` call.
+    async fn send_create(&self, user: &NewUser) -> Result<CreateAnswer, VendorError> {
         let markers = self.account.markers();
         self.call(
             |now| request::new_user(&self.account, user, now),
@@ -144,29 +117,18 @@ impl Adapter {
 
     /// The user holding our PartnerUserID, judged: same profile → existing, else conflict.
     async fn by_partner_user_id(&self, user: &NewUser) -> Result<Option<Result<Receipt, VendorError>>, VendorError> {
-        let found = self.lookup(user, LookupKey::PartnerUserId(&user.partner_user_id)).await?;
+        let found = self.send_lookup(user, LookupKey::PartnerUserId(&user.partner_user_id)).await?;
         let ours =
             found.iter().find(|f| f.partner_user_id.as_deref().is_none_or(|p| p == user.partner_user_id.as_str()));
-        Ok(ours.map(|f| match response::difference(user, f) {
-            None => Ok(response::existing_receipt(user, f)),
-            Some(field) => Err(VendorError::new(
-                VendorFailure::Conflict,
-                "partner_user_id_taken",
-                format!(
-                    "PartnerUserID {} already belongs to a different Glance user ({field} differs); choose another \
-                     PartnerUserID or correct that user in Glance",
-                    user.partner_user_id
-                ),
-            )),
-        }))
+        Ok(ours.map(|f| response::reconcile(user, f)))
     }
 
     /// Glance said the PartnerUserID or the UserAddress is taken: find out by whom.
-    async fn after_duplicate(&self, user: &NewUser, message: &str) -> Result<Receipt, VendorError> {
+    async fn settle_duplicate(&self, user: &NewUser, message: &str) -> Result<Receipt, VendorError> {
         if let Some(decided) = self.by_partner_user_id(user).await? {
             return decided;
         }
-        let found = self.lookup(user, LookupKey::Address(&user.address)).await?;
+        let found = self.send_lookup(user, LookupKey::Address(&user.address)).await?;
         let holder = found.first().and_then(|f| f.partner_user_id.clone());
         let message = match holder {
             Some(p) => format!(
@@ -181,15 +143,21 @@ impl Adapter {
         Err(VendorError::new(VendorFailure::Conflict, "user_address_taken", message))
     }
 
-    async fn run(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
-        let user = NewUser::parse(&job.user, self.account.rules()).map_err(|errors| {
+    /// The job's user under this account's rules; a refusal is never sent.
+    fn parse_user(&self, job: &Job) -> Result<NewUser, VendorError> {
+        NewUser::parse(&job.user, self.account.rules()).map_err(|errors| {
             let summary: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
             VendorError::new(
                 VendorFailure::Rejected,
-                "invalid_field",
+                INVALID_FIELD,
                 format!("not sent, this account's Glance rules refuse it: {}; fix the job", summary.join("; ")),
             )
-        })?;
+        })
+    }
+
+    /// The whole flow: parse, look before a create that might repeat one, create, settle.
+    async fn run(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
+        let user = self.parse_user(job)?;
         if ctx.maybe_seen_before {
             // A previous attempt may have created the user; never create blindly.
             if let Some(decided) = self.by_partner_user_id(&user).await? {
@@ -197,10 +165,10 @@ impl Adapter {
                 return decided;
             }
         }
-        match self.create(&user).await? {
+        match self.send_create(&user).await? {
             CreateAnswer::Created(receipt) => Ok(receipt),
             CreateAnswer::Failed(e) => Err(e),
-            CreateAnswer::AlreadyExists { message } => self.after_duplicate(&user, &message).await,
+            CreateAnswer::AlreadyExists { message } => self.settle_duplicate(&user, &message).await,
             CreateAnswer::AudioFailed { message } => {
                 let refused = VendorError::new(
                     VendorFailure::Rejected,
@@ -248,8 +216,8 @@ impl crate::vendors::Adapter for Adapter {
         let pw = job.user.text("UserPW").unwrap_or_default();
         let secrets = [self.account_secret(), pw];
         match self.run(job, ctx).await {
-            Ok(r) => Ok(scrub_receipt(r, &secrets)),
-            Err(e) => Err(scrub_error(e, &secrets)),
+            Ok(r) => Ok(http::scrub_receipt(r, &secrets)),
+            Err(e) => Err(http::scrub_error(e, &secrets)),
         }
     }
 }
@@ -266,6 +234,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::config::SecretSource;
     use crate::contract::VendorKey;
+    use crate::vendors::testing::{FRESH, SEEN};
     use crate::vendors::Adapter as _;
 
     pub(crate) const PW: &str = "hunter2-partner-pw";
@@ -317,9 +286,6 @@ pub(crate) mod tests {
     fn failure(message: &str) -> ResponseTemplate {
         xml(&format!("<error><message>{message}</message></error>"))
     }
-
-    const FRESH: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 1 };
-    const SEEN: CallContext = CallContext { maybe_seen_before: true, inline_attempt: 2 };
 
     async fn on(server: &MockServer, p: &str, response: ResponseTemplate, times: u64) {
         Mock::given(method("POST")).and(path(p)).respond_with(response).expect(times).mount(server).await;

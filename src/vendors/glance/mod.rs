@@ -1,4 +1,8 @@
-//! The Glance adapter: legacy Partner User API (`/PAPI/NewUser.asp`, `/PAPI/ShowUsers.asp`).
+//! Glance (legacy Partner User API, `/PAPI/NewUser.asp` and `/PAPI/ShowUsers.asp`): field rules, account config, request building, answer reading, the adapter and its sandbox.
+//!
+//! Layout, as for every vendor: `fields` (the job's values as types), `account` (config),
+//! `request` and `response` (pure), `adapter` (I/O and idempotency), `sandbox` (simulator).
+//! `xml` is Glance's own reader for the answers.
 
 pub mod account;
 pub mod adapter;
@@ -11,3 +15,4 @@ mod xml;
 pub use account::{from_settings, Account};
 pub use adapter::{build, Adapter};
 pub use fields::{validate, GlanceAddress, NewUser, PartnerUserId, Rules};
+pub use sandbox::{router, Sandbox};

@@ -383,6 +383,23 @@ pub fn interpret_lookup(
     Ok(records.into_iter().map(record).collect())
 }
 
+/// Decides what a user holding our PartnerUserID means for this job: the same profile (a
+/// replay or redelivery) is `existing`; a different one is a conflict.
+pub fn reconcile(user: &NewUser, found: &FoundUser) -> Result<Receipt, VendorError> {
+    match difference(user, found) {
+        None => Ok(existing_receipt(user, found)),
+        Some(field) => Err(VendorError::new(
+            VendorFailure::Conflict,
+            "partner_user_id_taken",
+            format!(
+                "PartnerUserID {} already belongs to a different Glance user ({field} differs); choose another \
+                 PartnerUserID or correct that user in Glance",
+                user.partner_user_id
+            ),
+        )),
+    }
+}
+
 /// Why a found user is not the job's user: the first field that differs.
 pub fn difference(user: &NewUser, found: &FoundUser) -> Option<&'static str> {
     let differs = |ours: Option<&str>, theirs: &Option<String>, fold: bool| match (ours, theirs) {

@@ -357,10 +357,8 @@ mod tests {
     use crate::config::VendorSettings;
     use crate::vendors::glance::adapter::tests::{adapter_with, jane, job};
     use crate::vendors::glance::adapter::Adapter as GlanceAdapter;
-    use crate::vendors::{Adapter as _, CallContext, VendorFailure};
-
-    const FRESH: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 1 };
-    const SEEN: CallContext = CallContext { maybe_seen_before: true, inline_attempt: 1 };
+    use crate::vendors::testing::{FRESH, SEEN};
+    use crate::vendors::{Adapter as _, VendorFailure};
 
     async fn serve() -> (Arc<Sandbox>, String) {
         let sandbox = Arc::new(Sandbox::new());

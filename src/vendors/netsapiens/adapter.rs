@@ -9,11 +9,11 @@ use secrecy::{ExposeSecret, SecretString};
 use super::account::{self, Account, Auth, OAuthClient};
 use super::fields::{Domain, Extension, NewUser};
 use super::request::{self, Request};
-use super::response::{self, code, Answer, RemoteUser, Token};
+use super::response::{self, code, Answer, FoundUser, Token};
 use crate::config::{AccountSettings, ConfigError, VendorSettings};
 use crate::contract::Job;
 use crate::contract::VendorKey;
-use crate::vendors::{http, CallContext, Receipt, VendorError, VendorFailure};
+use crate::vendors::{http, CallContext, Receipt, VendorError, VendorFailure, INVALID_FIELD};
 
 /// One NetSapiens account's client. Cheap to clone: clones share the connection pool and
 /// the OAuth token.
@@ -87,53 +87,70 @@ impl Adapter {
         }
     }
 
-    async fn create(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
-        let wanted = NewUser::parse(&job.user).map_err(|errors| {
+    /// The job's user under the vendor's rules; a refusal is never sent.
+    fn parse_user(&self, job: &Job) -> Result<NewUser, VendorError> {
+        NewUser::parse(&job.user).map_err(|errors| {
             let summary: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
-            VendorError::new(VendorFailure::Rejected, "invalid_fields", summary.join("; "))
-        })?;
-        let domain = self.domain_for(job)?;
-        let result = self.reconcile_and_create(&wanted, &domain, ctx).await;
-        let mut secrets = self.account_secrets().await;
-        secrets.extend(wanted.secrets().into_iter().map(str::to_owned));
-        result.map_err(|e| scrub(e, &secrets))
+            VendorError::new(VendorFailure::Rejected, INVALID_FIELD, summary.join("; "))
+        })
     }
 
-    async fn reconcile_and_create(
+    /// The whole flow: parse, look before a create that might repeat one, create, settle.
+    async fn run(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
+        let user = self.parse_user(job)?;
+        let domain = self.domain_for(job)?;
+        let result = self.look_then_create(&user, &domain, ctx).await;
+        // Vendor text may echo what it was sent; no secret of this call may leave in an error.
+        let mut secrets = self.account_secrets().await;
+        secrets.extend(user.secrets().into_iter().map(str::to_owned));
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        result.map_err(|e| http::scrub_error(e, &secrets))
+    }
+
+    async fn look_then_create(
         &self,
-        wanted: &NewUser,
+        user: &NewUser,
         domain: &Domain,
         ctx: CallContext,
     ) -> Result<Receipt, VendorError> {
-        let account = &self.inner.account;
         // POST is not idempotent and has no idempotency key: if an earlier attempt may have
         // reached the vendor (redelivery, replay, retry after a timeout), look first.
         if ctx.maybe_seen_before || ctx.inline_attempt > 1 {
-            if let Some(remote) = self.lookup(domain, wanted.user()).await? {
-                tracing::debug!(%domain, user = %wanted.user(), "netsapiens user found before create");
-                return response::reconcile(domain, wanted, &remote);
+            if let Some(found) = self.send_lookup(domain, user.user()).await? {
+                tracing::debug!(%domain, user = %user.user(), "netsapiens user found before create");
+                return response::reconcile(domain, user, &found);
             }
         }
-        let created = self
-            .call(
-                |bearer| request::create_user(account, domain, wanted, bearer),
-                |answer| response::create(answer, domain, wanted.user(), account.domain_not_found),
-            )
-            .await;
-        match created {
-            Err(e) if e.code == code::ALREADY_EXISTS => match self.lookup(domain, wanted.user()).await? {
-                Some(remote) => response::reconcile(domain, wanted, &remote),
-                None => Err(response::login_username_taken(domain, wanted)),
-            },
+        match self.send_create(user, domain).await {
+            Err(e) if e.code == code::ALREADY_EXISTS => self.settle_duplicate(user, domain).await,
             other => other,
         }
     }
 
-    async fn lookup(&self, domain: &Domain, user: &Extension) -> Result<Option<RemoteUser>, VendorError> {
+    /// NetSapiens said the extension exists: find out whose it is.
+    async fn settle_duplicate(&self, user: &NewUser, domain: &Domain) -> Result<Receipt, VendorError> {
+        match self.send_lookup(domain, user.user()).await? {
+            Some(found) => response::reconcile(domain, user, &found),
+            None => Err(response::login_username_taken(domain, user)),
+        }
+    }
+
+    /// One `POST /domains/{domain}/users`.
+    async fn send_create(&self, user: &NewUser, domain: &Domain) -> Result<Receipt, VendorError> {
+        let account = &self.inner.account;
+        self.call(
+            |bearer| request::create_user(account, domain, user, bearer),
+            |answer| response::interpret_create(answer, domain, user.user(), account.domain_not_found),
+        )
+        .await
+    }
+
+    /// One `GET /domains/{domain}/users/{user}`.
+    async fn send_lookup(&self, domain: &Domain, user: &Extension) -> Result<Option<FoundUser>, VendorError> {
         let account = &self.inner.account;
         self.call(
             |bearer| request::get_user(account, domain, user, bearer),
-            |answer| response::lookup(answer, domain, account.domain_not_found),
+            |answer| response::interpret_lookup(answer, domain, account.domain_not_found),
         )
         .await
     }
@@ -184,15 +201,12 @@ impl Adapter {
             builder = builder.header(CONTENT_TYPE, ct).body(req.body_bytes());
         }
         let started = Instant::now();
-        let response = builder.send().await.map_err(|e| http::transport_error(&e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| http::transport_error(&e))?.to_vec();
+        let answer = http::exchange(builder).await?;
         tracing::debug!(
-            method = %req.method, path = %req.path, status = status.as_u16(),
+            method = %req.method, path = %req.path, status = answer.status.as_u16(),
             elapsed_ms = started.elapsed().as_millis() as u64, "netsapiens call"
         );
-        Ok((status, headers, body))
+        Ok((answer.status, answer.headers, answer.body))
     }
 
     fn uses_oauth(&self) -> bool {
@@ -266,16 +280,9 @@ impl Adapter {
     }
 }
 
-/// Vendor text may echo what it was sent; no secret of this call may leave in an error.
-fn scrub(mut e: VendorError, secrets: &[String]) -> VendorError {
-    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    e.message = crate::vendors::http::scrub(&e.message, &secrets);
-    e
-}
-
 impl crate::vendors::Adapter for Adapter {
     async fn create_user(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
-        self.create(job, ctx).await
+        self.run(job, ctx).await
     }
 }
 
@@ -287,6 +294,7 @@ mod tests {
 
     use super::*;
     use crate::vendors::netsapiens::account::tests::settings;
+    use crate::vendors::testing::{FRESH, INLINE_RETRY, SEEN};
     use crate::vendors::Adapter as _;
 
     const KEY: &str = "nsr_TEST_API_KEY";
@@ -344,9 +352,6 @@ mod tests {
         ResponseTemplate::new(status).set_body_json(json!({"code": status, "message": message}))
     }
 
-    const FIRST: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 1 };
-    const AGAIN: CallContext = CallContext { maybe_seen_before: true, inline_attempt: 1 };
-
     #[tokio::test]
     async fn a_synchronous_create_sends_the_documented_request() {
         let f = with_key().await;
@@ -362,7 +367,7 @@ mod tests {
             .expect(1)
             .mount(&f.server)
             .await;
-        let r = f.adapter.create_user(&job(), FIRST).await.unwrap();
+        let r = f.adapter.create_user(&job(), FRESH).await.unwrap();
         assert!(!r.existing);
         assert_eq!(r.vendor_user_id.as_deref(), Some("1042@acme.example"));
         assert_eq!(r.details["login-username"], "1042@acme.example");
@@ -378,7 +383,7 @@ mod tests {
             .expect(1)
             .mount(&f.server)
             .await;
-        let r = f.adapter.create_user(&job(), FIRST).await.unwrap();
+        let r = f.adapter.create_user(&job(), FRESH).await.unwrap();
         assert!(!r.existing);
         assert_eq!(r.details["domain"], "acme.example");
     }
@@ -395,7 +400,7 @@ mod tests {
         let v = json!({"job_id": "j", "vendor": "netsapiens", "account": "acme", "domain": "other.example",
                        "user": user_json()});
         let job = crate::job::decode(v.to_string().as_bytes()).unwrap();
-        assert_eq!(f.adapter.create_user(&job, FIRST).await.unwrap().vendor_user_id.unwrap(), "1042@other.example");
+        assert_eq!(f.adapter.create_user(&job, FRESH).await.unwrap().vendor_user_id.unwrap(), "1042@other.example");
     }
 
     #[tokio::test]
@@ -413,7 +418,7 @@ mod tests {
             .expect(1)
             .mount(&f.server)
             .await;
-        let r = f.adapter.create_user(&job(), FIRST).await.unwrap();
+        let r = f.adapter.create_user(&job(), FRESH).await.unwrap();
         assert!(r.existing);
         assert_eq!(r.details["account-status"], "new");
     }
@@ -431,7 +436,7 @@ mod tests {
             .respond_with(ResponseTemplate::new(200).set_body_json(remote("John")))
             .mount(&f.server)
             .await;
-        let e = f.adapter.create_user(&job(), FIRST).await.unwrap_err();
+        let e = f.adapter.create_user(&job(), FRESH).await.unwrap_err();
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Conflict, code::USER_DIFFERS));
         assert!(e.message.contains("name-first-name"), "{}", e.message);
     }
@@ -445,7 +450,7 @@ mod tests {
             .mount(&f.server)
             .await;
         Mock::given(method("GET")).and(path(USER)).respond_with(error(404, "Record not found")).mount(&f.server).await;
-        let e = f.adapter.create_user(&job(), FIRST).await.unwrap_err();
+        let e = f.adapter.create_user(&job(), FRESH).await.unwrap_err();
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Conflict, code::LOGIN_USERNAME_TAKEN));
     }
 
@@ -459,10 +464,9 @@ mod tests {
             .mount(&f.server)
             .await;
         Mock::given(method("POST")).respond_with(ResponseTemplate::new(500)).expect(0).mount(&f.server).await;
-        assert!(f.adapter.create_user(&job(), AGAIN).await.unwrap().existing);
+        assert!(f.adapter.create_user(&job(), SEEN).await.unwrap().existing);
         // An inline retry (a timeout may have reached the vendor) looks first as well.
-        let retry = CallContext { maybe_seen_before: false, inline_attempt: 2 };
-        assert!(f.adapter.create_user(&job(), retry).await.unwrap().existing);
+        assert!(f.adapter.create_user(&job(), INLINE_RETRY).await.unwrap().existing);
     }
 
     #[tokio::test]
@@ -480,7 +484,7 @@ mod tests {
             .expect(1)
             .mount(&f.server)
             .await;
-        assert!(!f.adapter.create_user(&job(), AGAIN).await.unwrap().existing);
+        assert!(!f.adapter.create_user(&job(), SEEN).await.unwrap().existing);
     }
 
     #[tokio::test]
@@ -516,7 +520,7 @@ mod tests {
             let f = with_key().await;
             // With a static key a 401 is final: exactly one POST.
             Mock::given(method("POST")).and(path(USERS)).respond_with(template).expect(1).mount(&f.server).await;
-            let e = f.adapter.create_user(&job(), FIRST).await.unwrap_err();
+            let e = f.adapter.create_user(&job(), FRESH).await.unwrap_err();
             assert_eq!((e.failure, e.code.as_str()), (failure, code), "{e}");
             if code == code::RATE_LIMITED {
                 assert_eq!(e.retry_after, Some(std::time::Duration::from_secs(3)));
@@ -531,7 +535,7 @@ mod tests {
             .respond_with(error(404, "Domain acme.example does not exist"))
             .mount(&f.server)
             .await;
-        assert_eq!(f.adapter.create_user(&job(), FIRST).await.unwrap_err().failure, VendorFailure::Transient);
+        assert_eq!(f.adapter.create_user(&job(), FRESH).await.unwrap_err().failure, VendorFailure::Transient);
     }
 
     #[tokio::test]
@@ -543,7 +547,7 @@ mod tests {
             .expect(1)
             .mount(&f.server)
             .await;
-        f.adapter.create_user(&job(), FIRST).await.unwrap();
+        f.adapter.create_user(&job(), FRESH).await.unwrap();
         let sent: Value = serde_json::from_slice(&f.server.received_requests().await.unwrap()[0].body).unwrap();
         assert!(sent.get("email").is_none(), "{sent}");
     }
@@ -553,7 +557,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = settings(&dir, "http://127.0.0.1:9/ns-api/v2", &[("domain", "acme.example")], &[("api_key", KEY)]);
         let adapter = build("acme", &s, &VendorSettings::default()).unwrap();
-        let e = adapter.create_user(&job(), FIRST).await.unwrap_err();
+        let e = adapter.create_user(&job(), FRESH).await.unwrap_err();
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Transient, "connect"));
     }
 
@@ -561,7 +565,7 @@ mod tests {
     async fn without_any_domain_the_account_must_be_fixed() {
         let dir = tempfile::tempdir().unwrap();
         let s = settings(&dir, "http://127.0.0.1:9/ns-api/v2", &[], &[("api_key", KEY)]);
-        let e = build("acme", &s, &VendorSettings::default()).unwrap().create_user(&job(), FIRST).await.unwrap_err();
+        let e = build("acme", &s, &VendorSettings::default()).unwrap().create_user(&job(), FRESH).await.unwrap_err();
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Auth, code::NO_DOMAIN));
         assert!(e.message.contains("accounts.acme.settings.domain"));
     }
@@ -589,8 +593,8 @@ mod tests {
             .expect(2)
             .mount(&f.server)
             .await;
-        f.adapter.create_user(&job(), FIRST).await.unwrap();
-        f.adapter.clone().create_user(&job(), FIRST).await.unwrap();
+        f.adapter.create_user(&job(), FRESH).await.unwrap();
+        f.adapter.clone().create_user(&job(), FRESH).await.unwrap();
     }
 
     #[tokio::test]
@@ -627,8 +631,8 @@ mod tests {
             .expect(1)
             .mount(&f.server)
             .await;
-        f.adapter.create_user(&job(), FIRST).await.unwrap();
-        f.adapter.create_user(&job(), FIRST).await.unwrap();
+        f.adapter.create_user(&job(), FRESH).await.unwrap();
+        f.adapter.create_user(&job(), FRESH).await.unwrap();
     }
 
     #[tokio::test]
@@ -663,7 +667,7 @@ mod tests {
             .mount(&f.server)
             .await;
         // Replaced once, refused again: credentials are wrong, no third attempt.
-        let e = f.adapter.create_user(&job(), FIRST).await.unwrap_err();
+        let e = f.adapter.create_user(&job(), FRESH).await.unwrap_err();
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Auth, code::UNAUTHORIZED));
     }
 
@@ -698,8 +702,8 @@ mod tests {
             .expect(1)
             .mount(&f.server)
             .await;
-        f.adapter.create_user(&job(), FIRST).await.unwrap();
-        let e = f.adapter.create_user(&job(), FIRST).await.unwrap_err();
+        f.adapter.create_user(&job(), FRESH).await.unwrap();
+        let e = f.adapter.create_user(&job(), FRESH).await.unwrap_err();
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Auth, code::TOKEN_REFUSED));
     }
 
@@ -733,9 +737,9 @@ mod tests {
             .mount(&f.server)
             .await;
 
-        let rejected = f.adapter.create_user(&job(), FIRST).await.unwrap_err();
-        let garbage = f.adapter.create_user(&job(), FIRST).await.unwrap_err();
-        let created = f.adapter.create_user(&job(), FIRST).await.unwrap();
+        let rejected = f.adapter.create_user(&job(), FRESH).await.unwrap_err();
+        let garbage = f.adapter.create_user(&job(), FRESH).await.unwrap_err();
+        let created = f.adapter.create_user(&job(), FRESH).await.unwrap();
         let shown =
             format!("{rejected}\n{rejected:?}\n{garbage}\n{garbage:?}\n{created:?}\n{:?}\n{:?}", f.adapter, job());
         assert!(rejected.message.contains("bad pin ***"), "{rejected}");
@@ -744,7 +748,7 @@ mod tests {
         }
         let f = with_key().await;
         Mock::given(method("POST")).respond_with(error(401, &format!("key {KEY} revoked"))).mount(&f.server).await;
-        let e = f.adapter.create_user(&job(), FIRST).await.unwrap_err();
+        let e = f.adapter.create_user(&job(), FRESH).await.unwrap_err();
         let shown = format!("{e}\n{e:?}\n{:?}", f.adapter);
         assert!(!shown.contains(KEY), "{shown}");
     }

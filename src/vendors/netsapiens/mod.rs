@@ -1,4 +1,4 @@
-//! The NetSapiens API v2 adapter: field rules, account config, pure request building and response reading, the HTTP adapter and a built-in simulator.
+//! NetSapiens (API v2, `/domains/{domain}/users`): field rules, account config, request building, answer reading, the adapter and its sandbox.
 //!
 //! Layout, as for every vendor: `fields` (the job's values as types), `account` (config),
 //! `request` and `response` (pure), `adapter` (I/O and idempotency), `sandbox` (simulator).

@@ -44,7 +44,7 @@ pub struct Answer<'a> {
 /// `subscriber_login`) while its schema uses the hyphenated v2 names, and snapshots disagree
 /// on `email` vs `email-address`. Whichever is present is taken; unknown keys are ignored.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RemoteUser {
+pub struct FoundUser {
     pub domain: Option<String>,
     pub user: Option<String>,
     pub first_name: Option<String>,
@@ -56,7 +56,7 @@ pub struct RemoteUser {
     pub created_datetime: Option<String>,
 }
 
-impl RemoteUser {
+impl FoundUser {
     pub fn from_json(value: &Value) -> Option<Self> {
         let obj = value.as_object()?;
         let pick = |names: &[&str]| names.iter().find_map(|n| scalar(obj, n));
@@ -108,7 +108,7 @@ fn scalar(obj: &Map<String, Value>, name: &str) -> Option<String> {
 }
 
 /// The receipt for a user at `(domain, user)`, with what the vendor told us about it.
-pub fn receipt(domain: &Domain, user: &Extension, remote: Option<&RemoteUser>, existing: bool) -> Receipt {
+pub fn receipt(domain: &Domain, user: &Extension, remote: Option<&FoundUser>, existing: bool) -> Receipt {
     let mut details = Map::new();
     details.insert("domain".into(), Value::from(domain.as_str()));
     details.insert("user".into(), Value::from(user.as_str()));
@@ -132,7 +132,7 @@ pub fn receipt(domain: &Domain, user: &Extension, remote: Option<&RemoteUser>, e
 ///
 /// 200 (synchronous) and 202 (asynchronous) are success. 409 comes back as
 /// [`code::ALREADY_EXISTS`]: only a lookup can tell a replay from a different user.
-pub fn create(
+pub fn interpret_create(
     a: &Answer<'_>,
     domain: &Domain,
     user: &Extension,
@@ -140,7 +140,7 @@ pub fn create(
 ) -> Result<Receipt, VendorError> {
     match a.status {
         StatusCode::OK => {
-            let remote = json_body(a).as_ref().and_then(RemoteUser::from_json).ok_or_else(|| unreadable(a))?;
+            let remote = json_body(a).as_ref().and_then(FoundUser::from_json).ok_or_else(|| unreadable(a))?;
             Ok(receipt(domain, user, Some(&remote), false))
         }
         // 202's body is a bare acknowledgement (`{"code":202,"message":"Accepted"}`, typed
@@ -160,7 +160,7 @@ pub fn create(
 
 /// Decides what a user found at `(domain, user)` means for this job: the same person (a
 /// replay or redelivery) is `existing`; anyone else holding the extension is a conflict.
-pub fn reconcile(domain: &Domain, wanted: &NewUser, remote: &RemoteUser) -> Result<Receipt, VendorError> {
+pub fn reconcile(domain: &Domain, wanted: &NewUser, remote: &FoundUser) -> Result<Receipt, VendorError> {
     let differences = remote.differences(wanted);
     if differences.is_empty() {
         return Ok(receipt(domain, wanted.user(), Some(remote), true));
@@ -195,9 +195,13 @@ pub fn login_username_taken(domain: &Domain, wanted: &NewUser) -> VendorError {
 /// Reads the answer to `GET /domains/{domain}/users/{user}`: `Ok(None)` when the user does not
 /// exist. The spec lists no 404 for this call (siblings answer `404 Record not found`), so a
 /// 404 is "absent" unless its message says the domain itself is missing.
-pub fn lookup(a: &Answer<'_>, domain: &Domain, policy: DomainNotFound) -> Result<Option<RemoteUser>, VendorError> {
+pub fn interpret_lookup(
+    a: &Answer<'_>,
+    domain: &Domain,
+    policy: DomainNotFound,
+) -> Result<Option<FoundUser>, VendorError> {
     match a.status {
-        StatusCode::OK => json_body(a).as_ref().and_then(RemoteUser::from_json).map(Some).ok_or_else(|| unreadable(a)),
+        StatusCode::OK => json_body(a).as_ref().and_then(FoundUser::from_json).map(Some).ok_or_else(|| unreadable(a)),
         StatusCode::NOT_FOUND if json_body(a).is_some() && !names_missing_domain(a) => Ok(None),
         _ => Err(failure(a, domain, policy)),
     }
@@ -403,7 +407,7 @@ mod tests {
 
     fn create_with(status: u16, headers: &HeaderMap, body: &str) -> Result<Receipt, VendorError> {
         let a = Answer { status: StatusCode::from_u16(status).unwrap(), headers, body: body.as_bytes() };
-        create(&a, &d(), &u(), DomainNotFound::Auth)
+        interpret_create(&a, &d(), &u(), DomainNotFound::Auth)
     }
 
     fn class(r: Result<Receipt, VendorError>) -> (VendorFailure, String) {
@@ -482,8 +486,11 @@ mod tests {
         let h = json_headers();
         let b = br#"{"code":404,"message":"Domain acme.example does not exist"}"#;
         let a = Answer { status: StatusCode::NOT_FOUND, headers: &h, body: b };
-        assert_eq!(create(&a, &d(), &u(), DomainNotFound::Auth).unwrap_err().failure, VendorFailure::Auth);
-        assert_eq!(create(&a, &d(), &u(), DomainNotFound::Transient).unwrap_err().failure, VendorFailure::Transient);
+        assert_eq!(interpret_create(&a, &d(), &u(), DomainNotFound::Auth).unwrap_err().failure, VendorFailure::Auth);
+        assert_eq!(
+            interpret_create(&a, &d(), &u(), DomainNotFound::Transient).unwrap_err().failure,
+            VendorFailure::Transient
+        );
     }
 
     #[test]
@@ -525,36 +532,43 @@ mod tests {
             headers: &h,
             body: body.as_bytes(),
         };
-        let found = lookup(&ans(200, SYNC_USER), &d(), DomainNotFound::Auth).unwrap().unwrap();
+        let found = interpret_lookup(&ans(200, SYNC_USER), &d(), DomainNotFound::Auth).unwrap().unwrap();
         assert_eq!(found.first_name.as_deref(), Some("Jane"));
         assert_eq!(
-            lookup(&ans(404, r#"{"code":404,"message":"Record not found"}"#), &d(), DomainNotFound::Auth).unwrap(),
+            interpret_lookup(&ans(404, r#"{"code":404,"message":"Record not found"}"#), &d(), DomainNotFound::Auth)
+                .unwrap(),
             None
         );
-        let e = lookup(
+        let e = interpret_lookup(
             &ans(404, r#"{"code":404,"message":"Domain acme.example does not exist"}"#),
             &d(),
             DomainNotFound::Auth,
         )
         .unwrap_err();
         assert_eq!(e.code, code::DOMAIN_NOT_FOUND);
-        assert_eq!(lookup(&ans(404, "not json"), &d(), DomainNotFound::Auth).unwrap_err().code, code::WRONG_HOST);
-        assert_eq!(lookup(&ans(401, "{}"), &d(), DomainNotFound::Auth).unwrap_err().code, code::UNAUTHORIZED);
         assert_eq!(
-            lookup(&ans(502, "bad gateway"), &d(), DomainNotFound::Auth).unwrap_err().failure,
+            interpret_lookup(&ans(404, "not json"), &d(), DomainNotFound::Auth).unwrap_err().code,
+            code::WRONG_HOST
+        );
+        assert_eq!(interpret_lookup(&ans(401, "{}"), &d(), DomainNotFound::Auth).unwrap_err().code, code::UNAUTHORIZED);
+        assert_eq!(
+            interpret_lookup(&ans(502, "bad gateway"), &d(), DomainNotFound::Auth).unwrap_err().failure,
             VendorFailure::Transient
         );
-        assert_eq!(lookup(&ans(200, "garbage"), &d(), DomainNotFound::Auth).unwrap_err().code, code::UNREADABLE_BODY);
+        assert_eq!(
+            interpret_lookup(&ans(200, "garbage"), &d(), DomainNotFound::Auth).unwrap_err().code,
+            code::UNREADABLE_BODY
+        );
     }
 
     #[test]
     fn differences_name_the_fields_and_tolerate_missing_ones() {
         let wanted = NewUser::parse(&fields(minimal())).unwrap();
-        let same = RemoteUser::from_json(&serde_json::from_str(SYNC_USER).unwrap()).unwrap();
+        let same = FoundUser::from_json(&serde_json::from_str(SYNC_USER).unwrap()).unwrap();
         assert_eq!(same.differences(&wanted), Vec::<&str>::new());
-        let sparse = RemoteUser { user: Some("1042".into()), ..Default::default() };
+        let sparse = FoundUser { user: Some("1042".into()), ..Default::default() };
         assert_eq!(sparse.differences(&wanted), Vec::<&str>::new());
-        let other = RemoteUser {
+        let other = FoundUser {
             first_name: Some("John".into()),
             email: Some("JANE.DOE@acme.example".into()),
             scope: Some("Office Manager".into()),

@@ -335,10 +335,8 @@ mod tests {
     use crate::vendors::netsapiens::account::tests::settings;
     use crate::vendors::netsapiens::adapter::{build, Adapter};
     use crate::vendors::netsapiens::response::code;
-    use crate::vendors::{Adapter as _, CallContext, VendorFailure};
-
-    const FIRST: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 1 };
-    const REDELIVERED: CallContext = CallContext { maybe_seen_before: true, inline_attempt: 1 };
+    use crate::vendors::testing::{FRESH, SEEN};
+    use crate::vendors::{Adapter as _, VendorFailure};
 
     async fn serve(sandbox: Arc<Sandbox>) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -385,7 +383,7 @@ mod tests {
     #[tokio::test]
     async fn round_trip_creates_the_user_with_its_fields() {
         let env = Env::start().await;
-        let r = env.key_adapter().create_user(&job("j1", jane()), FIRST).await.unwrap();
+        let r = env.key_adapter().create_user(&job("j1", jane()), FRESH).await.unwrap();
         assert!(!r.existing);
         assert_eq!(r.vendor_user_id.as_deref(), Some("1042@sandbox.example"));
         assert_eq!(r.details["account-status"], "new");
@@ -401,8 +399,8 @@ mod tests {
     async fn a_redelivery_creates_no_duplicate() {
         let env = Env::start().await;
         let a = env.key_adapter();
-        assert!(!a.create_user(&job("j1", jane()), FIRST).await.unwrap().existing);
-        let again = a.create_user(&job("j1", jane()), REDELIVERED).await.unwrap();
+        assert!(!a.create_user(&job("j1", jane()), FRESH).await.unwrap().existing);
+        let again = a.create_user(&job("j1", jane()), SEEN).await.unwrap();
         assert!(again.existing);
         assert_eq!(again.vendor_user_id.as_deref(), Some("1042@sandbox.example"));
         assert_eq!(env.sandbox.creations("1042"), 1);
@@ -413,9 +411,9 @@ mod tests {
     async fn already_exists_without_the_redelivery_flag_is_existing_too() {
         let env = Env::start().await;
         let a = env.key_adapter();
-        a.create_user(&job("j1", jane()), FIRST).await.unwrap();
+        a.create_user(&job("j1", jane()), FRESH).await.unwrap();
         // A replay the broker does not flag: the vendor's 409 leads to the lookup.
-        assert!(a.create_user(&job("j1-replay", jane()), FIRST).await.unwrap().existing);
+        assert!(a.create_user(&job("j1-replay", jane()), FRESH).await.unwrap().existing);
         assert_eq!(env.sandbox.creations("1042@sandbox.example"), 1);
     }
 
@@ -423,10 +421,10 @@ mod tests {
     async fn someone_else_on_the_extension_is_a_conflict() {
         let env = Env::start().await;
         let a = env.key_adapter();
-        a.create_user(&job("j1", jane()), FIRST).await.unwrap();
+        a.create_user(&job("j1", jane()), FRESH).await.unwrap();
         let mut john = jane();
         john["name-first-name"] = json!("John");
-        for ctx in [FIRST, REDELIVERED] {
+        for ctx in [FRESH, SEEN] {
             let e = a.create_user(&job("j2", john.clone()), ctx).await.unwrap_err();
             assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Conflict, code::USER_DIFFERS));
         }
@@ -439,11 +437,11 @@ mod tests {
         let a = env.key_adapter();
         let mut first = jane();
         first["login-username"] = json!("jane@acme.example");
-        a.create_user(&job("j1", first.clone()), FIRST).await.unwrap();
+        a.create_user(&job("j1", first.clone()), FRESH).await.unwrap();
         let other = json!({"job_id": "j2", "vendor": "netsapiens", "account": "sbx", "domain": "other.example",
                            "user": first});
         let other = crate::job::decode(other.to_string().as_bytes()).unwrap();
-        let e = a.create_user(&other, FIRST).await.unwrap_err();
+        let e = a.create_user(&other, FRESH).await.unwrap_err();
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Conflict, code::LOGIN_USERNAME_TAKEN));
         assert_eq!(env.sandbox.user_count(), 1);
     }
@@ -461,9 +459,9 @@ mod tests {
             let a = env.adapter(&[("synchronous", "no"), ("token_encoding", encoding)], &oauth);
             let mut u = jane();
             u["user"] = json!(format!("20{i}"));
-            let r = a.create_user(&job("j", u.clone()), FIRST).await.unwrap();
+            let r = a.create_user(&job("j", u.clone()), FRESH).await.unwrap();
             assert!(!r.existing);
-            assert!(a.create_user(&job("j", u), REDELIVERED).await.unwrap().existing);
+            assert!(a.create_user(&job("j", u), SEEN).await.unwrap().existing);
         }
         assert_eq!((env.sandbox.creations("200"), env.sandbox.creations("201")), (1, 1));
     }
@@ -472,24 +470,24 @@ mod tests {
     async fn the_email_address_spelling_is_accepted_as_well() {
         let env = Env::start().await;
         let a = env.adapter(&[("email_field", "email-address")], &[("api_key", SANDBOX_API_KEY)]);
-        a.create_user(&job("j", jane()), FIRST).await.unwrap();
+        a.create_user(&job("j", jane()), FRESH).await.unwrap();
         assert_eq!(env.sandbox.user(SANDBOX_DOMAIN, "1042").unwrap()["email"], "jane.doe@acme.example");
     }
 
     #[tokio::test]
     async fn auth_and_domain_failures_are_classified() {
         let env = Env::start().await;
-        let e = env.adapter(&[], &[("api_key", "nsd_wrong")]).create_user(&job("j", jane()), FIRST).await.unwrap_err();
+        let e = env.adapter(&[], &[("api_key", "nsd_wrong")]).create_user(&job("j", jane()), FRESH).await.unwrap_err();
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Auth, code::UNAUTHORIZED));
         let e = env
             .adapter(&[], &[("api_key", SANDBOX_READONLY_API_KEY)])
-            .create_user(&job("j", jane()), FIRST)
+            .create_user(&job("j", jane()), FRESH)
             .await
             .unwrap_err();
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Auth, code::FORBIDDEN));
         let e = env
             .adapter(&[("domain", "nowhere.example")], &[("api_key", SANDBOX_API_KEY)])
-            .create_user(&job("j", jane()), FIRST)
+            .create_user(&job("j", jane()), FRESH)
             .await
             .unwrap_err();
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Auth, code::DOMAIN_NOT_FOUND));
@@ -499,7 +497,7 @@ mod tests {
             ("username", SANDBOX_USERNAME),
             ("password", "wrong"),
         ];
-        let e = env.adapter(&[], &bad_login).create_user(&job("j", jane()), FIRST).await.unwrap_err();
+        let e = env.adapter(&[], &bad_login).create_user(&job("j", jane()), FRESH).await.unwrap_err();
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Auth, code::TOKEN_REFUSED));
         assert_eq!(env.sandbox.user_count(), 0);
     }
@@ -549,7 +547,7 @@ mod tests {
     #[tokio::test]
     async fn lookups_answer_found_not_found_and_unauthorised() {
         let env = Env::start().await;
-        env.key_adapter().create_user(&job("j", jane()), FIRST).await.unwrap();
+        env.key_adapter().create_user(&job("j", jane()), FRESH).await.unwrap();
         let get = |path: String, key: &'static str| {
             let url = format!("{}{path}", env.base);
             async move {
