@@ -217,7 +217,7 @@ pub(crate) mod testing {
     use super::*;
 
     /// A valid hire of tenant `acme` with these names.
-    pub fn hire_of(first: &str, last: &str) -> Hire {
+    pub(crate) fn hire_of(first: &str, last: &str) -> Hire {
         Hire {
             event_id: "evt-1".into(),
             tenant: "acme".into(),

@@ -270,7 +270,7 @@ pub(crate) mod testing {
     use super::*;
 
     /// The example mapping of docs/hire-events.md for tenant `acme`, with accounts of the three vendors.
-    pub fn settings() -> Settings {
+    pub(crate) fn settings() -> Settings {
         let toml = r#"
 [accounts.acme-glance]
 vendor = "glance"

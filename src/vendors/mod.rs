@@ -161,9 +161,9 @@ pub(crate) mod testing {
     use super::CallContext;
 
     /// A first delivery: nothing can have reached the vendor yet.
-    pub const FRESH: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 1 };
+    pub(crate) const FRESH: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 1 };
     /// A redelivery (or a replay from a retry tier): an earlier attempt may have created the user.
-    pub const SEEN: CallContext = CallContext { maybe_seen_before: true, inline_attempt: 1 };
+    pub(crate) const SEEN: CallContext = CallContext { maybe_seen_before: true, inline_attempt: 1 };
     /// A first delivery's second inline attempt: the first may have reached the vendor.
-    pub const INLINE_RETRY: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 2 };
+    pub(crate) const INLINE_RETRY: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 2 };
 }

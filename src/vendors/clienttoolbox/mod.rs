@@ -26,17 +26,17 @@ pub(crate) mod testing {
     use crate::config::{AccountSettings, SecretSource};
     use crate::contract::VendorKey;
 
-    pub const PASSWORD: &str = super::sandbox::SANDBOX_PASSWORD;
-    pub const API_KEY: &str = super::sandbox::SANDBOX_API_KEY;
+    pub(crate) const PASSWORD: &str = super::sandbox::SANDBOX_PASSWORD;
+    pub(crate) const API_KEY: &str = super::sandbox::SANDBOX_API_KEY;
 
-    pub struct Fixture {
+    pub(crate) struct Fixture {
         pub settings: AccountSettings,
         _dir: tempfile::TempDir,
     }
 
     /// An account for the sandbox caller, authenticating with `user_password` unless
     /// `settings` says otherwise; `settings` are added or override.
-    pub fn account(base_url: Option<&str>, settings: &[(&str, &str)]) -> Fixture {
+    pub(crate) fn account(base_url: Option<&str>, settings: &[(&str, &str)]) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let mut credentials = BTreeMap::new();
         for (name, value) in [("user_password", PASSWORD), ("api_access_key", API_KEY)] {
@@ -66,7 +66,7 @@ pub(crate) mod testing {
     }
 
     /// A decoded job with the documented example user, `overrides` replacing fields.
-    pub fn job(user_name: &str, overrides: serde_json::Value) -> crate::contract::Job {
+    pub(crate) fn job(user_name: &str, overrides: serde_json::Value) -> crate::contract::Job {
         let mut user = serde_json::json!({"user_name": user_name, "user_new_password": "S3cure!pass",
             "user_first_name": "Jane", "user_last_name": "Doe", "user_custom1": "Downtown Store",
             "user_PIN": "4321", "language_selector": "EN", "timezone_selector": 68, "user_role": "K",

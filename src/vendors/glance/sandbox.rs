@@ -17,8 +17,7 @@ use secrecy::ExposeSecret;
 
 use super::fields::{NewUser, Rules, NO_ROLE};
 use super::request::{login_key, NEW_USER_PATH, SHOW_USERS_PATH};
-use crate::contract::VendorKey;
-use crate::contract::{FieldValue, UserFields};
+use crate::contract::{FieldValue, UserFields, VendorKey};
 
 /// The sandbox group's admin login (`PartnerLogin`).
 pub const SANDBOX_PARTNER_LOGIN: &str = "provisioner.sandbox.glance.net";

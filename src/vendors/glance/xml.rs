@@ -6,7 +6,7 @@ use quick_xml::Reader;
 
 /// One element: lowercased local name, attributes (lowercased names) and direct text.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Element {
+pub(super) struct Element {
     pub name: String,
     /// The local name as written, for keys shown to consumers (`dialIn`).
     pub tag: String,
@@ -16,16 +16,16 @@ pub struct Element {
 }
 
 impl Element {
-    pub fn attribute(&self, name: &str) -> Option<&str> {
+    pub(super) fn attribute(&self, name: &str) -> Option<&str> {
         self.attributes.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
-    pub fn child(&self, name: &str) -> Option<&Element> {
+    pub(super) fn child(&self, name: &str) -> Option<&Element> {
         self.children.iter().find(|c| c.name == name)
     }
 
     /// The element and its descendants, depth first, each with its depth (root = 0).
-    pub fn walk(&self) -> Vec<(usize, &Element)> {
+    pub(super) fn walk(&self) -> Vec<(usize, &Element)> {
         let mut out = Vec::new();
         let mut stack = vec![(0usize, self)];
         while let Some((depth, e)) = stack.pop() {
@@ -38,7 +38,7 @@ impl Element {
     }
 
     /// The trimmed text of this element and everything inside it.
-    pub fn all_text(&self) -> String {
+    pub(super) fn all_text(&self) -> String {
         let mut parts = Vec::new();
         for (_, e) in self.walk() {
             let t = e.text.trim();
@@ -49,7 +49,7 @@ impl Element {
         parts.join(" ")
     }
 
-    pub fn is_leaf(&self) -> bool {
+    pub(super) fn is_leaf(&self) -> bool {
         self.children.is_empty()
     }
 }
@@ -75,7 +75,7 @@ fn element(start: &quick_xml::events::BytesStart<'_>) -> Result<Element, String>
 
 /// Parses a document with exactly one root element. Anything else (HTML error pages,
 /// truncated bodies, plain text) is an error.
-pub fn parse(body: &str) -> Result<Element, String> {
+pub(super) fn parse(body: &str) -> Result<Element, String> {
     let mut reader = Reader::from_str(body);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;

@@ -11,8 +11,7 @@ use super::fields::{Domain, Extension, NewUser};
 use super::request::{self, Request};
 use super::response::{self, code, Answer, FoundUser, Token};
 use crate::config::{AccountSettings, ConfigError, VendorSettings};
-use crate::contract::Job;
-use crate::contract::VendorKey;
+use crate::contract::{Job, VendorKey};
 use crate::vendors::{http, CallContext, Receipt, VendorError, VendorFailure, INVALID_FIELD};
 
 /// One NetSapiens account's client. Cheap to clone: clones share the connection pool and

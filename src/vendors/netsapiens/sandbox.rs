@@ -19,8 +19,7 @@ use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
 use super::fields::{Domain, NewUser, MAX_EXTENSION_LEN};
-use crate::contract::{FieldKind, VendorKey};
-use crate::contract::{FieldValue, UserFields};
+use crate::contract::{FieldKind, FieldValue, UserFields, VendorKey};
 
 /// A Reseller-scope API key: may create and read users in every sandbox domain.
 pub const SANDBOX_API_KEY: &str = "nsr_sandbox0000000000000000000000000";
