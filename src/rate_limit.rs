@@ -260,7 +260,7 @@ impl AccountLimiter {
                     Err(not_until) => not_until.wait_time_from(TokioClock.now()),
                 },
             };
-            if deadline.is_some_and(|d| now + wait > d) {
+            if deadline.is_some_and(|d| now.checked_add(wait).is_none_or(|ready| ready > d)) {
                 return Err(Refusal::PastDeadline);
             }
             tokio::select! {
@@ -284,7 +284,7 @@ impl AccountLimiter {
             Feedback::Throttled { retry_after } => {
                 let now = Instant::now();
                 if let Some(wait) = retry_after {
-                    let until = now + wait.min(self.adaptive.max_pause);
+                    let until = now.checked_add(wait.min(self.adaptive.max_pause)).unwrap_or(now);
                     pace.paused_until = Some(pace.paused_until.map_or(until, |u| u.max(until)));
                 }
                 if admitted.0 < pace.generation {

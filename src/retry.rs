@@ -139,7 +139,8 @@ impl InlineRetry {
             };
             let first = sends.lock().expect("never poisoned").first;
             let elapsed = first.map_or(Duration::ZERO, |f| f.elapsed());
-            (elapsed + wait <= budget).then_some(wait)
+            // Checked: a wait from outside must not be able to overflow the clock.
+            elapsed.checked_add(wait).is_some_and(|end| end <= budget).then_some(wait)
         })
         .await;
         let sends = sends.lock().expect("never poisoned");
@@ -298,6 +299,18 @@ mod tests {
         e.retry_after = Some(Duration::from_secs(60));
         let (out, times) = run_recording(&p, &CancellationToken::new(), |_| Err(e.clone())).await;
         assert_eq!(out.calls, 1, "a Retry-After past the budget must not be waited for: {times:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_at_the_end_of_time_gives_up_instead_of_overflowing() {
+        let p = policy(10, 3_000);
+        let mut e = transient();
+        e.retry_after = Some(Duration::MAX);
+        // The first call's wait is added to the time already spent, which must not panic.
+        let (out, _) =
+            run_recording(&p, &CancellationToken::new(), |n| if n == 1 { Err(e.clone()) } else { Ok(()) }).await;
+        assert_eq!(out.calls, 1);
+        assert!(out.result.is_err());
     }
 
     #[tokio::test(start_paused = true)]

@@ -338,6 +338,9 @@ pub struct VendorSettings {
     /// This vendor's durable retry schedule; `retry.tiers` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "humantime_serde_opt_vec")]
     pub retry_tiers: Option<Vec<Duration>>,
+    /// An answer is read up to this many bytes; a larger one is a transient
+    /// `unreadable_answer`.
+    pub max_response_bytes: usize,
 }
 
 impl Default for VendorSettings {
@@ -351,6 +354,7 @@ impl Default for VendorSettings {
             account_rate: Rate::per_second(10),
             account_concurrency: 4,
             retry_tiers: None,
+            max_response_bytes: 1024 * 1024,
         }
     }
 }

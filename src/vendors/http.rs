@@ -15,14 +15,24 @@ use crate::config::VendorSettings;
 /// another host, a 301/302 would turn the POST into a body-less GET whose answer the adapter
 /// would misread, and custom auth headers survive cross-host hops. An adapter sees the 3xx
 /// and reports it as a configuration problem instead.
-pub fn client(settings: &VendorSettings) -> reqwest::Client {
-    reqwest::Client::builder()
+pub fn client(settings: &VendorSettings) -> Client {
+    let inner = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(settings.connect_timeout)
         .timeout(settings.request_timeout)
         .user_agent(concat!("provisioner/", env!("CARGO_PKG_VERSION")))
         .build()
-        .expect("a rustls client with timeouts always builds")
+        .expect("a rustls client with timeouts always builds");
+    Client { inner, max_response_bytes: settings.max_response_bytes }
+}
+
+/// An account's pooled HTTP client, and how much of an answer it reads.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: reqwest::Client,
+    /// `vendors.<vendor>.max_response_bytes`: an answer is never read past this, so a broken
+    /// or hostile vendor can cost a transient failure, never the process's memory.
+    max_response_bytes: usize,
 }
 
 /// An account's base URL, parsed once when its adapter is built: appending a path to a parsed
@@ -45,7 +55,8 @@ impl BaseUrl {
     }
 
     /// A request to the base followed by `path`, the same URL as `format!("{base}{path}")`.
-    pub fn request(&self, client: &reqwest::Client, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub fn request(&self, client: &Client, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let client = &client.inner;
         match &self.parsed {
             Some(base) if path.starts_with('/') && !path.contains(['?', '#']) => {
                 let mut url = base.clone();
@@ -67,27 +78,80 @@ pub struct Exchange<B> {
     pub body: B,
 }
 
-/// Sends one call and reads its whole answer as bytes. A failure below HTTP, or while the
-/// body is read, is a classified transient error naming no URL.
-pub async fn exchange(request: reqwest::RequestBuilder) -> Result<Exchange<Vec<u8>>, VendorError> {
-    let (status, headers, response) = start(request).await?;
-    let body = response.bytes().await.map_err(|e| transport_error(&e))?.to_vec();
-    Ok(Exchange { status, headers, body })
+/// How deep an answer's elements may nest. Vendors' documents are a few levels deep; the
+/// limit keeps a hostile one from driving any recursion, the tree's drop included.
+pub const MAX_ANSWER_DEPTH: usize = 64;
+/// How many elements (or JSON values) an answer may hold once read into a tree.
+pub const MAX_ANSWER_NODES: usize = 10_000;
+
+/// Counts the elements of one answer as it is read into a tree, refusing it once it nests
+/// deeper than [`MAX_ANSWER_DEPTH`] or holds more than [`MAX_ANSWER_NODES`].
+#[derive(Debug, Default)]
+pub struct TreeBudget {
+    depth: usize,
+    nodes: usize,
 }
 
-/// [`exchange`], with the body decoded as text in the charset the answer declares (UTF-8
-/// when it declares none): a legacy server may answer in ISO-8859-1.
-pub async fn exchange_text(request: reqwest::RequestBuilder) -> Result<Exchange<String>, VendorError> {
-    let (status, headers, response) = start(request).await?;
-    let body = response.text().await.map_err(|e| transport_error(&e))?;
-    Ok(Exchange { status, headers, body })
+impl TreeBudget {
+    /// An element opens (an empty one opens and closes).
+    pub fn open(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        self.nodes += 1;
+        if self.depth > MAX_ANSWER_DEPTH {
+            return Err(format!("the answer nests deeper than {MAX_ANSWER_DEPTH} elements"));
+        }
+        if self.nodes > MAX_ANSWER_NODES {
+            return Err(format!("the answer has more than {MAX_ANSWER_NODES} elements"));
+        }
+        Ok(())
+    }
+
+    pub fn close(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+    }
 }
 
-async fn start(
-    request: reqwest::RequestBuilder,
-) -> Result<(reqwest::StatusCode, HeaderMap, reqwest::Response), VendorError> {
-    let response = request.send().await.map_err(|e| transport_error(&e))?;
-    Ok((response.status(), response.headers().clone(), response))
+/// The code of an answer this service would not read: over the size cap, or not text.
+pub const UNREADABLE_ANSWER: &str = "unreadable_answer";
+
+impl Client {
+    /// Sends one call and reads its answer as bytes, up to `max_response_bytes`. A failure
+    /// below HTTP, or while the body is read, is a classified transient error naming no
+    /// URL; so is a larger answer (`unreadable_answer`): the vendor may be broken, and a
+    /// later try may find it mended.
+    pub async fn exchange(&self, request: reqwest::RequestBuilder) -> Result<Exchange<Vec<u8>>, VendorError> {
+        let mut response = request.send().await.map_err(|e| transport_error(&e))?;
+        let (status, headers) = (response.status(), response.headers().clone());
+        let cap = self.max_response_bytes;
+        let over = |size: String| {
+            VendorError::new(
+                VendorFailure::Transient,
+                UNREADABLE_ANSWER,
+                format!(
+                    "the answer is {size} bytes, over vendors.<vendor>.max_response_bytes = {cap}; it was not read"
+                ),
+            )
+        };
+        // A declared length over the cap is refused before a byte of the body is read.
+        if let Some(declared) = response.content_length().filter(|&n| n > cap as u64) {
+            return Err(over(declared.to_string()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(&e))? {
+            if body.len() + chunk.len() > cap {
+                return Err(over(format!("more than {cap}")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Exchange { status, headers, body })
+    }
+
+    /// [`Client::exchange`], with the body read as UTF-8 text; invalid sequences become
+    /// U+FFFD rather than an error, so a legacy page's stray byte cannot fail the call.
+    pub async fn exchange_text(&self, request: reqwest::RequestBuilder) -> Result<Exchange<String>, VendorError> {
+        let Exchange { status, headers, body } = self.exchange(request).await?;
+        Ok(Exchange { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
+    }
 }
 
 /// A failure below HTTP (connect, TLS, timeout, reset) is transient. The message never
@@ -113,15 +177,24 @@ pub fn transport_error(e: &reqwest::Error) -> VendorError {
     VendorError::new(VendorFailure::Transient, code, message)
 }
 
-/// Reads `Retry-After` as delta-seconds or an HTTP date.
+/// The longest `Retry-After` this service believes: a vendor's (or an impostor's) "come
+/// back in 584 billion years" is read as an hour, so no arithmetic on it can overflow. The
+/// rate limiter then caps the pause it takes at `rate_limit.max_pause`.
+pub const RETRY_AFTER_CEILING: Duration = Duration::from_secs(3600);
+
+/// Reads `Retry-After` as delta-seconds or an HTTP date in any of RFC 9110's three forms
+/// (IMF-fixdate, RFC 850, asctime), clamped to [`RETRY_AFTER_CEILING`]; a date in the past
+/// means now. Anything else is ignored.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
+    let wait = if value.bytes().all(|b| b.is_ascii_digit()) && !value.is_empty() {
+        // Digits beyond u64 are as good as "forever".
+        value.parse::<u64>().map_or(RETRY_AFTER_CEILING, Duration::from_secs)
+    } else {
+        let when = httpdate::parse_http_date(value).ok()?;
+        when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(RETRY_AFTER_CEILING))
 }
 
 /// Replaces every secret with `***` wherever vendor text may echo it: as sent, form-encoded
@@ -176,7 +249,97 @@ fn scrub_value(v: &mut serde_json::Value, secrets: &[&str]) {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
+
+    fn capped(max_response_bytes: usize) -> Client {
+        client(&VendorSettings { max_response_bytes, ..VendorSettings::default() })
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_cap_is_a_transient_unreadable_answer() {
+        use wiremock::{matchers::any, Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![b'x'; 2048]))
+            .mount(&server)
+            .await;
+        let c = capped(1024);
+        let e = c.exchange(c.inner.get(server.uri())).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Transient, UNREADABLE_ANSWER));
+        assert!(e.message.contains("max_response_bytes = 1024"), "{}", e.message);
+        let ok = capped(2048).exchange(c.inner.get(server.uri())).await.unwrap();
+        assert_eq!(ok.body.len(), 2048, "an answer at the cap is read whole");
+    }
+
+    /// A chunked answer declares no length: the cap must stop the read itself, long before
+    /// the (endless) body ends.
+    #[tokio::test]
+    async fn a_chunked_answer_is_cut_off_at_the_cap() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = sent.clone();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = s.read(&mut request).await;
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").await;
+            let chunk = format!("{:x}\r\n{}\r\n", 4096, "y".repeat(4096));
+            // 64 MiB if nobody stops reading.
+            for _ in 0..16_384 {
+                if s.write_all(chunk.as_bytes()).await.is_err() {
+                    break;
+                }
+                counter.fetch_add(4096, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        let c = capped(64 * 1024);
+        let e = c.exchange(c.inner.get(format!("http://{addr}/"))).await.unwrap_err();
+        assert_eq!(e.code, UNREADABLE_ANSWER);
+        assert!(sent.load(std::sync::atomic::Ordering::Relaxed) < 32 * 1024 * 1024, "the whole body was read");
+    }
+
+    #[test]
+    fn retry_after_reads_every_http_date_form_and_clamps_what_overflows() {
+        let at = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, v.parse().unwrap());
+            retry_after(&h)
+        };
+        let later = std::time::SystemTime::now() + Duration::from_secs(120);
+        let imf = httpdate::fmt_http_date(later);
+        for form in [
+            imf.clone(),
+            // RFC 850 and asctime spell the same instant differently.
+            chrono::DateTime::<chrono::Utc>::from(later).format("%A, %d-%b-%y %H:%M:%S GMT").to_string(),
+            chrono::DateTime::<chrono::Utc>::from(later).format("%a %b %e %H:%M:%S %Y").to_string(),
+        ] {
+            let wait = at(&form).unwrap_or_else(|| panic!("{form} not read"));
+            assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120), "{form}: {wait:?}");
+        }
+        assert_eq!(at("18446744073709551615"), Some(RETRY_AFTER_CEILING));
+        assert_eq!(at("99999999999999999999999999"), Some(RETRY_AFTER_CEILING));
+        assert_eq!(at("Fri, 31 Dec 9999 23:59:59 GMT"), Some(RETRY_AFTER_CEILING));
+        assert_eq!(at("-5"), None);
+        assert_eq!(at("soon"), None);
+    }
+
+    #[test]
+    fn the_tree_budget_refuses_depth_and_breadth() {
+        let mut deep = TreeBudget::default();
+        for _ in 0..MAX_ANSWER_DEPTH {
+            deep.open().unwrap();
+        }
+        assert!(deep.open().unwrap_err().contains("deeper"));
+        let mut wide = TreeBudget::default();
+        for _ in 0..MAX_ANSWER_NODES {
+            wide.open().unwrap();
+            wide.close();
+        }
+        assert!(wide.open().unwrap_err().contains("more than"));
+    }
 
     #[test]
     fn scrub_masks_raw_encoded_and_truncated_secrets() {
@@ -192,7 +355,7 @@ mod tests {
 
     #[test]
     fn a_parsed_base_gives_the_url_the_text_did() {
-        let client = reqwest::Client::new();
+        let client = client(&VendorSettings::default());
         let bases = [
             "http://127.0.0.1:8700",
             "https://www.glance.net",
@@ -233,7 +396,7 @@ mod tests {
     #[tokio::test]
     async fn connection_refused_is_transient_and_names_no_url() {
         let settings = VendorSettings::default();
-        let err = client(&settings).get("http://127.0.0.1:9/secret?PartnerPW=hunter2").send().await.unwrap_err();
+        let err = client(&settings).inner.get("http://127.0.0.1:9/secret?PartnerPW=hunter2").send().await.unwrap_err();
         let v = transport_error(&err);
         assert_eq!(v.failure, VendorFailure::Transient);
         assert_eq!(v.code, "connect");

@@ -22,7 +22,7 @@ use crate::vendors::{http, CallContext, Receipt, VendorError, VendorFailure, INV
 pub struct Adapter {
     account: Arc<Account>,
     base: http::BaseUrl,
-    client: reqwest::Client,
+    client: http::Client,
 }
 
 /// Reads the account config and builds its pooled client once.
@@ -62,7 +62,7 @@ impl Adapter {
         }
         let request =
             self.base.request(&self.client, reqwest::Method::POST, &req.path).headers(headers).body(req.body());
-        let answer = http::exchange(request).await?;
+        let answer = self.client.exchange(request).await?;
         Ok(Raw { status: answer.status.as_u16(), headers: answer.headers, body: answer.body })
     }
 

@@ -80,7 +80,11 @@ pub fn read_answer(body: &[u8]) -> Option<Answer> {
     let trimmed = text.trim_start_matches('\u{feff}').trim();
     let root = match trimmed.chars().next()? {
         '<' => parse_xml(trimmed)?,
-        '{' => json_node("", &serde_json::from_str(trimmed).ok()?),
+        '{' => {
+            // serde_json bounds the nesting (128); the node count is bounded here.
+            let value: serde_json::Value = serde_json::from_str(trimmed).ok()?;
+            (json_values(&value) <= http::MAX_ANSWER_NODES).then(|| json_node("", &value))?
+        }
         _ => return None,
     };
     let status = find_status(&root)?;
@@ -137,6 +141,7 @@ fn parse_xml(text: &str) -> Option<Node> {
     let mut reader = quick_xml::Reader::from_str(text);
     let mut stack: Vec<Node> = Vec::new();
     let mut root = None;
+    let mut budget = http::TreeBudget::default();
     let open = |e: &quick_xml::events::BytesStart<'_>| -> Option<Node> {
         let name = e.local_name().as_ref().to_owned();
         let mut attrs = Vec::new();
@@ -149,8 +154,13 @@ fn parse_xml(text: &str) -> Option<Node> {
     };
     loop {
         match reader.read_event().ok()? {
-            Event::Start(e) => stack.push(open(&e)?),
+            Event::Start(e) => {
+                budget.open().ok()?;
+                stack.push(open(&e)?);
+            }
             Event::Empty(e) => {
+                budget.open().ok()?;
+                budget.close();
                 let node = open(&e)?;
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(node),
@@ -158,6 +168,7 @@ fn parse_xml(text: &str) -> Option<Node> {
                 }
             }
             Event::End(_) => {
+                budget.close();
                 let node = stack.pop()?;
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(node),
@@ -191,6 +202,21 @@ fn parse_xml(text: &str) -> Option<Node> {
         return None;
     }
     root
+}
+
+/// How many values a JSON document holds, counted without recursion.
+fn json_values(value: &serde_json::Value) -> usize {
+    let mut count = 0;
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        count += 1;
+        match v {
+            serde_json::Value::Object(map) => stack.extend(map.values()),
+            serde_json::Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    count
 }
 
 fn json_node(name: &str, value: &serde_json::Value) -> Node {
@@ -476,6 +502,23 @@ pub fn reconcile(record: &FoundUser, user: &NewUser, wire_user_name: &str) -> Re
             differing.join(", ")
         ),
     ))
+}
+
+#[cfg(test)]
+mod hostile_tests {
+    use super::*;
+
+    #[test]
+    fn deep_or_huge_answers_are_unreadable_not_a_crash() {
+        let deep = format!("<response status=\"error\">{}{}</response>", "<a>".repeat(100_000), "</a>".repeat(100_000));
+        assert!(read_answer(deep.as_bytes()).is_none());
+        let wide = format!("<response status=\"error\">{}</response>", "<a/>".repeat(20_000));
+        assert!(read_answer(wide.as_bytes()).is_none());
+        let json = format!("{{\"status\":\"error\",\"x\":[{}1]}}", "1,".repeat(20_000));
+        assert!(read_answer(json.as_bytes()).is_none());
+        let fine = r#"<response status="error"><message>no</message></response>"#;
+        assert_eq!(read_answer(fine.as_bytes()).unwrap().message, "no");
+    }
 }
 
 #[cfg(test)]

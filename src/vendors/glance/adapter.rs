@@ -19,7 +19,7 @@ pub struct Adapter {
     name: String,
     account: Arc<Account>,
     base: http::BaseUrl,
-    client: reqwest::Client,
+    client: http::Client,
 }
 
 /// Builds the adapter of account `name`; errors name the key to fix.
@@ -56,7 +56,7 @@ impl Adapter {
             .header(CONTENT_TYPE, req.content_type())
             .body(req.body());
         // As text: Glance's legacy pages may declare a charset other than UTF-8.
-        let answer = http::exchange_text(request).await?;
+        let answer = self.client.exchange_text(request).await?;
         Ok((answer.status.as_u16(), answer.headers, answer.body))
     }
 

@@ -96,7 +96,7 @@ fn auth_fields(account: &Account, subject_user: &PartnerUserId, now: i64) -> Vec
                 LoginKeySubject::NewUser => subject_user.as_str(),
                 LoginKeySubject::Empty => "",
             };
-            let expires = now + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX - now);
+            let expires = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
             let key = login_key(api_key.expose_secret(), partner_id.as_deref().unwrap_or(""), who, expires);
             form.push(("PartnerAuth", FormValue::Secret(key)));
         }

@@ -4,6 +4,8 @@
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
+use crate::vendors::http::TreeBudget;
+
 /// One element: lowercased local name, attributes (lowercased names) and direct text.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct Element {
@@ -74,11 +76,12 @@ fn element(start: &quick_xml::events::BytesStart<'_>) -> Result<Element, String>
 }
 
 /// Parses a document with exactly one root element. Anything else (HTML error pages,
-/// truncated bodies, plain text) is an error.
+/// truncated bodies, plain text, a tree past the answer budget) is an error.
 pub(super) fn parse(body: &str) -> Result<Element, String> {
     let mut reader = Reader::from_str(body);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
+    let mut budget = TreeBudget::default();
     loop {
         let event = reader.read_event().map_err(|e| e.to_string())?;
         match event {
@@ -86,12 +89,15 @@ pub(super) fn parse(body: &str) -> Result<Element, String> {
                 if root.is_some() {
                     return Err("content after the root element".into());
                 }
+                budget.open()?;
                 stack.push(element(&s)?);
             }
             Event::Empty(s) => {
                 if root.is_some() {
                     return Err("content after the root element".into());
                 }
+                budget.open()?;
+                budget.close();
                 let e = element(&s)?;
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(e),
@@ -99,6 +105,7 @@ pub(super) fn parse(body: &str) -> Result<Element, String> {
                 }
             }
             Event::End(_) => {
+                budget.close();
                 let done = stack.pop().ok_or("unbalanced end tag")?;
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(done),
@@ -143,6 +150,17 @@ pub(super) fn parse(body: &str) -> Result<Element, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 100,000 nested elements once overflowed the stack when their tree was dropped.
+    #[test]
+    fn a_hostile_depth_or_breadth_is_an_error_not_a_crash() {
+        let deep = format!("{}{}", "<a>".repeat(100_000), "</a>".repeat(100_000));
+        assert!(parse(&deep).unwrap_err().contains("deeper than 64"));
+        let wide = format!("<r>{}</r>", "<a/>".repeat(20_000));
+        assert!(parse(&wide).unwrap_err().contains("more than 10000"));
+        let fine = format!("{}{}", "<a>".repeat(64), "</a>".repeat(64));
+        assert!(parse(&fine).is_ok());
+    }
 
     #[test]
     fn reads_names_attributes_text_and_entities() {

@@ -25,7 +25,7 @@ pub struct Adapter {
 struct Inner {
     account: Account,
     base: http::BaseUrl,
-    http: reqwest::Client,
+    http: http::Client,
     /// Held across a token fetch, so concurrent jobs wait for one grant instead of each
     /// starting their own.
     token: tokio::sync::Mutex<Option<CachedToken>>,
@@ -56,7 +56,7 @@ pub fn build(name: &str, account: &AccountSettings, http: &VendorSettings) -> Re
 }
 
 impl Adapter {
-    pub fn new(account: Account, http: reqwest::Client) -> Self {
+    pub fn new(account: Account, http: http::Client) -> Self {
         let base = http::BaseUrl::new(&account.base_url);
         Self { inner: Arc::new(Inner { account, base, http, token: tokio::sync::Mutex::new(None) }) }
     }
@@ -200,7 +200,7 @@ impl Adapter {
             builder = builder.header(CONTENT_TYPE, ct).body(req.body_bytes());
         }
         let started = Instant::now();
-        let answer = http::exchange(builder).await?;
+        let answer = self.inner.http.exchange(builder).await?;
         tracing::debug!(
             method = %req.method, path = %req.path, status = answer.status.as_u16(),
             elapsed_ms = started.elapsed().as_millis() as u64, "netsapiens call"
@@ -226,7 +226,7 @@ impl Adapter {
         let token = self.grant(client, refresh).await?;
         let access = token.access_token.clone();
         let margin = self.inner.account.token_refresh_margin;
-        let replace_at = token.expires_in.map(|ttl| Instant::now() + ttl.saturating_sub(margin));
+        let replace_at = token.expires_in.and_then(|ttl| Instant::now().checked_add(ttl.saturating_sub(margin)));
         *slot = Some(CachedToken { token, replace_at });
         Ok(access)
     }

@@ -207,6 +207,9 @@ pub fn interpret_lookup(
     }
 }
 
+/// The longest token lifetime believed from `expires_in`.
+pub const TOKEN_LIFETIME_CEILING: Duration = Duration::from_secs(24 * 3600);
+
 /// An OAuth token from `POST /tokens`.
 #[derive(Clone, Debug)]
 pub struct Token {
@@ -229,7 +232,11 @@ pub fn token(a: &Answer<'_>) -> Result<Token, VendorError> {
                 "the token endpoint issued a token that is not a Bearer token; check base_url",
             ));
         }
-        let expires_in = scalar(obj, "expires_in").and_then(|s| s.parse::<u64>().ok()).map(Duration::from_secs);
+        // Clamped: a token claiming to live for centuries is treated as a day-long one, so
+        // the cache's deadline arithmetic cannot overflow.
+        let expires_in = scalar(obj, "expires_in")
+            .and_then(|s| s.parse::<u64>().ok())
+            .map(|secs| Duration::from_secs(secs).min(TOKEN_LIFETIME_CEILING));
         return Ok(Token {
             access_token: SecretString::from(access),
             refresh_token: scalar(obj, "refresh_token").map(SecretString::from),
@@ -579,6 +586,14 @@ mod tests {
         v["login-username"] = json!("jane@acme.example");
         let wanted = NewUser::parse(&fields(v)).unwrap();
         assert_eq!(same.differences(&wanted), ["login-username"]);
+    }
+
+    #[test]
+    fn a_token_that_claims_to_live_forever_is_clamped() {
+        let h = json_headers();
+        let forever = br#"{"access_token":"a","expires_in":18446744073709551615}"#;
+        let t = token(&Answer { status: StatusCode::OK, headers: &h, body: forever }).unwrap();
+        assert_eq!(t.expires_in, Some(TOKEN_LIFETIME_CEILING));
     }
 
     #[test]
