@@ -1,0 +1,218 @@
+//! `provisioner-bench`: throughput, latency, CPU and memory of the worker, measured against
+//! the broker's own ceiling on the local RabbitMQ (see docs/performance.md).
+//!
+//! Every scenario gets a topology of its own (random suffix, production queue types and
+//! arguments, deleted afterwards) and fresh in-process vendor sandboxes. The real worker runs
+//! as a child process (this binary re-executed with the hidden `worker` subcommand, which
+//! calls the same `commands::run::run` as `provisioner run`), so its CPU time and RSS are
+//! read from `/proc/<pid>` for the worker alone. Jobs are observed as events on the
+//! topology's own audit queue (bound to every event, as in production).
+
+mod proc_stat;
+mod report;
+mod scenario;
+mod worker_child;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use provisioner::config::{Settings, TopologySettings};
+use provisioner::contract::VendorKey;
+use provisioner::vendors::glance;
+
+use report::{summarise, table, Named};
+use scenario::{run_scenario, Plan};
+
+/// The same allocator as the `provisioner` binary: the worker child runs in this process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Twice the concurrency, as the shipped defaults (16 / 32): the next delivery is already
+/// here when a slot frees up, instead of one ack → deliver round trip later.
+const LATENCY_PREFETCH: u16 = 512;
+
+const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+#[derive(Parser)]
+#[command(name = "provisioner-bench", about = "Benchmarks the worker against the broker's own ceiling")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Tiny counts: a smoke run that only shows the harness works (numbers are meaningless).
+    #[arg(long)]
+    quick: bool,
+    /// Jobs of the ceiling and e2e scenarios (pre-published backlog).
+    #[arg(long, default_value_t = 50_000)]
+    e2e_jobs: usize,
+    /// Jobs of the 200 ms latency scenario.
+    #[arg(long, default_value_t = 12_800)]
+    latency_jobs: usize,
+    /// `vendors.<vendor>.concurrency` of the worker in the e2e scenario (the shipped default
+    /// is 16; with a zero-latency vendor the confirm round trip is the job, so more slots
+    /// keep the broker busy).
+    #[arg(long, default_value_t = 32)]
+    e2e_concurrency: u16,
+    /// `vendors.<vendor>.prefetch` of the e2e worker and of the ceiling loop's consumers
+    /// (twice the concurrency, as the shipped defaults).
+    #[arg(long, default_value_t = 64)]
+    e2e_prefetch: u16,
+    /// Ceiling and e2e run alternately this many times; the headline numbers are the round
+    /// whose e2e / ceiling is the median (the machine's load drifts within a run, and a pair
+    /// run back to back shares most of it).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    rounds: u16,
+    /// The broker (same as `amqp.url`).
+    #[arg(long, env = "PROVISIONER_BENCH_AMQP_URL", default_value = DEFAULT_URL)]
+    amqp: String,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Internal: the worker under test, started by the harness.
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+/// Everything the child needs to build the same settings as the harness.
+#[derive(clap::Args, Clone, Debug)]
+struct WorkerArgs {
+    #[arg(long)]
+    amqp: String,
+    #[arg(long)]
+    suffix: String,
+    #[arg(long)]
+    sandbox: String,
+    #[arg(long)]
+    concurrency: u16,
+    #[arg(long)]
+    prefetch: u16,
+    #[arg(long)]
+    admin_port: u16,
+}
+
+/// The settings of one scenario: production defaults, a namespaced topology (audit queue
+/// included), and one account per vendor on the sandboxes (the Glance one with the
+/// sandbox's success marker).
+fn bench_settings(a: &WorkerArgs) -> Settings {
+    let mut s = Settings { topology: TopologySettings::namespaced(&a.suffix), ..Settings::default() };
+    s.amqp.url = a.amqp.clone();
+    s.amqp.connection_name = format!("provisioner-bench-{}", a.suffix);
+    s.admin.listen = std::net::SocketAddr::from(([127, 0, 0, 1], a.admin_port));
+    s.log.format = provisioner::config::LogFormat::Json;
+    for v in VendorKey::ALL {
+        let cfg = s.vendors.get_mut(v);
+        cfg.concurrency = a.concurrency;
+        cfg.prefetch = a.prefetch;
+        // The worker is under test, not the vendors' politeness: the sandbox accounts get
+        // a rate and a concurrency cap the scenarios never reach.
+        cfg.account_rate = provisioner::rate_limit::Rate::per_second(1_000_000);
+        cfg.account_concurrency = a.concurrency;
+        let mut account = provisioner::sandbox::account(v, &a.sandbox);
+        if v == VendorKey::Glance {
+            // The sandbox's success document is known, so its account says how to recognise
+            // it, as an operator does once Glance's is captured. Without it every Glance
+            // create is confirmed with an extra ShowUsers call (docs/vendors.md, Glance).
+            account.settings.insert("success_markers".into(), glance::sandbox::SANDBOX_SUCCESS_MARKER.into());
+        }
+        s.accounts.insert(account_name(v), account);
+    }
+    s
+}
+
+fn account_name(v: VendorKey) -> String {
+    format!("bench-{v}")
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut cli = Cli::parse();
+    // The same runtime as `provisioner run`.
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command.take() {
+        Some(Cmd::Worker(args)) => rt.block_on(worker_child(args)),
+        None => rt.block_on(harness(cli)),
+    }
+}
+
+/// The child: exactly `provisioner run`, with these settings, until SIGTERM.
+async fn worker_child(args: WorkerArgs) -> anyhow::Result<()> {
+    let settings = bench_settings(&args);
+    settings.check()?;
+    provisioner::telemetry::init(&settings.log);
+    let shutdown = provisioner::shutdown::on_signal();
+    provisioner::commands::run::run(settings, shutdown).await
+}
+
+async fn harness(cli: Cli) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (e2e_jobs, latency_jobs, memory_jobs, rounds) =
+        if cli.quick { (1_500, 600, 600, 1) } else { (cli.e2e_jobs, cli.latency_jobs, 3_000, cli.rounds) };
+    let all = VendorKey::ALL.to_vec();
+    // e2e and ceiling share the same consumer settings, so the ratio compares like with like.
+    let (conc, prefetch) = (cli.e2e_concurrency, cli.e2e_prefetch);
+    let pair = |ceiling: bool| Plan {
+        jobs: e2e_jobs,
+        vendors: all.clone(),
+        latency: Duration::ZERO,
+        concurrency: conc,
+        prefetch,
+        backlog: true,
+        ceiling,
+    };
+    // Ceiling and e2e alternate, and swap places every other round (c e, e c, c e…), so a
+    // drift in the machine's load lands on both sides of the ratio.
+    let mut plans: Vec<(String, Plan)> = Vec::new();
+    for r in 1..=rounds {
+        let round = [(format!("ceiling {r}"), pair(true)), (format!("e2e {r}"), pair(false))];
+        if r % 2 == 1 {
+            plans.extend(round);
+        } else {
+            plans.extend(round.into_iter().rev());
+        }
+    }
+    // 256 jobs at once in total: one vendor with concurrency 256, so 256 / 0.2 s holds.
+    plans.push((
+        "latency".into(),
+        Plan {
+            jobs: latency_jobs,
+            vendors: vec![VendorKey::Glance],
+            latency: Duration::from_millis(200),
+            concurrency: 256,
+            prefetch: LATENCY_PREFETCH,
+            backlog: true,
+            ceiling: false,
+        },
+    ));
+    // 1,002 slots over three vendors, a 2 s vendor so they all fill; jobs arrive live.
+    plans.push((
+        "memory".into(),
+        Plan {
+            jobs: memory_jobs,
+            vendors: all.clone(),
+            latency: Duration::from_secs(2),
+            concurrency: 334,
+            prefetch: 334,
+            backlog: false,
+            ceiling: false,
+        },
+    ));
+    let mut results = Vec::new();
+    for (label, plan) in plans {
+        if !cli.json {
+            eprintln!("running {label} ({} jobs)…", plan.jobs);
+        }
+        let m = run_scenario(&cli.amqp, &plan).await.with_context(|| format!("scenario {label}"))?;
+        results.push(Named { name: label, measured: m });
+    }
+    let report = summarise(results, usize::from(rounds));
+    if cli.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", table(&report));
+        println!("(harness ran {:.0} s{})", started.elapsed().as_secs_f64(), if cli.quick { "; --quick" } else { "" });
+    }
+    Ok(())
+}

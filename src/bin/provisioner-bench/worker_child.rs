@@ -1,0 +1,157 @@
+//! The worker under test as a child process, its admin port and its in-flight gauge.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use tokio_util::sync::CancellationToken;
+
+use crate::proc_stat::{parse_cpu_ticks, parse_status_field};
+use crate::WorkerArgs;
+
+/// The worker under test, as a child process.
+pub(crate) struct WorkerChild {
+    child: Child,
+    pid: u32,
+    log: std::path::PathBuf,
+}
+
+impl WorkerChild {
+    /// `PROVISIONER_BENCH_WORKER_WRAP` (e.g. `valgrind --tool=callgrind`) runs the worker
+    /// under a profiler that keeps its pid; the numbers of such a run are the profiler's.
+    pub(crate) fn spawn(a: &WorkerArgs) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?;
+        let log = std::env::temp_dir().join(format!("{}.worker.log", a.suffix));
+        let wrap = std::env::var("PROVISIONER_BENCH_WORKER_WRAP").unwrap_or_default();
+        let mut command = match wrap.split_whitespace().collect::<Vec<_>>().split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let child = command
+            .args(["worker", "--amqp", &a.amqp, "--suffix", &a.suffix, "--sandbox", &a.sandbox])
+            .args(["--concurrency", &a.concurrency.to_string(), "--prefetch", &a.prefetch.to_string()])
+            .args(["--admin-port", &a.admin_port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?;
+        Ok(Self { pid: child.id(), child, log })
+    }
+
+    /// utime + stime of the whole process, in clock ticks.
+    pub(crate) fn cpu_ticks(&self) -> anyhow::Result<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
+        parse_cpu_ticks(&stat).context("unreadable /proc/<pid>/stat")
+    }
+
+    /// Context switches, voluntary and not, summed over the process's threads (each thread's
+    /// `status` counts its own).
+    pub(crate) fn context_switches(&self) -> u64 {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else { return 0 };
+        tasks
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+            .map(|status| {
+                ["voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"]
+                    .iter()
+                    .filter_map(|f| parse_status_field(&status, f))
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+
+    pub(crate) fn status_kib(&self, field: &str) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        parse_status_field(&status, field).with_context(|| format!("no {field} in /proc/<pid>/status"))
+    }
+
+    /// SIGTERM, then wait for the drain to end; a worker that exits non-zero, or does not
+    /// exit within the drain deadline and a margin, fails the run.
+    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill").args(["-TERM", &self.pid.to_string()]).status()?;
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                bail!("the worker did not exit within 40 s of SIGTERM; its log is {}", self.log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if !status.success() {
+            bail!("the worker exited with {status}; its log is {}", self.log.display());
+        }
+        let _ = std::fs::remove_file(&self.log);
+        Ok(())
+    }
+}
+
+/// A scenario that fails half-way must not leave its worker running.
+impl Drop for WorkerChild {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub(crate) fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Scrapes the worker's `provisioner_jobs_in_flight` to show how many jobs were really in
+/// flight at once.
+pub(crate) struct InFlightWatch {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl InFlightWatch {
+    pub(crate) fn start(port: u16) -> Self {
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        let task = tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let url = format!("http://127.0.0.1:{port}/metrics");
+            let mut max = 0;
+            while !s.is_cancelled() {
+                if let Ok(text) = async { http.get(&url).send().await?.text().await }.await {
+                    max = max.max(in_flight(&text));
+                }
+                tokio::select! { _ = s.cancelled() => {}, _ = tokio::time::sleep(Duration::from_millis(100)) => {} }
+            }
+            max
+        });
+        Self { stop, task }
+    }
+
+    pub(crate) async fn stop(self) -> u64 {
+        self.stop.cancel();
+        self.task.await.unwrap_or(0)
+    }
+}
+
+/// The sum of `provisioner_jobs_in_flight` over vendors in a Prometheus text scrape.
+fn in_flight(text: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with("provisioner_jobs_in_flight{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_sums_every_vendor() {
+        let text = "# TYPE provisioner_jobs_in_flight gauge\nprovisioner_jobs_in_flight{vendor=\"glance\"} 334\n\
+                    provisioner_jobs_in_flight{vendor=\"netsapiens\"} 300\nprovisioner_jobs_received_total{vendor=\"glance\"} 9\n";
+        assert_eq!(in_flight(text), 634);
+    }
+}
