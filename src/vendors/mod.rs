@@ -89,6 +89,23 @@ impl Retryable for VendorError {
     }
 }
 
+/// What a vendor's message says once the job's own words are taken out, lower-cased: the
+/// only text classification phrases are matched against. A vendor that echoes the job (a
+/// role named "Unauthorized", a surname "Inactive") must never make that echo decide the
+/// error class, least of all `auth`, which opens the whole account's breaker. Values
+/// shorter than 3 characters are left in: removing every "a" would say nothing at all.
+pub fn unechoed(message: &str, job_values: &[&str]) -> String {
+    let mut heard = message.to_lowercase();
+    let mut values: Vec<String> =
+        job_values.iter().map(|v| v.trim().to_lowercase()).filter(|v| v.chars().count() >= 3).collect();
+    // Longest first, so a value containing another is taken out whole.
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    for v in values {
+        heard = heard.replace(&v, " ");
+    }
+    heard
+}
+
 /// Facts about the current delivery that an adapter needs to stay idempotent.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CallContext {

@@ -92,6 +92,7 @@ impl Adapter {
             &self.account.classifier,
             wire,
             &secrets,
+            &user.echoes(),
         )?;
         if let Lookup::Unsupported(reason) = &found {
             tracing::warn!(account = %self.account.name, reason = %reason,
@@ -165,6 +166,7 @@ impl Adapter {
             &self.account.classifier,
             wire,
             &self.secrets(&req),
+            &user.echoes(),
         )
     }
 }

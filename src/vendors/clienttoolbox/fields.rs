@@ -263,6 +263,13 @@ pub struct NewUser {
 }
 
 impl NewUser {
+    /// The job's own words that ClientToolbox may echo back in a message (secrets are
+    /// scrubbed apart).
+    pub fn echoes(&self) -> Vec<&str> {
+        let free_text = [&self.first_name, &self.last_name, &self.custom1].into_iter().flatten().map(String::as_str);
+        std::iter::once(self.user_name.as_given()).chain(free_text).collect()
+    }
+
     /// Every documented rule of `user_new`, all at once so the producer can fix everything in
     /// one round.
     pub fn parse(user: &UserFields) -> Result<Self, Vec<FieldError>> {

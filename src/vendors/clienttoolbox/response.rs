@@ -265,8 +265,16 @@ fn err(failure: VendorFailure, code: &str, message: String, retry_after: Option<
 }
 
 /// A `status="error"` message, classified by the account's patterns.
-pub fn classify_error(message: &str, cls: &Classifier, retry_after: Option<Duration>, secrets: &[&str]) -> VendorError {
+pub fn classify_error(
+    message: &str,
+    cls: &Classifier,
+    retry_after: Option<Duration>,
+    secrets: &[&str],
+    echoes: &[&str],
+) -> VendorError {
     let shown = if message.trim().is_empty() { "(no reason given)".to_owned() } else { scrub(message, secrets) };
+    // The patterns see the message without the job's own words; the operator sees it all.
+    let message = &crate::vendors::unechoed(message, echoes);
     if cls.auth.matches(message) {
         return err(
             VendorFailure::Auth,
@@ -369,6 +377,7 @@ pub fn interpret_create(
     cls: &Classifier,
     wire_user_name: &str,
     secrets: &[&str],
+    echoes: &[&str],
 ) -> Result<Receipt, VendorError> {
     let retry_after = http::retry_after(headers);
     // Throttling and server faults are transient whatever the body says.
@@ -376,7 +385,7 @@ pub fn interpret_create(
         return Err(by_status(status, retry_after, body, secrets));
     }
     match read_answer(body) {
-        Some(a) if a.status == Status::Error => Err(classify_error(&a.message, cls, retry_after, secrets)),
+        Some(a) if a.status == Status::Error => Err(classify_error(&a.message, cls, retry_after, secrets, echoes)),
         Some(_) if (200..300).contains(&status) => Ok(created(wire_user_name, false)),
         _ => Err(by_status(status, retry_after, body, secrets)),
     }
@@ -437,6 +446,7 @@ pub fn interpret_lookup(
     cls: &Classifier,
     wire_user_name: &str,
     secrets: &[&str],
+    echoes: &[&str],
 ) -> Result<Lookup, VendorError> {
     let retry_after = http::retry_after(headers);
     if status == 429 || status >= 500 {
@@ -450,7 +460,7 @@ pub fn interpret_lookup(
         if cls.not_found.matches(&answer.message) {
             return Ok(Lookup::Absent);
         }
-        let e = classify_error(&answer.message, cls, retry_after, secrets);
+        let e = classify_error(&answer.message, cls, retry_after, secrets, echoes);
         return match e.failure {
             VendorFailure::Transient | VendorFailure::Throttled => Err(e),
             // "Invalid type", or a caller allowed to create users but not to read them: this
@@ -508,6 +518,18 @@ pub fn reconcile(record: &FoundUser, user: &NewUser, wire_user_name: &str) -> Re
 mod hostile_tests {
     use super::*;
 
+    /// A job whose first name reads like a refusal of the caller: echoed back, it is the
+    /// job's problem, not an account-wide auth failure.
+    #[test]
+    fn an_echoed_job_value_never_decides_the_error_class() {
+        let cls = Classifier::default();
+        let echoed = classify_error("invalid first name: Permission Denied", &cls, None, &[], &["Permission Denied"]);
+        assert_eq!(echoed.failure, VendorFailure::Rejected, "{echoed:?}");
+        assert!(echoed.message.contains("Permission Denied"), "{}", echoed.message);
+        let own = classify_error("permission denied", &cls, None, &[], &["Jane"]);
+        assert_eq!(own.failure, VendorFailure::Auth);
+    }
+
     #[test]
     fn deep_or_huge_answers_are_unreadable_not_a_crash() {
         let deep = format!("<response status=\"error\">{}{}</response>", "<a>".repeat(100_000), "</a>".repeat(100_000));
@@ -531,7 +553,7 @@ mod tests {
     const SECRETS: &[&str] = &["S3cure!pass", "4321", "sandbox-password"];
 
     fn create(status: u16, body: &str) -> Result<Receipt, VendorError> {
-        interpret_create(status, &HeaderMap::new(), body.as_bytes(), &Classifier::default(), "jdoe", SECRETS)
+        interpret_create(status, &HeaderMap::new(), body.as_bytes(), &Classifier::default(), "jdoe", SECRETS, &[])
     }
 
     fn create_err(status: u16, body: &str) -> VendorError {
@@ -543,7 +565,7 @@ mod tests {
     }
 
     fn lookup(method: LookupMethod, body: &str) -> Result<Lookup, VendorError> {
-        interpret_lookup(method, 200, &HeaderMap::new(), body.as_bytes(), &Classifier::default(), "jdoe", SECRETS)
+        interpret_lookup(method, 200, &HeaderMap::new(), body.as_bytes(), &Classifier::default(), "jdoe", SECRETS, &[])
     }
 
     #[test]
@@ -609,12 +631,12 @@ mod tests {
     fn server_faults_throttling_and_garbage_are_transient() {
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, "7".parse().unwrap());
-        let e = interpret_create(429, &h, b"", &Classifier::default(), "jdoe", SECRETS).unwrap_err();
+        let e = interpret_create(429, &h, b"", &Classifier::default(), "jdoe", SECRETS, &[]).unwrap_err();
         assert_eq!(
             (e.failure, e.code.as_str(), e.retry_after),
             (VendorFailure::Throttled, "http_429", Some(Duration::from_secs(7)))
         );
-        let e = interpret_create(503, &h, &xml_error("x").into_bytes(), &Classifier::default(), "jdoe", SECRETS)
+        let e = interpret_create(503, &h, &xml_error("x").into_bytes(), &Classifier::default(), "jdoe", SECRETS, &[])
             .unwrap_err();
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Transient, "http_503"));
         assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
@@ -670,10 +692,10 @@ mod tests {
     fn configured_patterns_change_the_classification() {
         let mut cls = Classifier::default();
         let german = xml_error("Benutzername schon vergeben");
-        let e = interpret_create(200, &HeaderMap::new(), german.as_bytes(), &cls, "jdoe", SECRETS).unwrap_err();
+        let e = interpret_create(200, &HeaderMap::new(), german.as_bytes(), &cls, "jdoe", SECRETS, &[]).unwrap_err();
         assert_eq!(e.code, code::REJECTED, "unknown wording is a rejection by default");
         cls.duplicate = super::super::account::Patterns::parse("schon vergeben").unwrap();
-        let e = interpret_create(200, &HeaderMap::new(), german.as_bytes(), &cls, "jdoe", SECRETS).unwrap_err();
+        let e = interpret_create(200, &HeaderMap::new(), german.as_bytes(), &cls, "jdoe", SECRETS, &[]).unwrap_err();
         assert_eq!(e.code, code::DUPLICATE_USER_NAME);
     }
 
@@ -730,6 +752,7 @@ mod tests {
             &Classifier::default(),
             "jdoe",
             SECRETS,
+            &[],
         );
         assert_eq!(e.unwrap_err().failure, VendorFailure::Transient);
     }

@@ -97,7 +97,7 @@ impl Adapter {
         let markers = self.account.markers();
         self.call(
             |now| request::show_users(&self.account, key, &user.partner_user_id, now),
-            |s, h, b| response::interpret_lookup(s, h, b, markers),
+            |s, h, b| response::interpret_lookup(s, h, b, markers, &user.echoes()),
         )
         .await
     }

@@ -254,6 +254,19 @@ pub struct NewUser {
     pub audio: Option<AudioProvider>,
 }
 
+impl NewUser {
+    /// The job's own words that Glance may echo back in a message (secrets are scrubbed apart).
+    pub fn echoes(&self) -> Vec<&str> {
+        let optional = [&self.first, &self.last].into_iter().flatten().map(PersonName::as_str);
+        [self.partner_user_id.as_str(), self.address.as_str()]
+            .into_iter()
+            .chain(optional)
+            .chain(self.email.as_ref().map(Email::as_str))
+            .chain(self.role.as_ref().map(UserRole::as_str))
+            .collect()
+    }
+}
+
 fn text_field<'a>(user: &'a UserFields, name: &str, errors: &mut Vec<FieldError>) -> Option<&'a str> {
     match user.get(name) {
         None => None,

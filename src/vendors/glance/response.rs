@@ -145,6 +145,8 @@ fn parse_body(body: &str) -> Result<Element, VendorError> {
 struct VendorMessage {
     code: String,
     message: String,
+    /// Code and message without the job's own words: what patterns are matched against.
+    heard: String,
 }
 
 fn named(e: &Element, names: &[String]) -> Option<String> {
@@ -185,7 +187,7 @@ fn carrier<'a>(e: &'a Element, depth: usize, m: &Markers) -> Option<&'a Element>
 
 /// The failure in a document, if it is one. Only the root and two levels below it are
 /// searched, so user data deeper down cannot look like a failure.
-fn failure(doc: &Element, m: &Markers) -> Option<VendorMessage> {
+fn failure(doc: &Element, m: &Markers, echoes: &[&str]) -> Option<VendorMessage> {
     let e = carrier(doc, 0, m)?;
     let code = named(e, &m.code_names).unwrap_or_default();
     let message = named(e, &m.message_names)
@@ -198,12 +200,12 @@ fn failure(doc: &Element, m: &Markers) -> Option<VendorMessage> {
                 all
             }
         });
-    Some(VendorMessage { code, message: excerpt(&message) })
+    let heard = crate::vendors::unechoed(&format!("{code} {message}"), echoes);
+    Some(VendorMessage { code, message: excerpt(&message), heard })
 }
 
 fn matches(patterns: &[String], v: &VendorMessage) -> bool {
-    let hay = format!("{} {}", v.code, v.message).to_lowercase();
-    patterns.iter().any(|p| hay.contains(p.as_str()))
+    patterns.iter().any(|p| v.heard.contains(p.as_str()))
 }
 
 fn shown(v: &VendorMessage) -> String {
@@ -250,7 +252,7 @@ pub fn interpret_create(status: u16, headers: &HeaderMap, body: &str, m: &Marker
         Ok(d) => d,
         Err(e) => return CreateAnswer::Failed(e),
     };
-    if let Some(v) = failure(&doc, m) {
+    if let Some(v) = failure(&doc, m, &user.echoes()) {
         if let Some(e) = auth_failure(&v, m) {
             return CreateAnswer::Failed(e);
         }
@@ -356,12 +358,13 @@ pub fn interpret_lookup(
     headers: &HeaderMap,
     body: &str,
     m: &Markers,
+    echoes: &[&str],
 ) -> Result<Vec<FoundUser>, VendorError> {
     if let Some(e) = http_status(status, headers) {
         return Err(e);
     }
     let doc = parse_body(body)?;
-    if let Some(v) = failure(&doc, m) {
+    if let Some(v) = failure(&doc, m, echoes) {
         return Err(auth_failure(&v, m).unwrap_or_else(|| {
             VendorError::new(
                 VendorFailure::Transient,
@@ -452,6 +455,33 @@ mod tests {
     use super::*;
     use crate::contract::FieldValue;
     use crate::vendors::glance::fields::{tests::user, Rules};
+
+    /// A role named like a credential failure, echoed back by Glance, is a role problem of
+    /// this job, never an auth failure that would open the whole account's breaker.
+    #[test]
+    fn an_echoed_role_never_decides_the_error_class() {
+        let t = |s: &str| FieldValue::Text(s.to_owned());
+        for role in ["Unauthorized", "Inactive staff"] {
+            let pairs =
+                [("PartnerUserID", t("EMP-1")), ("UserAddress", t("jdoe.acme.glance.net")), ("UserRole", t(role))];
+            let user = NewUser::parse(&user(&pairs), &Rules::default()).unwrap();
+            let body = format!("{PROLOG}<error><message>Unknown role {role}</message></error>");
+            let CreateAnswer::Failed(e) = interpret_create(200, &HeaderMap::new(), &body, &Markers::default(), &user)
+            else {
+                panic!("expected a failure")
+            };
+            assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, "role_not_provisioned"), "{role}");
+            assert!(e.message.contains(role), "the operator still sees the vendor's words: {}", e.message);
+        }
+        // The same words from the vendor itself, with no job value in them, still mean auth.
+        let body = format!("{PROLOG}<error><message>Unauthorized</message></error>");
+        let CreateAnswer::Failed(e) =
+            interpret_create(200, &HeaderMap::new(), &body, &Markers::default(), &jane(false))
+        else {
+            panic!("expected a failure")
+        };
+        assert_eq!(e.failure, VendorFailure::Auth);
+    }
 
     fn jane(audio: bool) -> NewUser {
         let t = |s: &str| FieldValue::Text(s.to_owned());
@@ -634,19 +664,19 @@ mod tests {
             "{PROLOG}<ShowUsers><users><user><UserID>9</UserID><PartnerUserID>EMP-1</PartnerUserID>\
              <UserAddress>jdoe.acme.glance.net</UserAddress><UserFirst>Jane</UserFirst></user></users></ShowUsers>"
         );
-        let found = interpret_lookup(200, &h, &body, &m).unwrap();
+        let found = interpret_lookup(200, &h, &body, &m, &[]).unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].user_id.as_deref(), Some("9"));
         assert_eq!(found[0].first.as_deref(), Some("Jane"));
         let attrs = format!(r#"{PROLOG}<users><account PartnerUserID="EMP-1" UserAddress="x.glance.net"/></users>"#);
-        let found = interpret_lookup(200, &h, &attrs, &m).unwrap();
+        let found = interpret_lookup(200, &h, &attrs, &m, &[]).unwrap();
         assert_eq!(found[0].address.as_deref(), Some("x.glance.net"));
-        assert_eq!(interpret_lookup(200, &h, &format!("{PROLOG}<users/>"), &m).unwrap(), vec![]);
-        let e = interpret_lookup(200, &h, &format!("{PROLOG}<error>PartnerPW wrong</error>"), &m).unwrap_err();
+        assert_eq!(interpret_lookup(200, &h, &format!("{PROLOG}<users/>"), &m, &[]).unwrap(), vec![]);
+        let e = interpret_lookup(200, &h, &format!("{PROLOG}<error>PartnerPW wrong</error>"), &m, &[]).unwrap_err();
         assert_eq!(e.failure, VendorFailure::Auth);
-        let e = interpret_lookup(200, &h, &format!("{PROLOG}<error>PageCount missing</error>"), &m).unwrap_err();
+        let e = interpret_lookup(200, &h, &format!("{PROLOG}<error>PageCount missing</error>"), &m, &[]).unwrap_err();
         assert_eq!(e.failure, VendorFailure::Transient);
-        assert!(interpret_lookup(502, &h, "", &m).unwrap_err().is_transient());
+        assert!(interpret_lookup(502, &h, "", &m, &[]).unwrap_err().is_transient());
     }
 
     #[test]
