@@ -438,6 +438,8 @@ fn records(root: &Node) -> Vec<FoundUser> {
 
 /// Reads the answer to `user_info` / `users_list` for one `user_name` (compared
 /// case-insensitively, like the vendor's uniqueness is presumed to be).
+// Each argument is one plain fact of the exchange; a struct for them would only be unpacked here.
+#[allow(clippy::too_many_arguments)]
 pub fn interpret_lookup(
     method: LookupMethod,
     status: u16,
