@@ -20,6 +20,21 @@ impl FieldError {
     }
 }
 
+/// The first character that has no place in a free-text field: a control character (NUL,
+/// CR, LF, ESC, ...) or a bidirectional override (U+202E and kin), which would let a name
+/// rewrite a log line or a terminal, or show one text while meaning another.
+pub fn unsafe_char(text: &str) -> Option<char> {
+    text.chars().find(|&c| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    })
+}
+
+/// The field error for text that [`unsafe_char`] refuses.
+pub fn unsafe_char_message(c: char) -> String {
+    format!("must not contain control or bidirectional-override characters, found {c:?}")
+}
+
 /// One value of a vendor user field, in the shape the vendor documents.
 #[derive(Clone, PartialEq, Eq)]
 pub enum FieldValue {

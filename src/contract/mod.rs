@@ -10,6 +10,6 @@ mod job;
 mod vendor;
 
 pub use catalog::{FieldKind, FieldSpec};
-pub use fields::{FieldError, FieldValue, UserFields, REDACTED};
+pub use fields::{unsafe_char, unsafe_char_message, FieldError, FieldValue, UserFields, REDACTED};
 pub use job::{AccountName, Job, JobId};
 pub use vendor::{all_auth_fields, VendorKey};

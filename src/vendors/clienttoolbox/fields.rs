@@ -262,12 +262,21 @@ pub struct NewUser {
     pub allowed_campaigns: AllowedCampaigns,
 }
 
+/// Free text: anything but control and bidirectional-override characters (the vendor
+/// publishes no other rule).
+fn free_text(raw: &str) -> Result<String, String> {
+    match crate::contract::unsafe_char(raw) {
+        Some(c) => Err(crate::contract::unsafe_char_message(c)),
+        None => Ok(raw.to_owned()),
+    }
+}
+
 impl NewUser {
     /// The job's own words that ClientToolbox may echo back in a message (secrets are
     /// scrubbed apart).
     pub fn echoes(&self) -> Vec<&str> {
-        let free_text = [&self.first_name, &self.last_name, &self.custom1].into_iter().flatten().map(String::as_str);
-        std::iter::once(self.user_name.as_given()).chain(free_text).collect()
+        let texts = [&self.first_name, &self.last_name, &self.custom1].into_iter().flatten().map(String::as_str);
+        std::iter::once(self.user_name.as_given()).chain(texts).collect()
     }
 
     /// Every documented rule of `user_new`, all at once so the producer can fix everything in
@@ -276,9 +285,9 @@ impl NewUser {
         let mut errors = Vec::new();
         let user_name = required(user, "user_name", &mut errors, ClientToolboxUserName::parse);
         let password = required(user, "user_new_password", &mut errors, NewUserPassword::parse);
-        let first_name = optional(user, "user_first_name", &mut errors, |s| Ok(s.to_owned()));
-        let last_name = optional(user, "user_last_name", &mut errors, |s| Ok(s.to_owned()));
-        let custom1 = optional(user, "user_custom1", &mut errors, |s| Ok(s.to_owned()));
+        let first_name = optional(user, "user_first_name", &mut errors, free_text);
+        let last_name = optional(user, "user_last_name", &mut errors, free_text);
+        let custom1 = optional(user, "user_custom1", &mut errors, free_text);
         let pin = optional(user, "user_PIN", &mut errors, UserPin::parse);
         let language = optional(user, "language_selector", &mut errors, LanguageSelector::parse);
         let timezone = match user.get("timezone_selector") {
@@ -493,6 +502,16 @@ mod tests {
         refused("timezone_selector", Some(t("+68")));
         refused("timezone_selector", Some(t("")));
         refused("timezone_selector", Some(FieldValue::Integer(i64::from(u32::MAX) + 1)));
+    }
+
+    #[test]
+    fn free_text_refuses_control_and_bidi_override_characters() {
+        for bad in ["Jane\0", "Jane\r\nX-Injected: 1", "\u{202e}enaJ", "\u{1b}]0;PWNED\u{7}"] {
+            for field in ["user_first_name", "user_last_name", "user_custom1"] {
+                let errs = errors_with(field, Some(t(bad)));
+                assert!(errs.iter().any(|e| e.message.contains("control")), "{field} {bad:?}: {errs:?}");
+            }
+        }
     }
 
     #[test]

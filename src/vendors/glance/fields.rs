@@ -135,6 +135,9 @@ impl fmt::Display for PartnerUserId {
 }
 
 fn bounded(raw: &str, max: usize) -> Result<String, String> {
+    if let Some(c) = crate::contract::unsafe_char(raw) {
+        return Err(crate::contract::unsafe_char_message(c));
+    }
     if chars(raw) > max {
         return Err(format!("must be at most {max} characters, got {}", chars(raw)));
     }
@@ -507,6 +510,16 @@ pub(crate) mod tests {
     fn valid_address() -> impl Strategy<Value = String> {
         "[a-zA-Z0-9]([a-zA-Z0-9-]{0,8}[a-zA-Z0-9])?(\\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,8}[a-zA-Z0-9])?){0,4}"
             .prop_map(|p| format!("{p}.glance.net"))
+    }
+
+    #[test]
+    fn free_text_refuses_control_and_bidi_override_characters() {
+        for bad in ["Jane\0", "Jane\r\nX: 1", "\u{202e}enaJ", "\u{1b}[2J"] {
+            assert!(PersonName::parse(bad).unwrap_err().contains("control"), "{bad:?}");
+            assert!(Email::parse(bad).is_err(), "{bad:?}");
+            assert!(UserRole::parse(bad, 31).is_err(), "{bad:?}");
+        }
+        assert!(PersonName::parse("Zoë-Ann O'Neil").is_ok());
     }
 
     proptest! {

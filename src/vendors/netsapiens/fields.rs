@@ -14,7 +14,7 @@ pub const MAX_EXTENSION_LEN: usize = 16;
 pub const MAX_DOMAIN_LEN: usize = 64;
 
 fn has_control(s: &str) -> bool {
-    s.chars().any(char::is_control)
+    crate::contract::unsafe_char(s).is_some()
 }
 
 /// The extension (`user`): 1–16 ASCII digits, unique within the domain.
@@ -974,6 +974,13 @@ pub(crate) mod tests {
         let mut v = minimal();
         v[field] = value;
         validate(&fields(v))
+    }
+
+    #[test]
+    fn names_refuse_bidi_overrides_as_well_as_control_characters() {
+        for bad in ["\u{202e}enaJ", "Jane\0", "Jane\r\n"] {
+            assert!(PersonName::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
