@@ -430,6 +430,13 @@ pub struct AccountSettings {
     pub concurrency: Option<u16>,
 }
 
+/// `localhost`, or an IPv4 or IPv6 loopback address (with or without brackets): a host
+/// whose traffic never leaves this machine.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Where a secret comes from. Literal secrets are refused so none can end up in git.
 #[derive(Clone, Debug, Serialize)]
 #[serde(into = "String")]
@@ -663,6 +670,17 @@ impl Settings {
         if self.amqp.url.parse::<lapin::uri::AMQPUri>().is_err() {
             return Err(ConfigError::invalid("amqp.url", "is not a valid amqp:// or amqps:// URL"));
         }
+        // Literal secrets are refused everywhere else; a broker password in the URL is
+        // tolerated only for a broker on this machine (the defaults, the demo, the tests).
+        if let Ok(url) = reqwest::Url::parse(&self.amqp.url) {
+            if url.password().is_some_and(|p| !p.is_empty()) && !is_loopback_host(url.host_str().unwrap_or_default()) {
+                return Err(ConfigError::invalid(
+                    "amqp.url",
+                    "carries a password for a broker that is not on this machine; leave it out of the URL and \
+                     set amqp.password to an env: or file: secret",
+                ));
+            }
+        }
         for (name, account) in &self.accounts {
             if let Err(e) = crate::contract::AccountName::parse(name) {
                 return Err(ConfigError::invalid(format!("accounts.{name}"), format!("account name {e}")));
@@ -749,6 +767,29 @@ mod tests {
 
     fn sources(dir: &Path) -> Sources {
         Sources { dir: dir.to_owned(), environment: None, use_env_vars: false }
+    }
+
+    #[test]
+    fn a_broker_password_in_the_url_is_refused_unless_the_broker_is_local() {
+        let with_url =
+            |url: &str| Settings { amqp: AmqpSettings { url: url.into(), ..Default::default() }, ..Default::default() };
+        let e = with_url("amqp://app:s3cret@rabbitmq.prod:5672/%2f").check().unwrap_err().to_string();
+        assert!(e.contains("`amqp.url`") && e.contains("amqp.password") && !e.contains("s3cret"), "{e}");
+        for fine in
+            ["amqp://guest:guest@127.0.0.1:5672/%2f", "amqp://u:p@localhost/%2f", "amqp://app@rabbitmq.prod:5672/%2f"]
+        {
+            assert!(with_url(fine).check().is_ok(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for host in ["localhost", "127.0.0.1", "127.8.0.3", "[::1]", "::1", "LOCALHOST"] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in ["", "rabbitmq", "10.0.0.1", "localhost.evil.example", "[::2]"] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 
     #[test]

@@ -35,6 +35,29 @@ pub struct Client {
     max_response_bytes: usize,
 }
 
+/// Credentials travel to vendors in headers and bodies, so a base URL must be `https`.
+/// Plain `http` is allowed only for a loopback host (a sandbox on this machine) or when
+/// the account sets `settings.allow_http = true` (a sandbox on another host).
+pub fn require_https(url: &reqwest::Url, allow_http: bool) -> Result<(), String> {
+    let loopback = crate::config::is_loopback_host(url.host_str().unwrap_or_default());
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback || allow_http => Ok(()),
+        "http" => Err("must be https: credentials would travel in clear; set settings.allow_http = true for a sandbox on another host".into()),
+        other => Err(format!("unsupported scheme {other}; expected https")),
+    }
+}
+
+/// `settings.allow_http` of an account: `true` or `false` (the default).
+pub fn allow_http(settings: &std::collections::BTreeMap<String, String>) -> Result<bool, String> {
+    match settings.get("allow_http").map(|v| v.to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(v) if matches!(v.as_str(), "true" | "yes" | "1") => Ok(true),
+        Some(v) if matches!(v.as_str(), "false" | "no" | "0") => Ok(false),
+        Some(_) => Err("must be true or false".into()),
+    }
+}
+
 /// An account's base URL, parsed once when its adapter is built: appending a path to a parsed
 /// base parses only the path, where parsing the whole URL text again, host included, cost
 /// about 2 % of a job's instructions.

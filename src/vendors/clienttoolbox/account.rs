@@ -10,6 +10,7 @@ use secrecy::SecretString;
 
 use super::fields::{LanguageSelector, NewUser, TimezoneSelector, UserRole};
 use crate::config::{AccountSettings, ConfigError};
+use crate::vendors::http;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.clienttoolbox.com";
 pub const DEFAULT_PATH: &str = "/api.php";
@@ -158,6 +159,7 @@ pub struct Account {
 
 /// Every key `settings` may hold; anything else is a typo worth stopping for.
 pub const SETTINGS_KEYS: &[&str] = &[
+    "allow_http",
     "account_id",
     "user_id",
     "auth",
@@ -195,9 +197,16 @@ pub fn from_settings(name: &str, a: &AccountSettings) -> Result<Account, ConfigE
         });
     }
 
+    let allow_http = http::allow_http(&a.settings).map_err(|m| invalid("allow_http", m))?;
     let base_url = match a.base_url.as_deref() {
         None => DEFAULT_BASE_URL.to_owned(),
-        Some(u) if u.starts_with("https://") || u.starts_with("http://") => u.trim_end_matches('/').to_owned(),
+        Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
+            let parsed = reqwest::Url::parse(u).map_err(|e| format!("is not a URL: {e}"));
+            parsed
+                .and_then(|url| http::require_https(&url, allow_http))
+                .map_err(|message| ConfigError::Invalid { key: format!("accounts.{name}.base_url"), message })?;
+            u.trim_end_matches('/').to_owned()
+        }
         Some(_) => {
             return Err(ConfigError::Invalid {
                 key: format!("accounts.{name}.base_url"),
@@ -497,6 +506,16 @@ mod tests {
         assert_eq!(err_key(from_settings("acme", &f.settings).unwrap_err()), "accounts.acme.credentials.user_password");
         f.settings.credentials.insert("PartnerPW".into(), SecretSource::Env("X".into()));
         assert_eq!(err_key(from_settings("acme", &f.settings).unwrap_err()), "accounts.acme.credentials.PartnerPW");
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback_or_with_allow_http() {
+        let f = testing::account(Some("http://api.clienttoolbox.com"), &[]);
+        let e = from_settings("acme", &f.settings).unwrap_err();
+        assert_eq!(err_key(e), "accounts.acme.base_url");
+        assert!(from_settings("acme", &testing::account(Some("http://127.0.0.1:8700"), &[]).settings).is_ok());
+        let allowed = testing::account(Some("http://sandbox:8700"), &[("allow_http", "true")]);
+        assert!(from_settings("acme", &allowed.settings).is_ok());
     }
 
     #[test]

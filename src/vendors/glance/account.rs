@@ -288,13 +288,7 @@ fn parse_base_url(raw: &str, allow_http: bool) -> Result<String, String> {
     if url.query().is_some() || url.fragment().is_some() {
         return Err("must not have a query or fragment".into());
     }
-    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-    match url.scheme() {
-        "https" => {}
-        "http" if loopback || allow_http => {}
-        "http" => return Err("must be https (Glance refuses plain HTTP); set settings.allow_http for a sandbox".into()),
-        other => return Err(format!("unsupported scheme {other}; expected https")),
-    }
+    crate::vendors::http::require_https(&url, allow_http)?;
     Ok(trimmed.to_owned())
 }
 

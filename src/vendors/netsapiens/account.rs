@@ -6,11 +6,20 @@ use secrecy::SecretString;
 
 use super::fields::{Domain, EmailField};
 use crate::config::{AccountSettings, ConfigError};
+use crate::vendors::http;
 
 /// Every `settings` key this adapter reads. Anything else is refused, so a typo in a switch
 /// never silently falls back to its default.
-pub const SETTINGS_KEYS: &[&str] =
-    &["domain", "synchronous", "email_field", "token_encoding", "token_refresh_margin", "domain_not_found", "log_tag"];
+pub const SETTINGS_KEYS: &[&str] = &[
+    "domain",
+    "synchronous",
+    "email_field",
+    "token_encoding",
+    "token_refresh_margin",
+    "domain_not_found",
+    "log_tag",
+    "allow_http",
+];
 
 /// Every `credentials` key this adapter reads.
 pub const CREDENTIAL_KEYS: &[&str] = &["api_key", "client_id", "client_secret", "username", "password"];
@@ -99,8 +108,10 @@ pub fn from_settings(name: &str, a: &AccountSettings) -> Result<Account, ConfigE
         ));
     }
 
-    let base_url =
-        parse_base_url(a.base_url.as_deref()).map_err(|m| invalid(format!("accounts.{name}.base_url"), m))?;
+    let allow_http =
+        http::allow_http(&a.settings).map_err(|m| invalid(format!("accounts.{name}.settings.allow_http"), m))?;
+    let base_url = parse_base_url(a.base_url.as_deref(), allow_http)
+        .map_err(|m| invalid(format!("accounts.{name}.base_url"), m))?;
 
     let get = |k: &str| a.settings.get(k).map(String::as_str);
     let domain = get("domain").map(Domain::parse).transpose().map_err(|m| invalid(setting_key("domain"), m))?;
@@ -199,12 +210,13 @@ pub fn from_settings(name: &str, a: &AccountSettings) -> Result<Account, ConfigE
     })
 }
 
-fn parse_base_url(raw: Option<&str>) -> Result<String, String> {
+fn parse_base_url(raw: Option<&str>, allow_http: bool) -> Result<String, String> {
     let raw = raw.ok_or("is required: the provider's API v2 root, e.g. https://pbx.example.com/ns-api/v2")?;
     let url = reqwest::Url::parse(raw).map_err(|e| format!("is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err("must be an http(s) URL with a host, e.g. https://pbx.example.com/ns-api/v2".into());
     }
+    http::require_https(&url, allow_http)?;
     if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
         // Credentials belong in `credentials`, where they are read from secrets.
         return Err("must not carry a query, fragment or user info".into());
@@ -331,6 +343,24 @@ pub(crate) mod tests {
             let s = settings(&dir, base, set, creds);
             assert_eq!(key_of(from_settings("a", &s).unwrap_err()), *want);
         }
+        // Plain http would send the Bearer key in clear: only loopback, or an explicit allow_http.
+        let clear = settings(&dir, "http://pbx.example.com/ns-api/v2", &[], key);
+        let e = from_settings("a", &clear).unwrap_err();
+        assert!(e.to_string().contains("must be https"), "{e}");
+        for (base, set) in [
+            ("http://127.0.0.1:8700/ns-api/v2", &[][..]),
+            ("http://[::1]:8700/ns-api/v2", &[][..]),
+            ("http://sandbox:8700/ns-api/v2", &[("allow_http", "true")][..]),
+        ] {
+            assert!(from_settings("a", &settings(&dir, base, set, key)).is_ok(), "{base}");
+        }
+        assert_eq!(
+            key_of(
+                from_settings("a", &settings(&dir, "http://sandbox/ns-api/v2", &[("allow_http", "maybe")], key))
+                    .unwrap_err()
+            ),
+            "accounts.a.settings.allow_http"
+        );
         for bad in ["ftp://x/ns-api/v2", "not a url", "https://u:p@pbx.example.com/ns-api/v2", "https://h/?k=v"] {
             let s = settings(&dir, bad, &[], key);
             assert_eq!(key_of(from_settings("a", &s).unwrap_err()), "accounts.a.base_url", "{bad}");
