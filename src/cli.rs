@@ -275,10 +275,18 @@ fn publish(file: PathBuf, broker: BrokerArgs, json: bool) -> ExitCode {
     let mut out = std::io::stdout().lock();
     let result = runtime().block_on(crate::commands::publish::publish(&settings, &input, |p| {
         let _ = if json {
-            writeln!(out, "{}", serde_json::to_string(p).expect("serialises"))
+            writeln!(out, "{}", crate::commands::terminal::json(p, false))
         } else {
             let errors: Vec<String> = p.errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
-            writeln!(out, "#{} {}: {} {}", p.index, p.job_id.as_deref().unwrap_or("?"), p.status, errors.join("; "))
+            let shown = |s: &str| crate::commands::terminal::printable(s).into_owned();
+            writeln!(
+                out,
+                "#{} {}: {} {}",
+                p.index,
+                shown(p.job_id.as_deref().unwrap_or("?")),
+                p.status,
+                shown(&errors.join("; "))
+            )
         };
     }));
     match result {
@@ -366,7 +374,7 @@ fn map(file: PathBuf, config: PathBuf, json: bool) -> ExitCode {
     };
     let mut out = std::io::stdout().lock();
     let written = if json {
-        writeln!(out, "{}", serde_json::to_string(&preview).expect("serialises"))
+        writeln!(out, "{}", crate::commands::terminal::json(&preview, false))
     } else {
         crate::commands::map::print(&preview, &mut out)
     };

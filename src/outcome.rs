@@ -48,9 +48,14 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// The message is clipped to [`Failure::MAX_MESSAGE`] bytes: it goes into the event, the
+    /// logs and the dead letter's headers, and may quote a vendor's or a producer's text.
     pub fn new(class: ErrorClass, code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { class, code: code.into(), message: message.into() }
+        let message = crate::contract::clip(message.into(), Self::MAX_MESSAGE);
+        Self { class, code: crate::contract::clip(code.into(), 128), message }
     }
+
+    pub const MAX_MESSAGE: usize = 4096;
 
     /// A vendor error that will not be retried (any more). Transient errors that ran out of
     /// retries become `unavailable`.

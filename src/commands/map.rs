@@ -1,6 +1,7 @@
 //! `provisioner map`: previews the jobs a hire event would produce, and their validation,
 //! without publishing anything.
 
+use super::terminal::{self, printable};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -43,17 +44,22 @@ pub fn preview(settings: &Settings, body: &[u8]) -> Result<Preview, MappingError
 
 /// Human-readable form: one block per job, or one line per error.
 pub fn print(p: &Preview, out: &mut impl std::io::Write) -> std::io::Result<()> {
-    let id = p.event_id.as_deref().unwrap_or("?");
+    let id = printable(p.event_id.as_deref().unwrap_or("?"));
     if p.valid {
         writeln!(out, "hire {id}: valid; would publish {} job(s) (nothing was published)", p.jobs.len())?;
         for j in &p.jobs {
-            writeln!(out, "\n{} {}", j.routing_key, j.job["job_id"].as_str().unwrap_or("?"))?;
-            writeln!(out, "{}", serde_json::to_string_pretty(&j.job).expect("serialises"))?;
+            writeln!(out, "\n{} {}", printable(&j.routing_key), printable(j.job["job_id"].as_str().unwrap_or("?")))?;
+            writeln!(out, "{}", terminal::json(&j.job, true))?;
         }
     } else {
         writeln!(out, "hire {id}: invalid; no job would be published")?;
         for e in &p.errors {
-            writeln!(out, "  {}: {}", if e.field.is_empty() { "(body)" } else { &e.field }, e.message)?;
+            writeln!(
+                out,
+                "  {}: {}",
+                if e.field.is_empty() { "(body)".into() } else { printable(&e.field) },
+                printable(&e.message)
+            )?;
         }
     }
     Ok(())

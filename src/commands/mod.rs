@@ -5,4 +5,5 @@ pub mod dlq;
 pub mod map;
 pub mod publish;
 pub mod run;
+pub mod terminal;
 pub mod validate;

@@ -1,5 +1,6 @@
 //! `provisioner validate FILE`: checks jobs offline, from a JSON array or NDJSON.
 
+use super::terminal::{self, printable};
 use std::io::Write;
 
 use serde::Serialize;
@@ -76,14 +77,14 @@ fn account_errors(job: &crate::contract::Job, settings: Option<&Settings>) -> Ve
 pub fn print(verdicts: &[Verdict], json: bool, out: &mut impl Write) -> std::io::Result<bool> {
     for v in verdicts {
         if json {
-            writeln!(out, "{}", serde_json::to_string(v).expect("verdicts serialise"))?;
+            writeln!(out, "{}", terminal::json(v, false))?;
         } else if v.valid {
-            writeln!(out, "#{} {}: valid", v.index, v.job_id.as_deref().unwrap_or("?"))?;
+            writeln!(out, "#{} {}: valid", v.index, printable(v.job_id.as_deref().unwrap_or("?")))?;
         } else {
-            writeln!(out, "#{} {}: INVALID", v.index, v.job_id.as_deref().unwrap_or("?"))?;
+            writeln!(out, "#{} {}: INVALID", v.index, printable(v.job_id.as_deref().unwrap_or("?")))?;
             for e in &v.errors {
-                let field = if e.field.is_empty() { "(job)" } else { &e.field };
-                writeln!(out, "    {field}: {}", e.message)?;
+                let field = if e.field.is_empty() { "(job)".into() } else { printable(&e.field) };
+                writeln!(out, "    {field}: {}", printable(&e.message))?;
             }
         }
     }
@@ -105,6 +106,22 @@ mod tests {
         let ndjson = format!("{one}\n\n{one}\n");
         assert_eq!(check(&array, None), check(&ndjson, None));
         assert!(check(&array, None).iter().all(|v| v.valid));
+    }
+
+    /// An unknown key is quoted in the error; printed raw, it would retitle and clear the
+    /// operator's terminal.
+    #[test]
+    fn hostile_text_is_printed_escaped() {
+        // JSON escapes, so the decoded key and job id carry the raw characters.
+        let input = r#"{"job_id":"a\u202e","\u001b]0;PWNED\u0007\u001b[2J":1}"#;
+        let verdicts = check(input, None);
+        for json in [false, true] {
+            let mut out = Vec::new();
+            print(&verdicts, json, &mut out).unwrap();
+            let out = String::from_utf8(out).unwrap();
+            assert!(!out.contains('\u{1b}') && !out.contains('\u{7}') && !out.contains('\u{202e}'), "{out}");
+            assert!(out.contains("PWNED"), "the key is still shown: {out}");
+        }
     }
 
     #[test]

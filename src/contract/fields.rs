@@ -14,10 +14,42 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// The longest field path an error names, in bytes: a path is built from the job's own keys.
+pub const MAX_FIELD_PATH: usize = 256;
+/// The longest message of one field error, in bytes: messages may quote the job's values.
+pub const MAX_FIELD_MESSAGE: usize = 1024;
+/// The most field errors listed for one job or hire; the rest are counted in a last entry.
+pub const MAX_FIELD_ERRORS: usize = 50;
+
 impl FieldError {
+    /// Both parts are clipped ([`MAX_FIELD_PATH`], [`MAX_FIELD_MESSAGE`]), so a 50 MB key or
+    /// value quoted back cannot become a 50 MB error line, event or header.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self { field: clip(field.into(), MAX_FIELD_PATH), message: clip(message.into(), MAX_FIELD_MESSAGE) }
     }
+
+    /// Keeps the first [`MAX_FIELD_ERRORS`] - 1 errors and says how many more there were.
+    pub fn cap(errors: &mut Vec<FieldError>) {
+        if errors.len() > MAX_FIELD_ERRORS {
+            let more = errors.len() - (MAX_FIELD_ERRORS - 1);
+            errors.truncate(MAX_FIELD_ERRORS - 1);
+            errors.push(FieldError::new("", format!("… and {more} more errors, not listed")));
+        }
+    }
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), ending in `…` when cut.
+pub fn clip(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
+    text
 }
 
 /// The first character that has no place in a free-text field: a control character (NUL,
@@ -33,6 +65,29 @@ pub fn unsafe_char(text: &str) -> Option<char> {
 /// The field error for text that [`unsafe_char`] refuses.
 pub fn unsafe_char_message(c: char) -> String {
     format!("must not contain control or bidirectional-override characters, found {c:?}")
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+
+    #[test]
+    fn huge_keys_and_values_make_bounded_errors() {
+        let huge = "k".repeat(50 * 1024 * 1024);
+        let e = FieldError::new(huge.clone(), format!("unknown value {huge:?}"));
+        assert!(e.field.len() <= MAX_FIELD_PATH && e.field.ends_with('…'));
+        assert!(e.message.len() <= MAX_FIELD_MESSAGE && e.message.ends_with('…'));
+        assert_eq!(clip("żółw".repeat(100), 7), "żó…", "cut on a character boundary");
+        assert_eq!(clip("short".into(), 7), "short");
+    }
+
+    #[test]
+    fn long_error_lists_are_capped_with_a_count() {
+        let mut errors: Vec<_> = (0..500).map(|i| FieldError::new(format!("user.f{i}"), "unknown field")).collect();
+        FieldError::cap(&mut errors);
+        assert_eq!(errors.len(), MAX_FIELD_ERRORS);
+        assert_eq!(errors.last().unwrap().message, "… and 451 more errors, not listed");
+    }
 }
 
 /// One value of a vendor user field, in the shape the vendor documents.

@@ -10,6 +10,9 @@ mod job;
 mod vendor;
 
 pub use catalog::{FieldKind, FieldSpec};
-pub use fields::{unsafe_char, unsafe_char_message, FieldError, FieldValue, UserFields, REDACTED};
+pub use fields::{
+    clip, unsafe_char, unsafe_char_message, FieldError, FieldValue, UserFields, MAX_FIELD_ERRORS, MAX_FIELD_MESSAGE,
+    MAX_FIELD_PATH, REDACTED,
+};
 pub use job::{AccountName, Job, JobId};
 pub use vendor::{all_auth_fields, VendorKey};

@@ -131,7 +131,11 @@ pub fn decode(body: &[u8]) -> Result<Hire, HireRejection> {
         (Some(event_id), Some(tenant), Some(employee)) if errors.is_empty() => {
             Ok(Hire { event_id, tenant, occurred_at, employee, targets })
         }
-        _ => Err(HireRejection::Invalid { event_id, errors }),
+        _ => {
+            let mut errors = errors;
+            FieldError::cap(&mut errors);
+            Err(HireRejection::Invalid { event_id, errors })
+        }
     }
 }
 

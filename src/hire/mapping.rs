@@ -198,6 +198,7 @@ impl Mapper {
         if errors.is_empty() {
             Ok(jobs)
         } else {
+            FieldError::cap(&mut errors);
             Err(errors)
         }
     }

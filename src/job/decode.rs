@@ -119,6 +119,7 @@ pub fn decode_object(obj: &Map<String, Value>) -> Result<Job, Rejection> {
         }
     };
 
+    FieldError::cap(&mut errors);
     match (job_id, vendor, account, user) {
         (Some(id), Some(vendor), Some(account), Some(user)) if errors.is_empty() => {
             Ok(Job { id, vendor, account, correlation_id, requested_at, domain, user })
@@ -265,6 +266,18 @@ mod tests {
         assert_eq!(errs.len(), 2);
         assert!(errs.iter().all(|e| e.message.starts_with("credentials never travel")));
         assert!(errs.iter().all(|e| !e.message.contains("hunter2")));
+    }
+
+    #[test]
+    fn a_flood_of_bad_fields_makes_a_bounded_rejection() {
+        let mut job = serde_json::Map::new();
+        for i in 0..500 {
+            job.insert(format!("extra{i}"), Value::from(1));
+        }
+        job.insert("k".repeat(1024 * 1024), Value::from("v".repeat(1024 * 1024)));
+        let Err(Rejection::Invalid(inv)) = decode(Value::Object(job).to_string().as_bytes()) else { panic!() };
+        assert_eq!(inv.errors.len(), crate::contract::MAX_FIELD_ERRORS);
+        assert!(inv.summary().len() < 100 * 1024, "{}", inv.summary().len());
     }
 
     #[test]

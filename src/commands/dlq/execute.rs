@@ -4,6 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use super::{group, print_header, print_row, shown_body, Dlq, DlqError, Filter, Replay};
+use crate::commands::terminal::{self, printable};
 use crate::config::Settings;
 use crate::transport::HeaderValue;
 
@@ -53,13 +54,16 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
                 .await?;
             for g in groups.values() {
                 if json {
-                    writeln!(out, "{}", serde_json::to_string(g).expect("serialises"))?;
+                    writeln!(out, "{}", terminal::json(g, false))?;
                 } else {
                     let oldest = g.oldest.map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string());
                     writeln!(
                         out,
                         "{:<13} {:<20} {:<14} {:>7}  oldest {oldest}",
-                        g.vendor, g.account, g.class, g.count
+                        printable(&g.vendor),
+                        printable(&g.account),
+                        printable(&g.class),
+                        g.count
                     )?;
                 }
             }
@@ -93,7 +97,7 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
                 .await?;
             match shown {
                 Some(v) => {
-                    writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("serialises"))?;
+                    writeln!(out, "{}", terminal::json(&v, true))?;
                     ExitCode::SUCCESS
                 }
                 None => {
@@ -111,14 +115,14 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
                         b.inc(1);
                     }
                     let _ = if json {
-                        writeln!(out, "{}", serde_json::to_string(line).expect("serialises"))
+                        writeln!(out, "{}", terminal::json(line, false))
                     } else {
                         writeln!(
                             out,
                             "{:<28} {:<13} {}",
-                            line.job_id.as_deref().unwrap_or("-"),
+                            printable(line.job_id.as_deref().unwrap_or("-")),
                             line.action,
-                            line.detail
+                            printable(&line.detail)
                         )
                     };
                 })

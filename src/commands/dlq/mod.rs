@@ -23,6 +23,7 @@ use lapin::{Channel, Connection};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::commands::terminal::{self, printable};
 use crate::config::Settings;
 use crate::contract::{all_auth_fields, Job, VendorKey, REDACTED};
 use crate::transport::headers as h;
@@ -413,18 +414,19 @@ pub fn shown_body(body: &[u8]) -> Value {
 /// `dlq list`: one row per matching dead letter, as it is read.
 pub fn print_row(out: &mut impl Write, dl: &DeadLetter, json: bool, now: DateTime<Utc>) -> std::io::Result<()> {
     if json {
-        return writeln!(out, "{}", serde_json::to_string(dl).expect("dead letters serialise"));
+        return writeln!(out, "{}", terminal::json(dl, false));
     }
     let t = |t: Option<DateTime<Utc>>| t.map_or("-".to_owned(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string());
     let age = dl.first_failed_at.map_or("-".to_owned(), |t| human_age(now - t));
     let message: String = dl.message.as_deref().unwrap_or("").chars().take(60).collect();
+    let message = printable(&message);
     writeln!(
         out,
         "{:<28} {:<13} {:<20} {:<14} {:>3}  {:<19}  {:<19}  {:>6}  {}",
-        dl.job_id.as_deref().unwrap_or("-"),
-        dl.vendor.as_deref().unwrap_or("-"),
-        dl.account.as_deref().unwrap_or("-"),
-        dl.reason,
+        printable(dl.job_id.as_deref().unwrap_or("-")),
+        printable(dl.vendor.as_deref().unwrap_or("-")),
+        printable(dl.account.as_deref().unwrap_or("-")),
+        printable(&dl.reason),
         dl.attempts,
         t(dl.first_failed_at),
         t(dl.last_failed_at),
@@ -491,6 +493,21 @@ mod tests {
             routing_key: "create_user.glance".into(),
             headers: headers.iter().map(|(k, v)| ((*k).to_owned(), HeaderValue::Text((*v).to_owned()))).collect(),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn dead_letters_from_outside_print_escaped() {
+        let msg = dead(
+            &[(h::REASON, "auth\u{1b}[2J"), (h::ERROR_MESSAGE, "bad \u{1b}]0;PWNED\u{7}"), (h::ACCOUNT, "a\u{202e}b")],
+            serde_json::json!({"job_id": "j\u{1b}[31m"}),
+        );
+        let dl = DeadLetter::read(&msg);
+        for json in [false, true] {
+            let mut out = Vec::new();
+            print_row(&mut out, &dl, json, Utc::now()).unwrap();
+            let out = String::from_utf8(out).unwrap();
+            assert!(!out.contains('\u{1b}') && !out.contains('\u{7}') && !out.contains('\u{202e}'), "{out}");
         }
     }
 
