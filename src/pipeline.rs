@@ -87,6 +87,18 @@ impl Pipeline {
     /// Decides what to do with one delivery. Never panics on bad input; every input maps to
     /// a disposition.
     pub async fn handle(&self, msg: &Inbound, shutdown: &CancellationToken) -> Disposition {
+        let cleaned;
+        let msg = match h::without_producer_set(&msg.headers) {
+            Some(headers) => {
+                tracing::debug!(
+                    message_id = msg.message_id.as_deref(),
+                    "provisioner-* headers set by the producer dropped"
+                );
+                cleaned = Inbound { headers, ..msg.clone() };
+                &cleaned
+            }
+            None => msg,
+        };
         let history = History::read(&msg.headers);
         let job = match job::decode(&msg.body) {
             Ok(job) => job,

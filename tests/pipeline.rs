@@ -65,6 +65,27 @@ async fn a_failure_publishes_the_event_before_the_dlq_copy() {
     assert_eq!(h::text(&d.publish[1].headers, h::REASON), Some("rejected"));
 }
 
+/// A producer that re-publishes a dead letter it consumed, headers and all: the job is
+/// judged afresh, and its own dead letter tells this failure, not the copied one.
+#[tokio::test]
+async fn provisioner_headers_set_by_a_producer_are_dropped() {
+    let (p, _vendors) = pipeline().await;
+    let mut msg = delivery("create_user.glance", &refused_job("j-forged"), None);
+    h::set_text(&mut msg.headers, h::REASON, "auth");
+    h::set_text(&mut msg.headers, h::ERROR_MESSAGE, "rotate the credentials");
+    h::set_text(&mut msg.headers, h::ACCOUNT, "someone-else");
+    h::set_int(&mut msg.headers, h::ATTEMPTS, 9_999);
+    h::set_text(&mut msg.headers, "traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    let d = p.handle(&msg, &CancellationToken::new()).await;
+    assert_eq!(kinds(&d), [OutboundKind::Event, OutboundKind::DeadLetter]);
+    let dead = &d.publish[1].headers;
+    assert_eq!(h::text(dead, h::REASON), Some("rejected"));
+    assert_eq!(h::int(dead, h::ATTEMPTS), Some(1), "the forged attempt count is gone");
+    assert_eq!(h::text(dead, h::ACCOUNT), Some("acme"));
+    assert_ne!(h::text(dead, h::ERROR_MESSAGE), Some("rotate the credentials"));
+    assert!(h::text(dead, "traceparent").is_some(), "headers that are not the service's are kept");
+}
+
 #[tokio::test]
 async fn an_invalid_job_without_job_id_is_named_by_its_message_id() {
     let mut job = sample_job("x", VendorKey::Glance, "acme", "E");

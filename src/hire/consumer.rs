@@ -19,6 +19,16 @@ use crate::transport::{settle, After, DeadLetterCause, Disposition, Inbound, Out
 /// The `report` is informational only; the job metrics are recorded by the jobs' own
 /// consumers once they run.
 pub fn disposition(mapper: &Mapper, topology: &TopologySettings, msg: &Inbound) -> Disposition {
+    // A hire never comes back from the service's own machinery: every provisioner-* header
+    // on it was set by its producer, and must not reach a dead letter as if it were ours.
+    let cleaned;
+    let msg = match h::without_producer_set(&msg.headers) {
+        Some(headers) => {
+            cleaned = Inbound { headers, ..msg.clone() };
+            &cleaned
+        }
+        None => msg,
+    };
     match fan_out(mapper, topology, &msg.body, h::text(&msg.headers, h::TRACEPARENT)) {
         FanOut::Jobs { event_id, jobs, publish } => {
             tracing::info!(event_id, jobs = jobs.len(), "hire fanned out");

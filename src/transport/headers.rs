@@ -35,6 +35,25 @@ pub const REPLAY_AUDIT: &str = "provisioner-replay-audit";
 /// W3C trace context, carried through from the producer when present.
 pub const TRACEPARENT: &str = "traceparent";
 
+/// Every header this service writes starts with this.
+pub const OWN_PREFIX: &str = "provisioner-";
+
+/// The headers without the `provisioner-*` ones a producer set, or `None` when there is
+/// nothing to remove. A message that came back from one of this service's retry tiers (it
+/// carries `provisioner-retry-tier`) or from a `dlq replay` (`provisioner-replay-audit`)
+/// keeps them: they are the service's own record of the job. Any other message is a
+/// producer's, and a `provisioner-*` header on it (say, one copied from a dead letter it
+/// consumed) must not count attempts, pose as a failure reason, or reach a dead letter.
+pub fn without_producer_set(headers: &Headers) -> Option<Headers> {
+    if headers.contains_key(RETRY_TIER) || headers.contains_key(REPLAY_AUDIT) {
+        return None;
+    }
+    if !headers.keys().any(|k| k.starts_with(OWN_PREFIX)) {
+        return None;
+    }
+    Some(headers.iter().filter(|(k, _)| !k.starts_with(OWN_PREFIX)).map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
 pub fn text<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
     match headers.get(name) {
         Some(HeaderValue::Text(s)) => Some(s),
@@ -61,4 +80,27 @@ pub fn set_int(headers: &mut Headers, name: &str, value: i64) {
 
 pub fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_services_own_copies_keep_provisioner_headers() {
+        let mut producer = Headers::new();
+        set_int(&mut producer, ATTEMPTS, 7);
+        set_text(&mut producer, TRACEPARENT, "00-x");
+        let kept = without_producer_set(&producer).expect("a producer's provisioner-* header is removed");
+        assert_eq!((int(&kept, ATTEMPTS), text(&kept, TRACEPARENT)), (None, Some("00-x")));
+
+        for own in [RETRY_TIER, REPLAY_AUDIT] {
+            let mut ours = producer.clone();
+            set_text(&mut ours, own, "x");
+            assert!(without_producer_set(&ours).is_none(), "{own}");
+        }
+        let mut plain = Headers::new();
+        set_text(&mut plain, TRACEPARENT, "00-x");
+        assert!(without_producer_set(&plain).is_none(), "nothing to remove, nothing copied");
+    }
 }
