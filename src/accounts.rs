@@ -66,6 +66,11 @@ pub struct Account {
 }
 
 impl Account {
+    /// What `job` asks of this account that its policy does not allow.
+    pub fn policy_errors(&self, job: &Job) -> Vec<crate::contract::FieldError> {
+        self.adapter.policy_errors(job)
+    }
+
     pub fn vendor(&self) -> VendorKey {
         self.adapter.vendor()
     }

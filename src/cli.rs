@@ -245,10 +245,14 @@ fn sandbox(listen: std::net::SocketAddr, faults: crate::sandbox::Faults, seed: u
 }
 
 /// Loads the config as every command does: files, environment and secrets, then the tenant
-/// mappings compiled once, so a bad mapping stops any command as it would stop `run`.
+/// mappings and account policies read once, so a mistake in either stops any command as it
+/// would stop `run`.
 fn load_settings(dir: &std::path::Path) -> Result<Settings, String> {
     let settings = Settings::load(&Sources::dir(dir)).map_err(|e| e.to_string())?;
     crate::hire::Mapper::new(&settings).map_err(|e| e.to_string())?;
+    for (name, account) in &settings.accounts {
+        crate::vendors::Policy::from_settings(name, account).map_err(|e| e.to_string())?;
+    }
     Ok(settings)
 }
 

@@ -224,7 +224,7 @@ impl Pipeline {
                 "account",
                 format!("account {:?} is a {} account, not {}", job.account.as_str(), a.vendor(), job.vendor),
             )),
-            Some(_) => {}
+            Some(a) => errors.extend(a.policy_errors(job)),
         }
         (account, errors)
     }

@@ -65,6 +65,30 @@ async fn a_failure_publishes_the_event_before_the_dlq_copy() {
     assert_eq!(h::text(&d.publish[1].headers, h::REASON), Some("rejected"));
 }
 
+/// A ClientToolbox key can make Administrators; jobs may not ask for one unless the
+/// account's policy lists role A. Such a job is invalid and never reaches the vendor.
+#[tokio::test]
+async fn a_job_outside_its_accounts_policy_is_invalid_and_never_sent() {
+    let vendors = TestVendors::start(Faults::default()).await;
+    let mut settings = Settings::default();
+    settings.accounts.insert("ctb".to_owned(), vendors.account(VendorKey::Clienttoolbox));
+    let p = Pipeline::new(&settings, build_adapters(&settings).unwrap(), &Metrics::new());
+    let mut admin = sample_job("pol-1", VendorKey::Clienttoolbox, "ctb", "jadmin");
+    admin["user"]["user_role"] = serde_json::json!("A");
+    let d = p.handle(&delivery("create_user.clienttoolbox", &admin, None), &CancellationToken::new()).await;
+    assert_eq!(kinds(&d), [OutboundKind::Event, OutboundKind::DeadLetter]);
+    assert_eq!(h::text(&d.publish[1].headers, h::REASON), Some("invalid"));
+    let event: serde_json::Value = serde_json::from_slice(&d.publish[0].body).unwrap();
+    let message = event["data"]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("accounts.ctb.policy.roles"), "{message}");
+    assert_eq!(vendors.sandboxes.faults.requests(), 0, "the vendor must not be called");
+
+    // The same job with a role the policy allows goes through.
+    let staff = sample_job("pol-2", VendorKey::Clienttoolbox, "ctb", "jstaff");
+    let d = p.handle(&delivery("create_user.clienttoolbox", &staff, None), &CancellationToken::new()).await;
+    assert_eq!(d.publish[0].routing_key, "user.created.clienttoolbox");
+}
+
 /// A producer that re-publishes a dead letter it consumed, headers and all: the job is
 /// judged afresh, and its own dead letter tells this failure, not the copied one.
 #[tokio::test]

@@ -1,10 +1,10 @@
 //! `provisioner map`: previews the jobs a hire event would produce, and their validation,
 //! without publishing anything.
 
-use super::terminal::{self, printable};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::terminal::{self, printable};
 use crate::config::Settings;
 use crate::contract::FieldError;
 use crate::hire::{fan_out, FanOut, Mapper, MappingError};

@@ -1,10 +1,10 @@
 //! `provisioner validate FILE`: checks jobs offline, from a JSON array or NDJSON.
 
-use super::terminal::{self, printable};
 use std::io::Write;
 
 use serde::Serialize;
 
+use super::terminal::{self, printable};
 use crate::config::Settings;
 use crate::contract::FieldError;
 use crate::job::{self, Rejection};
@@ -69,7 +69,10 @@ fn account_errors(job: &crate::contract::Job, settings: Option<&Settings>) -> Ve
             "account",
             format!("account {:?} is a {} account, not {}", job.account.as_str(), a.vendor, job.vendor),
         )],
-        Some(_) => Vec::new(),
+        Some(a) => match crate::vendors::Policy::from_settings(job.account.as_str(), a) {
+            Ok(policy) => policy.check(job),
+            Err(e) => vec![FieldError::new("account", e.to_string())],
+        },
     }
 }
 
@@ -122,6 +125,19 @@ mod tests {
             assert!(!out.contains('\u{1b}') && !out.contains('\u{7}') && !out.contains('\u{202e}'), "{out}");
             assert!(out.contains("PWNED"), "the key is still shown: {out}");
         }
+    }
+
+    #[test]
+    fn with_a_config_the_accounts_policy_applies() {
+        use crate::contract::VendorKey;
+        let mut settings = Settings::default();
+        settings.accounts.insert("ctb".into(), crate::sandbox::account(VendorKey::Clienttoolbox, "http://127.0.0.1:1"));
+        let mut job = crate::pipeline::sample_job("j", VendorKey::Clienttoolbox, "ctb", "jadmin");
+        job["user"]["user_role"] = "A".into();
+        let verdict = &check(&job.to_string(), Some(&settings))[0];
+        assert!(!verdict.valid);
+        assert_eq!(verdict.errors[0].field, "user.user_role");
+        assert!(check(&job.to_string(), None)[0].valid, "without a config there is no account, so no policy");
     }
 
     #[test]

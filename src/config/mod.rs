@@ -31,7 +31,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid { key: key.into(), message: message.into() }
     }
 }
@@ -428,6 +428,10 @@ pub struct AccountSettings {
     /// Calls in flight at once; `vendors.<vendor>.account_concurrency` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u16>,
+    /// What jobs for this account may ask for (NetSapiens `domains`, `user_scopes`; Glance
+    /// and ClientToolbox `roles`), each a list that replaces the vendor's default.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policy: BTreeMap<String, Vec<String>>,
 }
 
 /// `localhost`, or an IPv4 or IPv6 loopback address (with or without brackets): a host

@@ -9,11 +9,12 @@ use serde_json::{json, Map, Value};
 
 use super::event::Hire;
 use super::template::Template;
-use crate::config::{FieldRuleSettings, Generate, Settings, TopologySettings};
+use crate::config::{ConfigError, FieldRuleSettings, Generate, Settings, TopologySettings};
 use crate::contract::{all_auth_fields, FieldError, FieldKind, FieldValue, Job, VendorKey};
 use crate::job::{self, Rejection};
 use crate::transport::headers as h;
 use crate::transport::{Headers, Outbound, OutboundKind};
+use crate::vendors::Policy;
 
 #[derive(Clone, Debug)]
 enum Rule {
@@ -26,6 +27,8 @@ struct Target {
     account: String,
     domain: Option<String>,
     fields: Vec<(&'static str, FieldKind, Rule)>,
+    /// The account's policy, which every derived job must keep to.
+    policy: Policy,
 }
 
 #[derive(Clone, Debug)]
@@ -153,8 +156,15 @@ impl Mapper {
                         return Err(err(format!("{key}.fields.{}", spec.name), format!("{vendor} requires it")));
                     }
                 }
-                targets
-                    .insert(vendor, Target { account: target.account.clone(), domain: target.domain.clone(), fields });
+                let account = &settings.accounts[&target.account];
+                let policy = Policy::from_settings(&target.account, account).map_err(|e| match e {
+                    ConfigError::Invalid { key, message } => err(key, message),
+                    other => err(format!("{key}.account"), other.to_string()),
+                })?;
+                targets.insert(
+                    vendor,
+                    Target { account: target.account.clone(), domain: target.domain.clone(), fields, policy },
+                );
             }
             let default_targets = match &t.default_targets {
                 Some(list) => {
@@ -191,7 +201,15 @@ impl Mapper {
                 continue;
             };
             match derive_one(hire, *vendor, target, now) {
-                Ok(job) => jobs.push(job),
+                // A job the account's policy refuses would only be dead-lettered by the
+                // worker: refuse the hire now, all or nothing.
+                Ok(derived) => {
+                    let refused = target.policy.check(&derived.job);
+                    errors.extend(
+                        refused.into_iter().map(|e| FieldError::new(format!("{vendor}.{}", e.field), e.message)),
+                    );
+                    jobs.push(derived);
+                }
                 Err(e) => errors.extend(e),
             }
         }
@@ -382,6 +400,20 @@ mod tests {
         let errs = Mapper::new(&s).unwrap().derive(&hire_of("Zoë", "O'Brien"), Utc::now()).unwrap_err();
         assert_eq!(errs[0].field, "glance.user.UserAddress");
         assert!(errs[0].message.contains("may only contain ASCII letters"), "{}", errs[0].message);
+    }
+
+    /// A mapping that would make ClientToolbox Administrators: every hire of it is refused
+    /// whole, rather than publishing a job the worker would only dead-letter.
+    #[test]
+    fn derived_jobs_keep_to_the_accounts_policy() {
+        let mut s = settings();
+        let ctb = s.tenants.get_mut("acme").unwrap().clienttoolbox.as_mut().unwrap();
+        ctb.fields.insert("user_role".into(), FieldRuleSettings::Template("A".into()));
+        let errs = Mapper::new(&s).unwrap().derive(&hire_of("Jane", "Doe"), Utc::now()).unwrap_err();
+        assert_eq!(errs.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(), ["clienttoolbox.user.user_role"]);
+        assert!(errs[0].message.contains("accounts.acme-ctb.policy.roles"), "{}", errs[0].message);
+        s.accounts.get_mut("acme-ctb").unwrap().policy.insert("roles".into(), vec!["A".into(), "K".into()]);
+        assert!(Mapper::new(&s).unwrap().derive(&hire_of("Jane", "Doe"), Utc::now()).is_ok());
     }
 
     #[test]

@@ -133,7 +133,15 @@ pub fn account(vendor: VendorKey, base: &str) -> crate::config::AccountSettings 
             [("user_password".to_owned(), secret(clienttoolbox::sandbox::SANDBOX_PASSWORD))].into(),
         ),
     };
-    AccountSettings { vendor, base_url: Some(base_url), settings, credentials, rate: None, concurrency: None }
+    AccountSettings {
+        vendor,
+        base_url: Some(base_url),
+        settings,
+        credentials,
+        rate: None,
+        concurrency: None,
+        policy: Default::default(),
+    }
 }
 
 /// What `provisioner sandbox` prints: how to point a local worker at it.

@@ -7,6 +7,9 @@ pub mod clienttoolbox;
 pub mod glance;
 pub mod http;
 pub mod netsapiens;
+mod policy;
+
+pub use policy::Policy;
 
 use std::time::Duration;
 
@@ -126,9 +129,15 @@ pub trait Adapter: Send + Sync {
     ) -> impl std::future::Future<Output = Result<Receipt, VendorError>> + Send;
 }
 
-/// Every adapter this build knows, as one type, so the pipeline needs no boxing or dyn.
+/// Every adapter this build knows, as one type, so the pipeline needs no boxing or dyn;
+/// with the account's policy, checked before any call.
+pub struct AnyAdapter {
+    client: Client,
+    policy: Policy,
+}
+
 /// A new vendor adds a variant here and a module beside this one.
-pub enum AnyAdapter {
+enum Client {
     Glance(glance::Adapter),
     Netsapiens(netsapiens::Adapter),
     Clienttoolbox(clienttoolbox::Adapter),
@@ -136,20 +145,25 @@ pub enum AnyAdapter {
 
 impl AnyAdapter {
     pub fn vendor(&self) -> VendorKey {
-        match self {
-            AnyAdapter::Glance(_) => VendorKey::Glance,
-            AnyAdapter::Netsapiens(_) => VendorKey::Netsapiens,
-            AnyAdapter::Clienttoolbox(_) => VendorKey::Clienttoolbox,
+        match self.client {
+            Client::Glance(_) => VendorKey::Glance,
+            Client::Netsapiens(_) => VendorKey::Netsapiens,
+            Client::Clienttoolbox(_) => VendorKey::Clienttoolbox,
         }
+    }
+
+    /// What `job` asks for that the account's policy does not allow.
+    pub fn policy_errors(&self, job: &Job) -> Vec<crate::contract::FieldError> {
+        self.policy.check(job)
     }
 }
 
 impl Adapter for AnyAdapter {
     async fn create_user(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
-        match self {
-            AnyAdapter::Glance(a) => a.create_user(job, ctx).await,
-            AnyAdapter::Netsapiens(a) => a.create_user(job, ctx).await,
-            AnyAdapter::Clienttoolbox(a) => a.create_user(job, ctx).await,
+        match &self.client {
+            Client::Glance(a) => a.create_user(job, ctx).await,
+            Client::Netsapiens(a) => a.create_user(job, ctx).await,
+            Client::Clienttoolbox(a) => a.create_user(job, ctx).await,
         }
     }
 }
@@ -162,12 +176,12 @@ pub fn build_adapters(
     let mut out = std::collections::HashMap::new();
     for (name, account) in &settings.accounts {
         let http = settings.vendors.get(account.vendor);
-        let adapter = match account.vendor {
-            VendorKey::Glance => AnyAdapter::Glance(glance::build(name, account, http)?),
-            VendorKey::Netsapiens => AnyAdapter::Netsapiens(netsapiens::build(name, account, http)?),
-            VendorKey::Clienttoolbox => AnyAdapter::Clienttoolbox(clienttoolbox::build(name, account, http)?),
+        let client = match account.vendor {
+            VendorKey::Glance => Client::Glance(glance::build(name, account, http)?),
+            VendorKey::Netsapiens => Client::Netsapiens(netsapiens::build(name, account, http)?),
+            VendorKey::Clienttoolbox => Client::Clienttoolbox(clienttoolbox::build(name, account, http)?),
         };
-        out.insert(name.clone(), adapter);
+        out.insert(name.clone(), AnyAdapter { client, policy: Policy::from_settings(name, account)? });
     }
     Ok(out)
 }

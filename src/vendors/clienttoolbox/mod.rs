@@ -60,6 +60,7 @@ pub(crate) mod testing {
                 credentials,
                 rate: None,
                 concurrency: None,
+                policy: Default::default(),
             },
             _dir: dir,
         }

@@ -314,6 +314,7 @@ mod tests {
             credentials: creds.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
             rate: None,
             concurrency: None,
+            policy: Default::default(),
         }
     }
 

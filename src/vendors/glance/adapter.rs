@@ -260,6 +260,7 @@ pub(crate) mod tests {
             credentials: [(cred.0.to_owned(), SecretSource::File(file))].into_iter().collect(),
             rate: None,
             concurrency: None,
+            policy: Default::default(),
         };
         build("acme", &a, http_settings).unwrap()
     }

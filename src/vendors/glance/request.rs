@@ -175,6 +175,7 @@ mod tests {
             credentials: [(cred.0.to_owned(), SecretSource::File(path))].into_iter().collect(),
             rate: None,
             concurrency: None,
+            policy: Default::default(),
         };
         (from_settings("acme", &a).unwrap(), dir)
     }

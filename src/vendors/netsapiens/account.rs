@@ -256,6 +256,7 @@ pub(crate) mod tests {
             credentials,
             rate: None,
             concurrency: None,
+            policy: Default::default(),
         }
     }
 
@@ -379,6 +380,7 @@ pub(crate) mod tests {
             credentials: [("api_key".to_owned(), SecretSource::Env("PROVISIONER_TEST_NS_UNSET_KEY".into()))].into(),
             rate: None,
             concurrency: None,
+            policy: Default::default(),
         };
         let err = from_settings("a", &s).unwrap_err().to_string();
         assert!(err.contains("accounts.a.credentials.api_key"), "{err}");
