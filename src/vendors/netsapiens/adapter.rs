@@ -61,10 +61,6 @@ impl Adapter {
         Self { inner: Arc::new(Inner { account, base, http, token: tokio::sync::Mutex::new(None) }) }
     }
 
-    pub fn vendor(&self) -> VendorKey {
-        VendorKey::Netsapiens
-    }
-
     pub fn account(&self) -> &Account {
         &self.inner.account
     }
