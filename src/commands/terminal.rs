@@ -19,13 +19,22 @@ fn unsafe_for_terminal(c: char) -> bool {
 /// `text` for a table or a line of plain output: every control character (newlines too, so
 /// one value cannot fake another line) and bidirectional override as `\u{…}`.
 pub fn printable(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(unsafe_for_terminal) {
+    escaped(text, unsafe_for_terminal, |out, c| write!(out, "\\u{{{:x}}}", c as u32))
+}
+
+/// `text` with every character `needs` picks written by `escape`; borrowed when there is none.
+fn escaped(
+    text: &str,
+    needs: impl Fn(char) -> bool,
+    escape: impl Fn(&mut String, char) -> std::fmt::Result,
+) -> Cow<'_, str> {
+    if !text.chars().any(&needs) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if unsafe_for_terminal(c) {
-            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        if needs(c) {
+            let _ = escape(&mut out, c);
         } else {
             out.push(c);
         }
@@ -40,21 +49,10 @@ pub fn json(value: &impl Serialize, pretty: bool) -> String {
     let raw = if pretty { serde_json::to_string_pretty(value) } else { serde_json::to_string(value) };
     let raw = raw.expect("values printed by the CLI serialise");
     // A raw C0 control in serde_json's output is its own layout (pretty printing's
-    // newlines): inside strings it has escaped them all already.
+    // newlines): inside strings it has escaped them all already. Outside strings JSON has
+    // only ASCII structure, so every character escaped here is inside one.
     let escape = |c: char| c >= '\u{7f}' && unsafe_for_terminal(c);
-    if !raw.chars().any(escape) {
-        return raw;
-    }
-    let mut out = String::with_capacity(raw.len() + 8);
-    for c in raw.chars() {
-        if escape(c) {
-            // Outside strings JSON has only ASCII structure, so each of these is inside one.
-            let _ = write!(out, "\\u{:04x}", c as u32);
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    escaped(&raw, escape, |out, c| write!(out, "\\u{:04x}", c as u32)).into_owned()
 }
 
 #[cfg(test)]
