@@ -363,6 +363,7 @@ fn json_body(a: &Answer<'_>) -> Option<Value> {
     if ct.contains("html") {
         return None;
     }
+    http::json_within_budget(a.body).ok()?;
     serde_json::from_slice::<Value>(a.body).ok().filter(Value::is_object)
 }
 
