@@ -7,13 +7,13 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{force_close_connections, jobs_in_flight, rabbitmqctl, test_settings, Probe, TestVendors, WorkerProcess};
-use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicGetOptions};
-use lapin::types::FieldTable;
+use common::{
+    force_close_connections, jobs_in_flight, messages_in, test_settings, EventRecorder, Probe, Seen, TestVendors,
+    WorkerProcess,
+};
+use lapin::options::BasicGetOptions;
 use provisioner::config::Settings;
 use provisioner::contract::{Job, VendorKey};
 use provisioner::pipeline::sample_job;
@@ -39,9 +39,6 @@ const CRASH_SLACK: Duration = Duration::from_secs(2);
 const WAIT: Duration = Duration::from_secs(30);
 /// Once publishing is over: the outage's jobs still climb the retry tiers.
 const SETTLE_WAIT: Duration = Duration::from_secs(180);
-/// Routing key of the marker published after the last worker stopped: once the observer
-/// reads it, it has read every event before it.
-const SENTINEL: &str = "chaos.sentinel";
 
 /// 10% 5xx, 5% 429 with Retry-After, 2% hangs past the request timeout; a little latency and
 /// a delayed answer, so a kill often lands after the vendor created the user but before the
@@ -185,46 +182,6 @@ async fn produce(
     first_published
 }
 
-/// A terminal event as the observer saw it.
-#[derive(Clone, Debug)]
-struct Seen {
-    at: Instant,
-    job_id: String,
-    outcome: String,
-    class: Option<String>,
-}
-
-/// Reads every event on a connection of the test's own (a forced close of the worker's
-/// connection does not touch it) until the sentinel arrives.
-async fn observe(probe: &Probe) -> (Arc<Mutex<Vec<Seen>>>, tokio::task::JoinHandle<()>) {
-    let ch = probe.conn.create_channel().await.unwrap();
-    let queue = probe.event_queue(&ch, "chaos-observer").await;
-    let consume = BasicConsumeOptions { no_ack: true, ..Default::default() };
-    let mut consumer =
-        ch.basic_consume(queue.as_str().into(), "".into(), consume, FieldTable::default()).await.unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    let task = tokio::spawn(async move {
-        let _channel = ch;
-        while let Some(delivery) = consumer.next().await {
-            let d = delivery.expect("the observer's connection stays up");
-            if d.routing_key.as_str() == SENTINEL {
-                return;
-            }
-            let e: serde_json::Value = serde_json::from_slice(&d.data).expect("events are JSON");
-            let outcome = e["type"].as_str().unwrap_or_default().trim_start_matches("provisioning.user.").to_owned();
-            sink.lock().unwrap().push(Seen {
-                at: Instant::now(),
-                job_id: e["subject"].as_str().unwrap_or_default().to_owned(),
-                outcome,
-                class: e["data"]["error"]["class"].as_str().map(str::to_owned),
-            });
-        }
-        panic!("the observer's consumer ended before the sentinel");
-    });
-    (seen, task)
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
     Kill,
@@ -256,17 +213,6 @@ async fn wait_busy(admin: std::net::SocketAddr, worker: &WorkerProcess) {
 
 fn count_logged(worker: &WorkerProcess, needle: &str) -> usize {
     worker.all_logs().lines().filter(|l| l.contains(needle)).count()
-}
-
-/// Messages (ready and unacked) in the named queues, from the broker's own count.
-fn messages_in(queues: &[String]) -> u64 {
-    let listing = rabbitmqctl(&["list_queues", "name", "messages", "--no-table-headers", "--quiet"]);
-    listing
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .filter(|(name, _)| queues.iter().any(|q| q == name))
-        .filter_map(|(_, n)| n.trim().parse::<u64>().ok())
-        .sum()
 }
 
 /// Every dead letter, taken: its job id and `provisioner-reason`.
@@ -344,7 +290,7 @@ async fn thousands_of_jobs_survive_faults_kills_a_disconnect_a_sigterm_and_an_ou
     let settings = chaos_settings(&main, &down);
     let sandboxes_of = |vendor| if vendor == OUTAGE_VENDOR { &down } else { &main };
     let probe = Probe::new(&settings).await;
-    let (seen, observer) = observe(&probe).await;
+    let recorder = EventRecorder::start(&probe).await;
     let (jobs, messages) = plan();
     let mut published: HashMap<String, usize> = HashMap::new();
     for (_, body) in &messages {
@@ -411,7 +357,7 @@ async fn thousands_of_jobs_survive_faults_kills_a_disconnect_a_sigterm_and_an_ou
     // (as lost) before the assertions fail.
     let settle_deadline = Instant::now() + SETTLE_WAIT;
     let all_ended = || {
-        let seen = seen.lock().unwrap();
+        let seen = recorder.seen();
         let mut ended: HashMap<&str, usize> = HashMap::new();
         for e in seen.iter() {
             *ended.entry(e.job_id.as_str()).or_default() += 1;
@@ -437,22 +383,10 @@ async fn thousands_of_jobs_survive_faults_kills_a_disconnect_a_sigterm_and_an_ou
     let status = worker.wait_exit(WAIT).await;
     assert!(status.success(), "the last worker must drain and exit 0, got {status:?}:\n{}", worker.all_logs());
     retired.push(worker);
-    let sentinel = Outbound {
-        kind: OutboundKind::Event,
-        exchange: settings.topology.events_exchange.clone(),
-        routing_key: SENTINEL.into(),
-        body: b"{}".to_vec(),
-        message_id: None,
-        content_type: None,
-        timestamp: None,
-        headers: Headers::new(),
-    };
-    probe.publisher.publish(&sentinel).await.expect("sentinel confirmed");
-    tokio::time::timeout(WAIT, observer).await.expect("the observer reads up to the sentinel").unwrap();
+    let seen = recorder.finish(&probe, WAIT).await;
     let dead = drain_dead_letters(&probe).await;
     let logs: String = retired.iter().map(|w| w.all_logs() + "\n").collect();
     let retries = RetryLog::read(&logs);
-    let seen = seen.lock().unwrap().clone();
     let wall = run_started.elapsed();
 
     // ---- What happened, per job id.

@@ -1,5 +1,5 @@
 //! Fault injection for the vendor sandboxes: latency, server errors, throttling, hangs,
-//! lost responses and full outages, adjustable while the sandbox runs.
+//! lost responses, hostile answers and full outages, adjustable while the sandbox runs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -14,8 +14,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use super::hostile::HostileState;
+
 /// What the sandbox does wrong, on purpose. Rates are probabilities per request, drawn in
-/// this order: outage, server error, throttle, hang, lost response. The same fields are the
+/// this order: outage, server error, throttle, hang, lost response, hostile answer. The same
+/// fields are the
 /// `provisioner sandbox` flags and the JSON of `PUT /_sandbox/faults`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(default, deny_unknown_fields)]
@@ -44,6 +47,11 @@ pub struct Faults {
     /// nastiest case for idempotency, since the user now exists.
     #[arg(long, default_value_t = 0.0)]
     pub lost_response_rate: f64,
+    /// Share of requests given a hostile answer instead of the vendor's: a nesting bomb,
+    /// 80 MiB, a slow drip, an endless Retry-After, invalid UTF-8, … (`sandbox::hostile`),
+    /// each kind in turn. None is a success, and none creates a user.
+    #[arg(long, default_value_t = 0.0)]
+    pub hostile_rate: f64,
     /// Every request is answered 503.
     #[arg(long)]
     pub outage: bool,
@@ -66,6 +74,7 @@ pub struct FaultState {
     /// Vendor API requests that arrived, faulted or not: what a test reads to prove a
     /// vendor was, or was not, called.
     requests: Arc<AtomicU64>,
+    hostile: Arc<HostileState>,
 }
 
 impl FaultState {
@@ -75,12 +84,18 @@ impl FaultState {
             faults: Arc::new(RwLock::new(faults)),
             rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))),
             requests: Arc::new(AtomicU64::new(0)),
+            hostile: Arc::new(HostileState::default()),
         }
     }
 
     /// Vendor API requests received so far (control paths not counted).
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// The hostile answers served so far, and those still streaming.
+    pub fn hostile(&self) -> &HostileState {
+        &self.hostile
     }
 
     pub fn get(&self) -> Faults {
@@ -114,6 +129,7 @@ enum Fate {
     Throttle,
     Hang,
     LoseResponse,
+    Hostile,
     Serve,
 }
 
@@ -127,6 +143,7 @@ fn fate(f: &Faults, roll: f64) -> Fate {
         (f.throttle_rate, Fate::Throttle),
         (f.hang_rate, Fate::Hang),
         (f.lost_response_rate, Fate::LoseResponse),
+        (f.hostile_rate, Fate::Hostile),
     ] {
         edge += rate;
         if roll < edge {
@@ -163,6 +180,7 @@ pub async fn inject(State(state): State<FaultState>, req: Request, next: Next) -
             let _processed = next.run(req).await;
             (StatusCode::GATEWAY_TIMEOUT, "sandbox lost the response").into_response()
         }
+        Fate::Hostile => super::hostile::answer(&state.hostile, req, next).await,
         Fate::Serve => {
             let response = next.run(req).await;
             if !faults.response_delay.is_zero() {
@@ -184,13 +202,15 @@ mod tests {
             throttle_rate: 0.05,
             hang_rate: 0.02,
             lost_response_rate: 0.03,
+            hostile_rate: 0.2,
             ..Default::default()
         };
         assert_eq!(fate(&f, 0.05), Fate::ServerError);
         assert_eq!(fate(&f, 0.12), Fate::Throttle);
         assert_eq!(fate(&f, 0.16), Fate::Hang);
         assert_eq!(fate(&f, 0.19), Fate::LoseResponse);
-        assert_eq!(fate(&f, 0.20), Fate::Serve);
+        assert_eq!(fate(&f, 0.39), Fate::Hostile);
+        assert_eq!(fate(&f, 0.40), Fate::Serve);
         assert_eq!(fate(&Faults { outage: true, ..f }, 0.99), Fate::Outage);
         assert_eq!(fate(&Faults::default(), 0.0), Fate::Serve);
     }

@@ -3,6 +3,7 @@
 //! demo and the chaos suite drive.
 
 pub mod faults;
+pub mod hostile;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -64,7 +65,14 @@ impl Sandboxes {
                     async move {
                         let users: serde_json::Map<String, serde_json::Value> =
                             VendorKey::ALL.iter().map(|v| (v.to_string(), this.user_count(*v).into())).collect();
-                        Json(serde_json::json!({ "users": users }))
+                        let hostile: serde_json::Map<String, serde_json::Value> = this
+                            .faults
+                            .hostile()
+                            .served()
+                            .into_iter()
+                            .map(|(kind, n)| (kind.as_str().to_owned(), n.into()))
+                            .collect();
+                        Json(serde_json::json!({ "users": users, "hostile_served": hostile }))
                     }
                 }),
             )
@@ -208,5 +216,137 @@ mod tests {
         state.set(Faults { outage: true, ..Faults::default() });
         assert_eq!(status("/api.php").await, 503);
         assert_eq!(status("/_sandbox/faults").await, 200, "the control API is never faulted");
+    }
+
+    /// Every kind, on every vendor's create: none is a success, none creates a user, and the
+    /// token endpoint's lie is a real token.
+    #[tokio::test]
+    async fn hostile_answers_are_never_a_success_and_create_no_user() {
+        use hostile::Kind;
+        let sandboxes = Sandboxes::new(Faults { hostile_rate: 1.0, ..Faults::default() }, 3);
+        let stop = CancellationToken::new();
+        let (addr, _) = sandboxes.serve("127.0.0.1:0".parse().unwrap(), stop.clone()).await.unwrap();
+        let base = format!("http://{addr}");
+        // Shorter than a drip's second drop and than the slow Retry-After.
+        let http = reqwest::Client::builder().timeout(std::time::Duration::from_millis(300)).build().unwrap();
+        let glance = [
+            ("PartnerLogin", glance::sandbox::SANDBOX_PARTNER_LOGIN),
+            ("PartnerPW", glance::sandbox::SANDBOX_PARTNER_PW),
+            ("PartnerUserID", "EMP-1"),
+            ("UserAddress", "jdoe.acme.glance.net"),
+            ("UserFirst", "Jane"),
+            ("UserLast", "Doe"),
+            ("UserEmail", "jane.doe@acme.example"),
+        ];
+        let ctb = [
+            ("type", "user_new"),
+            ("account_id", clienttoolbox::sandbox::SANDBOX_ACCOUNT_ID),
+            ("user_id", clienttoolbox::sandbox::SANDBOX_USER_ID),
+            ("user_password", clienttoolbox::sandbox::SANDBOX_PASSWORD),
+            ("user_name", "jdoe"),
+            ("user_new_password", "S3cure!pass"),
+            ("user_first_name", "Jane"),
+            ("user_last_name", "Doe"),
+            ("user_role", "K"),
+            ("allowed_campaigns", "all"),
+        ];
+        let ns = serde_json::json!({"user": "1042", "name-first-name": "Jane", "name-last-name": "Doe",
+                                    "email": "jane.doe@acme.example", "user-scope": "Basic User"});
+        let calls = || {
+            [
+                http.post(format!("{base}/PAPI/NewUser.asp")).form(&glance),
+                http.post(format!("{base}/api.php")).form(&ctb),
+                http.post(format!("{base}/ns-api/v2/domains/{}/users", netsapiens::sandbox::SANDBOX_DOMAIN))
+                    .bearer_auth(netsapiens::sandbox::SANDBOX_API_KEY)
+                    .json(&ns),
+            ]
+        };
+        let mut seen = std::collections::BTreeMap::<(String, u16), u32>::new();
+        for _ in 0..10 {
+            for (vendor, call) in ["glance", "clienttoolbox", "netsapiens"].into_iter().zip(calls()) {
+                // A timeout (the drip, the slow Retry-After) is an answer that never came.
+                let status = match call.send().await {
+                    Ok(r) => r.status().as_u16(),
+                    Err(e) if e.is_timeout() => 0,
+                    Err(e) => panic!("{vendor}: {e}"),
+                };
+                *seen.entry((vendor.to_owned(), status)).or_default() += 1;
+            }
+        }
+        for v in VendorKey::ALL {
+            assert_eq!(sandboxes.user_count(v), 0, "{v}: a hostile answer created a user");
+        }
+        let served: std::collections::BTreeMap<Kind, u64> = sandboxes.faults.hostile().served().into_iter().collect();
+        for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::TokenExpiresForever) {
+            assert_eq!(served[&kind], 3, "{kind:?} once per vendor: {served:?}");
+        }
+        // 200s carry the documents; the rest are 429/503 with Retry-After, or timeouts.
+        assert!(seen.keys().all(|(_, s)| [0, 200, 429, 503].contains(s)), "{seen:?}");
+
+        // The token endpoint: ten other kinds first, then a real token that claims forever.
+        let grant = serde_json::json!({"grant_type": "password",
+            "client_id": netsapiens::sandbox::SANDBOX_CLIENT_ID, "client_secret": netsapiens::sandbox::SANDBOX_CLIENT_SECRET,
+            "username": netsapiens::sandbox::SANDBOX_USERNAME, "password": netsapiens::sandbox::SANDBOX_PASSWORD});
+        let token_url = format!("{base}/ns-api/v2/tokens");
+        for _ in 0..10 {
+            let _ = http.post(&token_url).json(&grant).send().await;
+        }
+        let token: serde_json::Value = http.post(&token_url).json(&grant).send().await.unwrap().json().await.unwrap();
+        assert_eq!(token["expires_in"].to_string(), hostile::FOREVER);
+        let user = http
+            .get(format!("{base}/ns-api/v2/domains/{}/users/1042", netsapiens::sandbox::SANDBOX_DOMAIN))
+            .bearer_auth(token["access_token"].as_str().unwrap());
+        sandboxes.faults.set(Faults::default());
+        assert_eq!(user.send().await.unwrap().status(), 404, "the token is real: the user is simply not there");
+
+        // The same calls, answered by the vendors, do create the users.
+        for call in calls() {
+            assert!(call.send().await.unwrap().status().is_success());
+        }
+        for v in VendorKey::ALL {
+            assert_eq!(sandboxes.user_count(v), 1, "{v}: the call the hostile answers replaced was a valid create");
+        }
+        stop.cancel();
+    }
+
+    /// The 80 MiB answers: one declares its length and one is chunked; a client that stops
+    /// reading closes them, and the sandbox never holds the body.
+    #[tokio::test]
+    async fn huge_answers_declare_their_length_or_stream_chunked() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let sandboxes = Sandboxes::new(Faults { hostile_rate: 1.0, ..Faults::default() }, 3);
+        let stop = CancellationToken::new();
+        let (addr, _) = sandboxes.serve("127.0.0.1:0".parse().unwrap(), stop.clone()).await.unwrap();
+        let head = |n: usize| {
+            // Skips the rotation to the kind wanted, on ClientToolbox's path.
+            async move {
+                for _ in 0..n {
+                    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                    s.write_all(b"POST /api.php HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+                    let mut buf = [0u8; 256];
+                    let _ = s.read(&mut buf).await;
+                }
+                let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                s.write_all(b"POST /api.php HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap();
+                (String::from_utf8_lossy(&buf[..n]).to_lowercase(), s)
+            }
+        };
+        let (with_length, s) = head(2).await;
+        assert!(with_length.contains(&format!("content-length: {}", hostile::HUGE_BYTES)), "{with_length}");
+        assert_eq!(sandboxes.faults.hostile().streaming(hostile::Kind::HugeBody), 1);
+        drop(s);
+        let (chunked, s) = head(0).await;
+        assert!(chunked.contains("transfer-encoding: chunked"), "{chunked}");
+        assert!(!chunked.contains("content-length"), "{chunked}");
+        drop(s);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let open = || hostile::Kind::ALL.iter().map(|k| sandboxes.faults.hostile().streaming(*k)).sum::<u64>();
+        while open() > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "a body outlived its client");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        stop.cancel();
     }
 }

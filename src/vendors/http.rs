@@ -134,6 +134,38 @@ impl TreeBudget {
     }
 }
 
+/// Checks a JSON answer against the same budget as [`TreeBudget`] before anything is built
+/// from it: serde_json spends a 32-byte `Value` on every value (and a map entry on every
+/// key), so a 1 MiB answer of `[0,0,…]` costs over 16 MiB per call in flight before it could
+/// be counted. The scan counts every object and array, and every `,` and `:` outside
+/// strings, which is at least as many as the values; it allocates nothing.
+pub fn json_within_budget(body: &[u8]) -> Result<(), String> {
+    let mut budget = TreeBudget::default();
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => budget.open()?,
+            b'}' | b']' => budget.close(),
+            b',' | b':' => {
+                budget.open()?;
+                budget.close();
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The code of an answer this service would not read: over the size cap, or not text.
 pub const UNREADABLE_ANSWER: &str = "unreadable_answer";
 
@@ -362,6 +394,23 @@ mod tests {
             wide.close();
         }
         assert!(wide.open().unwrap_err().contains("more than"));
+    }
+
+    /// Found by the hostile suite: a flat 1 MB JSON answer took tens of MiB to parse, per
+    /// call in flight, before its values could be counted.
+    #[test]
+    fn the_json_budget_is_checked_before_parsing() {
+        let wide = format!("{{\"a\":[{}0]}}", "0,".repeat(20_000));
+        assert!(json_within_budget(wide.as_bytes()).unwrap_err().contains("more than 10000"));
+        let deep = format!("{}0{}", "[".repeat(MAX_ANSWER_DEPTH + 1), "]".repeat(MAX_ANSWER_DEPTH + 1));
+        assert!(json_within_budget(deep.as_bytes()).unwrap_err().contains("deeper than 64"));
+        let fine = format!("{}0{}", "[".repeat(MAX_ANSWER_DEPTH), "]".repeat(MAX_ANSWER_DEPTH));
+        assert!(json_within_budget(fine.as_bytes()).is_ok());
+        // Brackets, commas and colons inside strings (escaped quotes included) are text.
+        let text = format!(r#"{{"message":"{}\" ,:[{{"}}"#, "[,:{".repeat(20_000));
+        assert!(json_within_budget(text.as_bytes()).is_ok());
+        let user = r#"{"user":"1042","name-first-name":"Jane","email":"jane@acme.example","area-code":858}"#;
+        assert!(json_within_budget(user.as_bytes()).is_ok());
     }
 
     #[test]

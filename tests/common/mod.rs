@@ -234,6 +234,84 @@ impl Observer {
     }
 }
 
+/// A terminal event as an [`EventRecorder`] saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub at: tokio::time::Instant,
+    pub job_id: String,
+    /// `created`, `existing` or `failed`.
+    pub outcome: String,
+    pub class: Option<String>,
+}
+
+/// Routing key of the marker [`EventRecorder::finish`] publishes once no more events can
+/// come: a recorder that reads it has read every event before it.
+const SENTINEL: &str = "test.sentinel";
+
+/// Records every event on a connection of the test's own (a forced close of the worker's
+/// connection does not touch it), as it arrives, until [`EventRecorder::finish`].
+pub struct EventRecorder {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EventRecorder {
+    pub async fn start(probe: &Probe) -> Self {
+        let ch = probe.conn.create_channel().await.unwrap();
+        let queue = probe.event_queue(&ch, "recorder").await;
+        let consume = BasicConsumeOptions { no_ack: true, ..Default::default() };
+        let mut consumer =
+            ch.basic_consume(queue.as_str().into(), "".into(), consume, FieldTable::default()).await.unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let task = tokio::spawn(async move {
+            let _channel = ch;
+            while let Some(delivery) = consumer.next().await {
+                let d = delivery.expect("the recorder's connection stays up");
+                if d.routing_key.as_str() == SENTINEL {
+                    return;
+                }
+                let e: serde_json::Value = serde_json::from_slice(&d.data).expect("events are JSON");
+                let outcome =
+                    e["type"].as_str().unwrap_or_default().trim_start_matches("provisioning.user.").to_owned();
+                sink.lock().unwrap().push(Seen {
+                    at: tokio::time::Instant::now(),
+                    job_id: e["subject"].as_str().unwrap_or_default().to_owned(),
+                    outcome,
+                    class: e["data"]["error"]["class"].as_str().map(str::to_owned),
+                });
+            }
+            panic!("the recorder's consumer ended before the sentinel");
+        });
+        Self { seen, task }
+    }
+
+    /// The events recorded so far.
+    pub fn seen(&self) -> std::sync::MutexGuard<'_, Vec<Seen>> {
+        self.seen.lock().unwrap()
+    }
+
+    /// Every event published before this call: publishes the sentinel and reads up to it.
+    /// Call it once no worker can publish any more.
+    pub async fn finish(self, probe: &Probe, within: Duration) -> Vec<Seen> {
+        let sentinel = Outbound {
+            kind: OutboundKind::Event,
+            exchange: probe.settings.topology.events_exchange.clone(),
+            routing_key: SENTINEL.into(),
+            body: b"{}".to_vec(),
+            message_id: None,
+            content_type: None,
+            timestamp: None,
+            headers: Headers::new(),
+        };
+        probe.publisher.publish(&sentinel).await.expect("sentinel confirmed");
+        tokio::time::timeout(within, self.task).await.expect("the recorder reads up to the sentinel").unwrap();
+        Arc::try_unwrap(self.seen)
+            .map(|m| m.into_inner().unwrap())
+            .unwrap_or_else(|shared| shared.lock().unwrap().clone())
+    }
+}
+
 /// Waits until `check` holds, polling, or panics with `what` after `within`.
 pub async fn wait_until<F: FnMut() -> bool>(within: Duration, what: &str, mut check: F) {
     let deadline = tokio::time::Instant::now() + within;
@@ -264,6 +342,17 @@ pub fn force_close_connections(connection_name: &str) -> usize {
         rabbitmqctl(&["close_connection", pid, "forced close by test"]);
     }
     pids.len()
+}
+
+/// Messages (ready and unacked) in the named queues, from the broker's own count.
+pub fn messages_in(queues: &[String]) -> u64 {
+    let listing = rabbitmqctl(&["list_queues", "name", "messages", "--no-table-headers", "--quiet"]);
+    listing
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(name, _)| queues.iter().any(|q| q == name))
+        .filter_map(|(_, n)| n.trim().parse::<u64>().ok())
+        .sum()
 }
 
 /// The settings as a `default.toml` for a child process.
@@ -396,6 +485,15 @@ impl WorkerProcess {
         let line = logs.iter().find(|l| l.contains("provisioner starting")).expect("start-up line logged");
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         v["admin"].as_str().unwrap().parse().unwrap()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// How the worker exited, if it has.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
     }
 
     pub fn signal(&self, sig: &str) {

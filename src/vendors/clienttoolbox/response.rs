@@ -81,9 +81,8 @@ pub fn read_answer(body: &[u8]) -> Option<Answer> {
     let root = match trimmed.chars().next()? {
         '<' => parse_xml(trimmed)?,
         '{' => {
-            // serde_json bounds the nesting (128); the node count is bounded here.
-            let value: serde_json::Value = serde_json::from_str(trimmed).ok()?;
-            (json_values(&value) <= http::MAX_ANSWER_NODES).then(|| json_node("", &value))?
+            http::json_within_budget(trimmed.as_bytes()).ok()?;
+            json_node("", &serde_json::from_str(trimmed).ok()?)
         }
         _ => return None,
     };
@@ -202,21 +201,6 @@ fn parse_xml(text: &str) -> Option<Node> {
         return None;
     }
     root
-}
-
-/// How many values a JSON document holds, counted without recursion.
-fn json_values(value: &serde_json::Value) -> usize {
-    let mut count = 0;
-    let mut stack = vec![value];
-    while let Some(v) = stack.pop() {
-        count += 1;
-        match v {
-            serde_json::Value::Object(map) => stack.extend(map.values()),
-            serde_json::Value::Array(items) => stack.extend(items),
-            _ => {}
-        }
-    }
-    count
 }
 
 fn json_node(name: &str, value: &serde_json::Value) -> Node {

@@ -145,7 +145,7 @@ impl Adapter {
         let account = &self.inner.account;
         self.call(
             |bearer| request::get_user(account, domain, user, bearer),
-            |answer| response::interpret_lookup(answer, domain, account.domain_not_found),
+            |answer| response::interpret_lookup(answer, domain, user, account.domain_not_found),
         )
         .await
     }

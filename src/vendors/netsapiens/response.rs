@@ -99,6 +99,14 @@ impl FoundUser {
     }
 }
 
+/// The user record of a 200 answer about `user`. An object that does not name the extension
+/// it answers for (an error's JSON, a proxy's, any other JSON that parses) is no record: read
+/// as one, it would announce a user nobody created, or call a stranger's user ours.
+fn user_record(a: &Answer<'_>, user: &Extension) -> Option<FoundUser> {
+    let found = json_body(a).as_ref().and_then(FoundUser::from_json)?;
+    found.user.as_deref().is_some_and(|u| u.trim().eq_ignore_ascii_case(user.as_str())).then_some(found)
+}
+
 fn scalar(obj: &Map<String, Value>, name: &str) -> Option<String> {
     match obj.get(name)? {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
@@ -140,7 +148,7 @@ pub fn interpret_create(
 ) -> Result<Receipt, VendorError> {
     match a.status {
         StatusCode::OK => {
-            let remote = json_body(a).as_ref().and_then(FoundUser::from_json).ok_or_else(|| unreadable(a))?;
+            let remote = user_record(a, user).ok_or_else(|| unreadable(a))?;
             Ok(receipt(domain, user, Some(&remote), false))
         }
         // 202's body is a bare acknowledgement (`{"code":202,"message":"Accepted"}`, typed
@@ -198,10 +206,11 @@ pub fn login_username_taken(domain: &Domain, wanted: &NewUser) -> VendorError {
 pub fn interpret_lookup(
     a: &Answer<'_>,
     domain: &Domain,
+    user: &Extension,
     policy: DomainNotFound,
 ) -> Result<Option<FoundUser>, VendorError> {
     match a.status {
-        StatusCode::OK => json_body(a).as_ref().and_then(FoundUser::from_json).map(Some).ok_or_else(|| unreadable(a)),
+        StatusCode::OK => user_record(a, user).map(Some).ok_or_else(|| unreadable(a)),
         StatusCode::NOT_FOUND if json_body(a).is_some() && !names_missing_domain(a) => Ok(None),
         _ => Err(failure(a, domain, policy)),
     }
@@ -354,6 +363,7 @@ fn json_body(a: &Answer<'_>) -> Option<Value> {
     if ct.contains("html") {
         return None;
     }
+    http::json_within_budget(a.body).ok()?;
     serde_json::from_slice::<Value>(a.body).ok().filter(Value::is_object)
 }
 
@@ -448,6 +458,23 @@ mod tests {
         assert_eq!(r.details["login-username"], "1042@acme.example");
     }
 
+    /// Found by the hostile suite: a 200 whose JSON is not about the user (here a flat array
+    /// under another key) was read as a user with no fields, so a create that never happened
+    /// was announced `created`, and a lookup answered `existing`.
+    #[test]
+    fn a_200_that_does_not_name_the_user_is_no_user() {
+        let h = json_headers();
+        let stranger = SYNC_USER.replace(r#""user":"1042""#, r#""user":"1043""#);
+        for body in [r#"{"a":[0,0,0]}"#, r#"{"code":200,"message":"OK"}"#, "{}", stranger.as_str()] {
+            assert_eq!(class(create_with(200, &h, body)), (VendorFailure::Transient, code::UNREADABLE_BODY.into()));
+            let a = Answer { status: StatusCode::OK, headers: &h, body: body.as_bytes() };
+            let e = interpret_lookup(&a, &d(), &u(), DomainNotFound::Auth).unwrap_err();
+            assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Transient, code::UNREADABLE_BODY), "{body}");
+        }
+        let numeric = r#"{"user":1042,"name-first-name":"Jane"}"#;
+        assert!(create_with(200, &h, numeric).is_ok(), "the extension may come back as a number");
+    }
+
     #[test]
     fn asynchronous_202_is_created() {
         let r = create_with(202, &HeaderMap::new(), r#"{"code":202,"message":"Accepted"}"#).unwrap();
@@ -539,31 +566,40 @@ mod tests {
             headers: &h,
             body: body.as_bytes(),
         };
-        let found = interpret_lookup(&ans(200, SYNC_USER), &d(), DomainNotFound::Auth).unwrap().unwrap();
+        let found = interpret_lookup(&ans(200, SYNC_USER), &d(), &u(), DomainNotFound::Auth).unwrap().unwrap();
         assert_eq!(found.first_name.as_deref(), Some("Jane"));
         assert_eq!(
-            interpret_lookup(&ans(404, r#"{"code":404,"message":"Record not found"}"#), &d(), DomainNotFound::Auth)
-                .unwrap(),
+            interpret_lookup(
+                &ans(404, r#"{"code":404,"message":"Record not found"}"#),
+                &d(),
+                &u(),
+                DomainNotFound::Auth
+            )
+            .unwrap(),
             None
         );
         let e = interpret_lookup(
             &ans(404, r#"{"code":404,"message":"Domain acme.example does not exist"}"#),
             &d(),
+            &u(),
             DomainNotFound::Auth,
         )
         .unwrap_err();
         assert_eq!(e.code, code::DOMAIN_NOT_FOUND);
         assert_eq!(
-            interpret_lookup(&ans(404, "not json"), &d(), DomainNotFound::Auth).unwrap_err().code,
+            interpret_lookup(&ans(404, "not json"), &d(), &u(), DomainNotFound::Auth).unwrap_err().code,
             code::WRONG_HOST
         );
-        assert_eq!(interpret_lookup(&ans(401, "{}"), &d(), DomainNotFound::Auth).unwrap_err().code, code::UNAUTHORIZED);
         assert_eq!(
-            interpret_lookup(&ans(502, "bad gateway"), &d(), DomainNotFound::Auth).unwrap_err().failure,
+            interpret_lookup(&ans(401, "{}"), &d(), &u(), DomainNotFound::Auth).unwrap_err().code,
+            code::UNAUTHORIZED
+        );
+        assert_eq!(
+            interpret_lookup(&ans(502, "bad gateway"), &d(), &u(), DomainNotFound::Auth).unwrap_err().failure,
             VendorFailure::Transient
         );
         assert_eq!(
-            interpret_lookup(&ans(200, "garbage"), &d(), DomainNotFound::Auth).unwrap_err().code,
+            interpret_lookup(&ans(200, "garbage"), &d(), &u(), DomainNotFound::Auth).unwrap_err().code,
             code::UNREADABLE_BODY
         );
     }
