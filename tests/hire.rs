@@ -296,6 +296,62 @@ async fn the_intake_refuses_bad_credentials_oversized_bodies_and_invalid_hires_a
     probe.teardown().await;
 }
 
+/// Takes every ready job of every vendor queue (acking it) and returns their headers, less
+/// the broker's own (`x-delivery-count`).
+async fn drain_job_headers(probe: &Probe) -> Vec<Headers> {
+    use lapin::options::BasicGetOptions;
+    let mut out = Vec::new();
+    for v in VendorKey::ALL {
+        let queue = probe.settings.topology.job_queue(v);
+        while let Some(m) =
+            probe.channel.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap()
+        {
+            let mut headers = provisioner::transport::rabbitmq::inbound(&m.delivery).headers;
+            headers.retain(|name, _| !name.starts_with("x-"));
+            out.push(headers);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_intake_carries_a_w3c_traceparent_onto_its_jobs_and_no_other_request_header() {
+    let (settings, _vendors) = hire_settings().await;
+    let settings = with_intake(without_vendor_consumers(settings));
+    let probe = Probe::new(&settings).await;
+    let stop = CancellationToken::new();
+    let url = start_intake(&settings, &stop).await;
+    let http = reqwest::Client::new();
+    let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let send = |event_id: &str, traceparent: String| {
+        http.post(&url)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("traceparent", traceparent)
+            // Producer-set service headers must never reach a job.
+            .header(h::ATTEMPTS, "99")
+            .header(h::REASON, "conflict")
+            .header(h::REPLAY_COUNT, "7")
+            .body(hire(event_id, "Jane", "Doe").to_string())
+            .send()
+    };
+
+    assert_eq!(send("hire-tp-junk", format!("00-{}", "a".repeat(8 * 1024))).await.unwrap().status(), 202);
+    let headers = drain_job_headers(&probe).await;
+    assert_eq!(headers.len(), 3);
+    assert!(headers.iter().all(Headers::is_empty), "neither the 8 KB traceparent nor any other header: {headers:?}");
+
+    assert_eq!(send("hire-tp-valid", valid.to_owned()).await.unwrap().status(), 202);
+    let headers = drain_job_headers(&probe).await;
+    assert_eq!(headers.len(), 3);
+    for job in &headers {
+        assert_eq!(job.keys().collect::<Vec<_>>(), [h::TRACEPARENT], "{job:?}");
+        assert_eq!(h::text(job, h::TRACEPARENT), Some(valid));
+    }
+
+    stop.cancel();
+    probe.teardown().await;
+}
+
 /// A TCP relay to the broker that the test can cut, standing in for a stopped broker without
 /// stopping the RabbitMQ other tests share.
 struct Relay {

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{fan_out, FanOut, Mapper};
 use crate::config::{ConfigError, Settings};
+use crate::transport::headers as h;
 use crate::transport::rabbitmq::{self, ConfirmPublisher};
 use crate::transport::{Outbound, Publisher};
 
@@ -180,7 +181,7 @@ async fn post_hire(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: 
         tracing::info!("hire intake: request refused, bad or missing credentials");
         return r;
     }
-    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    let traceparent = traceparent(&headers);
     match fan_out(&intake.mapper, &intake.settings.topology, &body, traceparent) {
         FanOut::Rejected { event_id, undecodable, errors } => {
             tracing::info!(event_id = event_id.as_deref(), errors = %super::event::summary(&errors), "hire intake: invalid hire refused");
@@ -204,6 +205,20 @@ async fn post_hire(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: 
                 r
             }
         },
+    }
+}
+
+/// The request's `traceparent`, when it sends exactly one and it is a W3C one
+/// ([`h::checked_traceparent`]); nothing else of the request's headers reaches the jobs.
+fn traceparent(headers: &HeaderMap) -> Option<&str> {
+    let mut values = headers.get_all(h::TRACEPARENT).iter();
+    match (values.next(), values.next()) {
+        (Some(one), None) => one.to_str().ok().and_then(h::checked_traceparent),
+        (None, _) => None,
+        (Some(_), Some(_)) => {
+            tracing::debug!("traceparent dropped: the request sent more than one");
+            None
+        }
     }
 }
 
@@ -244,6 +259,18 @@ mod tests {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
         mac.update(body);
         format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    #[test]
+    fn only_one_w3c_traceparent_is_taken_from_the_request() {
+        let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(traceparent(&with("traceparent", valid)), Some(valid));
+        assert_eq!(traceparent(&HeaderMap::new()), None);
+        assert_eq!(traceparent(&with("traceparent", &"a".repeat(8 * 1024))), None, "8 KB of junk");
+        assert_eq!(traceparent(&with("traceparent", &valid.to_uppercase())), None);
+        let mut two = with("traceparent", valid);
+        two.append("traceparent", valid.parse().unwrap());
+        assert_eq!(traceparent(&two), None, "two of them");
     }
 
     #[test]
