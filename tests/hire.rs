@@ -24,8 +24,8 @@ use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(20);
-const TOKEN: &str = "intake-test-token";
-const HMAC_SECRET: &str = "intake-test-hmac";
+const TOKEN: &str = "intake-test-token-of-at-least-32-bytes";
+const HMAC_SECRET: &str = "intake-test-hmac-key-of-at-least-32-bytes";
 
 fn tpl(s: &str) -> FieldRuleSettings {
     FieldRuleSettings::Template(s.to_owned())
@@ -294,6 +294,16 @@ async fn the_intake_refuses_bad_credentials_oversized_bodies_and_invalid_hires_a
 
     stop.cancel();
     probe.teardown().await;
+}
+
+#[tokio::test]
+async fn the_intake_does_not_start_with_a_secret_shorter_than_32_bytes() {
+    let mut settings = with_intake(Settings::default());
+    settings.intake.hmac_secret = Some(SecretSource::Value("0123456789abcdef0123456789abcde".to_owned().into()));
+    let err = provisioner::hire::intake::serve(Arc::new(settings), CancellationToken::new()).await.unwrap_err();
+    let err = err.to_string();
+    assert!(err.contains("intake.hmac_secret") && err.contains("32 bytes"), "{err}");
+    assert!(!err.contains("0123456789abcdef"), "the secret is never echoed: {err}");
 }
 
 /// Takes every ready job of every vendor queue (acking it) and returns their headers, less
