@@ -220,7 +220,24 @@ async fn an_invalid_hire_is_dead_lettered_with_its_reasons_and_publishes_no_job_
     probe.teardown().await;
 }
 
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// `X-Signature: t=<t>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`, as docs/hire-events.md says.
+fn sign_at(secret: &str, t: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
 fn sign(body: &[u8]) -> String {
+    sign_at(HMAC_SECRET, unix_now(), body)
+}
+
+/// The body-only form of earlier versions.
+fn sign_legacy(body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(HMAC_SECRET.as_bytes()).unwrap();
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
@@ -257,7 +274,10 @@ async fn the_intake_refuses_bad_credentials_oversized_bodies_and_invalid_hires_a
         r.send()
     };
 
-    assert_eq!(post(body.clone(), vec![]).await.unwrap().status(), 401, "no credentials");
+    let r = post(body.clone(), vec![]).await.unwrap();
+    assert_eq!(r.status(), 401, "no credentials");
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["error"], "unauthorized", "{answer}");
     assert_eq!(post(body.clone(), vec![("authorization", "Bearer wrong".into())]).await.unwrap().status(), 401);
     let other = hire("hire-http-2", "Zoë", "O'Brien-Smith").to_string();
     assert_eq!(
@@ -276,7 +296,12 @@ async fn the_intake_refuses_bad_credentials_oversized_bodies_and_invalid_hires_a
     assert_eq!(r.status(), 400);
     assert_eq!(queued_jobs(&probe).await, 0, "nothing refused was published");
 
-    let r = post(body.clone(), vec![("x-signature", sign(body.as_bytes()))]).await.unwrap();
+    let r = post(body.clone(), vec![("x-signature", sign_legacy(body.as_bytes()))]).await.unwrap();
+    assert_eq!(r.status(), 401, "the body-only signature of earlier versions");
+    assert_eq!(queued_jobs(&probe).await, 0, "nothing refused was published");
+
+    let signature = sign(body.as_bytes());
+    let r = post(body.clone(), vec![("x-signature", signature.clone())]).await.unwrap();
     assert_eq!(r.status(), 202);
     let accepted: Value = r.json().await.unwrap();
     assert_eq!(
@@ -289,6 +314,22 @@ async fn the_intake_refuses_bad_credentials_oversized_bodies_and_invalid_hires_a
     );
     // 202 comes after the confirms, so the jobs are already in their queues.
     assert_eq!(queued_jobs(&probe).await, 3);
+    let r = post(body.clone(), vec![("x-signature", signature)]).await.unwrap();
+    assert_eq!(r.status(), 409, "the same signature again");
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["error"], "signature_replayed", "{answer}");
+    assert_eq!(queued_jobs(&probe).await, 3, "the replay published nothing");
+    let r = post(body.clone(), vec![("x-signature", sign_at(HMAC_SECRET, unix_now() - 330, body.as_bytes()))])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "signed more than 5 minutes ago");
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["error"], "signature_expired", "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("outside the tolerance of 5m"), "{answer}");
+    let r = post(body.clone(), vec![("x-signature", sign_at(HMAC_SECRET, unix_now() + 330, body.as_bytes()))])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "signed more than 5 minutes ahead");
     let r = post(body.clone(), vec![("authorization", format!("Bearer {TOKEN}"))]).await.unwrap();
     assert_eq!(r.status(), 202, "the bearer token works too");
 

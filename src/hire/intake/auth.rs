@@ -5,13 +5,17 @@
 //! a 32-byte HMAC-SHA256, both with `subtle`, so every comparison is of 32 bytes whatever
 //! the request sent.
 
+use std::sync::Mutex;
+
 use axum::http::{header, HeaderMap};
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::{ConfigError, SecretSource};
+use super::replay::{ReplayCache, Seen};
+use super::signature::{legacy_mac, Signature, Timestamped};
+use crate::config::{ConfigError, IntakeSettings, SecretSource};
 
 /// The shortest intake secret accepted, in bytes: HMAC-SHA256's own key size, and out of
 /// reach of guessing.
@@ -78,32 +82,119 @@ impl Credential {
         self.token.is_none() && self.hmac.is_none()
     }
 
-    /// Whether the request proves it knows this credential's secret.
-    pub(super) fn authenticated(&self, headers: &HeaderMap, body: &[u8]) -> bool {
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        if let (Some(given), Some(token)) = (bearer, &self.token) {
-            if token.matches(given) {
-                return true;
+    fn has_hmac(&self) -> bool {
+        self.hmac.is_some()
+    }
+
+    fn bearer(&self, given: &str) -> bool {
+        self.token.is_some_and(|t| t.matches(given))
+    }
+
+    /// The MAC that verified, for the replay cache.
+    fn timestamped(&self, signature: &Timestamped, body: &[u8]) -> Option<[u8; 32]> {
+        self.hmac.as_ref().and_then(|key| signature.verify(key, body))
+    }
+
+    fn legacy(&self, sent: &[u8; 32], body: &[u8]) -> bool {
+        self.hmac.as_ref().is_some_and(|key| bool::from(legacy_mac(key, body).ct_eq(sent)))
+    }
+}
+
+/// Why a request is not admitted.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// No credential, a wrong one, or a malformed signature: the caller is not told which.
+    Unauthorized,
+    /// A signature whose timestamp is outside the tolerance.
+    Expired,
+    /// A signature already accepted once within its window.
+    Replayed,
+    /// The replay cache is full of signatures still in their window.
+    Busy { retry_after: u64 },
+}
+
+/// The intake's door: its credentials, the signature rules and the replay cache.
+pub(super) struct Gate {
+    global: Credential,
+    tolerance_secs: u64,
+    accept_legacy: bool,
+    replay: Mutex<ReplayCache>,
+}
+
+impl Gate {
+    /// Resolves the secrets now, so a missing or weak one stops start-up.
+    pub(super) fn new(settings: &IntakeSettings) -> Result<Self, ConfigError> {
+        let global = Credential::resolve(
+            settings.token.as_ref().map(|s| (s, "intake.token")),
+            settings.hmac_secret.as_ref().map(|s| (s, "intake.hmac_secret")),
+        )?;
+        if global.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "intake.token".into(),
+                message: "set intake.token or intake.hmac_secret: the intake never runs unauthenticated".into(),
+            });
+        }
+        if settings.accept_legacy_signatures && global.has_hmac() {
+            tracing::warn!(
+                "intake.accept_legacy_signatures is on: body-only `X-Signature: sha256=` signatures are accepted, and each can be replayed forever; turn it off once every integration sends `t=…,v1=…`"
+            );
+        }
+        Ok(Self {
+            global,
+            tolerance_secs: settings.signature_tolerance.as_secs(),
+            accept_legacy: settings.accept_legacy_signatures,
+            replay: Mutex::new(ReplayCache::new(settings.replay_cache_size)),
+        })
+    }
+
+    pub(super) fn tolerance_secs(&self) -> u64 {
+        self.tolerance_secs
+    }
+
+    /// Whether the request proves it holds a secret, `now` being the server's clock in unix
+    /// seconds. A bearer token is tried first, then the signature; an accepted timestamped
+    /// signature is recorded, so the same one is refused for the rest of its window.
+    pub(super) fn admit(&self, headers: &HeaderMap, body: &[u8], now: i64) -> Result<(), Refusal> {
+        if let Some(given) = bearer(headers) {
+            if self.global.bearer(given) {
+                return Ok(());
             }
         }
-        let signature = headers
-            .get(SIGNATURE_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().strip_prefix("sha256="))
-            .and_then(|hex_sig| hex::decode(hex_sig).ok())
-            .and_then(|sig| <[u8; 32]>::try_from(sig).ok());
-        if let (Some(sig), Some(key)) = (signature, &self.hmac) {
-            let mut mac = key.clone();
-            mac.update(body);
-            let computed: [u8; 32] = mac.finalize().into_bytes().into();
-            return bool::from(computed.ct_eq(&sig));
+        let mut values = headers.get_all(SIGNATURE_HEADER).iter();
+        let header = match (values.next(), values.next()) {
+            (Some(one), None) => one.to_str().map_err(|_| Refusal::Unauthorized)?,
+            _ => return Err(Refusal::Unauthorized),
+        };
+        let signature = Signature::parse(header).map_err(|e| {
+            tracing::debug!(error = %e, "hire intake: signature refused");
+            Refusal::Unauthorized
+        })?;
+        match signature {
+            Signature::Legacy(sent) if self.accept_legacy && self.global.legacy(&sent, body) => Ok(()),
+            Signature::Legacy(_) => Err(Refusal::Unauthorized),
+            Signature::Timestamped(signature) => {
+                if !signature.is_within(now, self.tolerance_secs) {
+                    return Err(Refusal::Expired);
+                }
+                let mac = self.global.timestamped(&signature, body).ok_or(Refusal::Unauthorized)?;
+                let until = signature.t.saturating_add_unsigned(self.tolerance_secs);
+                match self.replay.lock().expect("the replay cache never panics").record(mac, until, now) {
+                    Seen::First => Ok(()),
+                    Seen::Again => Err(Refusal::Replayed),
+                    Seen::Full { retry_after } => Err(Refusal::Busy { retry_after }),
+                }
+            }
         }
-        false
     }
+}
+
+/// The token of `Authorization: Bearer <token>`.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
 }
 
 #[cfg(test)]
@@ -119,8 +210,21 @@ mod tests {
     use super::testing::secret;
     use super::*;
 
-    fn credential() -> Credential {
-        Credential::new(Some(&secret("t0ken").into()), Some(&secret("shh").into()))
+    const NOW: i64 = 1_700_000_000;
+    const BODY: &[u8] = br#"{"event_id":"e","tenant":"acme"}"#;
+
+    fn gate_with(tweak: impl FnOnce(&mut IntakeSettings)) -> Gate {
+        let mut settings = IntakeSettings {
+            token: Some(SecretSource::Value(secret("t0ken").into())),
+            hmac_secret: Some(SecretSource::Value(secret("shh").into())),
+            ..Default::default()
+        };
+        tweak(&mut settings);
+        Gate::new(&settings).unwrap()
+    }
+
+    fn gate() -> Gate {
+        gate_with(|_| {})
     }
 
     fn with(name: &'static str, value: &str) -> HeaderMap {
@@ -129,27 +233,123 @@ mod tests {
         h
     }
 
-    fn sign(secret: &str, body: &[u8]) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-        mac.update(body);
-        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    fn mac(key: &str, t: i64, body: &[u8]) -> String {
+        let key = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+        hex::encode(super::super::signature::timestamped_mac(&key, &t.to_string(), body))
+    }
+
+    /// The documented header: `t=<t>,v1=<hex HMAC-SHA256(key, "<t>.<body>")>`.
+    fn signed(key: &str, t: i64, body: &[u8]) -> HeaderMap {
+        with("x-signature", &format!("t={t},v1={}", mac(key, t, body)))
+    }
+
+    fn legacy(key: &str, body: &[u8]) -> HeaderMap {
+        let key = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+        with("x-signature", &format!("sha256={}", hex::encode(legacy_mac(&key, body))))
     }
 
     #[test]
-    fn a_bearer_token_or_a_signature_authenticates_and_nothing_else_does() {
-        let c = credential();
+    fn a_bearer_token_or_a_timestamped_signature_admits_and_nothing_else_does() {
+        let g = gate();
         let (token, key) = (secret("t0ken"), secret("shh"));
-        let body = br#"{"event_id":"e"}"#;
-        assert!(c.authenticated(&with("authorization", &format!("Bearer {token}")), body));
-        assert!(!c.authenticated(&with("authorization", &format!("Bearer {}", &token[..31])), body));
-        assert!(!c.authenticated(&with("authorization", &token), body));
-        assert!(!c.authenticated(&HeaderMap::new(), body));
-        assert!(c.authenticated(&with("x-signature", &sign(&key, body)), body));
-        assert!(!c.authenticated(&with("x-signature", &sign(&key, body)), b"{\"event_id\":\"f\"}"), "body changed");
-        assert!(!c.authenticated(&with("x-signature", &sign(&secret("other"), body)), body));
-        assert!(!c.authenticated(&with("x-signature", "sha256=zz"), body));
-        let token_only = Credential::new(Some(&token.clone().into()), None);
-        assert!(!token_only.authenticated(&with("x-signature", &sign(&key, body)), body));
+        assert_eq!(g.admit(&with("authorization", &format!("Bearer {token}")), BODY, NOW), Ok(()));
+        for refused in [
+            with("authorization", &format!("Bearer {}", &token[..31])),
+            with("authorization", &format!("Bearer {token}x")),
+            with("authorization", &token),
+            HeaderMap::new(),
+            signed(&secret("other"), NOW, BODY),
+        ] {
+            assert_eq!(g.admit(&refused, BODY, NOW), Err(Refusal::Unauthorized), "{refused:?}");
+        }
+        assert_eq!(g.admit(&signed(&key, NOW, BODY), BODY, NOW), Ok(()));
+        assert_eq!(g.admit(&signed(&key, NOW, BODY), br#"{"event_id":"f"}"#, NOW), Err(Refusal::Unauthorized));
+        let token_only = gate_with(|s| s.hmac_secret = None);
+        assert_eq!(token_only.admit(&signed(&key, NOW, BODY), BODY, NOW), Err(Refusal::Unauthorized));
+    }
+
+    #[test]
+    fn a_timestamp_outside_the_tolerance_either_way_is_refused_as_expired() {
+        let (g, key) = (gate(), secret("shh"));
+        assert_eq!(g.tolerance_secs(), 300, "5 minutes by default");
+        assert_eq!(g.admit(&signed(&key, NOW - 301, BODY), BODY, NOW), Err(Refusal::Expired), "stale");
+        assert_eq!(g.admit(&signed(&key, NOW + 301, BODY), BODY, NOW), Err(Refusal::Expired), "from the future");
+        assert_eq!(g.admit(&signed(&key, NOW - 300, BODY), BODY, NOW), Ok(()), "at the edge");
+        assert_eq!(g.admit(&signed(&key, NOW + 300, BODY), BODY, NOW), Ok(()), "at the other edge");
+        let tight = gate_with(|s| s.signature_tolerance = std::time::Duration::from_secs(30));
+        assert_eq!(tight.admit(&signed(&key, NOW - 31, BODY), BODY, NOW), Err(Refusal::Expired));
+        assert_eq!(tight.admit(&signed(&key, NOW - 30, BODY), BODY, NOW), Ok(()));
+    }
+
+    #[test]
+    fn the_same_signature_is_refused_for_the_rest_of_its_window() {
+        let (g, key) = (gate(), secret("shh"));
+        let first = signed(&key, NOW, BODY);
+        assert_eq!(g.admit(&first, BODY, NOW), Ok(()));
+        assert_eq!(g.admit(&first, BODY, NOW), Err(Refusal::Replayed));
+        assert_eq!(g.admit(&first, BODY, NOW + 300), Err(Refusal::Replayed), "the last second of its window");
+        assert_eq!(g.admit(&first, BODY, NOW + 301), Err(Refusal::Expired), "then the timestamp refuses it");
+        // The same v1 among other values, in another order, is the same signature.
+        let shuffled = with("x-signature", &format!("v1={},t={NOW},v1={}", "0".repeat(64), mac(&key, NOW, BODY)));
+        assert_eq!(g.admit(&shuffled, BODY, NOW + 1), Err(Refusal::Replayed));
+        // A retry signed anew (a later timestamp) is a new signature.
+        assert_eq!(g.admit(&signed(&key, NOW + 1, BODY), BODY, NOW + 1), Ok(()));
+        let other = br#"{"event_id":"e2","tenant":"acme"}"#;
+        assert_eq!(g.admit(&signed(&key, NOW, other), other, NOW), Ok(()), "another body in the same second");
+        // A bearer token is not a signature: it may be sent again.
+        let bearer = with("authorization", &format!("Bearer {}", secret("t0ken")));
+        assert_eq!(g.admit(&bearer, BODY, NOW), Ok(()));
+        assert_eq!(g.admit(&bearer, BODY, NOW), Ok(()));
+    }
+
+    #[test]
+    fn during_a_key_rotation_any_one_valid_v1_value_passes() {
+        let (old, new) = (secret("old"), secret("new"));
+        let both = with("x-signature", &format!("t={NOW},v1={},v1={}", mac(&old, NOW, BODY), mac(&new, NOW, BODY)));
+        let before = gate_with(|s| s.hmac_secret = Some(SecretSource::Value(old.clone().into())));
+        let after = gate_with(|s| s.hmac_secret = Some(SecretSource::Value(new.clone().into())));
+        assert_eq!(before.admit(&both, BODY, NOW), Ok(()), "the server still on the old key");
+        assert_eq!(after.admit(&both, BODY, NOW), Ok(()), "the server on the new key");
+        let neither = with("x-signature", &format!("t={NOW},v1={},v1={}", mac(&old, NOW, BODY), "ab".repeat(32)));
+        assert_eq!(after.admit(&neither, BODY, NOW), Err(Refusal::Unauthorized));
+    }
+
+    #[test]
+    fn a_malformed_signature_header_is_unauthorized_and_no_more_is_said() {
+        let (g, key) = (gate(), secret("shh"));
+        let good = mac(&key, NOW, BODY);
+        for header in [
+            format!("v1={good}"),
+            format!("t={NOW}"),
+            format!("t={NOW},v1={}", &good[..63]),
+            format!("t={NOW}.0,v1={good}"),
+            format!("t={NOW} v1={good}"),
+            format!("t=-{NOW},v1={good}"),
+            "garbage".into(),
+        ] {
+            assert_eq!(g.admit(&with("x-signature", &header), BODY, NOW), Err(Refusal::Unauthorized), "{header}");
+        }
+        let mut two = signed(&key, NOW, BODY);
+        two.append("x-signature", format!("t={NOW},v1={}", "0".repeat(64)).parse().unwrap());
+        assert_eq!(g.admit(&two, BODY, NOW), Err(Refusal::Unauthorized), "two X-Signature headers");
+    }
+
+    #[test]
+    fn the_legacy_body_only_form_is_refused_unless_explicitly_accepted() {
+        let key = secret("shh");
+        assert_eq!(gate().admit(&legacy(&key, BODY), BODY, NOW), Err(Refusal::Unauthorized));
+        let opted_in = gate_with(|s| s.accept_legacy_signatures = true);
+        assert_eq!(opted_in.admit(&legacy(&key, BODY), BODY, NOW), Ok(()));
+        assert_eq!(opted_in.admit(&legacy(&secret("other"), BODY), BODY, NOW), Err(Refusal::Unauthorized));
+        assert_eq!(opted_in.admit(&signed(&key, NOW, BODY), BODY, NOW), Ok(()), "the new form still works");
+    }
+
+    #[test]
+    fn a_full_replay_cache_refuses_new_signatures_until_one_expires() {
+        let (g, key) = (gate_with(|s| s.replay_cache_size = 1), secret("shh"));
+        assert_eq!(g.admit(&signed(&key, NOW, BODY), BODY, NOW), Ok(()));
+        assert_eq!(g.admit(&signed(&key, NOW + 1, BODY), BODY, NOW), Err(Refusal::Busy { retry_after: 301 }));
+        assert_eq!(g.admit(&signed(&key, NOW + 301, BODY), BODY, NOW + 301), Ok(()));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The HTTP hire intake: `POST /v1/hires`, authenticated by a bearer token or an HMAC-SHA256
-//! signature of the body, answering 202 only once the broker confirmed every derived job.
+//! The HTTP hire intake: `POST /v1/hires`, authenticated by a bearer token or a timestamped
+//! HMAC-SHA256 signature of the body (`auth`, `signature`, `replay`), answering 202 only once
+//! the broker confirmed every derived job.
 //!
 //! It has a broker connection of its own, opened on the first request and again after it
 //! broke, so a broker outage turns into 503s, never into accepted-but-lost hires.
@@ -18,7 +19,7 @@ use serde_json::json;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use self::auth::Credential;
+use self::auth::{Gate, Refusal};
 use super::{fan_out, FanOut, Mapper};
 use crate::config::{ConfigError, Settings};
 use crate::transport::headers as h;
@@ -26,6 +27,8 @@ use crate::transport::rabbitmq::{self, ConfirmPublisher};
 use crate::transport::{Outbound, Publisher};
 
 mod auth;
+mod replay;
+mod signature;
 
 pub use auth::{MIN_SECRET_BYTES, SIGNATURE_HEADER};
 
@@ -97,29 +100,19 @@ impl Broker {
 struct Intake {
     settings: Arc<Settings>,
     mapper: Mapper,
-    credential: Credential,
+    gate: Gate,
     broker: Broker,
 }
 
 /// The intake's routes. Secrets are resolved now, so a missing one stops start-up.
 fn router(settings: Arc<Settings>) -> Result<(Router, Arc<Intake>), IntakeError> {
     let mapper = Mapper::new(&settings).map_err(|e| ConfigError::Invalid { key: e.key, message: e.message })?;
-    let credential = Credential::resolve(
-        settings.intake.token.as_ref().map(|s| (s, "intake.token")),
-        settings.intake.hmac_secret.as_ref().map(|s| (s, "intake.hmac_secret")),
-    )?;
-    if credential.is_empty() {
-        return Err(ConfigError::Invalid {
-            key: "intake.token".into(),
-            message: "set intake.token or intake.hmac_secret: the intake never runs unauthenticated".into(),
-        }
-        .into());
-    }
+    let gate = Gate::new(&settings.intake)?;
     let intake = Arc::new(Intake {
         broker: Broker { settings: settings.clone(), session: Mutex::new(None) },
         settings: settings.clone(),
         mapper,
-        credential,
+        gate,
     });
     let app = Router::new()
         .route("/v1/hires", post(post_hire))
@@ -134,16 +127,59 @@ fn problem(status: StatusCode, error: &str, body: serde_json::Value) -> Response
     (status, Json(body)).into_response()
 }
 
+/// The server's clock, in unix seconds.
+fn unix_now() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The answer to a request that is not admitted. Only an expired timestamp is named: any
+/// other failure (no credential, a wrong one, a malformed signature) is the same 401.
+fn refused(refusal: &Refusal, tolerance_secs: u64) -> Response {
+    let tolerance = humantime::format_duration(std::time::Duration::from_secs(tolerance_secs));
+    let mut r = match refusal {
+        Refusal::Unauthorized => {
+            tracing::info!("hire intake: request refused, bad or missing credentials");
+            problem(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                json!({"message": "send `Authorization: Bearer <token>` or `X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\">`"}),
+            )
+        }
+        Refusal::Expired => {
+            tracing::info!("hire intake: request refused, signature timestamp outside the tolerance");
+            problem(
+                StatusCode::UNAUTHORIZED,
+                "signature_expired",
+                json!({"message": format!("the signature's timestamp is outside the tolerance of {tolerance} either side of the server's clock; sign the hire again with the current time")}),
+            )
+        }
+        Refusal::Replayed => {
+            tracing::info!("hire intake: request refused, signature already used");
+            return problem(
+                StatusCode::CONFLICT,
+                "signature_replayed",
+                json!({"message": "this signature was already used; sign the hire again with a new timestamp (sending the same hire again is safe)"}),
+            );
+        }
+        Refusal::Busy { retry_after } => {
+            tracing::warn!("hire intake: replay cache full of signatures in their window (intake.replay_cache_size); signed request refused");
+            let mut r = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "replay_cache_full",
+                json!({"message": "too many signed requests within the tolerance; sign the hire again and send it later"}),
+            );
+            r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after));
+            return r;
+        }
+    };
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    r
+}
+
 async fn post_hire(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Bytes) -> Response {
-    if !intake.credential.authenticated(&headers, &body) {
-        let mut r = problem(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            json!({"message": "send `Authorization: Bearer <token>` or `X-Signature: sha256=<hex HMAC-SHA256 of the body>`"}),
-        );
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-        tracing::info!("hire intake: request refused, bad or missing credentials");
-        return r;
+    if let Err(refusal) = intake.gate.admit(&headers, &body, unix_now()) {
+        return refused(&refusal, intake.gate.tolerance_secs());
     }
     let traceparent = traceparent(&headers);
     match fan_out(&intake.mapper, &intake.settings.topology, &body, traceparent) {
@@ -163,7 +199,7 @@ async fn post_hire(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: 
                 let mut r = problem(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "broker_unavailable",
-                    json!({"event_id": event_id, "message": "the hire was not accepted; send it again later (it is safe to repeat)"}),
+                    json!({"event_id": event_id, "message": "the hire was not accepted; send it again later, signed anew (it is safe to repeat)"}),
                 );
                 r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
                 r
