@@ -94,6 +94,7 @@ async fn hire_settings() -> (Settings, common::TestVendors) {
                 ("allowed_campaigns", tpl("all")),
             ]),
         }),
+        ..Default::default()
     };
     settings.tenants.insert("acme".into(), tenant);
     settings.check().expect("the test mapping is valid");
@@ -345,6 +346,54 @@ async fn the_intake_does_not_start_with_a_secret_shorter_than_32_bytes() {
     let err = err.to_string();
     assert!(err.contains("intake.hmac_secret") && err.contains("32 bytes"), "{err}");
     assert!(!err.contains("0123456789abcdef"), "the secret is never echoed: {err}");
+}
+
+const ACME_TOKEN: &str = "acme-intake-token-of-at-least-32-bytes";
+const BETA_HMAC: &str = "beta-intake-hmac-key-of-at-least-32-bytes";
+
+#[tokio::test]
+async fn a_tenant_credential_admits_only_its_own_tenant_and_the_global_one_every_tenant() {
+    let (mut settings, _vendors) = hire_settings().await;
+    // Tenant `beta` maps onto the same accounts as `acme`; each has a credential of its own.
+    let mut beta = settings.tenants["acme"].clone();
+    beta.intake_hmac_secret = Some(SecretSource::Value(BETA_HMAC.to_owned().into()));
+    settings.tenants.insert("beta".into(), beta);
+    settings.tenants.get_mut("acme").unwrap().intake_token = Some(SecretSource::Value(ACME_TOKEN.to_owned().into()));
+    let settings = with_intake(without_vendor_consumers(settings));
+    let probe = Probe::new(&settings).await;
+    let stop = CancellationToken::new();
+    let url = start_intake(&settings, &stop).await;
+    let http = reqwest::Client::new();
+    let of = |event_id: &str, tenant: &str| {
+        let mut h = hire(event_id, "Jane", "Doe");
+        h["tenant"] = json!(tenant);
+        h.to_string()
+    };
+    let with_token = |token: &str, body: String| http.post(&url).bearer_auth(token).body(body).send();
+    let signed_by = |secret: &str, body: String| {
+        http.post(&url).header("x-signature", sign_at(secret, unix_now(), body.as_bytes())).body(body).send()
+    };
+
+    assert_eq!(with_token(ACME_TOKEN, of("t-1", "acme")).await.unwrap().status(), 202, "acme's own hire");
+    assert_eq!(queued_jobs(&probe).await, 3);
+    let r = with_token(ACME_TOKEN, of("t-2", "beta")).await.unwrap();
+    assert_eq!(r.status(), 403, "acme's token, beta's hire");
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["error"], "tenant_mismatch", "{answer}");
+    let message = answer["message"].as_str().unwrap();
+    assert!(message.contains("tenant acme") && message.contains("\"beta\""), "{message}");
+    assert!(!answer.to_string().contains(ACME_TOKEN), "{answer}");
+    let r = signed_by(BETA_HMAC, of("t-3", "acme")).await.unwrap();
+    assert_eq!(r.status(), 403, "beta's signature, acme's hire");
+    assert_eq!(queued_jobs(&probe).await, 3, "nothing of another tenant was published");
+
+    assert_eq!(signed_by(BETA_HMAC, of("t-4", "beta")).await.unwrap().status(), 202, "beta's own hire");
+    assert_eq!(with_token(TOKEN, of("t-5", "beta")).await.unwrap().status(), 202, "the global token, any tenant");
+    assert_eq!(signed_by(HMAC_SECRET, of("t-6", "acme")).await.unwrap().status(), 202, "the global key, any tenant");
+    assert_eq!(queued_jobs(&probe).await, 12);
+
+    stop.cancel();
+    probe.teardown().await;
 }
 
 /// Takes every ready job of every vendor queue (acking it) and returns their headers, less

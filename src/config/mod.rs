@@ -696,10 +696,16 @@ impl Settings {
         if self.hire.prefetch == 0 {
             return Err(ConfigError::invalid("hire.prefetch", "must be at least 1"));
         }
-        if self.intake.listen.is_some() && self.intake.token.is_none() && self.intake.hmac_secret.is_none() {
+        let tenant_credentials =
+            self.tenants.values().any(|t| t.intake_token.is_some() || t.intake_hmac_secret.is_some());
+        if self.intake.listen.is_some()
+            && self.intake.token.is_none()
+            && self.intake.hmac_secret.is_none()
+            && !tenant_credentials
+        {
             return Err(ConfigError::invalid(
                 "intake.listen",
-                "the intake needs intake.token or intake.hmac_secret (or both): it never runs unauthenticated",
+                "the intake needs intake.token or intake.hmac_secret, or a tenant's intake_token or intake_hmac_secret: it never runs unauthenticated",
             ));
         }
         if let Err((key, message)) = self.http.check() {
@@ -843,6 +849,19 @@ mod tests {
         let dir = tempdir_with("[circuit_breaker]\nfailure_ratio = 1.5\n");
         let err = Settings::load(&sources(dir.path())).unwrap_err().to_string();
         assert!(err.contains("circuit_breaker.failure_ratio"), "{err}");
+    }
+
+    #[test]
+    fn the_intake_needs_a_credential_of_its_own_or_of_a_tenant() {
+        let listen = "[intake]\nlisten = \"127.0.0.1:0\"\n";
+        let err = Settings::load(&sources(tempdir_with(listen).path())).unwrap_err().to_string();
+        assert!(err.contains("intake.listen") && err.contains("never runs unauthenticated"), "{err}");
+        let tenant_only = format!("{listen}[tenants.acme]\nintake_token = \"env:ACME_INTAKE_TOKEN\"\n");
+        let s = Settings::load(&sources(tempdir_with(&tenant_only).path())).unwrap();
+        assert_eq!(s.tenants["acme"].intake_token, Some(SecretSource::Env("ACME_INTAKE_TOKEN".into())));
+        let literal = "[tenants.acme]\nintake_hmac_secret = \"hunter2hunter2hunter2hunter2hunter2\"\n";
+        let err = Settings::load(&sources(tempdir_with(literal).path())).unwrap_err().to_string();
+        assert!(err.contains("literal secrets are not accepted") && !err.contains("hunter2"), "{err}");
     }
 
     #[test]

@@ -19,8 +19,8 @@ use serde_json::json;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use self::auth::{Gate, Refusal};
-use super::{fan_out, FanOut, Mapper};
+use self::auth::{Caller, Gate, Refusal};
+use super::{decode, fan_out_hire, FanOut, Hire, Mapper};
 use crate::config::{ConfigError, Settings};
 use crate::transport::headers as h;
 use crate::transport::rabbitmq::{self, ConfirmPublisher};
@@ -107,7 +107,7 @@ struct Intake {
 /// The intake's routes. Secrets are resolved now, so a missing one stops start-up.
 fn router(settings: Arc<Settings>) -> Result<(Router, Arc<Intake>), IntakeError> {
     let mapper = Mapper::new(&settings).map_err(|e| ConfigError::Invalid { key: e.key, message: e.message })?;
-    let gate = Gate::new(&settings.intake)?;
+    let gate = Gate::new(&settings)?;
     let intake = Arc::new(Intake {
         broker: Broker { settings: settings.clone(), session: Mutex::new(None) },
         settings: settings.clone(),
@@ -177,12 +177,29 @@ fn refused(refusal: &Refusal, tolerance_secs: u64) -> Response {
     r
 }
 
+/// A tenant's credential used for another tenant's hire. Both names are the caller's own to
+/// know: the body named one, and the credential it holds the other.
+fn forbidden(caller: Caller<'_>, hire: &Hire) -> Response {
+    tracing::info!(event_id = hire.event_id, credential = %caller, tenant = hire.tenant, "hire intake: hire refused, the credential is another tenant's");
+    let message =
+        format!("the credential of {caller} admits only that tenant's hires; the hire names tenant {:?}", hire.tenant);
+    problem(StatusCode::FORBIDDEN, "tenant_mismatch", json!({"event_id": hire.event_id, "message": message}))
+}
+
 async fn post_hire(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(refusal) = intake.gate.admit(&headers, &body, unix_now()) {
-        return refused(&refusal, intake.gate.tolerance_secs());
-    }
+    let caller = match intake.gate.admit(&headers, &body, unix_now()) {
+        Ok(caller) => caller,
+        Err(refusal) => return refused(&refusal, intake.gate.tolerance_secs()),
+    };
     let traceparent = traceparent(&headers);
-    match fan_out(&intake.mapper, &intake.settings.topology, &body, traceparent) {
+    // Whose hire it is, is read from the decoded hire, before any mapping runs: another
+    // tenant's mapping errors are not this caller's to see.
+    let fan_out = match decode(&body) {
+        Ok(hire) if !caller.admits(&hire.tenant) => return forbidden(caller, &hire),
+        Ok(hire) => fan_out_hire(&intake.mapper, &intake.settings.topology, hire, traceparent),
+        Err(rejection) => rejection.into(),
+    };
+    match fan_out {
         FanOut::Rejected { event_id, undecodable, errors } => {
             tracing::info!(event_id = event_id.as_deref(), errors = %super::event::summary(&errors), "hire intake: invalid hire refused");
             let status = if undecodable { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY };
@@ -191,7 +208,7 @@ async fn post_hire(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: 
         FanOut::Jobs { event_id, jobs, publish } => match intake.broker.publish_all(&publish).await {
             Ok(()) => {
                 let job_ids: Vec<&str> = jobs.iter().map(|j| j.job_id()).collect();
-                tracing::info!(event_id, jobs = job_ids.len(), "hire intake: hire accepted, every job confirmed");
+                tracing::info!(event_id, jobs = job_ids.len(), credential = %caller, "hire intake: hire accepted, every job confirmed");
                 (StatusCode::ACCEPTED, Json(json!({"event_id": event_id, "job_ids": job_ids}))).into_response()
             }
             Err(e) => {
