@@ -1,5 +1,6 @@
 //! Hire events against a real RabbitMQ and the vendor sandboxes: fan-out over AMQP, the HTTP
-//! intake's authentication and limits, and its 503 while the broker is unreachable.
+//! intake's authentication (timestamped signatures, replays, per-tenant credentials), limits
+//! and headers, the documented Python example, and its 503 while the broker is unreachable.
 
 mod common;
 
@@ -391,6 +392,66 @@ async fn a_tenant_credential_admits_only_its_own_tenant_and_the_global_one_every
     assert_eq!(with_token(TOKEN, of("t-5", "beta")).await.unwrap().status(), 202, "the global token, any tenant");
     assert_eq!(signed_by(HMAC_SECRET, of("t-6", "acme")).await.unwrap().status(), 202, "the global key, any tenant");
     assert_eq!(queued_jobs(&probe).await, 12);
+
+    stop.cancel();
+    probe.teardown().await;
+}
+
+/// The repository root, where `examples/` and `docs/` are.
+fn repo_file(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Runs `python3` with `args` off the runtime's thread, so the intake keeps answering.
+async fn python3(args: Vec<String>, env: Vec<(&'static str, String)>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(args)
+            .envs(env)
+            .output()
+            .expect("python3 runs (the documented example is Python)")
+    })
+    .await
+    .unwrap()
+}
+
+#[test]
+fn the_python_example_in_the_docs_is_examples_sign_hire_py() {
+    let docs = std::fs::read_to_string(repo_file("docs/hire-events.md")).unwrap();
+    let block = docs.split("```python\n").nth(1).and_then(|rest| rest.split("```").next()).expect("a python block");
+    let example = std::fs::read_to_string(repo_file("examples/sign_hire.py")).unwrap();
+    assert_eq!(block, example, "docs/hire-events.md shows examples/sign_hire.py as it is");
+}
+
+#[tokio::test]
+async fn the_documented_python_example_signs_as_the_intake_verifies_and_its_hire_is_accepted() {
+    // Its signing function, at a fixed time, gives the header this suite signs with.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hire.json");
+    let body = format!("{}\n", hire("hire-python", "Zoë", "O'Brien-Smith"));
+    std::fs::write(&file, &body).unwrap();
+    let script = format!(
+        "import sys; sys.path.insert(0, {examples:?}); import sign_hire; \
+         sys.stdout.write(sign_hire.signature({HMAC_SECRET:?}.encode(), open({file:?}, 'rb').read(), 1700000000))",
+        examples = repo_file("examples").display().to_string(),
+        file = file.display().to_string(),
+    );
+    let out = python3(vec!["-c".into(), script], vec![]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), sign_at(HMAC_SECRET, 1_700_000_000, body.as_bytes()));
+
+    // And the script itself, as an integrator runs it, gets its hire accepted.
+    let (settings, _vendors) = hire_settings().await;
+    let settings = with_intake(without_vendor_consumers(settings));
+    let probe = Probe::new(&settings).await;
+    let stop = CancellationToken::new();
+    let url = start_intake(&settings, &stop).await;
+    let args = vec![repo_file("examples/sign_hire.py").display().to_string(), url.clone(), file.display().to_string()];
+    let out = python3(args, vec![("HMAC_SECRET", HMAC_SECRET.to_owned())]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("202 ") && stdout.contains("hire-python:glance:acme-glance"), "{stdout}");
+    assert_eq!(queued_jobs(&probe).await, 3);
 
     stop.cancel();
     probe.teardown().await;
