@@ -222,7 +222,8 @@ impl Gate {
     ///
     /// The credentials are tried in this order: the tenant the body names, the global one,
     /// then every other tenant's, so that another tenant's credential is recognised (and its
-    /// hire refused as that tenant's, 403) rather than called unknown.
+    /// hire refused as that tenant's, 403) rather than called unknown. A wrong signature thus
+    /// costs one HMAC of the body (at most `intake.max_body_bytes`) per configured key.
     pub(super) fn admit(&self, headers: &HeaderMap, body: &[u8], now: i64) -> Result<Caller<'_>, Refusal> {
         let claimed = if self.tenants.is_empty() { None } else { claimed_tenant(body) };
         let claimed = claimed.as_deref().and_then(|name| self.tenants.get_key_value(name));
