@@ -235,7 +235,7 @@ impl Pipeline {
             vendor: Some(job.vendor),
             account: Some(job.account.as_str()),
             correlation_id: job.correlation_id.as_deref(),
-            traceparent: h::text(&msg.headers, h::TRACEPARENT),
+            traceparent: h::traceparent(&msg.headers),
         };
         let mut publish = vec![self.event(&job_ref, &outcome, attempts)];
         if let Some(f) = outcome.failure() {
@@ -276,7 +276,7 @@ impl Pipeline {
             vendor,
             account: invalid.account.as_ref().map(|a| a.as_str()),
             correlation_id: invalid.correlation_id.as_deref(),
-            traceparent: h::text(&msg.headers, h::TRACEPARENT),
+            traceparent: h::traceparent(&msg.headers),
         });
         let outcome = Outcome::Failed(failure.clone());
         if let Some(job_ref) = &job_ref {

@@ -111,6 +111,24 @@ async fn provisioner_headers_set_by_a_producer_are_dropped() {
 }
 
 #[tokio::test]
+async fn only_a_w3c_traceparent_is_carried_into_the_event() {
+    let (p, _vendors) = pipeline().await;
+    let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    for (traceparent, carried) in [(valid.to_owned(), true), (format!("00-{}", "f".repeat(8 * 1024)), false)] {
+        let mut msg = delivery("create_user.glance", &refused_job("j-tp"), None);
+        h::set_text(&mut msg.headers, h::TRACEPARENT, traceparent.clone());
+        let d = p.handle(&msg, &CancellationToken::new()).await;
+        assert_eq!(kinds(&d), [OutboundKind::Event, OutboundKind::DeadLetter]);
+        let event: serde_json::Value = serde_json::from_slice(&d.publish[0].body).unwrap();
+        let expected = carried.then_some(traceparent.as_str());
+        assert_eq!(event["traceparent"].as_str(), expected, "the CloudEvents attribute");
+        assert_eq!(h::text(&d.publish[0].headers, h::TRACEPARENT), expected, "the event's header");
+        // The dead letter is the job as it came, headers included.
+        assert_eq!(h::text(&d.publish[1].headers, h::TRACEPARENT), Some(traceparent.as_str()));
+    }
+}
+
+#[tokio::test]
 async fn an_invalid_job_without_job_id_is_named_by_its_message_id() {
     let mut job = sample_job("x", VendorKey::Glance, "acme", "E");
     job.as_object_mut().unwrap().remove("job_id");

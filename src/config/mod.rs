@@ -80,16 +80,33 @@ impl Default for HireSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct IntakeSettings {
     pub listen: Option<SocketAddr>,
-    /// Accept `Authorization: Bearer <token>`; an `env:` or `file:` secret.
+    /// Accept `Authorization: Bearer <token>`; an `env:` or `file:` secret of 32 bytes or more.
     pub token: Option<SecretSource>,
-    /// Accept `X-Signature: sha256=<hex HMAC-SHA256 of the body>`; an `env:` or `file:` secret.
+    /// Accept `X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`; an `env:`
+    /// or `file:` secret of 32 bytes or more.
     pub hmac_secret: Option<SecretSource>,
     /// Larger bodies are refused with 413 before they are read in full.
     pub max_body_bytes: usize,
     /// How long a request waits for the broker (connect and confirms) before answering 503.
     #[serde(with = "humantime_serde")]
     pub broker_timeout: Duration,
+    /// How far a signature's timestamp may be from the server's clock, either way; at most
+    /// [`MAX_SIGNATURE_TOLERANCE`].
+    #[serde(with = "humantime_serde")]
+    pub signature_tolerance: Duration,
+    /// Signatures remembered so that none is accepted twice within the tolerance. When it is
+    /// full of signatures still in their window, signed requests get 503 until one expires.
+    pub replay_cache_size: usize,
+    /// Also accept the body-only `X-Signature: sha256=<hex>` of earlier versions, which
+    /// carries no timestamp and can be replayed forever; only while integrations move over.
+    pub accept_legacy_signatures: bool,
 }
+
+/// The longest `intake.signature_tolerance` accepted. Each replica has its own replay cache,
+/// so within the window a captured signed request could still reach each other replica once.
+pub const MAX_SIGNATURE_TOLERANCE: Duration = Duration::from_secs(15 * 60);
+/// The largest `intake.replay_cache_size` accepted (about 100 bytes each).
+pub const MAX_REPLAY_CACHE_SIZE: usize = 10_000_000;
 
 impl Default for IntakeSettings {
     fn default() -> Self {
@@ -99,6 +116,9 @@ impl Default for IntakeSettings {
             hmac_secret: None,
             max_body_bytes: 64 * 1024,
             broker_timeout: Duration::from_secs(5),
+            signature_tolerance: Duration::from_secs(5 * 60),
+            replay_cache_size: 100_000,
+            accept_legacy_signatures: false,
         }
     }
 }
@@ -698,10 +718,16 @@ impl Settings {
         if self.hire.prefetch == 0 {
             return Err(ConfigError::invalid("hire.prefetch", "must be at least 1"));
         }
-        if self.intake.listen.is_some() && self.intake.token.is_none() && self.intake.hmac_secret.is_none() {
+        let tenant_credentials =
+            self.tenants.values().any(|t| t.intake_token.is_some() || t.intake_hmac_secret.is_some());
+        if self.intake.listen.is_some()
+            && self.intake.token.is_none()
+            && self.intake.hmac_secret.is_none()
+            && !tenant_credentials
+        {
             return Err(ConfigError::invalid(
                 "intake.listen",
-                "the intake needs intake.token or intake.hmac_secret (or both): it never runs unauthenticated",
+                "the intake needs intake.token or intake.hmac_secret, or a tenant's intake_token or intake_hmac_secret: it never runs unauthenticated",
             ));
         }
         if let Err((key, message)) = self.http.check() {
@@ -709,6 +735,19 @@ impl Settings {
         }
         if self.intake.max_body_bytes == 0 {
             return Err(ConfigError::invalid("intake.max_body_bytes", "must be at least 1"));
+        }
+        let tolerance = self.intake.signature_tolerance;
+        if tolerance < Duration::from_secs(1) || tolerance > MAX_SIGNATURE_TOLERANCE {
+            return Err(ConfigError::invalid(
+                "intake.signature_tolerance",
+                format!("must be from 1s to {}", humantime::format_duration(MAX_SIGNATURE_TOLERANCE)),
+            ));
+        }
+        if !(1..=MAX_REPLAY_CACHE_SIZE).contains(&self.intake.replay_cache_size) {
+            return Err(ConfigError::invalid(
+                "intake.replay_cache_size",
+                format!("must be from 1 to {MAX_REPLAY_CACHE_SIZE}"),
+            ));
         }
         Ok(())
     }
@@ -855,6 +894,34 @@ mod tests {
         let dir = tempdir_with("[circuit_breaker]\nfailure_ratio = 1.5\n");
         let err = Settings::load(&sources(dir.path())).unwrap_err().to_string();
         assert!(err.contains("circuit_breaker.failure_ratio"), "{err}");
+    }
+
+    #[test]
+    fn the_intake_needs_a_credential_of_its_own_or_of_a_tenant() {
+        let listen = "[intake]\nlisten = \"127.0.0.1:0\"\n";
+        let err = Settings::load(&sources(tempdir_with(listen).path())).unwrap_err().to_string();
+        assert!(err.contains("intake.listen") && err.contains("never runs unauthenticated"), "{err}");
+        let tenant_only = format!("{listen}[tenants.acme]\nintake_token = \"env:ACME_INTAKE_TOKEN\"\n");
+        let s = Settings::load(&sources(tempdir_with(&tenant_only).path())).unwrap();
+        assert_eq!(s.tenants["acme"].intake_token, Some(SecretSource::Env("ACME_INTAKE_TOKEN".into())));
+        let literal = "[tenants.acme]\nintake_hmac_secret = \"hunter2hunter2hunter2hunter2hunter2\"\n";
+        let err = Settings::load(&sources(tempdir_with(literal).path())).unwrap_err().to_string();
+        assert!(err.contains("literal secrets are not accepted") && !err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn the_signature_tolerance_and_the_replay_cache_are_bounded() {
+        for (toml, key) in [
+            ("[intake]\nsignature_tolerance = \"16m\"\n", "intake.signature_tolerance"),
+            ("[intake]\nsignature_tolerance = \"0s\"\n", "intake.signature_tolerance"),
+            ("[intake]\nreplay_cache_size = 0\n", "intake.replay_cache_size"),
+            ("[intake]\nreplay_cache_size = 10000001\n", "intake.replay_cache_size"),
+        ] {
+            let err = Settings::load(&sources(tempdir_with(toml).path())).unwrap_err().to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
+        let s = Settings::load(&sources(tempdir_with("[intake]\nsignature_tolerance = \"15m\"\n").path())).unwrap();
+        assert_eq!(s.intake.signature_tolerance, MAX_SIGNATURE_TOLERANCE);
     }
 
     #[test]

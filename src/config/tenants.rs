@@ -1,12 +1,14 @@
 //! `[tenants.<name>]`: the per-tenant hire mappings as configured, before they are compiled.
 //!
 //! Only the shape lives here; the hire `Mapper` compiles and checks the templates, field
-//! names and accounts, so config never depends on the hire code that uses it.
+//! names and accounts, and the intake resolves the tenant's own credentials, so config never
+//! depends on the hire code that uses it.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::SecretSource;
 use crate::contract::VendorKey;
 
 /// `[tenants.<name>]`: which vendors a tenant's hires go to and how each field is derived.
@@ -16,6 +18,13 @@ pub struct TenantSettings {
     /// The vendors a hire without `targets` goes to; absent means every mapped vendor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_targets: Option<Vec<VendorKey>>,
+    /// A bearer token of the HTTP intake that admits only this tenant's hires; an `env:` or
+    /// `file:` secret of 32 bytes or more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intake_token: Option<SecretSource>,
+    /// An HMAC key of the HTTP intake's signatures that admits only this tenant's hires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intake_hmac_secret: Option<SecretSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub glance: Option<TargetSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -29,7 +29,7 @@ pub fn disposition(mapper: &Mapper, topology: &TopologySettings, msg: &Inbound) 
         }
         None => msg,
     };
-    match fan_out(mapper, topology, &msg.body, h::text(&msg.headers, h::TRACEPARENT)) {
+    match fan_out(mapper, topology, &msg.body, h::traceparent(&msg.headers)) {
         FanOut::Jobs { event_id, jobs, publish } => {
             tracing::info!(event_id, jobs = jobs.len(), "hire fanned out");
             Disposition {
@@ -120,4 +120,34 @@ pub async fn start(
         }
     });
     Ok((channel, tag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hire::mapping::testing::settings;
+    use crate::transport::Headers;
+
+    fn jobs_of(traceparent: &str) -> Vec<Outbound> {
+        let settings = settings();
+        let mapper = Mapper::new(&settings).unwrap();
+        let mut headers = Headers::new();
+        h::set_text(&mut headers, h::TRACEPARENT, traceparent);
+        let body = serde_json::json!({"event_id": "evt-1", "type": "hire", "tenant": "acme",
+            "employee": {"id": "1", "first_name": "Jane", "last_name": "Doe",
+                         "email": "jane.doe@acme.example", "extension": "1731"}});
+        let msg = Inbound { body: body.to_string().into_bytes(), headers, ..Default::default() };
+        disposition(&mapper, &settings.topology, &msg).publish
+    }
+
+    #[test]
+    fn only_a_w3c_traceparent_is_carried_onto_the_derived_jobs() {
+        let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let jobs = jobs_of(valid);
+        assert_eq!(jobs.len(), 3);
+        assert!(jobs.iter().all(|j| h::text(&j.headers, h::TRACEPARENT) == Some(valid)));
+        let jobs = jobs_of(&"x".repeat(8 * 1024));
+        assert_eq!(jobs.len(), 3);
+        assert!(jobs.iter().all(|j| j.headers.is_empty()), "an 8 KB traceparent is dropped, not carried");
+    }
 }

@@ -2,7 +2,9 @@
 //! tenant's mapping, from the `provisioning.hr` queue or the HTTP intake.
 //!
 //! Both entrances share [`fan_out`]: decode the hire, derive every job (all of them valid, or
-//! none), and hand back what to publish. Job ids are `{event_id}:{vendor}:{account}`, so a
+//! none), and hand back what to publish. The intake takes the two steps apart
+//! ([`decode`], then [`fan_out_hire`]) to check in between that the caller's credential
+//! admits the hire's tenant. Job ids are `{event_id}:{vendor}:{account}`, so a
 //! hire seen twice yields the same jobs, which the adapters' idempotency turns into
 //! `existing` rather than a second user.
 
@@ -34,20 +36,30 @@ pub enum FanOut {
 
 /// Decodes and maps one hire body.
 pub fn fan_out(mapper: &Mapper, topology: &TopologySettings, body: &[u8], traceparent: Option<&str>) -> FanOut {
-    let hire = match decode(body) {
-        Ok(h) => h,
-        Err(HireRejection::Undecodable(m)) => {
-            return FanOut::Rejected { event_id: None, undecodable: true, errors: vec![FieldError::new("", m)] }
-        }
-        Err(HireRejection::Invalid { event_id, errors }) => {
-            return FanOut::Rejected { event_id, undecodable: false, errors }
-        }
-    };
+    match decode(body) {
+        Ok(hire) => fan_out_hire(mapper, topology, hire, traceparent),
+        Err(rejection) => rejection.into(),
+    }
+}
+
+/// Maps one decoded hire; the intake decides whether the caller may post it in between.
+pub fn fan_out_hire(mapper: &Mapper, topology: &TopologySettings, hire: Hire, traceparent: Option<&str>) -> FanOut {
     match mapper.derive(&hire, Utc::now()) {
         Ok(jobs) => {
             let publish = jobs.iter().map(|j| j.outbound(topology, traceparent)).collect();
             FanOut::Jobs { event_id: hire.event_id, jobs, publish }
         }
         Err(errors) => FanOut::Rejected { event_id: Some(hire.event_id), undecodable: false, errors },
+    }
+}
+
+impl From<HireRejection> for FanOut {
+    fn from(rejection: HireRejection) -> Self {
+        match rejection {
+            HireRejection::Undecodable(m) => {
+                FanOut::Rejected { event_id: None, undecodable: true, errors: vec![FieldError::new("", m)] }
+            }
+            HireRejection::Invalid { event_id, errors } => FanOut::Rejected { event_id, undecodable: false, errors },
+        }
     }
 }

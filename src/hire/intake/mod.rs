@@ -1,5 +1,6 @@
-//! The HTTP hire intake: `POST /v1/hires`, authenticated by a bearer token or an HMAC-SHA256
-//! signature of the body, answering 202 only once the broker confirmed every derived job.
+//! The HTTP hire intake: `POST /v1/hires`, authenticated by a bearer token or a timestamped
+//! HMAC-SHA256 signature of the body (`auth`, `signature`, `replay`), answering 202 only once
+//! the broker confirmed every derived job.
 //!
 //! It has a broker connection of its own, opened on the first request and again after it
 //! broke, so a broker outage turns into 503s, never into accepted-but-lost hires.
@@ -13,22 +14,23 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use hmac::{Hmac, Mac};
 use lapin::Connection;
-use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use sha2::Sha256;
-use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::{fan_out, FanOut, Mapper};
+use self::auth::{Caller, Gate, Refusal};
+use super::{decode, fan_out_hire, FanOut, Hire, Mapper};
 use crate::config::{ConfigError, Settings};
+use crate::transport::headers as h;
 use crate::transport::rabbitmq::{self, ConfirmPublisher};
 use crate::transport::{Outbound, Publisher};
 
-/// The signature header: `sha256=<hex of HMAC-SHA256(secret, raw body)>`.
-pub const SIGNATURE_HEADER: &str = "x-signature";
+mod auth;
+mod replay;
+mod signature;
+
+pub use auth::{MIN_SECRET_BYTES, SIGNATURE_HEADER};
 
 /// Why the intake cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -37,40 +39,6 @@ pub enum IntakeError {
     Config(#[from] ConfigError),
     #[error("cannot listen on intake.listen = {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
-}
-
-struct Secrets {
-    token: Option<SecretString>,
-    hmac: Option<SecretString>,
-}
-
-impl Secrets {
-    /// Whether the request proves it knows a shared secret. Both comparisons take the same
-    /// time whatever the guess (`subtle`, `hmac`'s `verify_slice`).
-    fn authenticated(&self, headers: &HeaderMap, body: &[u8]) -> bool {
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        if let (Some(given), Some(token)) = (bearer, &self.token) {
-            if bool::from(given.as_bytes().ct_eq(token.expose_secret().as_bytes())) {
-                return true;
-            }
-        }
-        let signature = headers
-            .get(SIGNATURE_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().strip_prefix("sha256="))
-            .and_then(|hex_sig| hex::decode(hex_sig).ok());
-        if let (Some(sig), Some(secret)) = (signature, &self.hmac) {
-            let mut mac =
-                Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()).expect("HMAC takes any key");
-            mac.update(body);
-            return mac.verify_slice(&sig).is_ok();
-        }
-        false
-    }
 }
 
 /// The intake's own publisher connection.
@@ -132,29 +100,19 @@ impl Broker {
 struct Intake {
     settings: Arc<Settings>,
     mapper: Mapper,
-    secrets: Secrets,
+    gate: Gate,
     broker: Broker,
 }
 
 /// The intake's routes. Secrets are resolved now, so a missing one stops start-up.
 fn router(settings: Arc<Settings>) -> Result<(Router, Arc<Intake>), IntakeError> {
     let mapper = Mapper::new(&settings).map_err(|e| ConfigError::Invalid { key: e.key, message: e.message })?;
-    let secrets = Secrets {
-        token: settings.intake.token.as_ref().map(|s| s.resolve("intake.token")).transpose()?,
-        hmac: settings.intake.hmac_secret.as_ref().map(|s| s.resolve("intake.hmac_secret")).transpose()?,
-    };
-    if secrets.token.is_none() && secrets.hmac.is_none() {
-        return Err(ConfigError::Invalid {
-            key: "intake.token".into(),
-            message: "set intake.token or intake.hmac_secret: the intake never runs unauthenticated".into(),
-        }
-        .into());
-    }
+    let gate = Gate::new(&settings)?;
     let intake = Arc::new(Intake {
         broker: Broker { settings: settings.clone(), session: Mutex::new(None) },
         settings: settings.clone(),
         mapper,
-        secrets,
+        gate,
     });
     let app = Router::new()
         .route("/v1/hires", post(post_hire))
@@ -169,19 +127,79 @@ fn problem(status: StatusCode, error: &str, body: serde_json::Value) -> Response
     (status, Json(body)).into_response()
 }
 
+/// The server's clock, in unix seconds.
+fn unix_now() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The answer to a request that is not admitted. Only an expired timestamp is named: any
+/// other failure (no credential, a wrong one, a malformed signature) is the same 401.
+fn refused(refusal: &Refusal, tolerance_secs: u64) -> Response {
+    let tolerance = humantime::format_duration(std::time::Duration::from_secs(tolerance_secs));
+    let mut r = match refusal {
+        Refusal::Unauthorized => {
+            tracing::info!("hire intake: request refused, bad or missing credentials");
+            problem(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                json!({"message": "send `Authorization: Bearer <token>` or `X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<body>\">`"}),
+            )
+        }
+        Refusal::Expired => {
+            tracing::info!("hire intake: request refused, signature timestamp outside the tolerance");
+            problem(
+                StatusCode::UNAUTHORIZED,
+                "signature_expired",
+                json!({"message": format!("the signature's timestamp is outside the tolerance of {tolerance} either side of the server's clock; sign the hire again with the current time")}),
+            )
+        }
+        Refusal::Replayed => {
+            tracing::info!("hire intake: request refused, signature already used");
+            return problem(
+                StatusCode::CONFLICT,
+                "signature_replayed",
+                json!({"message": "this signature was already used; sign the hire again with a new timestamp (sending the same hire again is safe)"}),
+            );
+        }
+        Refusal::Busy { retry_after } => {
+            tracing::warn!("hire intake: replay cache full of signatures in their window (intake.replay_cache_size); signed request refused");
+            let mut r = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "replay_cache_full",
+                json!({"message": "too many signed requests within the tolerance; sign the hire again and send it later"}),
+            );
+            r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after));
+            return r;
+        }
+    };
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    r
+}
+
+/// A tenant's credential used for another tenant's hire. Both names are the caller's own to
+/// know: the body named one, and the credential it holds the other.
+fn forbidden(caller: Caller<'_>, hire: &Hire) -> Response {
+    tracing::info!(event_id = hire.event_id, credential = %caller, tenant = hire.tenant, "hire intake: hire refused, the credential is another tenant's");
+    let message =
+        format!("the credential of {caller} admits only that tenant's hires; the hire names tenant {:?}", hire.tenant);
+    problem(StatusCode::FORBIDDEN, "tenant_mismatch", json!({"event_id": hire.event_id, "message": message}))
+}
+
 async fn post_hire(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Bytes) -> Response {
-    if !intake.secrets.authenticated(&headers, &body) {
-        let mut r = problem(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            json!({"message": "send `Authorization: Bearer <token>` or `X-Signature: sha256=<hex HMAC-SHA256 of the body>`"}),
-        );
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-        tracing::info!("hire intake: request refused, bad or missing credentials");
-        return r;
-    }
-    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
-    match fan_out(&intake.mapper, &intake.settings.topology, &body, traceparent) {
+    let caller = match intake.gate.admit(&headers, &body, unix_now()) {
+        Ok(caller) => caller,
+        Err(refusal) => return refused(&refusal, intake.gate.tolerance_secs()),
+    };
+    let traceparent = traceparent(&headers);
+    // Whose hire it is, is read from the decoded hire, before any mapping runs: another
+    // tenant's mapping errors are not this caller's to see.
+    let fan_out = match decode(&body) {
+        Ok(hire) if !caller.admits(&hire.tenant) => return forbidden(caller, &hire),
+        Ok(hire) => fan_out_hire(&intake.mapper, &intake.settings.topology, hire, traceparent),
+        Err(rejection) => rejection.into(),
+    };
+    match fan_out {
         FanOut::Rejected { event_id, undecodable, errors } => {
             tracing::info!(event_id = event_id.as_deref(), errors = %super::event::summary(&errors), "hire intake: invalid hire refused");
             let status = if undecodable { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY };
@@ -190,7 +208,7 @@ async fn post_hire(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: 
         FanOut::Jobs { event_id, jobs, publish } => match intake.broker.publish_all(&publish).await {
             Ok(()) => {
                 let job_ids: Vec<&str> = jobs.iter().map(|j| j.job_id()).collect();
-                tracing::info!(event_id, jobs = job_ids.len(), "hire intake: hire accepted, every job confirmed");
+                tracing::info!(event_id, jobs = job_ids.len(), credential = %caller, "hire intake: hire accepted, every job confirmed");
                 (StatusCode::ACCEPTED, Json(json!({"event_id": event_id, "job_ids": job_ids}))).into_response()
             }
             Err(e) => {
@@ -198,12 +216,26 @@ async fn post_hire(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: 
                 let mut r = problem(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "broker_unavailable",
-                    json!({"event_id": event_id, "message": "the hire was not accepted; send it again later (it is safe to repeat)"}),
+                    json!({"event_id": event_id, "message": "the hire was not accepted; send it again later, signed anew (it is safe to repeat)"}),
                 );
                 r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
                 r
             }
         },
+    }
+}
+
+/// The request's `traceparent`, when it sends exactly one and it is a W3C one
+/// ([`h::checked_traceparent`]); nothing else of the request's headers reaches the jobs.
+fn traceparent(headers: &HeaderMap) -> Option<&str> {
+    let mut values = headers.get_all(h::TRACEPARENT).iter();
+    match (values.next(), values.next()) {
+        (Some(one), None) => one.to_str().ok().and_then(h::checked_traceparent),
+        (None, _) => None,
+        (Some(_), Some(_)) => {
+            tracing::debug!("traceparent dropped: the request sent more than one");
+            None
+        }
     }
 }
 
@@ -230,35 +262,21 @@ pub async fn serve(
 mod tests {
     use super::*;
 
-    fn secrets() -> Secrets {
-        Secrets { token: Some("t0ken".to_owned().into()), hmac: Some("shh".to_owned().into()) }
-    }
-
     fn with(name: &'static str, value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(name, value.parse().unwrap());
         h
     }
 
-    fn sign(secret: &str, body: &[u8]) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-        mac.update(body);
-        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-    }
-
     #[test]
-    fn a_bearer_token_or_a_signature_authenticates_and_nothing_else_does() {
-        let s = secrets();
-        let body = br#"{"event_id":"e"}"#;
-        assert!(s.authenticated(&with("authorization", "Bearer t0ken"), body));
-        assert!(!s.authenticated(&with("authorization", "Bearer t0ke"), body));
-        assert!(!s.authenticated(&with("authorization", "t0ken"), body));
-        assert!(!s.authenticated(&HeaderMap::new(), body));
-        assert!(s.authenticated(&with("x-signature", &sign("shh", body)), body));
-        assert!(!s.authenticated(&with("x-signature", &sign("shh", body)), b"{\"event_id\":\"f\"}"), "body changed");
-        assert!(!s.authenticated(&with("x-signature", &sign("other", body)), body));
-        assert!(!s.authenticated(&with("x-signature", "sha256=zz"), body));
-        let token_only = Secrets { token: Some("t0ken".to_owned().into()), hmac: None };
-        assert!(!token_only.authenticated(&with("x-signature", &sign("shh", body)), body));
+    fn only_one_w3c_traceparent_is_taken_from_the_request() {
+        let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(traceparent(&with("traceparent", valid)), Some(valid));
+        assert_eq!(traceparent(&HeaderMap::new()), None);
+        assert_eq!(traceparent(&with("traceparent", &"a".repeat(8 * 1024))), None, "8 KB of junk");
+        assert_eq!(traceparent(&with("traceparent", &valid.to_uppercase())), None);
+        let mut two = with("traceparent", valid);
+        two.append("traceparent", valid.parse().unwrap());
+        assert_eq!(traceparent(&two), None, "two of them");
     }
 }
