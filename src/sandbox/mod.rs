@@ -28,6 +28,15 @@ pub struct Sandboxes {
     pub faults: FaultState,
 }
 
+/// The sandboxes are a load-test target as much as a simulator: the bench holds 1,002 calls
+/// in flight at once, so they allow far more connections than a production port. The
+/// timeouts stay as everywhere else.
+const SANDBOX_LIMITS: crate::http_server::ServerLimits = crate::http_server::ServerLimits {
+    header_read_timeout: std::time::Duration::from_secs(10),
+    request_timeout: std::time::Duration::from_secs(30),
+    max_connections: 8192,
+};
+
 impl Sandboxes {
     pub fn new(faults: Faults, seed: u64) -> Self {
         Self {
@@ -94,7 +103,7 @@ impl Sandboxes {
         let addr = listener.local_addr()?;
         let app = self.router();
         let handle = tokio::spawn(async move {
-            crate::http_server::serve(listener, app, crate::http_server::ServerLimits::default(), shutdown).await;
+            crate::http_server::serve(listener, app, SANDBOX_LIMITS, shutdown).await;
         });
         Ok((addr, handle))
     }
