@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let (user, domain) = (&*USER, &*DOMAIN);
     for policy in [DomainNotFound::Auth, DomainNotFound::Transient] {
         let _ = response::interpret_create(&a, domain, user.user(), policy);
-        if let Ok(Some(found)) = response::interpret_lookup(&a, domain, policy) {
+        if let Ok(Some(found)) = response::interpret_lookup(&a, domain, user.user(), policy) {
             let _ = found.differences(user);
             let _ = response::reconcile(domain, user, &found);
         }
