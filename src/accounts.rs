@@ -75,6 +75,16 @@ impl Account {
         self.adapter.vendor()
     }
 
+    /// The vendor identity a job's user would have in this account.
+    pub fn identity(&self, job: &Job) -> Result<crate::vendors::VendorIdentity, VendorError> {
+        self.adapter.identity(job)
+    }
+
+    /// Whether the vendor's record can prove a create was this job's (else: intent first).
+    pub fn proves_identity(&self) -> bool {
+        self.adapter.proves_identity()
+    }
+
     /// One vendor call: through the limiter, then the breaker, then the adapter; the answer
     /// goes back to both.
     ///

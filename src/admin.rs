@@ -21,6 +21,18 @@ use crate::metrics::Metrics;
 pub struct Health {
     connected: Arc<AtomicBool>,
     circuits: Arc<RwLock<CircuitBoard>>,
+    ledger: Arc<RwLock<LedgerHealth>>,
+}
+
+/// What `/readyz` says about the ledger.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum LedgerHealth {
+    /// `ledger.enabled` is off.
+    #[default]
+    Off,
+    Up,
+    /// Not answering, with the last error: jobs that need an identity decision are parked.
+    Down(String),
 }
 
 impl Health {
@@ -40,6 +52,42 @@ impl Health {
 
     pub fn is_ready(&self) -> bool {
         self.connected.load(Ordering::SeqCst)
+    }
+
+    pub fn set_ledger(&self, state: LedgerHealth) {
+        *self.ledger.write().expect("never poisoned") = state;
+    }
+
+    /// One line about the ledger, or nothing when there is none.
+    pub fn ledger_report(&self) -> String {
+        match &*self.ledger.read().expect("never poisoned") {
+            LedgerHealth::Off => String::new(),
+            LedgerHealth::Up => "ledger: up\n".into(),
+            LedgerHealth::Down(why) => format!(
+                "ledger: DOWN ({}); jobs that need an identity decision are parked, the rest go on\n",
+                crate::contract::clip(why.clone(), 200)
+            ),
+        }
+    }
+}
+
+/// Pings the ledger every few seconds until `stop`, for `/readyz` and `provisioner_ledger_up`.
+pub async fn watch_ledger(ledger: crate::ledger::Ledger, health: Health, metrics: Metrics, stop: CancellationToken) {
+    loop {
+        match ledger.ping().await {
+            Ok(()) => {
+                metrics.ledger_up.set(1);
+                health.set_ledger(LedgerHealth::Up);
+            }
+            Err(e) => {
+                metrics.ledger_up.set(0);
+                health.set_ledger(LedgerHealth::Down(e.to_string()));
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+        }
     }
 }
 
@@ -63,9 +111,10 @@ async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {
 
 /// An open circuit does not make the replica unready: the vendor is down, not this pod, and
 /// restarting or unrouting pods would not help. It is shown so `kubectl describe` and a
-/// curl tell the on-call engineer which accounts are parked.
+/// curl tell the on-call engineer which accounts are parked. A ledger that is down is shown
+/// the same way, for the same reason: every replica shares it.
 async fn ready_handler(State(s): State<AdminState>) -> impl IntoResponse {
-    let circuits = s.health.circuit_report();
+    let circuits = format!("{}{}", s.health.ledger_report(), s.health.circuit_report());
     if s.health.is_ready() {
         (StatusCode::OK, format!("ready: connected to the broker and consuming\n{circuits}"))
     } else {

@@ -4,7 +4,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Map;
 
-use crate::contract::VendorKey;
+use crate::contract::{Person, VendorKey};
 use crate::outcome::{Failure, Outcome};
 
 /// What an event says about the job, including what could be read from an invalid one.
@@ -15,6 +15,12 @@ pub struct JobRef<'a> {
     pub account: Option<&'a str>,
     pub correlation_id: Option<&'a str>,
     pub traceparent: Option<&'a str>,
+    /// The vendor identity the job asked for (see [`crate::vendors::VendorIdentity`]), when
+    /// it could be read: what the ledger links to the person.
+    pub identity: Option<&'a str>,
+    pub identity_extra: Option<&'a str>,
+    /// Who the job was for, when it said.
+    pub person: Option<&'a Person>,
 }
 
 pub const TYPE_PREFIX: &str = "provisioning.user.";
@@ -83,6 +89,7 @@ enum Member<'a> {
     Number(u32),
     Vendor(Option<VendorKey>),
     Error(&'a Failure),
+    Person(&'a Person),
 }
 
 impl Serialize for Data<'_> {
@@ -103,8 +110,18 @@ impl Serialize for Data<'_> {
         if let Some(f) = failure {
             fixed.push(("error", Member::Error(f)));
         }
+        // Added with the ledger; present only when known, so earlier consumers see no nulls.
+        if let Some(i) = self.job.identity {
+            fixed.push(("identity", Member::Text(Some(i))));
+        }
+        if let Some(i) = self.job.identity_extra {
+            fixed.push(("identity_extra", Member::Text(Some(i))));
+        }
         fixed.push(("job_id", Member::Text(Some(self.job.job_id))));
         fixed.push(("outcome", Member::Text(Some(self.outcome.name()))));
+        if let Some(p) = self.job.person {
+            fixed.push(("person", Member::Person(p)));
+        }
         fixed.push(("vendor", Member::Vendor(self.job.vendor)));
         if let Some(r) = receipt {
             fixed.push(("vendor_user_id", Member::Text(r.vendor_user_id.as_deref())));
@@ -134,6 +151,60 @@ impl Serialize for Data<'_> {
     }
 }
 
+/// The type prefix of events about a job's steps other than its outcome.
+pub const STEP_TYPE_PREFIX: &str = "provisioning.job.";
+
+/// `job.<step>.<vendor>`, beside the outcomes' `user.<outcome>.<vendor>`: consumers bound
+/// to `user.#` never see them.
+pub fn step_routing_key(step: &str, vendor: Option<VendorKey>) -> String {
+    format!("job.{step}.{}", vendor.map_or("unknown", VendorKey::as_str))
+}
+
+/// The job a step event is about.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepOf<'a> {
+    pub job_id: &'a str,
+    pub vendor: Option<VendorKey>,
+    pub account: Option<&'a str>,
+    pub correlation_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub person: Option<&'a Person>,
+}
+
+/// A `provisioning.job.<step>` CloudEvent (parked, published, replayed, purged): the job's
+/// fields and the step's own `data` members, merged. Returns the event id and the bytes.
+pub fn step(
+    source: &str,
+    step: &str,
+    about: &StepOf<'_>,
+    traceparent: Option<&str>,
+    data: serde_json::Value,
+    now: DateTime<Utc>,
+) -> (String, Vec<u8>) {
+    let mut merged = match serde_json::to_value(about) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    if let serde_json::Value::Object(extra) = data {
+        merged.extend(extra);
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut doc = serde_json::json!({
+        "specversion": "1.0",
+        "id": id,
+        "source": source,
+        "type": format!("{STEP_TYPE_PREFIX}{step}"),
+        "subject": about.job_id,
+        "time": now.to_rfc3339_opts(SecondsFormat::Millis, true),
+        "datacontenttype": "application/json",
+        "data": merged,
+    });
+    if let Some(tp) = traceparent {
+        doc["traceparent"] = serde_json::json!(tp);
+    }
+    (id, serde_json::to_vec(&doc).expect("an event serialises"))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{json, Value};
@@ -151,6 +222,15 @@ mod tests {
         data.insert("account".into(), json!(job.account));
         data.insert("outcome".into(), json!(outcome.name()));
         data.insert("attempts".into(), json!(attempts));
+        if let Some(i) = job.identity {
+            data.insert("identity".into(), json!(i));
+        }
+        if let Some(i) = job.identity_extra {
+            data.insert("identity_extra".into(), json!(i));
+        }
+        if let Some(p) = job.person {
+            data.insert("person".into(), json!({"tenant": p.tenant, "employee_id": p.employee_id}));
+        }
         match outcome {
             Outcome::Created(r) | Outcome::Existing(r) => {
                 data.insert("vendor_user_id".into(), json!(r.vendor_user_id));
@@ -182,7 +262,16 @@ mod tests {
         // A detail named like a fixed member replaces it.
         details.insert("vendor".into(), json!("glance-eu"));
         let receipt = Receipt { existing: true, vendor_user_id: None, details };
-        let bare = JobRef { job_id: "j\"1", vendor: None, account: None, correlation_id: None, traceparent: None };
+        let bare = JobRef {
+            job_id: "j\"1",
+            vendor: None,
+            account: None,
+            correlation_id: None,
+            traceparent: None,
+            identity: None,
+            identity_extra: None,
+            person: None,
+        };
         let failed = Outcome::Failed(Failure::new(ErrorClass::Conflict, "taken", "held by \"someone\" else"));
         for (job, outcome) in [
             (job(), Outcome::Existing(receipt.clone())),
@@ -203,8 +292,14 @@ mod tests {
             account: Some("acme"),
             correlation_id: Some("hire-1"),
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            identity: Some("EMP-1"),
+            identity_extra: Some("jdoe.acme.glance.net"),
+            person: Some(&PERSON),
         }
     }
+
+    static PERSON: std::sync::LazyLock<Person> =
+        std::sync::LazyLock::new(|| Person { tenant: "acme".into(), employee_id: "000731".into() });
 
     fn build(source: &str, job: &JobRef<'_>, outcome: &Outcome, attempts: u32, now: DateTime<Utc>) -> Value {
         serde_json::to_value(Event::new(source, job, outcome, attempts, now)).unwrap()

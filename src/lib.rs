@@ -26,13 +26,15 @@
 //!    settings, nothing that uses it.
 //! 3. [`retry`] (how long to wait), [`telemetry`] (logging), then [`vendors`]: everything
 //!    that knows a vendor, one folder per vendor with the same files in each.
-//! 4. [`job`] (bytes to a valid job, using each vendor's field rules), [`outcome`] (what
-//!    a call came to), [`sandbox`] (the vendors' simulators served together).
+//! 4. [`job`] (bytes to a valid job, using each vendor's field rules), [`ledger`] (who
+//!    holds which vendor identity, and every job's history, in SQLite or PostgreSQL),
+//!    [`outcome`] (what a call came to), [`sandbox`] (the vendors' simulators served together).
 //! 5. [`transport`] (messages, dispositions and the one place that settles them; RabbitMQ
 //!    and in-memory brokers), [`event`] (result CloudEvents).
 //! 6. [`metrics`] above what it measures; [`hire`] (hire events to jobs).
 //! 7. [`accounts`] (each vendor call through its account's limiter and breaker), [`admin`]
-//!    (the health and metrics port), then [`pipeline`] (one delivery to one disposition).
+//!    (the health and metrics port), then [`pipeline`] (one delivery to one disposition)
+//!    and [`projection`] (events and dead letters to ledger rows).
 //! 8. [`worker`] (consumers, settling, draining), [`commands`] (each subcommand as a
 //!    function), [`cli`] (argument parsing); `main.rs` only calls [`cli::main`].
 
@@ -52,6 +54,7 @@ pub mod telemetry;
 pub mod vendors;
 
 pub mod job;
+pub mod ledger;
 pub mod outcome;
 pub mod sandbox;
 
@@ -64,6 +67,7 @@ pub mod metrics;
 pub mod accounts;
 pub mod admin;
 pub mod pipeline;
+pub mod projection;
 
 // The top floor.
 pub mod cli;

@@ -33,6 +33,10 @@ pub struct Metrics {
     pub circuit_transitions: IntCounterVec,
     pub circuit_open_accounts: IntGaugeVec,
     pub handler_failures: IntCounterVec,
+    /// 1 while the ledger answers, 0 while it does not; absent without a ledger.
+    pub ledger_up: IntGauge,
+    pub ledger_projection_lag: prometheus::Gauge,
+    pub ledger_projected: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -57,7 +61,7 @@ impl Metrics {
         );
         let retries = counter(
             "retries_total",
-            "Retries, by vendor and kind: inline, durable (a retry tier), circuit_open or account_busy (parked in a tier without using it up).",
+            "Retries, by vendor and kind: inline, durable (a retry tier), circuit_open, account_busy or ledger_down (parked in a tier without using it up).",
             &["vendor", "kind"],
         );
         let handler_failures = counter(
@@ -135,6 +139,20 @@ impl Metrics {
                 .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
         )
         .expect("valid metric");
+        let ledger_projected = counter(
+            "ledger_projected_total",
+            "Messages of the ledger queue handled by the projection, by result: written, ignored (not the service's) or refused (the database refused the row; logged with its key).",
+            &["result"],
+        );
+        let ledger_up = IntGauge::new("ledger_up", "1 while the ledger's database answers, 0 while it does not.")
+            .expect("valid metric");
+        let ledger_projection_lag = prometheus::Gauge::new(
+            "ledger_projection_lag_seconds",
+            "Age of the oldest event in the projection's last batch; 0 while its queue is empty.",
+        )
+        .expect("valid metric");
+        registry.register(Box::new(ledger_up.clone())).expect("unique metric");
+        registry.register(Box::new(ledger_projection_lag.clone())).expect("unique metric");
         let build_info =
             IntGaugeVec::new(Opts::new("build_info", "Always 1; the labels say which build is running."), &["version"])
                 .expect("valid metric");
@@ -168,6 +186,9 @@ impl Metrics {
             circuit_transitions,
             circuit_open_accounts,
             handler_failures,
+            ledger_up,
+            ledger_projection_lag,
+            ledger_projected,
         };
         m.touch_series();
         m
@@ -189,7 +210,7 @@ impl Metrics {
                 self.jobs_completed.with_label_values(&[vendor, "failed", class.as_str()]);
                 self.dead_lettered.with_label_values(&[vendor, class.as_str()]);
             }
-            for kind in ["inline", "durable", "circuit_open", "account_busy"] {
+            for kind in ["inline", "durable", "circuit_open", "account_busy", "ledger_down"] {
                 self.retries.with_label_values(&[vendor, kind]);
             }
             self.admission_wait.with_label_values(&[vendor]);
@@ -203,6 +224,9 @@ impl Metrics {
             }
         }
         self.dead_lettered.with_label_values(&[UNKNOWN_VENDOR, "undecodable"]);
+        for result in ["written", "ignored", "refused"] {
+            self.ledger_projected.with_label_values(&[result]);
+        }
         for kind in [OutboundKind::Event, OutboundKind::Retry, OutboundKind::DeadLetter] {
             for reason in ["nacked", "unroutable", "connection"] {
                 self.publish_failures.with_label_values(&[kind.as_str(), reason]);

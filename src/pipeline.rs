@@ -23,7 +23,8 @@ use crate::outcome::{ErrorClass, Failure, Outcome};
 use crate::retry::{tier_name, Attempt, DurableSchedule, InlineRetry};
 use crate::transport::headers as h;
 use crate::transport::{After, DeadLetterCause, Disposition, Headers, Inbound, Outbound, OutboundKind, Parked, Report};
-use crate::vendors::{AnyAdapter, CallContext, VendorError};
+use crate::ledger::{IdentityKey, Intent, Ledger, LedgerError, Owner};
+use crate::vendors::{AnyAdapter, CallContext, LedgerProof, VendorError, VendorIdentity};
 
 /// What earlier deliveries of the same job left in its headers.
 #[derive(Clone, Debug, Default)]
@@ -55,12 +56,27 @@ pub struct Pipeline {
     durable: HashMap<VendorKey, DurableSchedule>,
     accounts: HashMap<String, Account>,
     circuits: CircuitBoard,
+    /// Decides identities before creates; `None` when `ledger.enabled` is off.
+    ledger: Option<Ledger>,
+}
+
+/// Why a job stops before its vendor call, on the ledger's word.
+enum Refused {
+    /// The identity is linked to another person.
+    Conflict(Failure),
+    /// The ledger did not answer; the job waits for it.
+    LedgerDown(String),
 }
 
 impl Pipeline {
     /// Each adapter is wrapped in its account's rate limiter and circuit breaker, which
     /// report to `metrics`.
-    pub fn new(settings: &Settings, adapters: HashMap<String, AnyAdapter>, metrics: &Metrics) -> Self {
+    pub fn new(
+        settings: &Settings,
+        adapters: HashMap<String, AnyAdapter>,
+        metrics: &Metrics,
+        ledger: Option<Ledger>,
+    ) -> Self {
         let (accounts, circuits) = crate::accounts::guard(settings, adapters, metrics);
         Self {
             topology: settings.topology.clone(),
@@ -72,6 +88,7 @@ impl Pipeline {
                 .collect(),
             accounts,
             circuits,
+            ledger,
         }
     }
 
@@ -123,6 +140,18 @@ impl Pipeline {
             if shutdown.is_cancelled() {
                 return self.deferred(&job);
             }
+            let identity = account.identity(&job).ok();
+            let proof = match self.ledger_check(&job, account, identity.as_ref()).await {
+                Ok(proof) => proof,
+                Err(Refused::Conflict(f)) => {
+                    return self.terminal(msg, &job, identity.as_ref(), Outcome::Failed(f), history.attempts, &history)
+                }
+                Err(Refused::LedgerDown(why)) => {
+                    let tier = self.durable[&job.vendor].at_least(Duration::ZERO).expect("every schedule has a tier");
+                    let why = format!("waiting for the ledger to decide the identity: {why}");
+                    return self.retry_later(msg, &job, &why, tier, Parked::LedgerDown, history.attempts, &history);
+                }
+            };
             let seen_before = msg.redelivered || history.attempts > 0 || history.replayed;
             // The vendor's own words for the last failure, for when a later call is refused
             // before it is sent (budget, shutdown).
@@ -133,6 +162,7 @@ impl Pipeline {
                     let ctx = CallContext {
                         maybe_seen_before: seen_before || attempt.number > 1,
                         inline_attempt: attempt.number,
+                        ledger: proof,
                     };
                     let (job, last_failure) = (&job, &last_failure);
                     async move {
@@ -156,11 +186,20 @@ impl Pipeline {
             }
             let last_failure = last_failure.into_inner().expect("never poisoned");
             let mut d = match attempted.result {
-                Ok(receipt) => self.terminal(msg, &job, Outcome::from_receipt(receipt), attempts, &history),
-                Err(CallError::Vendor(e)) if e.is_transient() => self.transient(msg, &job, e, attempts, &history),
-                Err(CallError::Vendor(e)) => {
-                    self.terminal(msg, &job, Outcome::Failed(Failure::from_vendor(&e)), attempts, &history)
+                Ok(receipt) => {
+                    self.terminal(msg, &job, identity.as_ref(), Outcome::from_receipt(receipt), attempts, &history)
                 }
+                Err(CallError::Vendor(e)) if e.is_transient() => {
+                    self.transient(msg, &job, identity.as_ref(), e, attempts, &history)
+                }
+                Err(CallError::Vendor(e)) => self.terminal(
+                    msg,
+                    &job,
+                    identity.as_ref(),
+                    Outcome::Failed(Failure::from_vendor(&e)),
+                    attempts,
+                    &history,
+                ),
                 Err(CallError::CircuitOpen { retry_in }) => {
                     let tier = self.durable[&job.vendor].at_least(retry_in).expect("every schedule has a tier");
                     let why = format!(
@@ -180,7 +219,7 @@ impl Pipeline {
                     let mut e = last_failure
                         .unwrap_or_else(|| VendorError::new(crate::vendors::VendorFailure::Transient, "not_sent", ""));
                     e.message = format!("{}; then {refused}", e.message);
-                    self.transient(msg, &job, e, attempts, &history)
+                    self.transient(msg, &job, identity.as_ref(), e, attempts, &history)
                 }
             };
             d.inline_retries = inline_retries;
@@ -191,14 +230,73 @@ impl Pipeline {
     }
 
     /// A transient failure: the next durable tier, or `unavailable` after the last one.
-    fn transient(&self, msg: &Inbound, job: &Job, e: VendorError, attempts: u32, history: &History) -> Disposition {
+    fn transient(
+        &self,
+        msg: &Inbound,
+        job: &Job,
+        identity: Option<&VendorIdentity>,
+        e: VendorError,
+        attempts: u32,
+        history: &History,
+    ) -> Disposition {
         match self.durable[&job.vendor].next(history.durable_retries) {
             Some(tier) => self.retry_later(msg, job, &e.to_string(), tier, Parked::Failure, attempts, history),
             None => {
                 let mut f = Failure::from_vendor(&e);
                 f.message = format!("gave up after {attempts} attempts and every retry tier: {}", f.message);
-                self.terminal(msg, job, Outcome::Failed(f), attempts, history)
+                self.terminal(msg, job, identity, Outcome::Failed(f), attempts, history)
             }
+        }
+    }
+
+    /// Asks the ledger about the job's vendor identity, when a decision needs it: before a
+    /// create the vendor cannot prove afterwards (an intent is recorded), and for every job
+    /// that names its person (the identity must not be someone else's). Jobs that need
+    /// neither never wait for the ledger.
+    async fn ledger_check(
+        &self,
+        job: &Job,
+        account: &Account,
+        identity: Option<&VendorIdentity>,
+    ) -> Result<LedgerProof, Refused> {
+        let (Some(ledger), Some(identity)) = (&self.ledger, identity) else { return Ok(LedgerProof::Nothing) };
+        if account.proves_identity() && job.person.is_none() {
+            return Ok(LedgerProof::Nothing);
+        }
+        let key = IdentityKey { vendor: job.vendor, account: job.account.to_string(), identity: identity.key.clone() };
+        let intent = Intent {
+            key: &key,
+            identity_extra: identity.extra.as_deref(),
+            person: job.person.as_ref(),
+            job_id: job.id.as_str(),
+            correlation_id: job.correlation_id.as_deref(),
+        };
+        let claim = ledger.claim(&intent).await.map_err(|e| match e {
+            LedgerError::Corrupt { .. } => {
+                // A row the ledger cannot read is no proof either way; an operator must look.
+                tracing::error!(error = %e, "ledger row unreadable; the job waits");
+                Refused::LedgerDown(e.to_string())
+            }
+            e => Refused::LedgerDown(e.to_string()),
+        })?;
+        match claim.owner {
+            // Claimed just now: an "already exists" would be a user the ledger never saw.
+            Owner::Nobody | Owner::Unknown => Ok(LedgerProof::Nothing),
+            Owner::ThisJob | Owner::ThisPerson => Ok(LedgerProof::ThisPerson),
+            Owner::SomeoneElse => Err(Refused::Conflict(Failure::new(
+                ErrorClass::Conflict,
+                "identity_held_by_another_person",
+                format!(
+                    "{} {} in account {} is linked to another person (job {}, state {}); not sent. Give this person \
+                     another identity, or see `provisioner whois {}`",
+                    job.vendor.identity_field(),
+                    identity.key,
+                    job.account,
+                    claim.link.job_id,
+                    claim.link.state.as_str(),
+                    identity.key
+                ),
+            ))),
         }
     }
 
@@ -229,13 +327,24 @@ impl Pipeline {
         (account, errors)
     }
 
-    fn terminal(&self, msg: &Inbound, job: &Job, outcome: Outcome, attempts: u32, history: &History) -> Disposition {
+    fn terminal(
+        &self,
+        msg: &Inbound,
+        job: &Job,
+        identity: Option<&VendorIdentity>,
+        outcome: Outcome,
+        attempts: u32,
+        history: &History,
+    ) -> Disposition {
         let job_ref = JobRef {
             job_id: job.id.as_str(),
             vendor: Some(job.vendor),
             account: Some(job.account.as_str()),
             correlation_id: job.correlation_id.as_deref(),
             traceparent: h::traceparent(&msg.headers),
+            identity: identity.map(|i| i.key.as_str()),
+            identity_extra: identity.and_then(|i| i.extra.as_deref()),
+            person: job.person.as_ref(),
         };
         let mut publish = vec![self.event(&job_ref, &outcome, attempts)];
         if let Some(f) = outcome.failure() {
@@ -277,6 +386,9 @@ impl Pipeline {
             account: invalid.account.as_ref().map(|a| a.as_str()),
             correlation_id: invalid.correlation_id.as_deref(),
             traceparent: h::traceparent(&msg.headers),
+            identity: None,
+            identity_extra: None,
+            person: None,
         });
         let outcome = Outcome::Failed(failure.clone());
         if let Some(job_ref) = &job_ref {
@@ -358,7 +470,7 @@ impl Pipeline {
                 let parked = h::int(&headers, h::CIRCUIT_PARKED).unwrap_or(0);
                 h::set_int(&mut headers, h::CIRCUIT_PARKED, parked + 1);
             }
-            Parked::AccountBusy => {}
+            Parked::AccountBusy | Parked::LedgerDown => {}
         }
         h::set_text(&mut headers, h::FIRST_FAILED_AT, history.first_failed_at.clone().unwrap_or_else(|| now.clone()));
         h::set_text(&mut headers, h::LAST_FAILED_AT, now);
@@ -383,11 +495,16 @@ impl Pipeline {
                     "account busy; parked in a retry tier without using it up"
                 )
             }
+            Parked::LedgerDown => {
+                tracing::warn!(tier, attempts, reason = error, "ledger down; parked in a retry tier without using it up")
+            }
         }
+        let step = serde_json::json!({"tier": tier, "why": why.as_str(), "error": crate::contract::clip(error.to_owned(), 1024), "attempts": attempts});
+        let parked = self.step_event(job, "parked", h::traceparent(&msg.headers), step);
         Disposition {
             // The copy keeps the job's routing key: the tier queue dead-letters it back to
-            // the jobs exchange under that key.
-            publish: vec![msg.forward(OutboundKind::Retry, self.topology.retry_exchange.clone(), headers)],
+            // the jobs exchange under that key. The `parked` event feeds the job's history.
+            publish: vec![msg.forward(OutboundKind::Retry, self.topology.retry_exchange.clone(), headers), parked],
             after: After::Ack,
             report: Report::RetryScheduled { tier, why },
             vendor: Some(job.vendor),
@@ -409,6 +526,32 @@ impl Pipeline {
             routing_key: event::routing_key(outcome, job.vendor),
             body: event.to_vec(),
             message_id: Some(event.id),
+            content_type: Some("application/cloudevents+json".into()),
+            timestamp: Some(Utc::now().timestamp().max(0) as u64),
+            headers,
+        }
+    }
+
+    /// A `provisioning.job.<step>` event: a step of a job that is not its outcome.
+    fn step_event(&self, job: &Job, step: &str, traceparent: Option<&str>, data: serde_json::Value) -> Outbound {
+        let about = event::StepOf {
+            job_id: job.id.as_str(),
+            vendor: Some(job.vendor),
+            account: Some(job.account.as_str()),
+            correlation_id: job.correlation_id.as_deref(),
+            person: job.person.as_ref(),
+        };
+        let (id, body) = event::step(&self.event_source, step, &about, traceparent, data, Utc::now());
+        let mut headers = Headers::new();
+        if let Some(tp) = traceparent {
+            h::set_text(&mut headers, h::TRACEPARENT, tp);
+        }
+        Outbound {
+            kind: OutboundKind::Event,
+            exchange: self.topology.events_exchange.clone(),
+            routing_key: event::step_routing_key(step, Some(job.vendor)),
+            body,
+            message_id: Some(id),
             content_type: Some("application/cloudevents+json".into()),
             timestamp: Some(Utc::now().timestamp().max(0) as u64),
             headers,

@@ -38,6 +38,8 @@ pub struct Worker {
     metrics: Metrics,
     health: Health,
     tasks: TaskTracker,
+    /// Fed by the projection consumer when set.
+    ledger: Option<crate::ledger::Ledger>,
 }
 
 /// Why one connection's session ended.
@@ -48,7 +50,13 @@ enum SessionEnd {
 
 impl Worker {
     pub fn new(settings: Arc<Settings>, pipeline: Arc<Pipeline>, metrics: Metrics, health: Health) -> Self {
-        Self { settings, pipeline, metrics, health, tasks: TaskTracker::new() }
+        Self { settings, pipeline, metrics, health, tasks: TaskTracker::new(), ledger: None }
+    }
+
+    /// Also runs the ledger's projection on `topology.ledger_queue`.
+    pub fn with_ledger(mut self, ledger: Option<crate::ledger::Ledger>) -> Self {
+        self.ledger = ledger;
+        self
     }
 
     /// Runs until `shutdown` is cancelled and the drain is over. Connection losses are
@@ -162,9 +170,35 @@ impl Worker {
         } else {
             None
         };
+        let projection = match &self.ledger {
+            Some(ledger) => {
+                let started = crate::projection::consumer::start(
+                    conn,
+                    &self.settings,
+                    ledger.clone(),
+                    self.metrics.clone(),
+                    &stop,
+                    &lost,
+                );
+                match started.await {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        stop.cancel();
+                        watcher.abort();
+                        return SessionEnd::Lost(e.to_string());
+                    }
+                }
+            }
+            None => None,
+        };
         self.health.set_connected(true);
         self.metrics.broker_connected.set(1);
-        tracing::info!(consumers = consumers.len(), hires = hires.is_some(), "connected and consuming");
+        tracing::info!(
+            consumers = consumers.len(),
+            hires = hires.is_some(),
+            ledger = projection.is_some(),
+            "connected and consuming"
+        );
 
         let end = tokio::select! {
             _ = shutdown.cancelled() => SessionEnd::Shutdown,
@@ -179,13 +213,14 @@ impl Worker {
             let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
             self.metrics.consumers_active.with_label_values(&[vendor.as_str()]).set(0);
         }
-        if let Some((channel, tag)) = &hires {
+        for (channel, tag) in hires.iter().chain(projection.iter()) {
             let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
         }
         if matches!(end, SessionEnd::Shutdown) {
             self.drain().await;
             // Close our channels before the connection, so a clean stop logs no channel errors.
-            for channel in consumers.iter().map(|(_, c, _)| c).chain(hires.iter().map(|(c, _)| c)) {
+            let others = hires.iter().chain(projection.iter()).map(|(c, _)| c);
+            for channel in consumers.iter().map(|(_, c, _)| c).chain(others) {
                 let _ = channel.close(200, "shutting down".into()).await;
             }
             let _ = publisher.channel().close(200, "shutting down".into()).await;

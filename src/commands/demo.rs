@@ -193,7 +193,7 @@ pub async fn run_in_memory() -> anyhow::Result<Summary> {
     let vendors = DemoVendors::start().await?;
     let settings = demo_settings(TopologySettings::default(), &vendors);
     let adapters = build_adapters(&settings)?;
-    let pipeline = Arc::new(Pipeline::new(&settings, adapters, &Metrics::new()));
+    let pipeline = Arc::new(Pipeline::new(&settings, adapters, &Metrics::new(), None));
     let broker = MemoryBroker::new(settings.topology.clone());
     let samples = samples();
     // The duplicate must arrive after the original is settled, as a redelivery would.
@@ -305,7 +305,7 @@ pub async fn run_on_broker(url: &str) -> anyhow::Result<Summary> {
     .await?;
 
     let metrics = Metrics::new();
-    let pipeline = Arc::new(Pipeline::new(&settings, build_adapters(&settings)?, &metrics));
+    let pipeline = Arc::new(Pipeline::new(&settings, build_adapters(&settings)?, &metrics, None));
     let shutdown = CancellationToken::new();
     let worker =
         tokio::spawn(Worker::new(settings.clone(), pipeline, metrics, Health::default()).run(shutdown.clone()));

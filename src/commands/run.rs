@@ -17,10 +17,18 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     // or wrong one stops start-up, naming its key.
     let _ = settings.amqp_uri()?;
     let metrics = Metrics::new();
-    let pipeline = Arc::new(Pipeline::new(&settings, build_adapters(&settings)?, &metrics));
+    // Not connected yet: a ledger that is down at start-up must not stop the worker.
+    let ledger = crate::ledger::from_settings(&settings.ledger)?;
+    let pipeline = Arc::new(Pipeline::new(&settings, build_adapters(&settings)?, &metrics, ledger.clone()));
     let health = Health::default();
     health.watch_circuits(pipeline.circuits());
     let admin_stop = CancellationToken::new();
+    if let Some(ledger) = &ledger {
+        if let Err(e) = ledger.ready().await {
+            tracing::error!(error = %e, "the ledger is down at start-up; jobs that need it wait, the rest go on");
+        }
+        tokio::spawn(admin::watch_ledger(ledger.clone(), health.clone(), metrics.clone(), admin_stop.clone()));
+    }
     let (addr, admin) =
         admin::serve(settings.admin.listen, settings.http.clone(), metrics.clone(), health.clone(), admin_stop.clone())
             .await
@@ -32,7 +40,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     if let Some((addr, _)) = &intake {
         tracing::info!(intake = %addr, "hire intake listening on POST /v1/hires");
     }
-    let result = Worker::new(settings, pipeline, metrics, health).run(shutdown).await;
+    let result = Worker::new(settings, pipeline, metrics, health).with_ledger(ledger).run(shutdown).await;
     if let Some((_, handle)) = intake {
         let _ = handle.await;
     }

@@ -53,10 +53,91 @@ pub struct Settings {
     pub accounts: BTreeMap<String, AccountSettings>,
     pub hire: HireSettings,
     pub intake: IntakeSettings,
+    /// Where the service keeps what it knows: links, intents, history (see `crate::ledger`).
+    pub ledger: LedgerSettings,
     /// Timeouts and the connection cap of the admin port and the hire intake.
     pub http: crate::http_server::ServerLimits,
     /// Per-tenant mappings from hire events to vendor jobs (see `crate::hire`).
     pub tenants: BTreeMap<String, TenantSettings>,
+}
+
+/// The ledger's database and its projection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedgerSettings {
+    /// Off: no identity decisions, no history, `dlq` walks the queue. For a deployment that
+    /// has nowhere to keep a file or a database.
+    pub enabled: bool,
+    /// `sqlite:<path>` (embedded, one replica; the directory is created) or
+    /// `postgres://user@host/db` (shared by replicas). A password in a PostgreSQL URL is
+    /// allowed only for a database on this machine; elsewhere set `ledger.password`.
+    pub url: String,
+    pub password: Option<SecretSource>,
+    pub max_connections: u32,
+    /// The longest one ledger call may take before it counts as "the ledger is down".
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The projection commits up to this many events per transaction...
+    pub batch_size: u16,
+    /// ...or whatever it has after waiting this long for more.
+    #[serde(with = "humantime_serde")]
+    pub batch_linger: Duration,
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            url: "sqlite:data/ledger.sqlite".into(),
+            password: None,
+            max_connections: 8,
+            timeout: Duration::from_secs(2),
+            batch_size: 256,
+            batch_linger: Duration::from_millis(50),
+        }
+    }
+}
+
+impl LedgerSettings {
+    /// The URL with `ledger.password` put in, for connecting. Never log it.
+    pub fn resolved_url(&self) -> Result<String, ConfigError> {
+        let Some(source) = &self.password else { return Ok(self.url.clone()) };
+        use secrecy::ExposeSecret;
+        let password = source.resolve("ledger.password")?;
+        let mut url = reqwest::Url::parse(&self.url)
+            .map_err(|e| ConfigError::invalid("ledger.url", format!("is not a URL: {e}")))?;
+        url.set_password(Some(password.expose_secret()))
+            .map_err(|()| ConfigError::invalid("ledger.url", "cannot carry a password (an sqlite: URL?)"))?;
+        Ok(url.into())
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let url = self.url.as_str();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError::invalid("ledger.url", "must start with sqlite: or postgres://"));
+        }
+        if let Ok(parsed) = reqwest::Url::parse(url) {
+            if parsed.password().is_some_and(|p| !p.is_empty())
+                && !is_loopback_host(parsed.host_str().unwrap_or_default())
+            {
+                return Err(ConfigError::invalid(
+                    "ledger.url",
+                    "carries a password for a database that is not on this machine; leave it out of the URL and \
+                     set ledger.password to an env: or file: secret",
+                ));
+            }
+        }
+        if self.batch_size == 0 {
+            return Err(ConfigError::invalid("ledger.batch_size", "must be at least 1"));
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError::invalid("ledger.timeout", "must be more than 0"));
+        }
+        Ok(())
+    }
 }
 
 /// The hire-event consumer on `topology.hr_queue`.
@@ -174,6 +255,12 @@ pub struct TopologySettings {
     pub hr_exchange: String,
     /// The quorum queue the hire consumer reads, bound to `hr_exchange` with `#`.
     pub hr_queue: String,
+    /// The quorum queue the ledger's projection reads: bound to every event and to the
+    /// dead-letter exchange. Declared only when `ledger.enabled` is on.
+    pub ledger_queue: String,
+    /// Oldest entries are dropped beyond this many, so a ledger left down for days cannot
+    /// fill the broker; the lag alert fires long before.
+    pub ledger_max_length: u32,
 }
 
 impl Default for TopologySettings {
@@ -191,6 +278,8 @@ impl Default for TopologySettings {
             delivery_limit: 50,
             hr_exchange: "provisioning.hr".into(),
             hr_queue: "provisioning.hr".into(),
+            ledger_queue: "provisioning.ledger".into(),
+            ledger_max_length: 1_000_000,
         }
     }
 }
@@ -211,6 +300,7 @@ impl TopologySettings {
             audit_queue: n(d.audit_queue),
             hr_exchange: n(d.hr_exchange),
             hr_queue: n(d.hr_queue),
+            ledger_queue: n(d.ledger_queue),
             ..d
         }
     }
@@ -715,6 +805,7 @@ impl Settings {
                 }
             }
         }
+        self.ledger.check()?;
         if self.hire.prefetch == 0 {
             return Err(ConfigError::invalid("hire.prefetch", "must be at least 1"));
         }

@@ -70,6 +70,43 @@ impl fmt::Display for AccountName {
     }
 }
 
+/// The person a job is for, when its producer says: `{"tenant": "acme", "employee_id": "000731"}`.
+///
+/// Optional in the contract, and always set on jobs derived from hire events. It is what
+/// lets the ledger prove that two jobs are for the same person, and refuse an identity that
+/// belongs to someone else.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Person {
+    /// `""` when the producer named no tenant.
+    pub tenant: String,
+    pub employee_id: String,
+}
+
+impl Person {
+    /// The longest employee id, in characters: as long as a hire event's `employee.id`.
+    pub const MAX_EMPLOYEE_ID: usize = 256;
+    pub const MAX_TENANT: usize = 64;
+
+    /// An employee id is 1–256 characters without control characters or surrounding
+    /// spaces, as a hire event's `employee.id`; a tenant is empty or 1–64 of
+    /// `[A-Za-z0-9_.-]`, as tenant names in the config are.
+    pub fn parse(tenant: &str, employee_id: &str) -> Result<Self, (&'static str, String)> {
+        let n = employee_id.chars().count();
+        if n == 0 || n > Self::MAX_EMPLOYEE_ID || employee_id.chars().any(char::is_control) || employee_id.trim() != employee_id {
+            return Err((
+                "person.employee_id",
+                format!("must be 1 to {} characters without control characters or surrounding spaces", Self::MAX_EMPLOYEE_ID),
+            ));
+        }
+        if tenant.len() > Self::MAX_TENANT
+            || !tenant.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        {
+            return Err(("person.tenant", format!("must be up to {} of A-Z, a-z, 0-9, '_', '.' and '-'", Self::MAX_TENANT)));
+        }
+        Ok(Self { tenant: tenant.to_owned(), employee_id: employee_id.to_owned() })
+    }
+}
+
 /// A decoded, valid create-user job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
@@ -81,6 +118,8 @@ pub struct Job {
     pub requested_at: Option<DateTime<Utc>>,
     /// NetSapiens only: overrides the account's configured domain.
     pub domain: Option<String>,
+    /// Who the account is for, when the producer says (hire-derived jobs always do).
+    pub person: Option<Person>,
     pub user: UserFields,
 }
 

@@ -263,6 +263,7 @@ fn derive_one(
         "vendor": vendor,
         "account": target.account,
         "correlation_id": hire.event_id,
+        "person": {"tenant": hire.tenant, "employee_id": hire.employee.id},
         "requested_at": hire.occurred_at.unwrap_or(now).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "user": user,
     });

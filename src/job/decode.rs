@@ -9,11 +9,14 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::contract::{
-    all_auth_fields, AccountName, FieldError, FieldKind, FieldValue, Job, JobId, UserFields, VendorKey,
+    all_auth_fields, AccountName, FieldError, FieldKind, FieldValue, Job, JobId, Person, UserFields, VendorKey,
 };
 
 pub const ENVELOPE_FIELDS: &[&str] =
-    &["job_id", "vendor", "account", "correlation_id", "requested_at", "domain", "user"];
+    &["job_id", "vendor", "account", "correlation_id", "requested_at", "domain", "person", "user"];
+
+/// The members of a job's `person` object.
+pub const PERSON_FIELDS: &[&str] = &["tenant", "employee_id"];
 
 /// A job-shaped message that broke the contract. Whatever could be read is kept, so the
 /// failure event can still name the job, vendor and account.
@@ -107,6 +110,15 @@ pub fn decode_object(obj: &Map<String, Value>) -> Result<Job, Rejection> {
         }
     });
 
+    let person = match obj.get("person") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(p)) => decode_person(p, &mut errors),
+        Some(other) => {
+            errors.push(FieldError::new("person", format!("must be an object, got {}", kind_of(other))));
+            None
+        }
+    };
+
     let user = match obj.get("user") {
         None => {
             errors.push(FieldError::new("user", "is required"));
@@ -122,10 +134,43 @@ pub fn decode_object(obj: &Map<String, Value>) -> Result<Job, Rejection> {
     FieldError::cap(&mut errors);
     match (job_id, vendor, account, user) {
         (Some(id), Some(vendor), Some(account), Some(user)) if errors.is_empty() => {
-            Ok(Job { id, vendor, account, correlation_id, requested_at, domain, user })
+            Ok(Job { id, vendor, account, correlation_id, requested_at, domain, person, user })
         }
         (job_id, vendor, account, _) => {
             Err(Rejection::Invalid(InvalidJob { job_id, vendor, account, correlation_id, errors }))
+        }
+    }
+}
+
+/// `{"tenant": "acme", "employee_id": "000731"}`; `tenant` may be left out.
+fn decode_person(p: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<Person> {
+    let before = errors.len();
+    for key in p.keys() {
+        if !PERSON_FIELDS.contains(&key.as_str()) {
+            errors.push(FieldError::new(format!("person.{key}"), "unknown field"));
+        }
+    }
+    let text = |key: &str, errors: &mut Vec<FieldError>| match p.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(other) => {
+            errors.push(FieldError::new(format!("person.{key}"), format!("must be a string, got {}", kind_of(other))));
+            None
+        }
+    };
+    let tenant = text("tenant", errors).unwrap_or("");
+    let Some(employee_id) = text("employee_id", errors) else {
+        if errors.len() == before {
+            errors.push(FieldError::new("person.employee_id", "is required when person is given"));
+        }
+        return None;
+    };
+    match Person::parse(tenant, employee_id) {
+        Ok(person) if errors.len() == before => Some(person),
+        Ok(_) => None,
+        Err((field, message)) => {
+            errors.push(FieldError::new(field, message));
+            None
         }
     }
 }

@@ -27,9 +27,25 @@ struct JobMessage {
     requested_at: Option<String>,
     /// NetSapiens only: the domain to create the user in, overriding the account's default.
     domain: Option<String>,
+    /// Who the account is for. Lets the service prove that two jobs are for the same person
+    /// and refuse an identity that another person holds; jobs derived from hires always set it.
+    person: Option<PersonMessage>,
     /// The user, in the vendor's own documented wire names. Unknown fields are invalid.
     #[schemars(schema_with = "user_schema")]
     user: Map<String, Value>,
+}
+
+/// The person a job is for.
+#[allow(dead_code)] // exists only to generate the schema
+#[derive(JsonSchema)]
+#[schemars(deny_unknown_fields)]
+struct PersonMessage {
+    /// The tenant (HR system) the employee id belongs to; may be left out.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_.-]{0,64}$"))]
+    tenant: Option<String>,
+    /// The HR system's employee id: 1–256 characters, no control characters, no surrounding spaces.
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"^[^\x00-\x1f\x7f\s]([^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?$"))]
+    employee_id: String,
 }
 
 fn user_schema(_: &mut SchemaGenerator) -> Schema {

@@ -39,6 +39,9 @@ pub enum Parked {
     CircuitOpen,
     /// The account's rate limit admitted no call within `rate_limit.max_wait`.
     AccountBusy,
+    /// The job needs a ledger decision (an intent, an identity check) and the ledger did
+    /// not answer: decided later, never guessed.
+    LedgerDown,
 }
 
 impl Parked {
@@ -48,6 +51,7 @@ impl Parked {
             Parked::Failure => "durable",
             Parked::CircuitOpen => "circuit_open",
             Parked::AccountBusy => "account_busy",
+            Parked::LedgerDown => "ledger_down",
         }
     }
 }

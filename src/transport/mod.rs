@@ -3,6 +3,7 @@
 //! A handler decides a [`Disposition`]; [`settle`] carries it
 //! out over any [`Publisher`] and [`Acknowledge`] pair, RabbitMQ or in-memory alike.
 
+mod dead_letter;
 mod disposition;
 pub mod headers;
 pub mod memory;
@@ -11,6 +12,7 @@ pub mod rabbitmq;
 use std::collections::BTreeMap;
 use std::future::Future;
 
+pub use dead_letter::{letter_id, DeadLetter};
 pub use disposition::{After, Disposition, Parked, Report};
 
 /// A header value as this service reads and writes them.

@@ -117,6 +117,28 @@ pub struct CallContext {
     pub maybe_seen_before: bool,
     /// 1-based attempt number within this delivery's inline retries.
     pub inline_attempt: u32,
+    /// What the ledger proved about the identity before the call.
+    pub ledger: LedgerProof,
+}
+
+/// What the ledger proved about a job's vendor identity before the create was sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LedgerProof {
+    /// Nothing: no ledger, or the identity's holder cannot be told apart from this job.
+    #[default]
+    Nothing,
+    /// The identity was claimed or created for this job or this job's person: an "already
+    /// exists" answer is this person's user, `existing`.
+    ThisPerson,
+}
+
+/// The vendor's unique key for the user a job asks for: what the ledger links to a person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VendorIdentity {
+    /// Glance `PartnerUserID`, NetSapiens `user@domain`, ClientToolbox `user_name` as sent.
+    pub key: String,
+    /// A second value the vendor keeps unique, searchable in `whois` (Glance `UserAddress`).
+    pub extra: Option<String>,
 }
 
 /// One vendor account's client. Implementations own the request building, the I/O and the
@@ -127,6 +149,15 @@ pub trait Adapter: Send + Sync {
         job: &Job,
         ctx: CallContext,
     ) -> impl std::future::Future<Output = Result<Receipt, VendorError>> + Send;
+
+    /// The identity the job's user would have at this vendor; the same error the create
+    /// would give when the job cannot be parsed.
+    fn identity(&self, job: &Job) -> Result<VendorIdentity, VendorError>;
+
+    /// Whether the vendor's own record proves, after the fact, that an existing user is the
+    /// one a job asked for (a lookup by an id the job chose and the vendor keeps). When it
+    /// cannot, the pipeline records an intent in the ledger before every create.
+    fn proves_identity(&self) -> bool;
 }
 
 /// Every adapter this build knows, as one type, so the pipeline needs no boxing or dyn;
@@ -166,6 +197,22 @@ impl Adapter for AnyAdapter {
             Client::Clienttoolbox(a) => a.create_user(job, ctx).await,
         }
     }
+
+    fn identity(&self, job: &Job) -> Result<VendorIdentity, VendorError> {
+        match &self.client {
+            Client::Glance(a) => a.identity(job),
+            Client::Netsapiens(a) => a.identity(job),
+            Client::Clienttoolbox(a) => a.identity(job),
+        }
+    }
+
+    fn proves_identity(&self) -> bool {
+        match &self.client {
+            Client::Glance(a) => a.proves_identity(),
+            Client::Netsapiens(a) => a.proves_identity(),
+            Client::Clienttoolbox(a) => a.proves_identity(),
+        }
+    }
 }
 
 /// One adapter per configured account, each with its own pooled HTTP client. Every account
@@ -192,9 +239,12 @@ pub(crate) mod testing {
     use super::CallContext;
 
     /// A first delivery: nothing can have reached the vendor yet.
-    pub(crate) const FRESH: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 1 };
+    pub(crate) const FRESH: CallContext =
+        CallContext { maybe_seen_before: false, inline_attempt: 1, ledger: super::LedgerProof::Nothing };
     /// A redelivery (or a replay from a retry tier): an earlier attempt may have created the user.
-    pub(crate) const SEEN: CallContext = CallContext { maybe_seen_before: true, inline_attempt: 1 };
+    pub(crate) const SEEN: CallContext =
+        CallContext { maybe_seen_before: true, inline_attempt: 1, ledger: super::LedgerProof::Nothing };
     /// A first delivery's second inline attempt: the first may have reached the vendor.
-    pub(crate) const INLINE_RETRY: CallContext = CallContext { maybe_seen_before: false, inline_attempt: 2 };
+    pub(crate) const INLINE_RETRY: CallContext =
+        CallContext { maybe_seen_before: false, inline_attempt: 2, ledger: super::LedgerProof::Nothing };
 }

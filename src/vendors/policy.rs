@@ -164,6 +164,7 @@ mod tests {
             correlation_id: None,
             requested_at: None,
             domain: domain.map(str::to_owned),
+            person: None,
             user: UserFields::new(vendor, user),
         }
     }

@@ -30,6 +30,8 @@ use crate::transport::headers as h;
 use crate::transport::rabbitmq;
 use crate::transport::{HeaderValue, Headers, Inbound, Outbound, OutboundKind};
 
+pub use crate::transport::DeadLetter;
+
 pub use crate::transport::headers::{REPLAY_AUDIT, REPLAY_COUNT};
 pub use execute::{execute, Action};
 
@@ -83,50 +85,6 @@ impl Filter {
             && eq(&self.job_id, &d.job_id)
             && self.since.is_none_or(|s| d.last_failed_at.is_some_and(|t| t >= s))
             && self.until.is_none_or(|u| d.last_failed_at.is_some_and(|t| t < u))
-    }
-}
-
-/// What a dead letter says about itself, read from its headers (and its body as a fallback
-/// for messages the broker dead-lettered on its own).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct DeadLetter {
-    pub job_id: Option<String>,
-    pub vendor: Option<String>,
-    pub account: Option<String>,
-    /// An error class, `undecodable`, or the broker's reason (e.g. `delivery_limit`).
-    pub reason: String,
-    pub code: Option<String>,
-    pub message: Option<String>,
-    pub attempts: i64,
-    pub first_failed_at: Option<DateTime<Utc>>,
-    pub last_failed_at: Option<DateTime<Utc>>,
-    pub routing_key: String,
-    pub replay_count: i64,
-}
-
-impl DeadLetter {
-    pub fn read(msg: &Inbound) -> Self {
-        let hs = &msg.headers;
-        let text = |name| h::text(hs, name).map(str::to_owned);
-        let time =
-            |name| h::text(hs, name).and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc));
-        let body: Option<Value> = serde_json::from_slice(&msg.body).ok();
-        let from_body = |key: &str| body.as_ref().and_then(|b| b.get(key)).and_then(Value::as_str).map(str::to_owned);
-        let reason = text(h::REASON).or_else(|| text("x-first-death-reason")).unwrap_or_else(|| "unknown".to_owned());
-        let broker_time = msg.timestamp.and_then(|t| DateTime::from_timestamp(t as i64, 0));
-        Self {
-            job_id: text(h::JOB_ID).or_else(|| from_body("job_id")).or_else(|| msg.message_id.clone()),
-            vendor: text(h::VENDOR).or_else(|| from_body("vendor")),
-            account: text(h::ACCOUNT).or_else(|| from_body("account")),
-            code: text(h::ERROR_CODE),
-            message: text(h::ERROR_MESSAGE),
-            attempts: h::int(hs, h::ATTEMPTS).unwrap_or(0),
-            first_failed_at: time(h::FIRST_FAILED_AT).or(broker_time),
-            last_failed_at: time(h::LAST_FAILED_AT).or(broker_time),
-            routing_key: text(h::ORIGINAL_ROUTING_KEY).unwrap_or_else(|| msg.routing_key.clone()),
-            replay_count: h::int(hs, REPLAY_COUNT).unwrap_or(0),
-            reason,
-        }
     }
 }
 

@@ -260,3 +260,10 @@ impl Acknowledge for DeliveryAcker {
         self.0.reject(BasicRejectOptions { requeue: true }).await.map(|_| ()).map_err(|e| e.to_string())
     }
 }
+
+/// Acks every delivery of a channel up to and including this one (`multiple`): how the
+/// ledger's projection settles a batch once its transaction has committed. Beside
+/// [`crate::transport::settle`], the only other place that acks.
+pub async fn ack_through(last: &Delivery) -> Result<(), lapin::Error> {
+    last.acker.ack(lapin::options::BasicAckOptions { multiple: true }).await.map(|_| ())
+}

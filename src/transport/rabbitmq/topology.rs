@@ -111,6 +111,19 @@ pub async fn declare(ch: &Channel, settings: &Settings) -> Result<(), BrokerErro
         queue(ch, &t.audit_queue, args).await?;
         bind(ch, &t.audit_queue, &t.events_exchange, "#", FieldTable::default()).await?;
     }
+
+    // The ledger's projection sees every event and every dead letter (the dead-letter
+    // exchange is a fanout, so the broker's own dead letters arrive too). Only with a ledger:
+    // a queue nobody reads would grow until its length limit.
+    if settings.ledger.enabled && !t.ledger_queue.is_empty() {
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), text("quorum"));
+        args.insert("x-max-length".into(), AMQPValue::LongLongInt(t.ledger_max_length.into()));
+        args.insert("x-overflow".into(), text("drop-head"));
+        queue(ch, &t.ledger_queue, args).await?;
+        bind(ch, &t.ledger_queue, &t.events_exchange, "#", FieldTable::default()).await?;
+        bind(ch, &t.ledger_queue, &t.dead_exchange, "", FieldTable::default()).await?;
+    }
     Ok(())
 }
 
@@ -127,6 +140,9 @@ pub async fn delete_topology(ch: &Channel, settings: &Settings) {
     queues.extend(settings.all_retry_tiers().into_iter().map(|d| retry_queue(settings, d)));
     if !t.audit_queue.is_empty() {
         queues.push(t.audit_queue.clone());
+    }
+    if !t.ledger_queue.is_empty() {
+        queues.push(t.ledger_queue.clone());
     }
     for q in queues {
         let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;

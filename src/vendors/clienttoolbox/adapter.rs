@@ -15,7 +15,7 @@ use super::request::{self, ApiRequest, FORM_CONTENT_TYPE};
 use super::response::{self, code, Lookup};
 use crate::config::{AccountSettings, ConfigError, VendorSettings};
 use crate::contract::Job;
-use crate::vendors::{http, CallContext, Receipt, VendorError, VendorFailure, INVALID_FIELD};
+use crate::vendors::{http, CallContext, LedgerProof, Receipt, VendorError, VendorFailure, INVALID_FIELD};
 
 /// One account's client. Cheap to clone: the HTTP pool and the account are shared.
 #[derive(Clone, Debug)]
@@ -101,8 +101,20 @@ impl Adapter {
         Ok(Some(found))
     }
 
-    /// The vendor says the name is taken: decide whose user it is.
-    async fn settle_duplicate(&self, user: &NewUser, wire: &str, dup: VendorError) -> Result<Receipt, VendorError> {
+    /// The vendor says the name is taken: decide whose user it is. The ledger decides first:
+    /// when it proved the name was claimed for this job or this person, the user is theirs
+    /// (the create went through before a crash, or the person already had it). Otherwise a
+    /// lookup, which can only compare names, decides as it did before there was a ledger.
+    async fn settle_duplicate(
+        &self,
+        user: &NewUser,
+        wire: &str,
+        dup: VendorError,
+        ctx: CallContext,
+    ) -> Result<Receipt, VendorError> {
+        if ctx.ledger == LedgerProof::ThisPerson {
+            return Ok(response::created(wire, true));
+        }
         match self.send_lookup(user, wire).await? {
             Some(Lookup::Found(found)) => response::reconcile(&found, user, wire),
             Some(Lookup::Absent) => Err(VendorError::new(
@@ -150,7 +162,7 @@ impl Adapter {
             }
         }
         match self.send_create(&user, &wire).await {
-            Err(e) if e.code == code::DUPLICATE_USER_NAME => self.settle_duplicate(&user, &wire, e).await,
+            Err(e) if e.code == code::DUPLICATE_USER_NAME => self.settle_duplicate(&user, &wire, e, ctx).await,
             other => other,
         }
     }
@@ -184,6 +196,17 @@ impl crate::vendors::Adapter for Adapter {
             Err(e) => tracing::debug!(account = %self.account.name, code = %e.code, "ClientToolbox user_new failed"),
         }
         result
+    }
+
+    fn identity(&self, job: &Job) -> Result<crate::vendors::VendorIdentity, VendorError> {
+        let user = self.parse_user(job)?;
+        Ok(crate::vendors::VendorIdentity { key: self.account.wire_user_name(&user), extra: None })
+    }
+
+    /// `user_new` returns no id, and a lookup (when an account has one) can only compare
+    /// names: a namesake looks the same. Every create is preceded by an intent.
+    fn proves_identity(&self) -> bool {
+        false
     }
 }
 

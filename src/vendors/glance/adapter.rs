@@ -220,6 +220,19 @@ impl crate::vendors::Adapter for Adapter {
             Err(e) => Err(http::scrub_error(e, &secrets)),
         }
     }
+
+    fn identity(&self, job: &Job) -> Result<crate::vendors::VendorIdentity, VendorError> {
+        let user = self.parse_user(job)?;
+        Ok(crate::vendors::VendorIdentity {
+            key: user.partner_user_id.as_str().to_owned(),
+            extra: Some(user.address.as_str().to_owned()),
+        })
+    }
+
+    /// `ShowUsers` finds the user by the `PartnerUserID` the job chose.
+    fn proves_identity(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

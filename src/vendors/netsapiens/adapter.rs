@@ -279,6 +279,17 @@ impl crate::vendors::Adapter for Adapter {
     async fn create_user(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
         self.run(job, ctx).await
     }
+
+    fn identity(&self, job: &Job) -> Result<crate::vendors::VendorIdentity, VendorError> {
+        let user = self.parse_user(job)?;
+        let domain = self.domain_for(job)?;
+        Ok(crate::vendors::VendorIdentity { key: format!("{}@{domain}", user.user().as_str()), extra: None })
+    }
+
+    /// `GET /domains/{domain}/users/{user}` reads back the record the job asked for.
+    fn proves_identity(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
