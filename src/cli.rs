@@ -83,6 +83,28 @@ pub enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Every account the ledger links to an employee id or a vendor identity (a ClientToolbox
+    /// user name, a NetSapiens user@domain, a Glance PartnerUserID or address), with its state.
+    /// Exit 0 found, 1 nothing linked, 2 on error.
+    Whois {
+        /// An employee id or a vendor identity.
+        query: String,
+        #[arg(long, default_value = "config", env = "PROVISIONER_CONFIG_DIR")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The story of a job (by job id) or of every job of a hire (by its event id), from the
+    /// ledger: published, parked, created/existing/failed, dead-lettered, replayed, purged.
+    /// Exit 0 found, 1 nothing known, 2 on error.
+    History {
+        /// A job id or a hire event id.
+        id: String,
+        #[arg(long, default_value = "config", env = "PROVISIONER_CONFIG_DIR")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate the jobs of a file (NDJSON or a JSON array) and publish the valid ones with
     /// confirms, reporting each. Exit 0 all published, 1 some invalid or unconfirmed, 2 on error.
     Publish {
@@ -159,6 +181,9 @@ pub enum DlqCommand {
         filter: FilterArgs,
         #[arg(long)]
         json: bool,
+        /// Read the ledger's index (auto: when a ledger is configured) or walk the queue.
+        #[arg(long, value_enum, default_value_t)]
+        source: crate::commands::dlq::Source,
     },
     /// Counts by vendor, account and error class, with the oldest failure of each group.
     Stats {
@@ -166,6 +191,9 @@ pub enum DlqCommand {
         filter: FilterArgs,
         #[arg(long)]
         json: bool,
+        /// Read the ledger's index (auto: when a ledger is configured) or walk the queue.
+        #[arg(long, value_enum, default_value_t)]
+        source: crate::commands::dlq::Source,
     },
     /// One dead letter in full: headers, the job with secrets redacted, its failure history.
     Show { job_id: String },
@@ -194,6 +222,9 @@ pub enum DlqCommand {
         filter: FilterArgs,
         #[arg(long)]
         yes: bool,
+        /// Why, recorded in each job's history.
+        #[arg(long)]
+        reason: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -225,6 +256,53 @@ pub fn main() -> ExitCode {
         Command::Dlq { broker, command } => dlq(broker, command),
         Command::Sandbox { listen, faults, seed } => sandbox(listen, faults, seed),
         Command::Publish { file, broker, json } => publish(file, broker, json),
+        Command::Whois { query, config, json } => ledger_query(&config, |ledger, out| {
+            Box::pin(async move {
+                let w = crate::commands::whois::whois(&ledger, &query).await.map_err(|e| e.to_string())?;
+                if json {
+                    writeln!(out, "{}", crate::commands::terminal::json(&w, false)).map_err(|e| e.to_string())?;
+                } else {
+                    crate::commands::whois::print_whois(out, &w).map_err(|e| e.to_string())?;
+                }
+                Ok(!w.links.is_empty())
+            })
+        }),
+        Command::History { id, config, json } => ledger_query(&config, |ledger, out| {
+            Box::pin(async move {
+                let h = crate::commands::whois::history(&ledger, &id).await.map_err(|e| e.to_string())?;
+                if json {
+                    writeln!(out, "{}", crate::commands::terminal::json(&h, false)).map_err(|e| e.to_string())?;
+                } else {
+                    crate::commands::whois::print_history(out, &h).map_err(|e| e.to_string())?;
+                }
+                Ok(!h.entries.is_empty())
+            })
+        }),
+    }
+}
+
+type Query<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, String>> + 'a>>;
+
+/// Opens the configured ledger and runs one query on it: exit 0 when it found something,
+/// 1 when it found nothing, 2 when the ledger is off, unreachable or unreadable.
+fn ledger_query(
+    config: &std::path::Path,
+    query: impl for<'a> FnOnce(crate::ledger::Ledger, &'a mut std::io::StdoutLock<'static>) -> Query<'a>,
+) -> ExitCode {
+    let settings = match load_settings(config) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let ledger = match crate::ledger::from_settings(&settings.ledger) {
+        Ok(Some(l)) => l,
+        Ok(None) => return fail("the ledger is off (ledger.enabled = false); it has nothing to say"),
+        Err(e) => return fail(e.to_string()),
+    };
+    let mut out = std::io::stdout().lock();
+    match runtime().block_on(query(ledger, &mut out)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => fail(e),
     }
 }
 
@@ -307,8 +385,8 @@ fn dlq(broker: BrokerArgs, command: DlqCommand) -> ExitCode {
         Err(e) => return fail(e),
     };
     let action = match command {
-        DlqCommand::List { filter, json } => Action::List { filter: filter.filter(), json },
-        DlqCommand::Stats { filter, json } => Action::Stats { filter: filter.filter(), json },
+        DlqCommand::List { filter, json, source } => Action::List { filter: filter.filter(), json, source },
+        DlqCommand::Stats { filter, json, source } => Action::Stats { filter: filter.filter(), json, source },
         DlqCommand::Show { job_id } => Action::Show { job_id },
         DlqCommand::Replay { filter, dry_run, rate, reason, edit, json } => {
             let patch = match edit.map(|path| {
@@ -327,7 +405,12 @@ fn dlq(broker: BrokerArgs, command: DlqCommand) -> ExitCode {
         DlqCommand::Purge { yes: false, .. } => {
             return fail("purge removes dead letters for good; add --yes to confirm (see `dlq list` for what matches)")
         }
-        DlqCommand::Purge { filter, json, .. } => Action::Purge { filter: filter.filter(), json },
+        DlqCommand::Purge { filter, json, reason, .. } => Action::Purge {
+            filter: filter.filter(),
+            json,
+            actor: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            reason,
+        },
     };
     match runtime().block_on(dlq::execute(settings, action, std::io::stdout().lock())) {
         Ok(code) => code,

@@ -32,7 +32,7 @@ struct App {
 impl App {
     fn spawn(settings: &Settings) -> Self {
         let (metrics, health, shutdown) = (Metrics::new(), Health::default(), CancellationToken::new());
-        let pipeline = Arc::new(Pipeline::new(settings, build_adapters(settings).unwrap(), &metrics));
+        let pipeline = Arc::new(Pipeline::new(settings, build_adapters(settings).unwrap(), &metrics, None));
         health.watch_circuits(pipeline.circuits());
         let worker = Worker::new(Arc::new(settings.clone()), pipeline, metrics.clone(), health.clone());
         let handle = tokio::spawn(worker.run(shutdown.clone()));

@@ -38,7 +38,7 @@ async fn a_broker_restart_loses_no_job_in_flight() {
     let probe = Probe::new(&settings).await;
     let health = Health::default();
     let metrics = Metrics::new();
-    let pipeline = Arc::new(Pipeline::new(&settings, build_adapters(&settings).unwrap(), &metrics));
+    let pipeline = Arc::new(Pipeline::new(&settings, build_adapters(&settings).unwrap(), &metrics, None));
     let shutdown = CancellationToken::new();
     let worker = tokio::spawn(
         Worker::new(Arc::new(settings.clone()), pipeline, metrics.clone(), health.clone()).run(shutdown.clone()),

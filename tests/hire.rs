@@ -123,7 +123,7 @@ async fn publish_hire(probe: &Probe, body: &Value) {
 }
 
 fn spawn_worker(settings: &Settings) -> (CancellationToken, tokio::task::JoinHandle<()>) {
-    let pipeline = Arc::new(Pipeline::new(settings, build_adapters(settings).unwrap(), &Metrics::new()));
+    let pipeline = Arc::new(Pipeline::new(settings, build_adapters(settings).unwrap(), &Metrics::new(), None));
     let shutdown = CancellationToken::new();
     let worker = Worker::new(Arc::new(settings.clone()), pipeline, Metrics::new(), Default::default());
     let stop = shutdown.clone();

@@ -26,7 +26,7 @@ async fn pipeline_with(faults: Faults, tweak: impl FnOnce(&mut Settings)) -> (Pi
     settings.accounts.insert("acme".to_owned(), vendors.account(VendorKey::Glance));
     tweak(&mut settings);
     let metrics = Metrics::new();
-    (Pipeline::new(&settings, build_adapters(&settings).unwrap(), &metrics), vendors, metrics)
+    (Pipeline::new(&settings, build_adapters(&settings).unwrap(), &metrics, None), vendors, metrics)
 }
 
 async fn pipeline() -> (Pipeline, TestVendors) {
@@ -72,7 +72,7 @@ async fn a_job_outside_its_accounts_policy_is_invalid_and_never_sent() {
     let vendors = TestVendors::start(Faults::default()).await;
     let mut settings = Settings::default();
     settings.accounts.insert("ctb".to_owned(), vendors.account(VendorKey::Clienttoolbox));
-    let p = Pipeline::new(&settings, build_adapters(&settings).unwrap(), &Metrics::new());
+    let p = Pipeline::new(&settings, build_adapters(&settings).unwrap(), &Metrics::new(), None);
     let mut admin = sample_job("pol-1", VendorKey::Clienttoolbox, "ctb", "jadmin");
     admin["user"]["user_role"] = serde_json::json!("A");
     let d = p.handle(&delivery("create_user.clienttoolbox", &admin, None), &CancellationToken::new()).await;

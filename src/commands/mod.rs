@@ -7,3 +7,4 @@ pub mod publish;
 pub mod run;
 pub mod terminal;
 pub mod validate;
+pub mod whois;

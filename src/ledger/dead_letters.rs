@@ -26,11 +26,16 @@ impl Ledger {
         rows.iter().map(read_row).collect()
     }
 
-    /// How many matching dead letters are still in the queue, by reason, vendor and account.
-    pub async fn dead_letter_counts(&self, q: &LetterQuery) -> Result<BTreeMap<(String, String, String), i64>, LedgerError> {
+    /// How many matching dead letters are still in the queue, by (reason, vendor, account),
+    /// with the oldest last failure (Unix ms) of each group.
+    pub async fn dead_letter_counts(
+        &self,
+        q: &LetterQuery,
+    ) -> Result<BTreeMap<(String, String, String), (i64, i64)>, LedgerError> {
         let (clause, binds) = where_clause(q);
         let sql = format!(
-            "SELECT reason, COALESCE(vendor, '') AS vendor, COALESCE(account, '') AS account, COUNT(*) AS n \
+            "SELECT reason, COALESCE(vendor, '') AS vendor, COALESCE(account, '') AS account, COUNT(*) AS n, \
+             MIN(last_failed_at) AS oldest \
              FROM dead_letters WHERE {clause} GROUP BY reason, COALESCE(vendor, ''), COALESCE(account, '')"
         );
         let mut query = sqlx::query(&sql);
@@ -41,7 +46,10 @@ impl Ledger {
         let mut out = BTreeMap::new();
         for r in &rows {
             let key = "dead_letters/stats";
-            out.insert((text(r, "reason", key)?, text(r, "vendor", key)?, text(r, "account", key)?), int(r, "n", key)?);
+            out.insert(
+                (text(r, "reason", key)?, text(r, "vendor", key)?, text(r, "account", key)?),
+                (int(r, "n", key)?, int(r, "oldest", key)?),
+            );
         }
         Ok(out)
     }

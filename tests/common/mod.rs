@@ -39,6 +39,8 @@ pub fn test_settings() -> Settings {
     s.retry.inline.budget = Duration::from_millis(500);
     s.worker.drain_deadline = Duration::from_secs(10);
     s.admin.listen = "127.0.0.1:0".parse().unwrap();
+    // Each test its own ledger file, shared by the worker processes it starts.
+    s.ledger.url = format!("sqlite:{}", std::env::temp_dir().join(format!("provisioner-test-{id}.sqlite")).display());
     s
 }
 

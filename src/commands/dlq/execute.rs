@@ -6,16 +6,30 @@ use std::process::ExitCode;
 use super::{group, print_header, print_row, shown_body, Dlq, DlqError, Filter, Replay};
 use crate::commands::terminal::{self, printable};
 use crate::config::Settings;
+use crate::ledger::Ledger;
 use crate::transport::HeaderValue;
 
 /// One `dlq` subcommand, already parsed.
 #[derive(Debug)]
 pub enum Action {
-    List { filter: Filter, json: bool },
-    Stats { filter: Filter, json: bool },
+    List { filter: Filter, json: bool, source: Source },
+    Stats { filter: Filter, json: bool, source: Source },
     Show { job_id: String },
     Replay { filter: Filter, opts: Replay, json: bool },
-    Purge { filter: Filter, json: bool },
+    Purge { filter: Filter, json: bool, actor: String, reason: Option<String> },
+}
+
+/// Where `list` and `stats` read the dead letters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Source {
+    /// The ledger's index when a ledger is configured (seconds for 100,000 dead letters;
+    /// as fresh as the projection, whose lag is printed), else the queue.
+    #[default]
+    Auto,
+    /// The ledger's index; fails when there is no ledger or it does not answer.
+    Ledger,
+    /// A walk of the dead-letter queue itself (minutes for 100,000 dead letters).
+    Queue,
 }
 
 /// A spinner on stderr for long walks, only when a person is watching.
@@ -31,10 +45,13 @@ fn progress(json: bool) -> Option<indicatif::ProgressBar> {
 /// Opens a walk of the dead-letter queue, runs `action` and closes it; the exit code says
 /// whether everything matched went as asked (1: a dead letter not found, or refused).
 pub async fn execute(settings: Settings, action: Action, mut out: impl Write) -> Result<ExitCode, DlqError> {
+    if let Some(ledger) = ledger_for(&settings, &action).await? {
+        return super::indexed::execute(&ledger, action, out).await;
+    }
     let session = Dlq::open(settings).await?;
     let now = chrono::Utc::now();
     let code = match action {
-        Action::List { filter, json } => {
+        Action::List { filter, json, .. } => {
             if !json {
                 print_header(&mut out)?;
             }
@@ -44,7 +61,7 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
             }
             ExitCode::SUCCESS
         }
-        Action::Stats { filter, json } => {
+        Action::Stats { filter, json, .. } => {
             let mut groups = std::collections::BTreeMap::new();
             session
                 .each(&filter, |_, d| {
@@ -147,8 +164,8 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
                 ExitCode::SUCCESS
             }
         }
-        Action::Purge { filter, json, .. } => {
-            let removed = session.purge(&filter).await?;
+        Action::Purge { filter, json, actor, reason } => {
+            let removed = session.purge(&filter, &actor, reason.as_deref()).await?;
             if json {
                 writeln!(out, "{}", serde_json::json!({"removed": removed}))?;
             } else {
@@ -159,4 +176,29 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
     };
     session.close().await;
     Ok(code)
+}
+
+/// The ledger that answers this action, if it is a `list` or `stats` that should read it.
+async fn ledger_for(settings: &Settings, action: &Action) -> Result<Option<Ledger>, DlqError> {
+    let source = match action {
+        Action::List { source, .. } | Action::Stats { source, .. } => *source,
+        _ => return Ok(None),
+    };
+    if source == Source::Queue {
+        return Ok(None);
+    }
+    let ledger = match crate::ledger::from_settings(&settings.ledger) {
+        Ok(Some(l)) => l,
+        Ok(None) if source == Source::Auto => return Ok(None),
+        Ok(None) => return Err(DlqError::Usage("--source ledger needs ledger.enabled".into())),
+        Err(e) => return Err(DlqError::Usage(e.to_string())),
+    };
+    match ledger.ready().await {
+        Ok(()) => Ok(Some(ledger)),
+        Err(e) if source == Source::Auto => {
+            eprintln!("provisioner: the ledger does not answer ({e}); walking the dead-letter queue instead");
+            Ok(None)
+        }
+        Err(e) => Err(DlqError::Usage(e.to_string())),
+    }
 }

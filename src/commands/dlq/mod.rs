@@ -33,9 +33,10 @@ use crate::transport::{HeaderValue, Headers, Inbound, Outbound, OutboundKind};
 pub use crate::transport::DeadLetter;
 
 pub use crate::transport::headers::{REPLAY_AUDIT, REPLAY_COUNT};
-pub use execute::{execute, Action};
+pub use execute::{execute, Action, Source};
 
 mod execute;
+mod indexed;
 
 /// `basic.get`s a read-only walk keeps in flight.
 const GET_WINDOW: usize = 64;
@@ -75,6 +76,28 @@ impl Filter {
     /// whole queue hands every message back in its original order.
     pub fn full(&self, matched: usize) -> bool {
         self.limit.is_some_and(|l| matched >= l)
+    }
+
+    /// The conditions given, as `key=value` words, for the history of what an operator did.
+    pub fn describe(&self) -> String {
+        let mut words = Vec::new();
+        let mut add = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                words.push(format!("{k}={v}"));
+            }
+        };
+        add("vendor", self.vendor.map(|v| v.to_string()));
+        add("account", self.account.clone());
+        add("class", self.class.clone());
+        add("job_id", self.job_id.clone());
+        add("since", self.since.map(|t| t.to_rfc3339()));
+        add("until", self.until.map(|t| t.to_rfc3339()));
+        add("limit", self.limit.map(|l| l.to_string()));
+        if words.is_empty() {
+            "all".into()
+        } else {
+            words.join(" ")
+        }
     }
 
     pub fn matches(&self, d: &DeadLetter) -> bool {
@@ -186,8 +209,40 @@ impl Dlq {
         Ok(matched)
     }
 
-    /// Removes every matching dead letter. Returns how many were removed.
-    pub async fn purge(&self, filter: &Filter) -> Result<usize, DlqError> {
+    /// Publishes, in the walk's transaction, the `provisioning.job.<step>` event that puts
+    /// an operator's move of a dead letter in the job's history (the ledger's projection
+    /// reads it): it commits with the move, or not at all.
+    async fn record(&self, msg: &Inbound, dl: &DeadLetter, step: &str, detail: Value) -> Result<(), DlqError> {
+        let about = crate::event::StepOf {
+            job_id: dl.job_id.as_deref().unwrap_or("unknown"),
+            vendor: dl.vendor.as_deref().and_then(VendorKey::parse),
+            account: dl.account.as_deref(),
+            correlation_id: None,
+            person: None,
+        };
+        let mut detail = detail;
+        detail["letter_id"] = Value::String(crate::transport::letter_id(msg));
+        let source = &self.settings.events.source;
+        let (id, body) = crate::event::step(source, step, &about, None, detail, Utc::now());
+        let event = Outbound {
+            kind: OutboundKind::Event,
+            exchange: self.settings.topology.events_exchange.clone(),
+            routing_key: crate::event::step_routing_key(step, about.vendor),
+            body,
+            message_id: Some(id),
+            content_type: Some("application/cloudevents+json".into()),
+            timestamp: Some(Utc::now().timestamp().max(0) as u64),
+            headers: Headers::new(),
+        };
+        let (exchange, key) = (event.exchange.as_str().into(), event.routing_key.as_str().into());
+        let publish = lapin::options::BasicPublishOptions::default();
+        self.channel.basic_publish(exchange, key, publish, &event.body, rabbitmq::properties(&event)).await?;
+        Ok(())
+    }
+
+    /// Removes every matching dead letter. Returns how many were removed. `actor` and
+    /// `reason` go into each job's history.
+    pub async fn purge(&self, filter: &Filter, actor: &str, reason: Option<&str>) -> Result<usize, DlqError> {
         let total = self.ready().await?;
         let mut removed = 0;
         for _ in 0..total {
@@ -197,6 +252,9 @@ impl Dlq {
                 continue;
             }
             if filter.matches(&dl) {
+                let msg = rabbitmq::inbound(&d);
+                let detail = serde_json::json!({"by": actor, "reason": reason, "filter": filter.describe()});
+                self.record(&msg, &dl, "purged", detail).await?;
                 self.remove(&d).await?;
                 removed += 1;
             }
@@ -244,6 +302,9 @@ impl Dlq {
                     let publish = lapin::options::BasicPublishOptions { mandatory: true, ..Default::default() };
                     let (exchange, key) = (copy.exchange.as_str().into(), copy.routing_key.as_str().into());
                     self.channel.basic_publish(exchange, key, publish, &copy.body, rabbitmq::properties(&copy)).await?;
+                    let detail = serde_json::json!({"by": opts.actor, "reason": opts.reason, "filter": filter.describe(),
+                        "edited": opts.patch.is_some()});
+                    self.record(&msg, &dl, "replayed", detail).await?;
                     // Until this commits, a failure or a kill drops the copy and returns the
                     // dead letter: the move happens whole or not at all.
                     self.remove(&d).await?;
