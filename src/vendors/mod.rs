@@ -32,7 +32,7 @@ pub fn validate_user(vendor: VendorKey, user: &crate::contract::UserFields) -> V
 pub const INVALID_FIELD: &str = "invalid_field";
 
 /// What a vendor call produced when it succeeded.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Receipt {
     /// `true` when the user already existed with the same identity (a redelivery or replay).
     pub existing: bool,

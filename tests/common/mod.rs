@@ -2,6 +2,8 @@
 //! real conditions with deadlines (never sleep-and-hope).
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod ledger;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};

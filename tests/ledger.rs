@@ -1,0 +1,309 @@
+//! The ledger on real SQLite and PostgreSQL: claims, the projection's idempotence, the
+//! dead-letter index, corrupt rows, and the namesake story through the real pipeline.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use common::ledger::{fresh, Kind, Proxy, BOTH};
+use common::TestVendors;
+use provisioner::config::{LedgerSettings, Settings};
+use provisioner::contract::{Person, VendorKey};
+use provisioner::event::{Event, JobRef};
+use provisioner::ledger::{
+    HistoryKind, IdentityKey, Intent, Ledger, LedgerError, LetterQuery, LetterState, LinkState, Owner, Write,
+};
+use provisioner::metrics::Metrics;
+use provisioner::outcome::{ErrorClass, Failure, Outcome};
+use provisioner::pipeline::{sample_job, Pipeline};
+use provisioner::projection::{interpret, Interpreted};
+use provisioner::sandbox::Faults;
+use provisioner::transport::headers as h;
+use provisioner::transport::{Disposition, Inbound, OutboundKind, Parked, Report};
+use provisioner::vendors::{build_adapters, Receipt};
+use serde_json::json;
+use sqlx::Connection as _;
+use tokio_util::sync::CancellationToken;
+
+fn person(id: &str) -> Person {
+    Person { tenant: "acme".into(), employee_id: id.into() }
+}
+
+fn key(identity: &str) -> IdentityKey {
+    IdentityKey { vendor: VendorKey::Clienttoolbox, account: "acme-ctb".into(), identity: identity.into() }
+}
+
+#[tokio::test]
+async fn a_claim_tells_this_job_this_person_and_someone_else_apart() {
+    for kind in BOTH {
+        let (ledger, _) = fresh(kind).await;
+        let k = key("jane_smith");
+        let (p1, p2) = (person("000731"), person("000999"));
+        let intent = |job_id, person| Intent {
+            key: &k,
+            identity_extra: None,
+            person,
+            job_id,
+            correlation_id: Some("hire-1"),
+        };
+        let first = ledger.claim(&intent("job-1", Some(&p1))).await.unwrap();
+        assert_eq!(first.owner, Owner::Nobody, "{kind:?}");
+        assert_eq!(first.link.state, LinkState::Intent);
+        assert_eq!(ledger.claim(&intent("job-1", Some(&p1))).await.unwrap().owner, Owner::ThisJob, "{kind:?}");
+        assert_eq!(ledger.claim(&intent("job-2", Some(&p1))).await.unwrap().owner, Owner::ThisPerson, "{kind:?}");
+        assert_eq!(ledger.claim(&intent("job-3", Some(&p2))).await.unwrap().owner, Owner::SomeoneElse, "{kind:?}");
+        assert_eq!(ledger.claim(&intent("job-4", None)).await.unwrap().owner, Owner::Unknown, "{kind:?}");
+        // Nothing moved the owner: the first claim still holds.
+        let link = ledger.link(&k).await.unwrap().unwrap();
+        assert_eq!((link.job_id.as_str(), link.person), ("job-1", Some(p1)), "{kind:?}");
+    }
+}
+
+/// An outcome event as the pipeline publishes it, delivered from the ledger queue.
+fn outcome_event(job_id: &str, identity: &str, who: Option<&Person>, outcome: &Outcome) -> Inbound {
+    let job = JobRef {
+        job_id,
+        vendor: Some(VendorKey::Clienttoolbox),
+        account: Some("acme-ctb"),
+        correlation_id: Some("hire-1"),
+        traceparent: None,
+        identity: Some(identity),
+        identity_extra: None,
+        person: who,
+    };
+    let event = Event::new("urn:test", &job, outcome, 1, Utc::now());
+    Inbound { body: event.to_vec(), exchange: "provisioning.events".into(), ..Default::default() }
+}
+
+fn writes_of(msg: &Inbound) -> Vec<Write> {
+    match interpret(msg, &Settings::default().topology, Utc::now()) {
+        Interpreted::Writes { writes, .. } => writes,
+        Interpreted::Ignored(why) => panic!("ignored: {why}"),
+    }
+}
+
+#[tokio::test]
+async fn the_projection_is_idempotent_and_settles_links_and_intents() {
+    for kind in BOTH {
+        let (ledger, _) = fresh(kind).await;
+        let p1 = person("000731");
+        let created = Outcome::Created(Receipt { existing: false, vendor_user_id: Some("jane_smith".into()), ..Default::default() });
+        let msg = outcome_event("job-1", "jane_smith", Some(&p1), &created);
+        // The same delivery three times, as redeliveries after crashes would bring it.
+        for _ in 0..3 {
+            ledger.apply(&writes_of(&msg)).await.unwrap();
+        }
+        let timeline = ledger.timeline("job-1").await.unwrap();
+        assert_eq!(timeline.len(), 1, "{kind:?}: one entry per event, however often delivered");
+        assert_eq!(timeline[0].kind, HistoryKind::Created);
+        assert_eq!(ledger.timeline("hire-1").await.unwrap().len(), 1, "{kind:?}: found by the hire's id too");
+        let link = ledger.link(&key("jane_smith")).await.unwrap().unwrap();
+        assert_eq!((link.state, link.vendor_user_id.as_deref()), (LinkState::Active, Some("jane_smith")), "{kind:?}");
+        assert_eq!(ledger.links_of_employee("000731").await.unwrap().len(), 1);
+
+        // A job that failed for good gives its intent up; one that ran out of retries keeps
+        // it, since its create may have gone through.
+        for (job, class, kept) in [("job-r", ErrorClass::Rejected, false), ("job-u", ErrorClass::Unavailable, true)] {
+            let k = key(&format!("user_{job}"));
+            let intent = Intent { key: &k, identity_extra: None, person: None, job_id: job, correlation_id: None };
+            ledger.claim(&intent).await.unwrap();
+            let failed = Outcome::Failed(Failure::new(class, "x", "y"));
+            ledger.apply(&writes_of(&outcome_event(job, &k.identity, None, &failed))).await.unwrap();
+            assert_eq!(ledger.link(&k).await.unwrap().is_some(), kept, "{kind:?} {class:?}");
+        }
+    }
+}
+
+/// A dead letter as the projection receives it: the dead-letter exchange's copy.
+fn dead(job_id: &str, reason: &str, at: &str) -> Inbound {
+    let mut headers = provisioner::transport::Headers::new();
+    h::set_text(&mut headers, h::REASON, reason);
+    h::set_text(&mut headers, h::ERROR_CODE, "code");
+    h::set_text(&mut headers, h::ERROR_MESSAGE, "it failed");
+    h::set_int(&mut headers, h::ATTEMPTS, 2);
+    h::set_text(&mut headers, h::LAST_FAILED_AT, at);
+    h::set_text(&mut headers, h::JOB_ID, job_id);
+    h::set_text(&mut headers, h::VENDOR, "glance");
+    h::set_text(&mut headers, h::ACCOUNT, "acme");
+    Inbound {
+        body: json!({"job_id": job_id}).to_string().into_bytes(),
+        exchange: Settings::default().topology.dead_exchange,
+        routing_key: "create_user.glance".into(),
+        headers,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn dead_letters_are_indexed_once_and_leave_the_index_when_replayed() {
+    for kind in BOTH {
+        let (ledger, _) = fresh(kind).await;
+        let letters = [
+            dead("d-1", "conflict", "2026-11-20T10:00:00.000Z"),
+            dead("d-2", "rejected", "2026-11-20T11:00:00.000Z"),
+            dead("d-3", "rejected", "2026-11-20T12:00:00.000Z"),
+        ];
+        for _ in 0..2 {
+            for l in &letters {
+                ledger.apply(&writes_of(l)).await.unwrap();
+            }
+        }
+        let all = ledger.dead_letters(&LetterQuery::default()).await.unwrap();
+        assert_eq!(all.len(), 3, "{kind:?}");
+        assert_eq!(all[0].job_id.as_deref(), Some("d-3"), "newest first");
+        let rejected = LetterQuery { reason: Some("rejected".into()), ..Default::default() };
+        assert_eq!(ledger.dead_letters(&rejected).await.unwrap().len(), 2);
+        let counts = ledger.dead_letter_counts(&LetterQuery::default()).await.unwrap();
+        assert_eq!(counts[&("rejected".into(), "glance".into(), "acme".into())].0, 2, "{kind:?}");
+
+        let moved = Write::LetterMoved { job_id: "d-2".into(), state: LetterState::Replayed, at: Utc::now().timestamp_millis() };
+        ledger.apply(&[moved]).await.unwrap();
+        let left: Vec<_> = ledger.dead_letters(&rejected).await.unwrap().into_iter().map(|r| r.job_id).collect();
+        assert_eq!(left, [Some("d-3".to_owned())], "{kind:?}");
+        let history = ledger.timeline("d-1").await.unwrap();
+        assert_eq!(history.iter().map(|e| e.kind).collect::<Vec<_>>(), [HistoryKind::DeadLettered]);
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_row_is_an_error_naming_its_key_not_a_panic() {
+    for kind in BOTH {
+        let (ledger, url) = fresh(kind).await;
+        sqlx::any::install_default_drivers();
+        let mut raw = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO links (vendor, account, identity, tenant, job_id, state, created_at, updated_at) \
+             VALUES ('clienttoolbox', 'acme-ctb', 'broken', '', 'j', 'exploded', 1, 1)",
+        )
+        .execute(&mut raw)
+        .await
+        .unwrap();
+        match ledger.link(&key("broken")).await {
+            Err(LedgerError::Corrupt { key, message }) => {
+                assert!(key.contains("broken"), "{kind:?}: {key}");
+                assert!(message.contains("exploded"), "{kind:?}: {message}");
+            }
+            other => panic!("{kind:?}: expected a corrupt-row error, got {other:?}"),
+        }
+        // The pipeline parks a job that needs that row rather than guessing.
+        let intent = Intent { key: &key("broken"), identity_extra: None, person: None, job_id: "j2", correlation_id: None };
+        assert!(matches!(ledger.claim(&intent).await, Err(LedgerError::Corrupt { .. })), "{kind:?}");
+    }
+}
+
+/// A pipeline with a ClientToolbox account `acme-ctb` on fresh sandboxes, with this ledger.
+async fn ctb_pipeline(ledger: Option<Ledger>, tweak: impl FnOnce(&mut Settings)) -> (Pipeline, TestVendors) {
+    let vendors = TestVendors::start(Faults::default()).await;
+    let mut settings = Settings::default();
+    settings.accounts.insert("acme-ctb".into(), vendors.account(VendorKey::Clienttoolbox));
+    settings.accounts.insert("acme-glance".into(), vendors.account(VendorKey::Glance));
+    tweak(&mut settings);
+    (Pipeline::new(&settings, build_adapters(&settings).unwrap(), &Metrics::new(), ledger), vendors)
+}
+
+/// Jane Smith, with this employee id, as a hire-derived ClientToolbox job.
+fn jane(job_id: &str, employee_id: &str) -> Inbound {
+    let mut job = sample_job(job_id, VendorKey::Clienttoolbox, "acme-ctb", "jane_smith");
+    job["user"]["user_first_name"] = json!("Jane");
+    job["user"]["user_last_name"] = json!("Smith");
+    job["person"] = json!({"tenant": "acme", "employee_id": employee_id});
+    Inbound {
+        body: job.to_string().into_bytes(),
+        routing_key: "create_user.clienttoolbox".into(),
+        message_id: Some(job_id.into()),
+        ..Default::default()
+    }
+}
+
+fn outcome(d: &Disposition) -> (&'static str, Option<ErrorClass>) {
+    match &d.report {
+        Report::Terminal { outcome, class, .. } => (outcome, *class),
+        other => panic!("expected a terminal outcome, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_namesake_is_a_conflict_never_existing() {
+    let stop = CancellationToken::new();
+    // Without a ledger, the second Jane Smith is told she has the first one's account: the
+    // ClientToolbox lookup compares names, and the names are the same.
+    let (p, _vendors) = ctb_pipeline(None, |_| {}).await;
+    assert_eq!(outcome(&p.handle(&jane("hire-1:ctb", "000731"), &stop).await), ("created", None));
+    assert_eq!(outcome(&p.handle(&jane("hire-2:ctb", "000999"), &stop).await), ("existing", None));
+
+    for kind in BOTH {
+        let (ledger, _) = fresh(kind).await;
+        let (p, vendors) = ctb_pipeline(Some(ledger.clone()), |_| {}).await;
+        assert_eq!(outcome(&p.handle(&jane("hire-1:ctb", "000731"), &stop).await), ("created", None), "{kind:?}");
+        let second = p.handle(&jane("hire-2:ctb", "000999"), &stop).await;
+        assert_eq!(outcome(&second), ("failed", Some(ErrorClass::Conflict)), "{kind:?}");
+        let event: serde_json::Value = serde_json::from_slice(&second.publish[0].body).unwrap();
+        assert_eq!(event["data"]["error"]["code"], "identity_held_by_another_person", "{kind:?}");
+        assert_eq!(vendors.creations(VendorKey::Clienttoolbox, "jane_smith"), 1, "{kind:?}");
+        // The first Jane's own later job (a rehire, a re-sent hire) is still hers.
+        assert_eq!(outcome(&p.handle(&jane("hire-3:ctb", "000731"), &stop).await), ("existing", None), "{kind:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_create_that_went_through_is_existing_by_the_ledgers_intent() {
+    let stop = CancellationToken::new();
+    // ClientToolbox without a lookup: an "already exists" cannot be verified at the vendor.
+    let no_lookup = |s: &mut Settings| {
+        s.accounts.get_mut("acme-ctb").unwrap().settings.insert("lookup".into(), "none".into());
+    };
+    let mut redelivered = jane("job-1", "000731");
+    redelivered.redelivered = true;
+    let (p, _vendors) = ctb_pipeline(None, no_lookup).await;
+    assert_eq!(outcome(&p.handle(&jane("job-1", "000731"), &stop).await).0, "created");
+    assert_eq!(outcome(&p.handle(&redelivered, &stop).await), ("failed", Some(ErrorClass::Conflict)), "without a ledger");
+
+    for kind in BOTH {
+        let (ledger, _) = fresh(kind).await;
+        let (p, _vendors) = ctb_pipeline(Some(ledger), no_lookup).await;
+        // The first delivery's create went through; its answer was lost to a crash.
+        assert_eq!(outcome(&p.handle(&jane("job-1", "000731"), &stop).await).0, "created");
+        assert_eq!(outcome(&p.handle(&redelivered, &stop).await), ("existing", None), "{kind:?}");
+    }
+}
+
+#[tokio::test]
+async fn with_the_ledger_down_identity_decisions_wait_and_the_rest_goes_on() {
+    let proxy = Proxy::start().await;
+    let url = common::ledger::fresh_url(Kind::Postgres).await;
+    let settings = LedgerSettings { timeout: Duration::from_millis(500), ..LedgerSettings::default() };
+    let ledger = Ledger::open(&settings, &proxy.url_of(&url)).unwrap();
+    ledger.ready().await.unwrap();
+    let (p, vendors) = ctb_pipeline(Some(ledger.clone()), |_| {}).await;
+    let stop = CancellationToken::new();
+
+    proxy.cut();
+    let parked = p.handle(&jane("job-down", "000731"), &stop).await;
+    assert!(
+        matches!(&parked.report, Report::RetryScheduled { why: Parked::LedgerDown, .. }),
+        "a job needing an identity decision is parked, not guessed: {:?}",
+        parked.report
+    );
+    assert_eq!(parked.publish[0].kind, OutboundKind::Retry);
+    assert_eq!(vendors.creations(VendorKey::Clienttoolbox, "jane_smith"), 0, "nothing was sent");
+    // A Glance job that names no person needs no ledger decision.
+    let glance = sample_job("g-1", VendorKey::Glance, "acme-glance", "EMP-G1");
+    let msg = Inbound {
+        body: glance.to_string().into_bytes(),
+        routing_key: "create_user.glance".into(),
+        ..Default::default()
+    };
+    assert_eq!(outcome(&p.handle(&msg, &stop).await), ("created", None));
+    assert!(ledger.ping().await.is_err());
+
+    proxy.restore();
+    // The pool reconnects on its own; poll the real condition, with a deadline.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while ledger.ping().await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "the ledger must answer within 10 s of the database's return");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let retried = p.handle(&jane("job-down", "000731"), &stop).await;
+    assert_eq!(outcome(&retried), ("created", None));
+}
