@@ -293,13 +293,15 @@ fn ledger_query(
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let ledger = match crate::ledger::from_settings(&settings.ledger) {
+    let rt = runtime();
+    // The pool needs the runtime to exist, even before it connects.
+    let ledger = match rt.block_on(async { crate::ledger::from_settings(&settings.ledger) }) {
         Ok(Some(l)) => l,
         Ok(None) => return fail("the ledger is off (ledger.enabled = false); it has nothing to say"),
         Err(e) => return fail(e.to_string()),
     };
     let mut out = std::io::stdout().lock();
-    match runtime().block_on(query(ledger, &mut out)) {
+    match rt.block_on(query(ledger, &mut out)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => fail(e),

@@ -18,12 +18,12 @@ use crate::config::{Settings, TopologySettings};
 use crate::contract::{FieldError, Job, JobId, VendorKey};
 use crate::event::{self, JobRef};
 use crate::job::{self, InvalidJob, Rejection};
+use crate::ledger::{IdentityKey, Intent, Ledger, LedgerError, Owner};
 use crate::metrics::Metrics;
 use crate::outcome::{ErrorClass, Failure, Outcome};
 use crate::retry::{tier_name, Attempt, DurableSchedule, InlineRetry};
 use crate::transport::headers as h;
 use crate::transport::{After, DeadLetterCause, Disposition, Headers, Inbound, Outbound, OutboundKind, Parked, Report};
-use crate::ledger::{IdentityKey, Intent, Ledger, LedgerError, Owner};
 use crate::vendors::{AnyAdapter, CallContext, LedgerProof, VendorError, VendorIdentity};
 
 /// What earlier deliveries of the same job left in its headers.
@@ -496,7 +496,12 @@ impl Pipeline {
                 )
             }
             Parked::LedgerDown => {
-                tracing::warn!(tier, attempts, reason = error, "ledger down; parked in a retry tier without using it up")
+                tracing::warn!(
+                    tier,
+                    attempts,
+                    reason = error,
+                    "ledger down; parked in a retry tier without using it up"
+                )
             }
         }
         let step = serde_json::json!({"tier": tier, "why": why.as_str(), "error": crate::contract::clip(error.to_owned(), 1024), "attempts": attempts});

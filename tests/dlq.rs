@@ -6,13 +6,21 @@ mod common;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{child_config, dead_letter, test_settings, Probe};
+use common::{child_config, dead_letter, Probe};
 use provisioner::config::Settings;
 use provisioner::contract::VendorKey;
 use provisioner::pipeline::sample_job;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_provisioner");
+
+/// Settings without a ledger: these tests are about the walk of the queue itself
+/// (`tests/ledger.rs` covers `dlq list` and `stats` answered from the ledger's index).
+fn test_settings() -> Settings {
+    let mut s = common::test_settings();
+    s.ledger.enabled = false;
+    s
+}
 
 /// A config directory for the CLI, pointing at the test's topology.
 fn config_dir(settings: &Settings) -> tempfile::TempDir {

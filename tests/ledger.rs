@@ -40,13 +40,8 @@ async fn a_claim_tells_this_job_this_person_and_someone_else_apart() {
         let (ledger, _) = fresh(kind).await;
         let k = key("jane_smith");
         let (p1, p2) = (person("000731"), person("000999"));
-        let intent = |job_id, person| Intent {
-            key: &k,
-            identity_extra: None,
-            person,
-            job_id,
-            correlation_id: Some("hire-1"),
-        };
+        let intent =
+            |job_id, person| Intent { key: &k, identity_extra: None, person, job_id, correlation_id: Some("hire-1") };
         let first = ledger.claim(&intent("job-1", Some(&p1))).await.unwrap();
         assert_eq!(first.owner, Owner::Nobody, "{kind:?}");
         assert_eq!(first.link.state, LinkState::Intent);
@@ -88,7 +83,11 @@ async fn the_projection_is_idempotent_and_settles_links_and_intents() {
     for kind in BOTH {
         let (ledger, _) = fresh(kind).await;
         let p1 = person("000731");
-        let created = Outcome::Created(Receipt { existing: false, vendor_user_id: Some("jane_smith".into()), ..Default::default() });
+        let created = Outcome::Created(Receipt {
+            existing: false,
+            vendor_user_id: Some("jane_smith".into()),
+            ..Default::default()
+        });
         let msg = outcome_event("job-1", "jane_smith", Some(&p1), &created);
         // The same delivery three times, as redeliveries after crashes would bring it.
         for _ in 0..3 {
@@ -157,7 +156,11 @@ async fn dead_letters_are_indexed_once_and_leave_the_index_when_replayed() {
         let counts = ledger.dead_letter_counts(&LetterQuery::default()).await.unwrap();
         assert_eq!(counts[&("rejected".into(), "glance".into(), "acme".into())].0, 2, "{kind:?}");
 
-        let moved = Write::LetterMoved { job_id: "d-2".into(), state: LetterState::Replayed, at: Utc::now().timestamp_millis() };
+        let moved = Write::LetterMoved {
+            job_id: "d-2".into(),
+            state: LetterState::Replayed,
+            at: Utc::now().timestamp_millis(),
+        };
         ledger.apply(&[moved]).await.unwrap();
         let left: Vec<_> = ledger.dead_letters(&rejected).await.unwrap().into_iter().map(|r| r.job_id).collect();
         assert_eq!(left, [Some("d-3".to_owned())], "{kind:?}");
@@ -187,7 +190,8 @@ async fn a_corrupt_row_is_an_error_naming_its_key_not_a_panic() {
             other => panic!("{kind:?}: expected a corrupt-row error, got {other:?}"),
         }
         // The pipeline parks a job that needs that row rather than guessing.
-        let intent = Intent { key: &key("broken"), identity_extra: None, person: None, job_id: "j2", correlation_id: None };
+        let intent =
+            Intent { key: &key("broken"), identity_extra: None, person: None, job_id: "j2", correlation_id: None };
         assert!(matches!(ledger.claim(&intent).await, Err(LedgerError::Corrupt { .. })), "{kind:?}");
     }
 }
@@ -257,7 +261,11 @@ async fn a_redelivered_create_that_went_through_is_existing_by_the_ledgers_inten
     redelivered.redelivered = true;
     let (p, _vendors) = ctb_pipeline(None, no_lookup).await;
     assert_eq!(outcome(&p.handle(&jane("job-1", "000731"), &stop).await).0, "created");
-    assert_eq!(outcome(&p.handle(&redelivered, &stop).await), ("failed", Some(ErrorClass::Conflict)), "without a ledger");
+    assert_eq!(
+        outcome(&p.handle(&redelivered, &stop).await),
+        ("failed", Some(ErrorClass::Conflict)),
+        "without a ledger"
+    );
 
     for kind in BOTH {
         let (ledger, _) = fresh(kind).await;
@@ -306,4 +314,210 @@ async fn with_the_ledger_down_identity_decisions_wait_and_the_rest_goes_on() {
     }
     let retried = p.handle(&jane("job-down", "000731"), &stop).await;
     assert_eq!(outcome(&retried), ("created", None));
+}
+
+// ---- Through the real broker and the real worker process.
+
+const BIN: &str = env!("CARGO_BIN_EXE_provisioner");
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Runs the CLI against the test's config; returns stdout and the exit code.
+fn cli(settings: &Settings, args: &[&str]) -> (String, i32) {
+    let dir = tempfile::tempdir().unwrap();
+    let (toml, env) = common::child_config(settings);
+    std::fs::write(dir.path().join("default.toml"), toml).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .args(["--config", dir.path().to_str().unwrap()])
+        .envs(env)
+        .env_remove("PROVISIONER_ENV")
+        .env("USER", "test-operator")
+        .output()
+        .expect("the binary runs");
+    let code = out.status.code().unwrap_or(-1);
+    if code != 0 {
+        eprintln!("{args:?} exited {code}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    (String::from_utf8_lossy(&out.stdout).into_owned(), code)
+}
+
+/// Polls the ledger until `check` holds for the timeline of `id`, or fails after `WAIT`.
+async fn wait_for_history(ledger: &Ledger, id: &str, what: &str, check: impl Fn(&[HistoryKind]) -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let kinds: Vec<HistoryKind> =
+            ledger.timeline(id).await.map(|t| t.iter().map(|e| e.kind).collect()).unwrap_or_default();
+        if check(&kinds) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: the history of {id} is {kinds:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The next outcome event (`provisioning.user.*`) for `job_id`, skipping step events.
+async fn next_outcome(events: &mut common::Observer, job_id: &str) -> String {
+    loop {
+        let e = events.next_json(WAIT, "an outcome event").await;
+        let kind = e["type"].as_str().unwrap_or_default().to_owned();
+        if e["subject"] == job_id && kind.starts_with("provisioning.user.") {
+            return kind;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_worker_killed_between_a_create_and_its_event_ends_existing_after_redelivery() {
+    for kind in BOTH {
+        // The sandbox creates the user, then holds its answer: a kill lands in between.
+        let slow = Faults { response_delay: Duration::from_secs(60), ..Faults::default() };
+        let (mut settings, vendors) = common::settings_with(&[("acme-ctb", VendorKey::Clienttoolbox)], slow).await;
+        settings.accounts.get_mut("acme-ctb").unwrap().settings.insert("lookup".into(), "none".into());
+        settings.ledger.url = common::ledger::fresh_url(kind).await;
+        let probe = common::Probe::new(&settings).await;
+        let mut events = probe.observe_events().await;
+        let mut worker = common::WorkerProcess::start(&settings);
+        worker.admin_when_consuming().await;
+        let job = jane("hire-731:clienttoolbox:acme-ctb", "000731");
+        let body: serde_json::Value = serde_json::from_slice(&job.body).unwrap();
+        let mut body = body;
+        body["account"] = json!("acme-ctb");
+        probe.publish_job(VendorKey::Clienttoolbox, &body).await;
+        common::wait_until(WAIT, "the sandbox created the user", || {
+            vendors.creations(VendorKey::Clienttoolbox, "jane_smith") == 1
+        })
+        .await;
+        worker.signal("-KILL");
+        worker.wait_exit(WAIT).await;
+        vendors.sandboxes.faults.set(Faults::default());
+
+        let mut worker = common::WorkerProcess::start(&settings);
+        worker.admin_when_consuming().await;
+        let outcome = next_outcome(&mut events, "hire-731:clienttoolbox:acme-ctb").await;
+        assert_eq!(outcome, "provisioning.user.existing", "{kind:?}:\n{}", worker.all_logs());
+        assert_eq!(vendors.creations(VendorKey::Clienttoolbox, "jane_smith"), 1, "{kind:?}");
+
+        // The projection records the story, and `whois` answers from the ledger.
+        let ledger = Ledger::open(&settings.ledger, &settings.ledger.url).unwrap();
+        wait_for_history(&ledger, "hire-731:clienttoolbox:acme-ctb", "the existing outcome is projected", |k| {
+            k.contains(&HistoryKind::Existing)
+        })
+        .await;
+        let (out, code) = cli(&settings, &["whois", "000731", "--json"]);
+        assert_eq!(code, 0, "{out}");
+        let whois: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(whois["links"][0]["identity"], "jane_smith", "{out}");
+        assert_eq!(whois["links"][0]["state"], "active", "{out}");
+        let (out, code) = cli(&settings, &["whois", "000999"]);
+        assert_eq!(code, 1, "nothing is linked to another employee: {out}");
+        drop(worker);
+        probe.teardown().await;
+    }
+}
+
+#[tokio::test]
+async fn replays_and_purges_are_recorded_and_dlq_list_reads_the_index() {
+    let (settings, _vendors) = common::settings_with(&[("acme", VendorKey::Glance)], Faults::default()).await;
+    let probe = common::Probe::new(&settings).await;
+    let replay_me = sample_job("dl-replay", VendorKey::Glance, "acme", "EMP-DLR");
+    let purge_me = sample_job("dl-purge", VendorKey::Glance, "acme", "EMP-DLP");
+    probe
+        .publish_many(vec![
+            common::dead_letter(&settings, &replay_me, "unavailable"),
+            common::dead_letter(&settings, &purge_me, "conflict"),
+        ])
+        .await;
+    let mut worker = common::WorkerProcess::start(&settings);
+    worker.admin_when_consuming().await;
+    let ledger = Ledger::open(&settings.ledger, &settings.ledger.url).unwrap();
+    for id in ["dl-replay", "dl-purge"] {
+        wait_for_history(&ledger, id, "the dead letter is indexed", |k| k == [HistoryKind::DeadLettered]).await;
+    }
+    let (out, code) = cli(&settings, &["dlq", "list", "--json", "--source", "ledger"]);
+    assert_eq!((code, out.lines().count()), (0, 2), "{out}");
+
+    let (out, code) = cli(&settings, &["dlq", "replay", "--job-id", "dl-replay", "--reason", "vendor is back"]);
+    assert_eq!(code, 0, "{out}");
+    let (out, code) = cli(&settings, &["dlq", "purge", "--job-id", "dl-purge", "--yes", "--reason", "a duplicate"]);
+    assert_eq!(code, 0, "{out}");
+
+    wait_for_history(&ledger, "dl-replay", "the replay and the new outcome are recorded", |k| {
+        k == [HistoryKind::DeadLettered, HistoryKind::Replayed, HistoryKind::Created]
+    })
+    .await;
+    wait_for_history(&ledger, "dl-purge", "the purge is recorded", |k| {
+        k == [HistoryKind::DeadLettered, HistoryKind::Purged]
+    })
+    .await;
+    let replayed = ledger.timeline("dl-replay").await.unwrap();
+    assert_eq!(replayed[1].detail["by"], "test-operator");
+    assert_eq!(replayed[1].detail["reason"], "vendor is back");
+    assert_eq!(replayed[1].detail["filter"], "job_id=dl-replay");
+    let (out, code) = cli(&settings, &["dlq", "stats", "--json"]);
+    assert_eq!((code, out.trim()), (0, ""), "nothing is left in the index: {out}");
+    let (out, code) = cli(&settings, &["history", "dl-replay"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("replayed") && out.contains("vendor is back"), "{out}");
+    drop(worker);
+    probe.teardown().await;
+}
+
+#[tokio::test]
+async fn readyz_says_the_ledger_is_down_and_the_projection_catches_up() {
+    let proxy = Proxy::start().await;
+    let (mut settings, vendors) = common::settings_with(
+        &[("acme-ctb", VendorKey::Clienttoolbox), ("acme-glance", VendorKey::Glance)],
+        Faults::default(),
+    )
+    .await;
+    settings.ledger.url = proxy.url_of(&common::ledger::fresh_url(Kind::Postgres).await);
+    settings.ledger.timeout = Duration::from_millis(500);
+    let probe = common::Probe::new(&settings).await;
+    let mut events = probe.observe_events().await;
+    let mut worker = common::WorkerProcess::start(&settings);
+    let admin = worker.admin_when_consuming().await;
+    let readyz = || async move { common::http_get(admin, "/readyz").await };
+    common::wait_until_async(WAIT, "readyz says the ledger is up", || async { readyz().await.contains("ledger: up") })
+        .await;
+
+    proxy.cut();
+    common::wait_until_async(WAIT, "readyz says the ledger is down", || async {
+        readyz().await.contains("ledger: DOWN")
+    })
+    .await;
+    assert!(readyz().await.starts_with("HTTP/1.1 200"), "a shared ledger down does not make a replica unready");
+    assert!(common::http_get(admin, "/metrics").await.contains("provisioner_ledger_up 0"));
+    // A job that needs no identity decision goes on; one that does waits.
+    probe.publish_job(VendorKey::Glance, &sample_job("g-down", VendorKey::Glance, "acme-glance", "EMP-GD")).await;
+    assert_eq!(next_outcome(&mut events, "g-down").await, "provisioning.user.created");
+    let mut ctb = sample_job("c-down", VendorKey::Clienttoolbox, "acme-ctb", "cdown");
+    ctb["person"] = json!({"tenant": "acme", "employee_id": "000500"});
+    probe.publish_job(VendorKey::Clienttoolbox, &ctb).await;
+    loop {
+        let e = events.next_json(WAIT, "the job parked for the ledger").await;
+        if e["type"] == "provisioning.job.parked" && e["subject"] == "c-down" {
+            assert_eq!(e["data"]["why"], "ledger_down", "{e}");
+            break;
+        }
+        assert_ne!(e["subject"], "c-down", "no outcome while the ledger is down: {e}");
+    }
+    assert_eq!(vendors.creations(VendorKey::Clienttoolbox, "cdown"), 0);
+
+    proxy.restore();
+    assert_eq!(next_outcome(&mut events, "c-down").await, "provisioning.user.created");
+    let ledger = Ledger::open(&settings.ledger, &settings.ledger.url).unwrap();
+    wait_for_history(&ledger, "g-down", "the projection catches up on what happened while it was down", |k| {
+        k.contains(&HistoryKind::Created)
+    })
+    .await;
+    wait_for_history(&ledger, "c-down", "the parked job's story is complete", |k| {
+        k.contains(&HistoryKind::Parked) && k.contains(&HistoryKind::Created)
+    })
+    .await;
+    common::wait_until_async(WAIT, "readyz says the ledger is up again", || async {
+        readyz().await.contains("ledger: up")
+    })
+    .await;
+    drop(worker);
+    probe.teardown().await;
 }

@@ -51,8 +51,10 @@ pub fn print_whois(out: &mut impl Write, w: &Whois) -> std::io::Result<()> {
         "TENANT", "EMPLOYEE", "VENDOR", "ACCOUNT", "IDENTITY", "STATE", "SINCE (UTC)"
     )?;
     for l in &w.links {
-        let (tenant, employee) =
-            l.person.as_ref().map_or(("-", "-"), |p| (if p.tenant.is_empty() { "-" } else { &p.tenant }, &p.employee_id));
+        let (tenant, employee) = l
+            .person
+            .as_ref()
+            .map_or(("-", "-"), |p| (if p.tenant.is_empty() { "-" } else { &p.tenant }, &p.employee_id));
         let identity = match &l.identity_extra {
             Some(extra) => format!("{} ({extra})", l.identity),
             None => l.identity.clone(),

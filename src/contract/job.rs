@@ -92,16 +92,26 @@ impl Person {
     /// `[A-Za-z0-9_.-]`, as tenant names in the config are.
     pub fn parse(tenant: &str, employee_id: &str) -> Result<Self, (&'static str, String)> {
         let n = employee_id.chars().count();
-        if n == 0 || n > Self::MAX_EMPLOYEE_ID || employee_id.chars().any(char::is_control) || employee_id.trim() != employee_id {
+        if n == 0
+            || n > Self::MAX_EMPLOYEE_ID
+            || employee_id.chars().any(char::is_control)
+            || employee_id.trim() != employee_id
+        {
             return Err((
                 "person.employee_id",
-                format!("must be 1 to {} characters without control characters or surrounding spaces", Self::MAX_EMPLOYEE_ID),
+                format!(
+                    "must be 1 to {} characters without control characters or surrounding spaces",
+                    Self::MAX_EMPLOYEE_ID
+                ),
             ));
         }
         if tenant.len() > Self::MAX_TENANT
             || !tenant.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
         {
-            return Err(("person.tenant", format!("must be up to {} of A-Z, a-z, 0-9, '_', '.' and '-'", Self::MAX_TENANT)));
+            return Err((
+                "person.tenant",
+                format!("must be up to {} of A-Z, a-z, 0-9, '_', '.' and '-'", Self::MAX_TENANT),
+            ));
         }
         Ok(Self { tenant: tenant.to_owned(), employee_id: employee_id.to_owned() })
     }

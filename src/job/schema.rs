@@ -44,7 +44,10 @@ struct PersonMessage {
     #[schemars(regex(pattern = r"^[A-Za-z0-9_.-]{0,64}$"))]
     tenant: Option<String>,
     /// The HR system's employee id: 1–256 characters, no control characters, no surrounding spaces.
-    #[schemars(length(min = 1, max = 256), regex(pattern = r"^[^\x00-\x1f\x7f\s]([^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?$"))]
+    #[schemars(
+        length(min = 1, max = 256),
+        regex(pattern = r"^[^\x00-\x1f\x7f\s]([^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?$")
+    )]
     employee_id: String,
 }
 

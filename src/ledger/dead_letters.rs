@@ -17,7 +17,8 @@ impl Ledger {
     pub async fn dead_letters(&self, q: &LetterQuery) -> Result<Vec<LetterRow>, LedgerError> {
         let (clause, binds) = where_clause(q);
         let limit = q.limit.unwrap_or(LIST_LIMIT).min(LIST_LIMIT);
-        let sql = format!("SELECT {COLUMNS} FROM dead_letters WHERE {clause} ORDER BY last_failed_at DESC LIMIT {limit}");
+        let sql =
+            format!("SELECT {COLUMNS} FROM dead_letters WHERE {clause} ORDER BY last_failed_at DESC LIMIT {limit}");
         let mut query = sqlx::query(&sql);
         for b in &binds {
             query = b.bind(query);

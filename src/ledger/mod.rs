@@ -32,8 +32,8 @@ mod records;
 
 pub use links::Intent;
 pub use records::{
-    ActiveLink, Claim, HistoryEntry, HistoryKind, IdentityKey, LetterQuery, LetterRow, LetterState, Link, LinkState, Owner,
-    Person, Write,
+    ActiveLink, Claim, HistoryEntry, HistoryKind, IdentityKey, LetterQuery, LetterRow, LetterState, Link, LinkState,
+    Owner, Person, Write,
 };
 
 /// The versioned schema, embedded in the binary and applied at start-up.
@@ -154,7 +154,8 @@ impl Ledger {
                 Box::pin(async move {
                     // WAL lets the projection write while the worker reads; NORMAL syncs at
                     // checkpoints, which WAL keeps safe against a crash of the process.
-                    for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL", "PRAGMA busy_timeout = 5000"]
+                    for pragma in
+                        ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL", "PRAGMA busy_timeout = 5000"]
                     {
                         sqlx::query(pragma).execute(&mut *conn).await?;
                     }

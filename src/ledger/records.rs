@@ -240,11 +240,21 @@ pub enum Write {
     History(HistoryEntry),
     Active(ActiveLink),
     /// A job that failed for good gives up the identity it claimed.
-    ReleaseIntent { key: IdentityKey, job_id: String },
+    ReleaseIntent {
+        key: IdentityKey,
+        job_id: String,
+    },
     /// A newly dead-lettered message.
     Letter(LetterRow),
     /// Dead letters of this job moved (replayed or purged).
-    LetterMoved { job_id: String, state: LetterState, at: i64 },
+    LetterMoved {
+        job_id: String,
+        state: LetterState,
+        at: i64,
+    },
     /// The newest event time this writer has committed, for the lag.
-    Progress { writer: String, event_at: i64 },
+    Progress {
+        writer: String,
+        event_at: i64,
+    },
 }

@@ -62,7 +62,8 @@ pub fn letter_id(msg: &Inbound) -> String {
     let mut digest = Sha256::new();
     digest.update((msg.body.len() as u64).to_be_bytes());
     digest.update(&msg.body);
-    for name in [h::REASON, h::ATTEMPTS, h::LAST_FAILED_AT, REPLAY_COUNT, "x-first-death-reason", "x-first-death-queue"] {
+    for name in [h::REASON, h::ATTEMPTS, h::LAST_FAILED_AT, REPLAY_COUNT, "x-first-death-reason", "x-first-death-queue"]
+    {
         let value = match msg.headers.get(name) {
             Some(super::HeaderValue::Text(t)) => t.clone(),
             Some(super::HeaderValue::Int(i)) => i.to_string(),

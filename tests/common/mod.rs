@@ -325,6 +325,19 @@ pub async fn wait_until<F: FnMut() -> bool>(within: Duration, what: &str, mut ch
     }
 }
 
+/// [`wait_until`] for a condition that has to be awaited (an HTTP call, a query).
+pub async fn wait_until_async<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {within:?} waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Runs `rabbitmqctl` and returns its stdout; panics with its stderr on failure.
 pub fn rabbitmqctl(args: &[&str]) -> String {
     let out =

@@ -32,7 +32,8 @@ pub(super) async fn execute(ledger: &Ledger, action: Action, mut out: impl Write
             }
         }
         Action::Stats { filter, json, .. } => {
-            let counts = ledger.dead_letter_counts(&query(&filter)).await.map_err(|e| DlqError::Usage(e.to_string()))?;
+            let counts =
+                ledger.dead_letter_counts(&query(&filter)).await.map_err(|e| DlqError::Usage(e.to_string()))?;
             for ((class, vendor, account), (count, oldest)) in counts {
                 let g = Group {
                     vendor: if vendor.is_empty() { "-".into() } else { vendor },
