@@ -1,13 +1,14 @@
 //! The admin HTTP port: `/metrics`, `/healthz` (the process is alive) and `/readyz`
-//! (connected to the broker and consuming, with each account's circuit breaker as detail).
+//! (connected to the broker and consuming, with each account's circuit breaker as detail;
+//! text, or JSON when asked with `Accept: application/json`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +47,26 @@ impl Health {
         self.circuits.read().expect("never poisoned").report()
     }
 
+    /// Each account's circuit breaker as a JSON object, for `/readyz` as JSON.
+    fn circuit_json(&self) -> Vec<serde_json::Value> {
+        let board = self.circuits.read().expect("never poisoned");
+        board
+            .snapshots()
+            .into_iter()
+            .map(|(account, vendor, s)| {
+                let mut c = serde_json::json!({"vendor": vendor, "account": account, "state": s.state.as_str()});
+                if let Some(wait) = s.retry_in {
+                    // Whole seconds, rounded up, as the text says them.
+                    c["next_probe_in_seconds"] = serde_json::json!(wait.as_secs_f64().ceil() as u64);
+                }
+                if let (Some(reason), false) = (&s.reason, s.state == crate::circuit_breaker::State::Closed) {
+                    c["reason"] = serde_json::json!(reason);
+                }
+                c
+            })
+            .collect()
+    }
+
     pub fn set_connected(&self, consuming: bool) {
         self.connected.store(consuming, Ordering::SeqCst);
     }
@@ -56,6 +77,17 @@ impl Health {
 
     pub fn set_ledger(&self, state: LedgerHealth) {
         *self.ledger.write().expect("never poisoned") = state;
+    }
+
+    /// The ledger's state for `/readyz` as JSON: `off`, `up`, or `down` with the error.
+    pub fn ledger_json(&self) -> serde_json::Value {
+        match &*self.ledger.read().expect("never poisoned") {
+            LedgerHealth::Off => serde_json::json!({"state": "off"}),
+            LedgerHealth::Up => serde_json::json!({"state": "up"}),
+            LedgerHealth::Down(why) => {
+                serde_json::json!({"state": "down", "error": crate::contract::clip(why.clone(), 200)})
+            }
+        }
     }
 
     /// One line about the ledger, or nothing when there is none.
@@ -112,10 +144,27 @@ async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {
 /// An open circuit does not make the replica unready: the vendor is down, not this pod, and
 /// restarting or unrouting pods would not help. It is shown so `kubectl describe` and a
 /// curl tell the on-call engineer which accounts are parked. A ledger that is down is shown
-/// the same way, for the same reason: every replica shares it.
-async fn ready_handler(State(s): State<AdminState>) -> impl IntoResponse {
+/// the same way, for the same reason: every replica shares it. Text by default (what probes
+/// and people read); JSON for a client whose `Accept` names `application/json`.
+async fn ready_handler(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    let ready = s.health.is_ready();
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    if wants_json(&headers) {
+        let body = serde_json::json!({
+            "ready": ready,
+            "status": if ready { "ready" } else { "not_ready" },
+            "detail": if ready {
+                "connected to the broker and consuming"
+            } else {
+                "not connected to the broker or not consuming"
+            },
+            "ledger": s.health.ledger_json(),
+            "circuits": s.health.circuit_json(),
+        });
+        return (status, axum::Json(body)).into_response();
+    }
     let circuits = format!("{}{}", s.health.ledger_report(), s.health.circuit_report());
-    if s.health.is_ready() {
+    if ready {
         (StatusCode::OK, format!("ready: connected to the broker and consuming\n{circuits}"))
     } else {
         (
@@ -123,6 +172,18 @@ async fn ready_handler(State(s): State<AdminState>) -> impl IntoResponse {
             format!("not ready: not connected to the broker or not consuming\n{circuits}"),
         )
     }
+    .into_response()
+}
+
+/// Whether the `Accept` header lists `application/json` (parameters and quality ignored;
+/// `*/*` alone keeps the text).
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| item.split(';').next().is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json")))
 }
 
 /// Binds the admin port now (so a taken port fails start-up) and serves it until `shutdown`.
@@ -138,4 +199,106 @@ pub async fn serve(
     let app = router(metrics, health);
     let handle = tokio::spawn(crate::http_server::serve(listener, app, limits, shutdown));
     Ok((addr, handle))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::circuit_breaker::{Admission, BreakerSettings, CircuitBreaker, Verdict};
+    use crate::contract::VendorKey;
+
+    /// Serves the admin port with one closed and one open breaker; returns its address.
+    async fn serve_with_breakers(stop: &CancellationToken) -> (SocketAddr, Health) {
+        let health = Health::default();
+        // An auth failure opens a breaker at once.
+        let open = Arc::new(CircuitBreaker::new(BreakerSettings::default()));
+        let (Admission::Call(ticket), _) = open.admit() else { panic!("a closed breaker admits") };
+        open.record(ticket, Verdict::AuthFailed).expect("it opens");
+        let closed = Arc::new(CircuitBreaker::new(BreakerSettings::default()));
+        health.watch_circuits(CircuitBoard::new(vec![
+            ("acme".into(), VendorKey::Glance, closed),
+            ("beta".into(), VendorKey::Netsapiens, open),
+        ]));
+        let (addr, _) =
+            serve("127.0.0.1:0".parse().unwrap(), Default::default(), Metrics::new(), health.clone(), stop.clone())
+                .await
+                .unwrap();
+        (addr, health)
+    }
+
+    /// A raw HTTP/1.1 GET with the given extra header lines; the whole answer.
+    async fn get(addr: SocketAddr, path: &str, extra: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\n{extra}connection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out)).await.unwrap().unwrap();
+        out
+    }
+
+    fn body(answer: &str) -> &str {
+        answer.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+    }
+
+    #[tokio::test]
+    async fn readyz_answers_json_when_asked_and_text_otherwise() {
+        let stop = CancellationToken::new();
+        let (addr, health) = serve_with_breakers(&stop).await;
+        health.set_connected(true);
+
+        let text = get(addr, "/readyz", "").await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text.to_lowercase().contains("content-type: text/plain"), "{text}");
+        assert!(body(&text).starts_with("ready: connected"), "{text}");
+        assert!(body(&text).contains("circuit netsapiens/beta: open"), "{text}");
+        // `*/*` and other types keep the text.
+        let any = get(addr, "/readyz", "accept: text/html, */*;q=0.8\r\n").await;
+        assert!(body(&any).starts_with("ready: connected"), "{any}");
+
+        let json = get(addr, "/readyz", "accept: text/plain;q=0.5, Application/JSON;q=0.9\r\n").await;
+        assert!(json.starts_with("HTTP/1.1 200"), "{json}");
+        assert!(json.to_lowercase().contains("content-type: application/json"), "{json}");
+        let v: serde_json::Value = serde_json::from_str(body(&json)).unwrap();
+        assert_eq!(v["ready"], true);
+        assert_eq!(v["status"], "ready");
+        let circuits = v["circuits"].as_array().unwrap();
+        assert_eq!(circuits.len(), 2);
+        assert_eq!(circuits[0], serde_json::json!({"vendor": "glance", "account": "acme", "state": "closed"}));
+        assert_eq!(circuits[1]["vendor"], "netsapiens");
+        assert_eq!(circuits[1]["account"], "beta");
+        assert_eq!(circuits[1]["state"], "open");
+        assert!(circuits[1]["next_probe_in_seconds"].as_u64().unwrap() > 0, "{v}");
+        assert!(!circuits[1]["reason"].as_str().unwrap().is_empty(), "{v}");
+
+        health.set_connected(false);
+        let json = get(addr, "/readyz", "accept: application/json\r\n").await;
+        assert!(json.starts_with("HTTP/1.1 503"), "{json}");
+        let v: serde_json::Value = serde_json::from_str(body(&json)).unwrap();
+        assert_eq!(
+            (v["ready"].clone(), v["status"].clone()),
+            (serde_json::json!(false), serde_json::json!("not_ready"))
+        );
+        let text = get(addr, "/readyz", "").await;
+        assert!(text.starts_with("HTTP/1.1 503") && body(&text).starts_with("not ready"), "{text}");
+        stop.cancel();
+    }
+
+    #[test]
+    fn only_an_accept_naming_application_json_asks_for_json() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT, v.parse().unwrap());
+            wants_json(&h)
+        };
+        assert!(with("application/json"));
+        assert!(with("text/plain, application/json; charset=utf-8"));
+        assert!(!with("*/*"));
+        assert!(!with("application/*"));
+        assert!(!with("application/jsonx"));
+        assert!(!wants_json(&HeaderMap::new()));
+    }
 }

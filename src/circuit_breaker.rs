@@ -368,6 +368,11 @@ impl CircuitBoard {
         out
     }
 
+    /// Each account's breaker as `(account, vendor, snapshot)`, for `/readyz` as JSON.
+    pub fn snapshots(&self) -> Vec<(&str, VendorKey, Snapshot)> {
+        self.0.iter().map(|(account, vendor, breaker)| (account.as_str(), *vendor, breaker.snapshot())).collect()
+    }
+
     /// Accounts whose breaker is not closed.
     pub fn open_count(&self) -> usize {
         self.0.iter().filter(|(_, _, b)| b.snapshot().state != State::Closed).count()

@@ -130,13 +130,16 @@ pub struct BrokerArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct FilterArgs {
+    /// Only dead letters of this vendor.
     #[arg(long)]
     pub vendor: Option<crate::contract::VendorKey>,
+    /// Only dead letters of this account (its name in the config).
     #[arg(long)]
     pub account: Option<String>,
-    /// An error class (invalid, rejected, conflict, auth, unavailable), undecodable, or delivery_limit.
-    #[arg(long)]
-    pub class: Option<String>,
+    /// Only dead letters that failed for this reason.
+    #[arg(long, value_enum)]
+    pub class: Option<DeadLetterClass>,
+    /// Only the dead letter(s) of this job id.
     #[arg(long)]
     pub job_id: Option<String>,
     /// Last failure at or after: an RFC 3339 time, or an age like 2h (two hours ago).
@@ -155,11 +158,47 @@ impl FilterArgs {
         crate::commands::dlq::Filter {
             vendor: self.vendor,
             account: self.account.clone(),
-            class: self.class.clone(),
+            class: self.class.map(|c| c.as_str().to_owned()),
             job_id: self.job_id.clone(),
             since: self.since,
             until: self.until,
             limit: self.limit,
+        }
+    }
+}
+
+/// Why a message is in the dead-letter queue: its `provisioner-reason` header, or the
+/// broker's own reason for one it dead-lettered itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum DeadLetterClass {
+    /// Failed local validation and was never sent: fix the job (`replay --edit`).
+    Invalid,
+    /// The vendor refused the input: fix the job.
+    Rejected,
+    /// A different user already holds the identity: pick another one.
+    Conflict,
+    /// Credentials or account configuration were wrong: fix the config, then replay.
+    Auth,
+    /// Transient failures until the retries ran out: replay once the vendor is back.
+    Unavailable,
+    /// Not a JSON object: nothing to replay.
+    Undecodable,
+    /// Dead-lettered by the broker after too many deliveries (a crash loop or a stalled handler).
+    DeliveryLimit,
+}
+
+impl DeadLetterClass {
+    /// The value of the `provisioner-reason` header (or `x-first-death-reason`) it matches.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invalid => "invalid",
+            Self::Rejected => "rejected",
+            Self::Conflict => "conflict",
+            Self::Auth => "auth",
+            Self::Unavailable => "unavailable",
+            Self::Undecodable => "undecodable",
+            Self::DeliveryLimit => "delivery_limit",
         }
     }
 }
@@ -179,6 +218,7 @@ pub enum DlqCommand {
     List {
         #[command(flatten)]
         filter: FilterArgs,
+        /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
         /// Read the ledger's index (auto: when a ledger is configured) or walk the queue.
@@ -189,6 +229,7 @@ pub enum DlqCommand {
     Stats {
         #[command(flatten)]
         filter: FilterArgs,
+        /// One JSON object per group instead of a table.
         #[arg(long)]
         json: bool,
         /// Read the ledger's index (auto: when a ledger is configured) or walk the queue.
@@ -196,7 +237,10 @@ pub enum DlqCommand {
         source: crate::commands::dlq::Source,
     },
     /// One dead letter in full: headers, the job with secrets redacted, its failure history.
-    Show { job_id: String },
+    Show {
+        /// The job id (the `provisioner-job-id` header, else the job's `job_id`).
+        job_id: String,
+    },
     /// Move matching dead letters back to the jobs exchange with a fresh retry budget.
     Replay {
         #[command(flatten)]
@@ -210,9 +254,11 @@ pub enum DlqCommand {
         /// Why, recorded in the audit header.
         #[arg(long)]
         reason: Option<String>,
-        /// A JSON merge patch (RFC 7396) applied to each job, which is then re-validated.
+        /// A file holding a JSON merge patch (RFC 7396), applied to each job, which is then
+        /// re-validated; `-` reads the patch from standard input.
         #[arg(long)]
         edit: Option<PathBuf>,
+        /// One JSON line per message instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -220,11 +266,13 @@ pub enum DlqCommand {
     Purge {
         #[command(flatten)]
         filter: FilterArgs,
+        /// Confirm: the matching dead letters are removed and cannot be replayed.
         #[arg(long)]
         yes: bool,
         /// Why, recorded in each job's history.
         #[arg(long)]
         reason: Option<String>,
+        /// One JSON line per message instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -392,10 +440,9 @@ fn dlq(broker: BrokerArgs, command: DlqCommand) -> ExitCode {
         DlqCommand::Show { job_id } => Action::Show { job_id },
         DlqCommand::Replay { filter, dry_run, rate, reason, edit, json } => {
             let patch = match edit.map(|path| {
-                std::fs::read_to_string(&path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
-                    .map_err(|e| format!("cannot read the patch {}: {e}", path.display()))
+                read_input(&path).and_then(|t| {
+                    serde_json::from_str(&t).map_err(|e| format!("the patch {} is not JSON: {e}", path.display()))
+                })
             }) {
                 None => None,
                 Some(Ok(p)) => Some(p),
@@ -512,6 +559,68 @@ fn run(config: PathBuf) -> ExitCode {
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "provisioner failed");
             fail(format!("{e:#}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn dlq_subcommands() -> Vec<clap::Command> {
+        let cli = Cli::command();
+        cli.find_subcommand("dlq").expect("dlq exists").get_subcommands().cloned().collect()
+    }
+
+    #[test]
+    fn every_dlq_flag_and_argument_has_help_text() {
+        let mut missing = Vec::new();
+        for sub in dlq_subcommands() {
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none_or(|h| h.to_string().trim().is_empty()) {
+                    missing.push(format!("dlq {} {id}", sub.get_name()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "without help text: {missing:?}");
+    }
+
+    #[test]
+    fn dlq_class_lists_its_choices_and_refuses_others() {
+        let mut list = Cli::command();
+        let help =
+            list.find_subcommand_mut("dlq").unwrap().find_subcommand_mut("list").unwrap().render_help().to_string();
+        for class in ["invalid", "rejected", "conflict", "auth", "unavailable", "undecodable", "delivery_limit"] {
+            assert!(help.contains(class), "`dlq list --help` names {class}:\n{help}");
+        }
+
+        let parsed = Cli::try_parse_from(["provisioner", "dlq", "list", "--class", "delivery_limit"]).unwrap();
+        let Command::Dlq { command: DlqCommand::List { filter, .. }, .. } = parsed.command else { panic!("dlq list") };
+        assert_eq!(filter.filter().class.as_deref(), Some("delivery_limit"));
+
+        let err = Cli::try_parse_from(["provisioner", "dlq", "replay", "--class", "timeout"]).unwrap_err().to_string();
+        assert!(err.contains("possible values") && err.contains("unavailable"), "{err}");
+    }
+
+    #[test]
+    fn every_dead_letter_class_matches_the_reason_the_service_writes() {
+        use clap::ValueEnum;
+        // Each name on the command line is the header value it matches.
+        for class in DeadLetterClass::value_variants() {
+            assert_eq!(class.to_possible_value().unwrap().get_name(), class.as_str());
+        }
+        use crate::outcome::ErrorClass;
+        for class in
+            [ErrorClass::Invalid, ErrorClass::Rejected, ErrorClass::Conflict, ErrorClass::Auth, ErrorClass::Unavailable]
+        {
+            let name = serde_json::to_value(class).unwrap();
+            assert!(DeadLetterClass::value_variants().iter().any(|c| c.as_str() == name), "{name} has a --class");
         }
     }
 }

@@ -148,6 +148,64 @@ async fn an_edited_replay_is_revalidated_and_an_invalid_patch_leaves_the_message
 }
 
 #[tokio::test]
+async fn an_edit_patch_can_come_from_standard_input() {
+    let settings = test_settings();
+    let probe = Probe::new(&settings).await;
+    seed(&probe, &settings, &[("s1", VendorKey::Glance, "rejected"), ("s2", VendorKey::Glance, "auth")]).await;
+    let dir = config_dir(&settings);
+    let mut child = Command::new(BIN)
+        .args([
+            "dlq",
+            "replay",
+            "--class",
+            "rejected",
+            "--edit",
+            "-",
+            "--json",
+            "--config",
+            dir.path().to_str().unwrap(),
+        ])
+        .env_remove("PROVISIONER_ENV")
+        .env("USER", "test-operator")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(br#"{"user": {"UserFirst": "Stdin"}}"#).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let glance = settings.topology.job_queue(VendorKey::Glance);
+    use lapin::options::BasicGetOptions;
+    let m = probe.channel.basic_get(glance.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap().unwrap();
+    let job: Value = serde_json::from_slice(&m.delivery.data).unwrap();
+    assert_eq!((job["job_id"].as_str(), job["user"]["UserFirst"].as_str()), (Some("s1"), Some("Stdin")));
+    assert_eq!(probe.ready_count(&glance).await, 0, "only the --class rejected one moved");
+    assert_eq!(probe.ready_count(&settings.topology.dead_queue).await, 1, "the auth one stays");
+
+    // Standard input that is not JSON is refused before anything moves.
+    let mut child = Command::new(BIN)
+        .args(["dlq", "replay", "--edit", "-", "--config", dir.path().to_str().unwrap()])
+        .env_remove("PROVISIONER_ENV")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"not json").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the patch - is not JSON"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(probe.ready_count(&settings.topology.dead_queue).await, 1);
+    probe.teardown().await;
+}
+
+#[tokio::test]
 async fn purge_refuses_without_yes_and_removes_only_the_matching_with_it() {
     let settings = test_settings();
     let probe = Probe::new(&settings).await;

@@ -419,8 +419,8 @@ async fn python3(args: Vec<String>, env: Vec<(&'static str, String)>) -> std::pr
 fn the_python_example_in_the_docs_is_examples_sign_hire_py() {
     let docs = std::fs::read_to_string(repo_file("docs/hire-events.md")).unwrap();
     let block = docs.split("```python\n").nth(1).and_then(|rest| rest.split("```").next()).expect("a python block");
-    let example = std::fs::read_to_string(repo_file("examples/sign_hire.py")).unwrap();
-    assert_eq!(block, example, "docs/hire-events.md shows examples/sign_hire.py as it is");
+    let example = std::fs::read_to_string(repo_file("examples/python/sign_hire.py")).unwrap();
+    assert_eq!(block, example, "docs/hire-events.md shows examples/python/sign_hire.py as it is");
 }
 
 #[tokio::test]
@@ -433,7 +433,7 @@ async fn the_documented_python_example_signs_as_the_intake_verifies_and_its_hire
     let script = format!(
         "import sys; sys.path.insert(0, {examples:?}); import sign_hire; \
          sys.stdout.write(sign_hire.signature({HMAC_SECRET:?}.encode(), open({file:?}, 'rb').read(), 1700000000))",
-        examples = repo_file("examples").display().to_string(),
+        examples = repo_file("examples/python").display().to_string(),
         file = file.display().to_string(),
     );
     let out = python3(vec!["-c".into(), script], vec![]).await;
@@ -446,7 +446,8 @@ async fn the_documented_python_example_signs_as_the_intake_verifies_and_its_hire
     let probe = Probe::new(&settings).await;
     let stop = CancellationToken::new();
     let url = start_intake(&settings, &stop).await;
-    let args = vec![repo_file("examples/sign_hire.py").display().to_string(), url.clone(), file.display().to_string()];
+    let args =
+        vec![repo_file("examples/python/sign_hire.py").display().to_string(), url.clone(), file.display().to_string()];
     let out = python3(args, vec![("HMAC_SECRET", HMAC_SECRET.to_owned())]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));

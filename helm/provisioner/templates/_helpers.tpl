@@ -60,6 +60,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- range $cred, $key := ($account.credentials | default dict) }}{{ $keys = append $keys $key }}{{ end }}
 {{- end }}
 {{- if and .Values.keda.enabled .Values.keda.hostSecretKey }}{{ $keys = append $keys .Values.keda.hostSecretKey }}{{ end }}
+{{- if not .Values.intake.existingSecret }}
+{{- range (include "provisioner.intakeKeys" . | fromJsonArray) }}{{ $keys = append $keys . }}{{ end }}
+{{- end }}
 {{- $keys | uniq | sortAlpha | toJson }}
 {{- end }}
 
@@ -84,7 +87,7 @@ naming the value to fix.
 {{- end }}
 {{- $keys := include "provisioner.secretKeys" . | fromJsonArray }}
 {{- if and $keys (not (include "provisioner.hasSecret" .)) }}
-{{- fail (printf "secret keys %v are referenced (amqp.passwordKey, accounts.*.credentials, keda.hostSecretKey) but neither credentials.existingSecret nor credentials.values is set" $keys) }}
+{{- fail (printf "secret keys %v are referenced (amqp.passwordKey, accounts.*.credentials, keda.hostSecretKey, intake and tenant intake keys) but neither credentials.existingSecret nor credentials.values is set (nor intake.existingSecret)" $keys) }}
 {{- end }}
 {{- if and (not .Values.credentials.existingSecret) .Values.credentials.values }}
 {{- range $keys }}
@@ -92,6 +95,18 @@ naming the value to fix.
 {{- fail (printf "credentials.values has no key %q, which the config refers to" .) }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- if and .Values.intake.enabled (not (include "provisioner.intakeKeys" . | fromJsonArray)) }}
+{{- fail "intake.enabled needs a credential: intake.tokenKey, intake.hmacSecretKey, or a tenant's intakeTokenKey or intakeHmacSecretKey (the intake never runs without one)" }}
+{{- end }}
+{{- if and .Values.intake.ingress.enabled (not .Values.intake.enabled) }}
+{{- fail "intake.ingress.enabled needs intake.enabled" }}
+{{- end }}
+{{- if and .Values.intake.ingress.enabled (not .Values.intake.ingress.host) }}
+{{- fail "intake.ingress.enabled needs intake.ingress.host" }}
+{{- end }}
+{{- if and .Values.intake.enabled (eq (int .Values.intake.port) (int .Values.admin.port)) }}
+{{- fail "intake.port must differ from admin.port" }}
 {{- end }}
 {{- range $name, $account := .Values.accounts }}
 {{- if not (has $account.vendor (list "glance" "netsapiens" "clienttoolbox")) }}
@@ -103,6 +118,49 @@ naming the value to fix.
 {{/* A TOML basic string: JSON string escapes are a subset of TOML's. */}}
 {{- define "provisioner.tomlString" -}}
 {{- toJson (toString .) }}
+{{- end }}
+
+{{/* A TOML array of basic strings. */}}
+{{- define "provisioner.tomlArray" -}}
+{{- $items := list }}
+{{- range . }}{{ $items = append $items (include "provisioner.tomlString" .) }}{{ end }}
+{{- printf "[%s]" (join ", " $items) }}
+{{- end }}
+
+{{/* A tenant field rule: a template string, or an inline table of template, filters, optional, generate. */}}
+{{- define "provisioner.fieldRule" -}}
+{{- if kindIs "map" . }}
+{{- $parts := list }}
+{{- with .template }}{{ $parts = append $parts (printf "template = %s" (include "provisioner.tomlString" .)) }}{{ end }}
+{{- with .filters }}{{ $parts = append $parts (printf "filters = %s" (include "provisioner.tomlArray" .)) }}{{ end }}
+{{- if .optional }}{{ $parts = append $parts "optional = true" }}{{ end }}
+{{- with .generate }}{{ $parts = append $parts (printf "generate = %s" (include "provisioner.tomlString" .)) }}{{ end }}
+{{- printf "{ %s }" (join ", " $parts) }}
+{{- else }}
+{{- include "provisioner.tomlString" . }}
+{{- end }}
+{{- end }}
+
+{{/* An intake secret as a config secret source: a file of the intake Secret's mount, or of
+the credentials Secret's when intake.existingSecret is empty. Takes (dict "root" $ "key" KEY). */}}
+{{- define "provisioner.intakeSecret" -}}
+{{- $dir := .root.Values.credentials.mountPath }}
+{{- if .root.Values.intake.existingSecret }}{{ $dir = .root.Values.intake.mountPath }}{{ end }}
+{{- include "provisioner.tomlString" (printf "file:%s/%s" $dir .key) }}
+{{- end }}
+
+{{/* Every intake secret key: the global ones when the intake is on, and the tenants'. */}}
+{{- define "provisioner.intakeKeys" -}}
+{{- $keys := list }}
+{{- if .Values.intake.enabled }}
+{{- with .Values.intake.tokenKey }}{{ $keys = append $keys . }}{{ end }}
+{{- with .Values.intake.hmacSecretKey }}{{ $keys = append $keys . }}{{ end }}
+{{- end }}
+{{- range $name, $t := .Values.tenants }}
+{{- with $t.intakeTokenKey }}{{ $keys = append $keys . }}{{ end }}
+{{- with $t.intakeHmacSecretKey }}{{ $keys = append $keys . }}{{ end }}
+{{- end }}
+{{- $keys | uniq | sortAlpha | toJson }}
 {{- end }}
 
 {{/* A PromQL matcher list for the RabbitMQ series: the given matcher plus the extra selector. */}}
