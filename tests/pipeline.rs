@@ -237,8 +237,14 @@ async fn the_memory_broker_runs_the_demo_to_the_documented_summary() {
     let summary = provisioner::commands::demo::run_in_memory().await.unwrap();
     assert_eq!(
         (summary.jobs, summary.created, summary.existing, summary.failed, summary.dead_lettered),
-        (10, 3, 1, 5, 6)
+        (12, 4, 1, 6, 7)
     );
+    // The ledger ends the demo: Jane Smith's account is linked to her, and her namesake,
+    // refused as a conflict, has none.
+    let who: Vec<(&str, usize)> = summary.whois.iter().map(|w| (w.query.as_str(), w.links.len())).collect();
+    assert_eq!(who, [("jane_smith", 1), ("000999", 0)]);
+    let jane = &summary.whois[0].links[0];
+    assert_eq!(jane.person.as_ref().map(|p| p.employee_id.as_str()), Some("000731"));
     let classes: std::collections::BTreeSet<&str> =
         summary.rows.iter().filter(|r| r.outcome == "failed").map(|r| r.detail.split(':').next().unwrap()).collect();
     assert_eq!(classes.into_iter().collect::<Vec<_>>(), ["auth", "conflict", "invalid", "rejected", "unavailable"]);

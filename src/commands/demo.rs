@@ -48,6 +48,9 @@ pub struct Summary {
     pub dead_lettered: usize,
     #[serde(skip)]
     pub rows: Vec<Row>,
+    /// What the ledger says of the hire and its namesake, at the end (the in-memory demo).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub whois: Vec<crate::commands::whois::Whois>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -188,12 +191,37 @@ pub fn samples() -> Vec<Sample> {
     ]
 }
 
-/// Runs the demo on the in-memory broker.
+/// Two hires of two different people, both Jane Smith: the same ClientToolbox user name.
+/// The ledger links the first to employee 000731; the second is refused as a conflict,
+/// never told `existing`.
+pub fn namesakes() -> [Sample; 2] {
+    let jane = |event: &str, employee: &str| {
+        let job_id = format!("{event}:clienttoolbox:acme-clienttoolbox");
+        let mut job = sample_job(&job_id, VendorKey::Clienttoolbox, "acme-clienttoolbox", "jane_smith");
+        job["user"]["user_last_name"] = json!("Smith");
+        job["correlation_id"] = json!(event);
+        job["person"] = json!({"tenant": "acme", "employee_id": employee});
+        Sample {
+            label: "a hire of Jane Smith",
+            routing_key: crate::contract::Job::routing_key(VendorKey::Clienttoolbox),
+            body: job.to_string().into_bytes(),
+            job_id: Some(job_id),
+            dead_letter: employee != NAMESAKE_OF,
+        }
+    };
+    [jane("hire-000731", NAMESAKE_OF), jane("hire-000999", "000999")]
+}
+
+/// The employee whose account the demo's `whois` shows.
+pub const NAMESAKE_OF: &str = "000731";
+
+/// Runs the demo on the in-memory broker, with an in-memory ledger.
 pub async fn run_in_memory() -> anyhow::Result<Summary> {
     let vendors = DemoVendors::start().await?;
     let settings = demo_settings(TopologySettings::default(), &vendors);
     let adapters = build_adapters(&settings)?;
-    let pipeline = Arc::new(Pipeline::new(&settings, adapters, &Metrics::new(), None));
+    let ledger = crate::ledger::Ledger::in_memory().await?;
+    let pipeline = Arc::new(Pipeline::new(&settings, adapters, &Metrics::new(), Some(ledger.clone())));
     let broker = MemoryBroker::new(settings.topology.clone());
     let samples = samples();
     // The duplicate must arrive after the original is settled, as a redelivery would.
@@ -202,17 +230,45 @@ pub async fn run_in_memory() -> anyhow::Result<Summary> {
         broker.publish_job(&s.routing_key, s.body.clone(), s.job_id.clone()).expect("routable");
     }
     crate::worker::run_until_idle(&broker, pipeline.clone(), Metrics::new(), 8, CancellationToken::new()).await;
-    for (_, s) in &rest {
+    let [jane, namesake] = namesakes();
+    for s in rest.iter().map(|(_, s)| *s).chain([&jane]) {
         broker.publish_job(&s.routing_key, s.body.clone(), s.job_id.clone()).expect("routable");
     }
+    crate::worker::run_until_idle(&broker, pipeline.clone(), Metrics::new(), 8, CancellationToken::new()).await;
+    // The namesake's hire arrives once the first Jane's account exists.
+    broker.publish_job(&namesake.routing_key, namesake.body.clone(), namesake.job_id.clone()).expect("routable");
     crate::worker::run_until_idle(&broker, pipeline, Metrics::new(), 8, CancellationToken::new()).await;
-    Ok(summarise(samples.len(), &broker.events(), &broker.dead_letters()))
+
+    // What the RabbitMQ worker's projection does from its queue: every event and dead letter
+    // into the ledger.
+    let now = chrono::Utc::now();
+    let topology = &settings.topology;
+    for out in broker.events().iter().chain(broker.dead_letters().iter()) {
+        let msg = crate::transport::Inbound {
+            body: out.body.clone(),
+            exchange: if out.kind == OutboundKind::DeadLetter { topology.dead_exchange.clone() } else { out.exchange.clone() },
+            routing_key: out.routing_key.clone(),
+            message_id: out.message_id.clone(),
+            timestamp: out.timestamp,
+            headers: out.headers.clone(),
+            ..Default::default()
+        };
+        if let crate::projection::Interpreted::Writes { writes, .. } = crate::projection::interpret(&msg, topology, now) {
+            ledger.apply(&writes).await?;
+        }
+    }
+    let mut summary = summarise(samples.len() + 2, &broker.events(), &broker.dead_letters());
+    for who in ["jane_smith", "000999"] {
+        summary.whois.push(crate::commands::whois::whois(&ledger, who).await?);
+    }
+    Ok(summary)
 }
 
 /// Builds the summary from what was published to the events exchange and the DLQ.
 pub fn summarise(jobs: usize, events: &[Outbound], dead: &[Outbound]) -> Summary {
     let mut s = Summary { jobs, dead_lettered: dead.len(), ..Default::default() };
-    for e in events {
+    // Outcomes only: step events (`job.parked.*`) tell the history, not the result.
+    for e in events.iter().filter(|e| e.routing_key.starts_with("user.")) {
         let body: serde_json::Value = serde_json::from_slice(&e.body).unwrap_or_default();
         let data = &body["data"];
         let outcome = data["outcome"].as_str().unwrap_or("?").to_owned();
@@ -264,6 +320,12 @@ impl Summary {
             "\n{} jobs: {} created, {} existing, {} failed, {} dead-lettered\n",
             self.jobs, self.created, self.existing, self.failed, self.dead_lettered
         ));
+        for w in &self.whois {
+            out.push_str(&format!("\n$ provisioner whois {}\n", w.query));
+            let mut table = Vec::new();
+            let _ = crate::commands::whois::print_whois(&mut table, w);
+            out.push_str(&String::from_utf8_lossy(&table));
+        }
         out
     }
 

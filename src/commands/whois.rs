@@ -9,7 +9,7 @@ use crate::commands::terminal::{self, printable};
 use crate::ledger::{HistoryEntry, Ledger, LedgerError, Link};
 
 /// Every link of an employee id or of a vendor identity (or a Glance address), any vendor.
-#[derive(Debug, Serialize)]
+#[derive(Debug, PartialEq, Eq, Serialize)]
 pub struct Whois {
     pub query: String,
     pub links: Vec<Link>,
