@@ -473,7 +473,7 @@ async fn readyz_says_the_ledger_is_down_and_the_projection_catches_up() {
     settings.ledger.url = proxy.url_of(&common::ledger::fresh_url(Kind::Postgres).await);
     settings.ledger.timeout = Duration::from_millis(500);
     let probe = common::Probe::new(&settings).await;
-    let mut events = probe.observe_events().await;
+    let mut events = probe.observe_all_events().await;
     let mut worker = common::WorkerProcess::start(&settings);
     let admin = worker.admin_when_consuming().await;
     let readyz = || async move { common::http_get(admin, "/readyz").await };

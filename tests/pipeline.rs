@@ -301,7 +301,9 @@ async fn an_outage_opens_the_circuit_parks_jobs_without_calling_the_vendor_and_a
     h::set_int(&mut spent.headers, h::DURABLE_RETRIES, 5);
     let d = p.handle(&spent, &stop).await;
     assert!(matches!(d.report, Report::RetryScheduled { why: Parked::CircuitOpen, .. }), "{:?}", d.report);
-    assert_eq!(kinds(&d), [OutboundKind::Retry]);
+    // The copy for the tier, then the `parked` step event for the job's history.
+    assert_eq!(kinds(&d), [OutboundKind::Retry, OutboundKind::Event]);
+    assert_eq!(d.publish[1].routing_key, "job.parked.glance");
 
     // The vendor is back; once open_for has passed, the next job is the probe and closes it.
     vendors.sandboxes.faults.set(Faults::default());

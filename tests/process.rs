@@ -234,8 +234,13 @@ fn the_demo_runs_with_zero_setup() {
     let out = provisioner(&["demo", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let counts: serde_json::Map<String, serde_json::Value> =
-        summary.as_object().unwrap().iter().filter(|(k, _)| *k != "whois").map(|(k, v)| (k.clone(), v.clone())).collect();
+    let counts: serde_json::Map<String, serde_json::Value> = summary
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "whois")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     assert_eq!(
         serde_json::Value::Object(counts),
         serde_json::json!({"jobs": 12, "created": 4, "existing": 1, "failed": 6, "dead_lettered": 7})

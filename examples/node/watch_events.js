@@ -1,6 +1,6 @@
 // Reads the provisioner's result events and prints each as one JSON line.
 //
-//   node watch_events.js [--amqp URL] [--exchange provisioning.events] [--binding '#']
+//   node watch_events.js [--amqp URL] [--exchange provisioning.events] [--binding 'user.#']
 //                        [--queue NAME] [--count N] [--timeout SECONDS]
 //
 // Result events are CloudEvents documents on the topic exchange `provisioning.events`, routing
@@ -33,7 +33,7 @@ async function main() {
     options: {
       amqp: { type: "string", default: process.env.AMQP_URL || DEFAULT_AMQP },
       exchange: { type: "string", default: "provisioning.events" },
-      binding: { type: "string", default: "#" },
+      binding: { type: "string", default: "user.#" }, // every result event; "#" adds the job.* step events
       queue: { type: "string" },
       count: { type: "string" },
       timeout: { type: "string" },

@@ -1,6 +1,6 @@
 """Reads the provisioner's result events and prints each as one JSON line.
 
-    python3 watch_events.py [--amqp URL] [--exchange provisioning.events] [--binding '#']
+    python3 watch_events.py [--amqp URL] [--exchange provisioning.events] [--binding 'user.#']
                             [--queue NAME] [--count N] [--timeout SECONDS]
 
 Result events are CloudEvents documents on the topic exchange `provisioning.events`, routing
@@ -29,7 +29,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--amqp", default=os.environ.get("AMQP_URL", DEFAULT_AMQP), help="broker URL (env AMQP_URL)")
     parser.add_argument("--exchange", default="provisioning.events", help="the events exchange")
-    parser.add_argument("--binding", default="#", help="binding key, e.g. user.failed.* (default: every event)")
+    parser.add_argument("--binding", default="user.#", help="binding key, e.g. user.failed.* (default: every result event; # adds the job.* step events)")
     parser.add_argument("--queue", help="a durable quorum queue of your own (default: a temporary one)")
     parser.add_argument("--count", type=int, help="stop after this many events")
     parser.add_argument("--timeout", type=float, help="give up (exit 1) after this many seconds")

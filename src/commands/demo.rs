@@ -246,14 +246,19 @@ pub async fn run_in_memory() -> anyhow::Result<Summary> {
     for out in broker.events().iter().chain(broker.dead_letters().iter()) {
         let msg = crate::transport::Inbound {
             body: out.body.clone(),
-            exchange: if out.kind == OutboundKind::DeadLetter { topology.dead_exchange.clone() } else { out.exchange.clone() },
+            exchange: if out.kind == OutboundKind::DeadLetter {
+                topology.dead_exchange.clone()
+            } else {
+                out.exchange.clone()
+            },
             routing_key: out.routing_key.clone(),
             message_id: out.message_id.clone(),
             timestamp: out.timestamp,
             headers: out.headers.clone(),
             ..Default::default()
         };
-        if let crate::projection::Interpreted::Writes { writes, .. } = crate::projection::interpret(&msg, topology, now) {
+        if let crate::projection::Interpreted::Writes { writes, .. } = crate::projection::interpret(&msg, topology, now)
+        {
             ledger.apply(&writes).await?;
         }
     }

@@ -49,6 +49,8 @@ pub struct MappingError {
 #[derive(Clone, Debug, Default)]
 pub struct Mapper {
     tenants: BTreeMap<String, Tenant>,
+    /// The CloudEvents `source` of the `published` step events.
+    event_source: String,
 }
 
 /// One derived job: its decoded form (proof it is valid) and the body to publish.
@@ -90,6 +92,10 @@ impl DerivedJob {
 }
 
 impl Mapper {
+    pub fn event_source(&self) -> &str {
+        &self.event_source
+    }
+
     /// Compiles every tenant of `settings`, checking templates, vendor field names and that
     /// each named account exists and belongs to the vendor.
     pub fn new(settings: &Settings) -> Result<Self, MappingError> {
@@ -180,7 +186,7 @@ impl Mapper {
             }
             tenants.insert(name.clone(), Tenant { default_targets, targets });
         }
-        Ok(Self { tenants })
+        Ok(Self { tenants, event_source: settings.events.source.clone() })
     }
 
     /// Every job a hire turns into, each already through [`job::decode`] (the vendors' field

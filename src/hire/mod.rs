@@ -46,10 +46,47 @@ pub fn fan_out(mapper: &Mapper, topology: &TopologySettings, body: &[u8], tracep
 pub fn fan_out_hire(mapper: &Mapper, topology: &TopologySettings, hire: Hire, traceparent: Option<&str>) -> FanOut {
     match mapper.derive(&hire, Utc::now()) {
         Ok(jobs) => {
-            let publish = jobs.iter().map(|j| j.outbound(topology, traceparent)).collect();
+            let mut publish: Vec<_> = jobs.iter().map(|j| j.outbound(topology, traceparent)).collect();
+            // Each job's history starts here: a `published` step event per derived job,
+            // confirmed with the jobs before the hire is acked.
+            publish.extend(jobs.iter().map(|j| published(mapper, topology, &hire, &j.job, traceparent)));
             FanOut::Jobs { event_id: hire.event_id, jobs, publish }
         }
         Err(errors) => FanOut::Rejected { event_id: Some(hire.event_id), undecodable: false, errors },
+    }
+}
+
+/// The `provisioning.job.published` event of one derived job.
+fn published(
+    mapper: &Mapper,
+    topology: &TopologySettings,
+    hire: &Hire,
+    job: &crate::contract::Job,
+    traceparent: Option<&str>,
+) -> crate::transport::Outbound {
+    let about = crate::event::StepOf {
+        job_id: job.id.as_str(),
+        vendor: Some(job.vendor),
+        account: Some(job.account.as_str()),
+        correlation_id: job.correlation_id.as_deref(),
+        person: job.person.as_ref(),
+    };
+    let data = serde_json::json!({"hire": hire.event_id, "routing_key": crate::contract::Job::routing_key(job.vendor)});
+    let now = Utc::now();
+    let (id, body) = crate::event::step(mapper.event_source(), "published", &about, traceparent, data, now);
+    let mut headers = crate::transport::Headers::new();
+    if let Some(tp) = traceparent {
+        crate::transport::headers::set_text(&mut headers, crate::transport::headers::TRACEPARENT, tp);
+    }
+    crate::transport::Outbound {
+        kind: crate::transport::OutboundKind::Event,
+        exchange: topology.events_exchange.clone(),
+        routing_key: crate::event::step_routing_key("published", Some(job.vendor)),
+        body,
+        message_id: Some(id),
+        content_type: Some("application/cloudevents+json".into()),
+        timestamp: Some(now.timestamp().max(0) as u64),
+        headers,
     }
 }
 

@@ -130,14 +130,24 @@ impl Probe {
         Self { conn, channel, publisher, settings: Arc::new(settings.clone()) }
     }
 
-    /// Binds a fresh exclusive queue to the events exchange and consumes it.
+    /// Binds a fresh exclusive queue to the result events (`user.#`) and consumes it.
     pub async fn observe_events(&self) -> Observer {
         let name = self.event_queue(&self.channel, "observer").await;
         self.consume(&name).await
     }
 
-    /// Declares an exclusive queue on `channel` bound to every event and returns its name.
+    /// Like [`Probe::observe_events`], with the `job.*` step events (parked, published, …) too.
+    pub async fn observe_all_events(&self) -> Observer {
+        let name = self.bound_queue(&self.channel, "observer", "#").await;
+        self.consume(&name).await
+    }
+
+    /// Declares an exclusive queue on `channel` bound to every result event and returns its name.
     pub async fn event_queue(&self, channel: &Channel, prefix: &str) -> String {
+        self.bound_queue(channel, prefix, "user.#").await
+    }
+
+    async fn bound_queue(&self, channel: &Channel, prefix: &str, binding: &str) -> String {
         let name = format!("{prefix}.{}", uuid::Uuid::new_v4().simple());
         let opts = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
         channel.queue_declare(name.as_str().into(), opts, FieldTable::default()).await.unwrap();
@@ -146,7 +156,7 @@ impl Probe {
             .queue_bind(
                 name.as_str().into(),
                 exchange.into(),
-                "#".into(),
+                binding.into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
