@@ -33,7 +33,8 @@ pub struct Metrics {
     pub circuit_transitions: IntCounterVec,
     pub circuit_open_accounts: IntGaugeVec,
     pub handler_failures: IntCounterVec,
-    /// 1 while the ledger answers, 0 while it does not; absent without a ledger.
+    /// 1 while the ledger answers, 0 while it does not (and always 0 without a ledger: the
+    /// chart renders the alert only with one).
     pub ledger_up: IntGauge,
     pub ledger_projection_lag: prometheus::Gauge,
     pub ledger_projected: IntCounterVec,
@@ -148,7 +149,7 @@ impl Metrics {
             .expect("valid metric");
         let ledger_projection_lag = prometheus::Gauge::new(
             "ledger_projection_lag_seconds",
-            "Age of the oldest event in the projection's last batch; 0 while its queue is empty.",
+            "Age of the oldest event in the projection's last batch; 0 once its queue has been empty for 2 s.",
         )
         .expect("valid metric");
         registry.register(Box::new(ledger_up.clone())).expect("unique metric");

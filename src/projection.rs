@@ -235,6 +235,9 @@ pub mod consumer {
     use crate::metrics::Metrics;
     use crate::transport::rabbitmq::{self, BrokerError};
 
+    /// How long an empty queue takes to count as "caught up" (lag 0).
+    const IDLE: Duration = Duration::from_secs(2);
+
     /// Starts consuming; batches are written and acked until `stop` or `lost` is cancelled.
     pub async fn start(
         conn: &Connection,
@@ -255,7 +258,19 @@ pub mod consumer {
         let writer = format!("projection-{}", std::process::id());
         tokio::spawn(async move {
             loop {
-                let Some(first) = rabbitmq::next_delivery(&mut consumer, &stop, &lost, "ledger").await else { break };
+                // A queue that stays empty for a while means the ledger has caught up: the lag
+                // gauge must not keep the age of the last batch.
+                let first =
+                    match tokio::time::timeout(IDLE, rabbitmq::next_delivery(&mut consumer, &stop, &lost, "ledger"))
+                        .await
+                    {
+                        Ok(Some(d)) => d,
+                        Ok(None) => break,
+                        Err(_) => {
+                            metrics.ledger_projection_lag.set(0.0);
+                            continue;
+                        }
+                    };
                 let mut batch = vec![first];
                 let until = tokio::time::Instant::now() + linger;
                 while batch.len() < size {

@@ -3,34 +3,12 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use super::{group, print_header, print_row, shown_body, Dlq, DlqError, Filter, Replay};
+use super::action::{Action, Source};
+use super::{group, print_header, print_row, shown_body, Dlq, DlqError, Filter};
 use crate::commands::terminal::{self, printable};
 use crate::config::Settings;
 use crate::ledger::Ledger;
 use crate::transport::HeaderValue;
-
-/// One `dlq` subcommand, already parsed.
-#[derive(Debug)]
-pub enum Action {
-    List { filter: Filter, json: bool, source: Source },
-    Stats { filter: Filter, json: bool, source: Source },
-    Show { job_id: String },
-    Replay { filter: Filter, opts: Replay, json: bool },
-    Purge { filter: Filter, json: bool, actor: String, reason: Option<String> },
-}
-
-/// Where `list` and `stats` read the dead letters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Source {
-    /// The ledger's index when a ledger is configured (seconds for 100,000 dead letters;
-    /// as fresh as the projection, whose lag is printed), else the queue.
-    #[default]
-    Auto,
-    /// The ledger's index; fails when there is no ledger or it does not answer.
-    Ledger,
-    /// A walk of the dead-letter queue itself (minutes for 100,000 dead letters).
-    Queue,
-}
 
 /// A spinner on stderr for long walks, only when a person is watching.
 fn progress(json: bool) -> Option<indicatif::ProgressBar> {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 
-use super::execute::Action;
+use super::action::Action;
 use super::{print_header, print_row, DeadLetter, DlqError, Filter, Group};
 use crate::commands::terminal::{self, printable};
 use crate::ledger::{Ledger, LetterQuery, LetterRow};

@@ -33,8 +33,10 @@ use crate::transport::{HeaderValue, Headers, Inbound, Outbound, OutboundKind};
 pub use crate::transport::DeadLetter;
 
 pub use crate::transport::headers::{REPLAY_AUDIT, REPLAY_COUNT};
-pub use execute::{execute, Action, Source};
+pub use action::{Action, Source};
+pub use execute::execute;
 
+mod action;
 mod execute;
 mod indexed;
 
