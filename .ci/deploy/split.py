@@ -71,6 +71,7 @@ def dashboard_rules(dash):
         "$__range": "1h",
         "$namespace": ".*",
         "$dead_queue": "provisioning.dead",
+        "$ledger_queue": "provisioning.ledger",
     }
     rules = []
     for panel in dash.get("panels", []):

@@ -63,6 +63,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if not .Values.intake.existingSecret }}
 {{- range (include "provisioner.intakeKeys" . | fromJsonArray) }}{{ $keys = append $keys . }}{{ end }}
 {{- end }}
+{{- if not .Values.ledger.existingSecret }}
+{{- range (include "provisioner.ledgerKeys" . | fromJsonArray) }}{{ $keys = append $keys . }}{{ end }}
+{{- end }}
 {{- $keys | uniq | sortAlpha | toJson }}
 {{- end }}
 
@@ -87,7 +90,7 @@ naming the value to fix.
 {{- end }}
 {{- $keys := include "provisioner.secretKeys" . | fromJsonArray }}
 {{- if and $keys (not (include "provisioner.hasSecret" .)) }}
-{{- fail (printf "secret keys %v are referenced (amqp.passwordKey, accounts.*.credentials, keda.hostSecretKey, intake and tenant intake keys) but neither credentials.existingSecret nor credentials.values is set (nor intake.existingSecret)" $keys) }}
+{{- fail (printf "secret keys %v are referenced (amqp.passwordKey, accounts.*.credentials, keda.hostSecretKey, intake and tenant intake keys, ledger.urlKey and ledger.passwordKey) but neither credentials.existingSecret nor credentials.values is set (nor intake.existingSecret, ledger.existingSecret)" $keys) }}
 {{- end }}
 {{- if and (not .Values.credentials.existingSecret) .Values.credentials.values }}
 {{- range $keys }}
@@ -108,6 +111,7 @@ naming the value to fix.
 {{- if and .Values.intake.enabled (eq (int .Values.intake.port) (int .Values.admin.port)) }}
 {{- fail "intake.port must differ from admin.port" }}
 {{- end }}
+{{- include "provisioner.validateLedger" . }}
 {{- range $name, $account := .Values.accounts }}
 {{- if not (has $account.vendor (list "glance" "netsapiens" "clienttoolbox")) }}
 {{- fail (printf "accounts.%s.vendor must be glance, netsapiens or clienttoolbox" $name) }}
@@ -167,4 +171,68 @@ the credentials Secret's when intake.existingSecret is empty. Takes (dict "root"
 {{- define "provisioner.rabbitmqMatchers" -}}
 {{- $extra := .root.Values.prometheusRule.rabbitmqSelector }}
 {{- if $extra }}{{ printf "%s, %s" .matcher $extra }}{{ else }}{{ .matcher }}{{ end }}
+{{- end }}
+
+
+{{/* The ledger Secret's keys the pod uses: the URL and the password, when the ledger is on. */}}
+{{- define "provisioner.ledgerKeys" -}}
+{{- $keys := list }}
+{{- if .Values.ledger.enabled }}
+{{- with .Values.ledger.urlKey }}{{ $keys = append $keys . }}{{ end }}
+{{- with .Values.ledger.passwordKey }}{{ $keys = append $keys . }}{{ end }}
+{{- end }}
+{{- $keys | uniq | sortAlpha | toJson }}
+{{- end }}
+
+{{/* The Secret holding the ledger's keys: ledger.existingSecret, or the credentials Secret. */}}
+{{- define "provisioner.ledgerSecretName" -}}
+{{- .Values.ledger.existingSecret | default (include "provisioner.secretName" .) }}
+{{- end }}
+
+{{/* Where the ledger password file is: in ledger.mountPath when the ledger has a Secret of its
+own, in the credentials Secret's mount otherwise. */}}
+{{- define "provisioner.ledgerPasswordFile" -}}
+{{- $dir := .Values.credentials.mountPath }}
+{{- if .Values.ledger.existingSecret }}{{ $dir = .Values.ledger.mountPath }}{{ end }}
+{{- printf "file:%s/%s" $dir .Values.ledger.passwordKey }}
+{{- end }}
+
+{{/* The SQLite file's path when the ledger is an SQLite file the chart can see (on, and its
+URL not from a Secret); empty otherwise. `sqlite:PATH`, `sqlite://PATH`, with ?options. */}}
+{{- define "provisioner.ledgerSqlitePath" -}}
+{{- $l := .Values.ledger }}
+{{- if and $l.enabled (not $l.urlKey) (hasPrefix "sqlite:" $l.url) }}
+{{- $path := trimPrefix "sqlite:" $l.url }}
+{{- if hasPrefix "//" $path }}{{ $path = trimPrefix "//" $path }}{{ end }}
+{{- first (splitList "?" $path) }}
+{{- end }}
+{{- end }}
+
+{{/* The ledger's rules: an SQLite file is absolute and for one replica; no password in a URL. */}}
+{{- define "provisioner.validateLedger" -}}
+{{- $l := .Values.ledger }}
+{{- if $l.enabled }}
+{{- $sqlite := include "provisioner.ledgerSqlitePath" . }}
+{{- if and (not $l.urlKey) (hasPrefix "sqlite:" $l.url) }}
+{{- if or (not (hasPrefix "/" $sqlite)) (contains "mode=memory" $l.url) }}
+{{- fail (printf "ledger.url %q must name a file by its absolute path, e.g. sqlite:/var/lib/provisioner/ledger.sqlite: the root filesystem is read-only and the chart mounts a volume at the file's directory (an in-memory ledger is lost at every restart; set ledger.enabled=false instead)" $l.url) }}
+{{- end }}
+{{- $replicas := int .Values.replicaCount }}
+{{- $what := "replicaCount" }}
+{{- if .Values.keda.enabled }}
+{{- $replicas = int .Values.keda.maxReplicaCount }}{{ $what = "keda.maxReplicaCount" }}
+{{- else if .Values.autoscaling.enabled }}
+{{- $replicas = int .Values.autoscaling.maxReplicas }}{{ $what = "autoscaling.maxReplicas" }}
+{{- end }}
+{{- if gt $replicas 1 }}
+{{- fail (printf "ledger.url is SQLite (%s) but %s is %d: SQLite is one file for one replica; replicas share PostgreSQL (set ledger.url to postgres://user@host/db with ledger.passwordKey, or ledger.urlKey from a Secret), or run one replica" $l.url $what $replicas) }}
+{{- end }}
+{{- end }}
+{{- if and (not $l.urlKey) (regexMatch "^postgres(ql)?://[^/@]*:[^/@]*@" $l.url) }}
+{{- fail "ledger.url carries a password: leave it out of the URL and name the Secret key that holds it in ledger.passwordKey (values and ConfigMaps are not secret)" }}
+{{- end }}
+{{- if and $l.passwordKey (not $l.urlKey) (hasPrefix "sqlite:" $l.url) }}
+{{- fail "ledger.passwordKey is set but ledger.url is SQLite, which takes no password" }}
+{{- end }}
+{{- end }}
 {{- end }}
