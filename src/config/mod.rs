@@ -73,6 +73,9 @@ pub struct LedgerSettings {
     /// allowed only for a database on this machine; elsewhere set `ledger.password`.
     pub url: String,
     pub password: Option<SecretSource>,
+    /// The whole URL, password included, from an `env:` or `file:` secret (e.g. the `uri`
+    /// key of a database operator's Secret); replaces `url` and `password`.
+    pub url_secret: Option<SecretSource>,
     pub max_connections: u32,
     /// The longest one ledger call may take before it counts as "the ledger is down".
     #[serde(with = "humantime_serde")]
@@ -90,6 +93,7 @@ impl Default for LedgerSettings {
             enabled: true,
             url: "sqlite:data/ledger.sqlite".into(),
             password: None,
+            url_secret: None,
             max_connections: 8,
             timeout: Duration::from_secs(2),
             batch_size: 256,
@@ -101,8 +105,15 @@ impl Default for LedgerSettings {
 impl LedgerSettings {
     /// The URL with `ledger.password` put in, for connecting. Never log it.
     pub fn resolved_url(&self) -> Result<String, ConfigError> {
-        let Some(source) = &self.password else { return Ok(self.url.clone()) };
         use secrecy::ExposeSecret;
+        if let Some(source) = &self.url_secret {
+            let url = source.resolve("ledger.url_secret")?.expose_secret().trim().to_owned();
+            if !["sqlite:", "postgres://", "postgresql://"].iter().any(|p| url.starts_with(p)) {
+                return Err(ConfigError::invalid("ledger.url_secret", "must hold a sqlite: or postgres:// URL"));
+            }
+            return Ok(url);
+        }
+        let Some(source) = &self.password else { return Ok(self.url.clone()) };
         let password = source.resolve("ledger.password")?;
         let mut url = reqwest::Url::parse(&self.url)
             .map_err(|e| ConfigError::invalid("ledger.url", format!("is not a URL: {e}")))?;
@@ -1042,6 +1053,23 @@ mod tests {
         let mut s = sources(dir.path());
         s.environment = Some("nope".into());
         assert!(Settings::load(&s).unwrap_err().to_string().contains("PROVISIONER_ENV"));
+    }
+
+    #[test]
+    fn a_ledger_url_with_its_password_comes_only_from_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = dir.path().join("uri");
+        std::fs::write(&uri, "postgres://app:s3cret@db.internal/provisioner\n").unwrap();
+        let literal =
+            LedgerSettings { url: "postgres://app:s3cret@db.internal/provisioner".into(), ..Default::default() };
+        let e = literal.check().unwrap_err().to_string();
+        assert!(e.contains("ledger.url") && !e.contains("s3cret"), "{e}");
+        let from_secret = LedgerSettings { url_secret: Some(SecretSource::File(uri.clone())), ..Default::default() };
+        from_secret.check().unwrap();
+        assert_eq!(from_secret.resolved_url().unwrap(), "postgres://app:s3cret@db.internal/provisioner");
+        std::fs::write(&uri, "mysql://app:s3cret@db.internal/x").unwrap();
+        let e = from_secret.resolved_url().unwrap_err().to_string();
+        assert!(e.contains("ledger.url_secret") && !e.contains("s3cret"), "{e}");
     }
 
     #[test]

@@ -77,9 +77,10 @@ impl fmt::Display for AccountName {
 /// belongs to someone else.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Person {
+    // In name order: events serialise their members sorted.
+    pub employee_id: String,
     /// `""` when the producer named no tenant.
     pub tenant: String,
-    pub employee_id: String,
 }
 
 impl Person {
