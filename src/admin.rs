@@ -15,15 +15,33 @@ use tokio_util::sync::CancellationToken;
 use crate::circuit_breaker::CircuitBoard;
 use crate::http_server::ServerLimits;
 use crate::metrics::Metrics;
+use crate::shared_limits::RedisLink;
 
 /// Readiness shared between the worker and the admin port.
 #[derive(Clone, Default)]
 pub struct Health {
     connected: Arc<AtomicBool>,
     circuits: Arc<RwLock<CircuitBoard>>,
+    limits: Arc<RwLock<Option<Arc<RedisLink>>>>,
 }
 
 impl Health {
+    /// Shows on `/readyz` whether the accounts' limits are shared through Redis.
+    pub fn watch_limits(&self, link: Arc<RedisLink>) {
+        *self.limits.write().expect("never poisoned") = Some(link);
+    }
+
+    /// One line on where the accounts' limits are kept. Falling back to the local share does
+    /// not make the replica unready: it keeps working, more slowly, and restarting it would
+    /// not bring Redis back.
+    pub fn limits_report(&self) -> &'static str {
+        match self.limits.read().expect("never poisoned").as_ref() {
+            None => "limits: local to this replica (rate_limit.backend = local)\n",
+            Some(link) if link.is_up() => "limits: shared by every replica through Redis\n",
+            Some(_) => "limits: local fallback, Redis unreachable: each replica keeps rate_limit.replicas_hint's share of every account\n",
+        }
+    }
+
     /// Shows these breakers on `/readyz`.
     pub fn watch_circuits(&self, board: CircuitBoard) {
         *self.circuits.write().expect("never poisoned") = board;
@@ -66,12 +84,13 @@ async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {
 /// curl tell the on-call engineer which accounts are parked.
 async fn ready_handler(State(s): State<AdminState>) -> impl IntoResponse {
     let circuits = s.health.circuit_report();
+    let limits = s.health.limits_report();
     if s.health.is_ready() {
-        (StatusCode::OK, format!("ready: connected to the broker and consuming\n{circuits}"))
+        (StatusCode::OK, format!("ready: connected to the broker and consuming\n{limits}{circuits}"))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: not connected to the broker or not consuming\n{circuits}"),
+            format!("not ready: not connected to the broker or not consuming\n{limits}{circuits}"),
         )
     }
 }

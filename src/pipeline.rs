@@ -61,7 +61,18 @@ impl Pipeline {
     /// Each adapter is wrapped in its account's rate limiter and circuit breaker, which
     /// report to `metrics`.
     pub fn new(settings: &Settings, adapters: HashMap<String, AnyAdapter>, metrics: &Metrics) -> Self {
-        let (accounts, circuits) = crate::accounts::guard(settings, adapters, metrics);
+        Self::with_shared_limits(settings, adapters, metrics, None)
+    }
+
+    /// As [`Pipeline::new`], with the accounts' limits kept in Redis through `link` when
+    /// `rate_limit.backend = "redis"`.
+    pub fn with_shared_limits(
+        settings: &Settings,
+        adapters: HashMap<String, AnyAdapter>,
+        metrics: &Metrics,
+        link: Option<&std::sync::Arc<crate::shared_limits::RedisLink>>,
+    ) -> Self {
+        let (accounts, circuits) = crate::accounts::guard(settings, adapters, metrics, link);
         Self {
             topology: settings.topology.clone(),
             event_source: settings.events.source.clone(),

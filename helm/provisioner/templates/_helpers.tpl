@@ -60,6 +60,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- range $cred, $key := ($account.credentials | default dict) }}{{ $keys = append $keys $key }}{{ end }}
 {{- end }}
 {{- if and .Values.keda.enabled .Values.keda.hostSecretKey }}{{ $keys = append $keys .Values.keda.hostSecretKey }}{{ end }}
+{{- if and (eq .Values.rateLimit.backend "redis") .Values.rateLimit.redis.urlKey }}{{ $keys = append $keys .Values.rateLimit.redis.urlKey }}{{ end }}
 {{- $keys | uniq | sortAlpha | toJson }}
 {{- end }}
 
@@ -84,7 +85,7 @@ naming the value to fix.
 {{- end }}
 {{- $keys := include "provisioner.secretKeys" . | fromJsonArray }}
 {{- if and $keys (not (include "provisioner.hasSecret" .)) }}
-{{- fail (printf "secret keys %v are referenced (amqp.passwordKey, accounts.*.credentials, keda.hostSecretKey) but neither credentials.existingSecret nor credentials.values is set" $keys) }}
+{{- fail (printf "secret keys %v are referenced (amqp.passwordKey, accounts.*.credentials, keda.hostSecretKey, rateLimit.redis.urlKey) but neither credentials.existingSecret nor credentials.values is set" $keys) }}
 {{- end }}
 {{- if and (not .Values.credentials.existingSecret) .Values.credentials.values }}
 {{- range $keys }}
@@ -92,6 +93,9 @@ naming the value to fix.
 {{- fail (printf "credentials.values has no key %q, which the config refers to" .) }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- if and (eq .Values.rateLimit.backend "redis") (not (or .Values.rateLimit.redis.url .Values.rateLimit.redis.urlKey)) }}
+{{- fail "rateLimit.backend redis needs rateLimit.redis.url or rateLimit.redis.urlKey" }}
 {{- end }}
 {{- range $name, $account := .Values.accounts }}
 {{- if not (has $account.vendor (list "glance" "netsapiens" "clienttoolbox")) }}
@@ -109,4 +113,13 @@ naming the value to fix.
 {{- define "provisioner.rabbitmqMatchers" -}}
 {{- $extra := .root.Values.prometheusRule.rabbitmqSelector }}
 {{- if $extra }}{{ printf "%s, %s" .matcher $extra }}{{ else }}{{ .matcher }}{{ end }}
+{{- end }}
+
+{{/* The most replicas the chart may run: what each replica divides the limits by while Redis is away. */}}
+{{- define "provisioner.replicasHint" -}}
+{{- if .Values.rateLimit.replicasHint }}{{ int .Values.rateLimit.replicasHint }}
+{{- else if .Values.keda.enabled }}{{ int .Values.keda.maxReplicaCount }}
+{{- else if .Values.autoscaling.enabled }}{{ int .Values.autoscaling.maxReplicas }}
+{{- else }}{{ int .Values.replicaCount }}
+{{- end }}
 {{- end }}
