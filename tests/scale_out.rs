@@ -104,6 +104,8 @@ async fn three_replicas_share_one_accounts_rate_slots_slow_down_and_breaker() {
     let mut conn = redis();
     let (settings, vendors) = fleet_settings(Backend::Redis).await;
     let probe = Probe::new(&settings).await;
+    // Events must be routable, or every job is requeued after its user was created.
+    let _events = probe.observe_events().await;
     publish_backlog(&probe, 1500).await;
     let mut fleet = start_fleet(&settings).await;
     for (_, admin) in &fleet {
@@ -196,6 +198,7 @@ async fn three_replicas_share_one_accounts_rate_slots_slow_down_and_breaker() {
 async fn on_the_local_backend_each_replica_keeps_the_whole_rate() {
     let (settings, vendors) = fleet_settings(Backend::Local).await;
     let probe = Probe::new(&settings).await;
+    let _events = probe.observe_events().await;
     publish_backlog(&probe, 1200).await;
     let fleet = start_fleet(&settings).await;
     let rate = users_per_second(&vendors, Duration::from_secs(5)).await;
