@@ -413,6 +413,8 @@ impl Admitted {
 }
 
 /// One account's admission, local or shared.
+// One per account, built once at start-up and never moved: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum AccountLimits {
     Local(AccountLimiter),
     Shared(SharedLimiter),
