@@ -55,21 +55,17 @@ async fn two_replicas_share_one_burst_then_one_rate() {
     let s = settings(Duration::from_secs(5));
     let (a, b) = (link(REDIS, &s).await, link(REDIS, &s).await);
     let (a, b) = (limiter(&a, &s, "20/s", 100), limiter(&b, &s, "20/s", 100));
+    // GCRA admits at most the burst (20) plus 20 per second since the first call, whoever
+    // asks and however slow this machine is: 30 calls take at least (30 - 20) / 20 s. Two
+    // limiters of their own would let all 30 through at once.
     let start = Instant::now();
-    let mut held = Vec::new();
-    for i in 0..20 {
+    for i in 0..30 {
         let l = if i % 2 == 0 { &a } else { &b };
-        held.push(l.admit(&go(), None).await.unwrap());
+        drop(l.admit(&go(), None).await.unwrap());
     }
-    assert!(start.elapsed() < Duration::from_millis(400), "the burst of 20 goes at once: {:?}", start.elapsed());
-    // The burst is spent for both: the next 10 are 50 ms apart, whichever replica asks.
-    let spaced = Instant::now();
-    for i in 0..10 {
-        let l = if i % 2 == 0 { &b } else { &a };
-        held.push(l.admit(&go(), None).await.unwrap());
-    }
-    let took = spaced.elapsed();
-    assert!(took >= Duration::from_millis(400) && took < Duration::from_millis(900), "10 at 20/s took {took:?}");
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(450), "30 calls at 20/s with a burst of 20 took only {took:?}");
+    assert!(took < Duration::from_secs(3), "30 calls at 20/s took {took:?}");
 }
 
 #[tokio::test]
@@ -97,7 +93,7 @@ async fn a_live_holders_slot_is_kept_and_a_dead_ones_returns_within_the_ttl() {
     let start = Instant::now();
     let first = l.admit(&go(), None).await.unwrap();
     let waited = start.elapsed();
-    assert!(waited <= ttl + Duration::from_millis(300), "the dead replica's slot came back after {waited:?}");
+    assert!(waited <= ttl + Duration::from_millis(600), "the dead replica's slot came back after {waited:?}");
     let _second = l.admit(&go(), None).await.unwrap();
 
     // Both slots now held and renewed: a third caller gets none for three TTLs.
@@ -107,7 +103,7 @@ async fn a_live_holders_slot_is_kept_and_a_dead_ones_returns_within_the_ttl() {
     drop(first);
     let freed = Instant::now();
     other.admit(&go(), Some(Instant::now() + ttl)).await.expect("a released slot is free at once");
-    assert!(freed.elapsed() < ttl / 2, "release took {:?}", freed.elapsed());
+    assert!(freed.elapsed() < ttl * 2 / 3, "release took {:?}", freed.elapsed());
 }
 
 #[tokio::test]
@@ -126,14 +122,14 @@ async fn a_429_on_one_replica_pauses_and_slows_the_other() {
     let start = Instant::now();
     let _ = b.admit(&go(), None).await.unwrap();
     let paused = start.elapsed();
-    assert!(paused >= Duration::from_millis(550) && paused < Duration::from_millis(1000), "paused {paused:?}");
+    assert!(paused >= Duration::from_millis(300) && paused < Duration::from_secs(2), "paused {paused:?}");
     // Half the rate and no burst: 5/s, 200 ms apart.
     let start = Instant::now();
     for _ in 0..3 {
         let _ = b.admit(&go(), None).await.unwrap();
     }
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(500) && took < Duration::from_millis(900), "3 at 5/s took {took:?}");
+    assert!(took >= Duration::from_millis(500) && took < Duration::from_secs(2), "3 at 5/s took {took:?}");
 }
 
 #[tokio::test]
@@ -144,7 +140,7 @@ async fn a_breaker_opened_by_one_replica_is_open_on_all_and_one_probes() {
     assert_eq!(b.admit(&go(), None).await.unwrap().fleet_breaker, None, "closed to begin with");
     a.fleet_breaker().unwrap().opened(Duration::from_millis(600), "the last 5 calls failed in a row").await;
     let open_for = b.admit(&go(), None).await.unwrap().fleet_breaker.expect("open on the other replica");
-    assert!(open_for > Duration::from_millis(300) && open_for <= Duration::from_millis(600), "{open_for:?}");
+    assert!(open_for > Duration::ZERO && open_for <= Duration::from_millis(600), "{open_for:?}");
     assert_eq!(b.fleet_breaker().unwrap().probe().await, Probe::Taken, "not yet time to probe");
 
     let due = Instant::now() + open_for;
@@ -192,16 +188,22 @@ async fn without_redis_each_replica_keeps_its_local_share_and_shares_again_when_
     let url = format!("redis://127.0.0.1:{port}/0");
     let down = RedisLink::start(&SecretString::from(url.clone()), &s).unwrap();
     assert!(!down.wait_up(Duration::from_millis(500)).await);
+    let health = provisioner::admin::Health::default();
+    health.watch_limits(down.clone());
+    assert!(
+        health.limits_report().starts_with("limits: local fallback, Redis unreachable"),
+        "{}",
+        health.limits_report()
+    );
     let l = limiter(&down, &s, "30/s", 6);
+    // A burst of 10 then 10/s: 15 calls take at least half a second (the full 30/s, burst 30,
+    // would let them all through at once).
     let start = Instant::now();
-    for _ in 0..10 {
+    for _ in 0..15 {
         drop(l.admit(&go(), None).await.unwrap());
     }
-    assert!(start.elapsed() < Duration::from_millis(100), "the local burst is a third: {:?}", start.elapsed());
-    let start = Instant::now();
-    let _ = l.admit(&go(), None).await.unwrap();
-    let gap = start.elapsed();
-    assert!(gap >= Duration::from_millis(70) && gap < Duration::from_millis(200), "10/s locally: {gap:?}");
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(2), "15 at 10/s took {took:?}");
     // The concurrency cap's share: 6 / 3 = 2 slots.
     let (_x, _y) = (l.admit(&go(), None).await.unwrap(), l.admit(&go(), None).await.unwrap());
     let soon = Instant::now() + Duration::from_millis(300);
@@ -211,17 +213,19 @@ async fn without_redis_each_replica_keeps_its_local_share_and_shares_again_when_
     // Redis comes up on that port: the monitor finds it and the full burst is shared again.
     let redis = OwnRedis::start(port);
     assert!(down.wait_up(Duration::from_secs(10)).await, "the link came back up");
+    assert_eq!(health.limits_report(), "limits: shared by every replica through Redis\n");
     let start = Instant::now();
     for _ in 0..30 {
         drop(l.admit(&go(), None).await.unwrap());
     }
-    assert!(start.elapsed() < Duration::from_millis(500), "shared again: the whole burst {:?}", start.elapsed());
+    // The local share would take 2 s for these (a burst of 10, then 10/s).
+    assert!(start.elapsed() < Duration::from_millis(1500), "shared again: the whole burst {:?}", start.elapsed());
 
     // Redis dies mid-run: the next call still goes out, on the local share, within the timeout.
     drop(redis);
     let start = Instant::now();
     let _ = l.admit(&go(), Some(Instant::now() + Duration::from_secs(2))).await.unwrap();
-    assert!(start.elapsed() < s.redis_timeout * 2 + Duration::from_millis(200), "{:?}", start.elapsed());
+    assert!(start.elapsed() < s.redis_timeout * 2 + Duration::from_secs(1), "{:?}", start.elapsed());
     assert!(!down.is_up());
 }
 
@@ -236,6 +240,7 @@ async fn a_hung_redis_never_hangs_a_call() {
     let l = limiter(&link, &s, "10/s", 1);
     let start = Instant::now();
     let _ = l.admit(&go(), None).await.unwrap();
-    assert!(start.elapsed() < Duration::from_millis(100), "the local share answers at once: {:?}", start.elapsed());
+    // Had it asked Redis, the call would have waited out rate_limit.redis_timeout first.
+    assert!(start.elapsed() < s.redis_timeout, "the local share answers at once: {:?}", start.elapsed());
     drop(silent);
 }
