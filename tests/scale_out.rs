@@ -49,8 +49,8 @@ async fn fleet_settings(backend: Backend) -> (Settings, TestVendors) {
     s.rate_limit.lease_ttl = LEASE_TTL;
     // One failed call opens the breaker, so the test decides which replica opens it.
     s.circuit_breaker.consecutive_failures = 1;
-    s.circuit_breaker.open_for = Duration::from_secs(3);
-    s.circuit_breaker.max_open_for = Duration::from_secs(3);
+    s.circuit_breaker.open_for = Duration::from_secs(5);
+    s.circuit_breaker.max_open_for = Duration::from_secs(5);
     (s, vendors)
 }
 
@@ -100,7 +100,7 @@ async fn start_fleet(settings: &Settings) -> Vec<(WorkerProcess, std::net::Socke
 }
 
 #[tokio::test]
-async fn three_replicas_share_one_accounts_rate_slots_slow_down_and_breaker() {
+async fn three_replicas_share_one_accounts_limits_through_redis_and_not_without() {
     let mut conn = redis();
     let (settings, vendors) = fleet_settings(Backend::Redis).await;
     let probe = Probe::new(&settings).await;
@@ -122,7 +122,7 @@ async fn three_replicas_share_one_accounts_rate_slots_slow_down_and_breaker() {
     // At most the rate, plus one burst and the calls in flight spread over the window.
     let ceiling = RATE as f64 + (RATE + CAP) as f64 / window.as_secs_f64();
     assert!(rate <= ceiling, "{rate:.1}/s exceeds the account's {RATE}/s across the fleet");
-    assert!(rate >= RATE as f64 * 0.7, "{rate:.1}/s: the fleet should use most of the account's {RATE}/s");
+    assert!(rate >= RATE as f64 * 0.6, "{rate:.1}/s: the fleet should use most of the account's {RATE}/s");
 
     // 2. A SIGKILLed replica's slots come back within the lease TTL. Slow answers keep every
     // slot held.
@@ -179,7 +179,7 @@ async fn three_replicas_share_one_accounts_rate_slots_slow_down_and_breaker() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let before = users();
-    // While open (3 s), no replica calls the vendor beyond the calls already in flight.
+    // While open (5 s), no replica calls the vendor beyond the calls already in flight.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let during = users() - before;
     assert!(during <= CAP, "{during} users created while the breaker was open on every replica");
@@ -192,10 +192,13 @@ async fn three_replicas_share_one_accounts_rate_slots_slow_down_and_breaker() {
     assert!(logs.contains("another replica opened the account's breaker"), "{logs}");
     drop(fleet);
     probe.teardown().await;
+
+    // The same fleet with each replica's limits its own, after the first (three fleets at
+    // once would share the CPU and measure it instead).
+    local_backend_keeps_the_whole_rate_on_each_replica().await;
 }
 
-#[tokio::test]
-async fn on_the_local_backend_each_replica_keeps_the_whole_rate() {
+async fn local_backend_keeps_the_whole_rate_on_each_replica() {
     let (settings, vendors) = fleet_settings(Backend::Local).await;
     let probe = Probe::new(&settings).await;
     let _events = probe.observe_events().await;
