@@ -13,8 +13,9 @@ use crate::circuit_breaker::{Admission, CircuitBoard, CircuitBreaker, State, Tra
 use crate::config::Settings;
 use crate::contract::{Job, VendorKey};
 use crate::metrics::Metrics;
-use crate::rate_limit::{AccountLimiter, Feedback, Refusal};
+use crate::rate_limit::{AccountLimiter, Backend, Feedback, Refusal};
 use crate::retry::{Attempt, Retryable};
+use crate::shared_limits::{AccountLimits, Probe, RedisLink, SharedLimiter};
 use crate::vendors::{Adapter, AnyAdapter, CallContext, Receipt, VendorError, VendorFailure};
 
 /// Why a guarded call did not produce a receipt.
@@ -57,7 +58,7 @@ pub struct Account {
     name: String,
     max_wait: Duration,
     adapter: AnyAdapter,
-    limiter: AccountLimiter,
+    limiter: AccountLimits,
     breaker: Arc<CircuitBreaker>,
     metrics: Metrics,
     /// This vendor's series of the per-call metrics, looked up once rather than per call.
@@ -110,12 +111,23 @@ impl Account {
             Err(Refusal::PastDeadline) if attempt.number == 1 => return Err(CallError::AccountBusy),
             Err(Refusal::PastDeadline) => return Err(CallError::OutOfBudget),
         };
+        let fleet = self.limiter.fleet_breaker();
+        if let (Some(open_for), Some(_)) = (slot.fleet_breaker, fleet) {
+            self.note(self.breaker.trip(open_for, "another replica opened the account's breaker"));
+        }
         let (admission, transition) = self.breaker.admit();
         self.note(transition);
         let ticket = match admission {
             Admission::Call(ticket) => ticket,
             Admission::Refused { retry_in } => return Err(CallError::CircuitOpen { retry_in }),
         };
+        // Half-open: one probe for the whole fleet, not one per replica.
+        if let (true, Some(fleet)) = (ticket.is_probe(), fleet) {
+            if fleet.probe().await == Probe::Taken {
+                let retry_in = self.breaker.retry_in().unwrap_or_default();
+                return Err(CallError::CircuitOpen { retry_in });
+            }
+        }
         self.admission_wait.observe(slot.waited.as_secs_f64());
         attempt.sending();
         let result = self.adapter.create_user(job, ctx).await;
@@ -134,7 +146,7 @@ impl Account {
                 }
             },
         };
-        if let Some(share) = self.limiter.feedback(pace, feedback) {
+        if let Some(share) = self.limiter.feedback(pace, feedback).await {
             let rate = self.limiter.rate().per_sec() * share;
             match feedback {
                 Feedback::Throttled { .. } => {
@@ -145,7 +157,15 @@ impl Account {
                 }
             }
         }
-        self.note(self.breaker.record(ticket, verdict));
+        let transition = self.breaker.record(ticket, verdict);
+        if let (Some(t), Some(fleet)) = (&transition, fleet) {
+            match t.to {
+                State::Open => fleet.opened(self.breaker.retry_in().unwrap_or_default(), &t.reason).await,
+                State::Closed => fleet.closed().await,
+                State::HalfOpen => {}
+            }
+        }
+        self.note(transition);
         match result {
             // The vendor is failing and the breaker is (now) open: this job is parked like
             // the ones refused at the door, so even the probe's job or the one whose failure
@@ -182,11 +202,13 @@ impl Account {
     }
 }
 
-/// Wraps every adapter in its account's limiter and breaker.
+/// Wraps every adapter in its account's limiter and breaker. With `rate_limit.backend =
+/// "redis"`, `link` is the shared state every account's limits use.
 pub fn guard(
     settings: &Settings,
     adapters: HashMap<String, AnyAdapter>,
     metrics: &Metrics,
+    link: Option<&Arc<RedisLink>>,
 ) -> (HashMap<String, Account>, CircuitBoard) {
     let mut accounts = HashMap::new();
     let mut board = Vec::new();
@@ -199,7 +221,17 @@ pub fn guard(
         let concurrency = NonZeroU32::new(concurrency.into()).unwrap_or(NonZeroU32::MIN);
         let breaker = Arc::new(CircuitBreaker::new(settings.circuit_breaker.clone()));
         board.push((name.clone(), vendor, breaker.clone()));
-        let limiter = AccountLimiter::new(rate, concurrency, settings.rate_limit.clone());
+        let limiter = match link.filter(|_| settings.rate_limit.backend == Backend::Redis) {
+            None => AccountLimits::Local(AccountLimiter::new(rate, concurrency, settings.rate_limit.clone())),
+            Some(link) => {
+                // A probe token outlives the longest probe call.
+                let probe_ttl = defaults.request_timeout.saturating_mul(2);
+                let adaptive = settings.rate_limit.clone();
+                let shared =
+                    SharedLimiter::new(link.clone(), vendor.as_str(), &name, rate, concurrency, adaptive, probe_ttl);
+                AccountLimits::Shared(shared)
+            }
+        };
         let max_wait = settings.rate_limit.max_wait;
         let label = [vendor.as_str()];
         let (admission_wait, throttled) =

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::circuit_breaker::CircuitBoard;
 use crate::http_server::ServerLimits;
 use crate::metrics::Metrics;
+use crate::shared_limits::RedisLink;
 
 /// Readiness shared between the worker and the admin port.
 #[derive(Clone, Default)]
@@ -23,6 +24,7 @@ pub struct Health {
     connected: Arc<AtomicBool>,
     circuits: Arc<RwLock<CircuitBoard>>,
     ledger: Arc<RwLock<LedgerHealth>>,
+    limits: Arc<RwLock<Option<Arc<RedisLink>>>>,
 }
 
 /// What `/readyz` says about the ledger.
@@ -37,6 +39,22 @@ pub enum LedgerHealth {
 }
 
 impl Health {
+    /// Shows on `/readyz` whether the accounts' limits are shared through Redis.
+    pub fn watch_limits(&self, link: Arc<RedisLink>) {
+        *self.limits.write().expect("never poisoned") = Some(link);
+    }
+
+    /// One line on where the accounts' limits are kept. Falling back to the local share does
+    /// not make the replica unready: it keeps working, more slowly, and restarting it would
+    /// not bring Redis back.
+    pub fn limits_report(&self) -> &'static str {
+        match self.limits.read().expect("never poisoned").as_ref() {
+            None => "limits: local to this replica (rate_limit.backend = local)\n",
+            Some(link) if link.is_up() => "limits: shared by every replica through Redis\n",
+            Some(_) => "limits: local fallback, Redis unreachable: each replica keeps rate_limit.replicas_hint's share of every account\n",
+        }
+    }
+
     /// Shows these breakers on `/readyz`.
     pub fn watch_circuits(&self, board: CircuitBoard) {
         *self.circuits.write().expect("never poisoned") = board;
@@ -143,9 +161,10 @@ async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {
 
 /// An open circuit does not make the replica unready: the vendor is down, not this pod, and
 /// restarting or unrouting pods would not help. It is shown so `kubectl describe` and a
-/// curl tell the on-call engineer which accounts are parked. A ledger that is down is shown
-/// the same way, for the same reason: every replica shares it. Text by default (what probes
-/// and people read); JSON for a client whose `Accept` names `application/json`.
+/// curl tell the on-call engineer which accounts are parked. A ledger that is down, or
+/// limits that fell back to each replica's local share, are shown the same way, for the same
+/// reason: every replica shares them. Text by default (what probes and people read); JSON
+/// for a client whose `Accept` names `application/json`.
 async fn ready_handler(State(s): State<AdminState>, headers: HeaderMap) -> Response {
     let ready = s.health.is_ready();
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -159,11 +178,12 @@ async fn ready_handler(State(s): State<AdminState>, headers: HeaderMap) -> Respo
                 "not connected to the broker or not consuming"
             },
             "ledger": s.health.ledger_json(),
+            "limits": s.health.limits_report().trim_end(),
             "circuits": s.health.circuit_json(),
         });
         return (status, axum::Json(body)).into_response();
     }
-    let circuits = format!("{}{}", s.health.ledger_report(), s.health.circuit_report());
+    let circuits = format!("{}{}{}", s.health.ledger_report(), s.health.limits_report(), s.health.circuit_report());
     if ready {
         (StatusCode::OK, format!("ready: connected to the broker and consuming\n{circuits}"))
     } else {

@@ -134,6 +134,13 @@ pub struct Ticket<'a> {
     recorded: bool,
 }
 
+impl Ticket<'_> {
+    /// True for the half-open probe.
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+}
+
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         if self.probe && !self.recorded {
@@ -289,6 +296,27 @@ impl CircuitBreaker {
                 }
             }
         }
+    }
+
+    /// Opens a closed breaker for `open_for` because another replica opened the account's
+    /// breaker (`crate::shared_limits`); an open or half-open one is left alone.
+    pub fn trip(&self, open_for: Duration, reason: &str) -> Option<Transition> {
+        let mut inner = self.inner.lock().expect("never poisoned");
+        if inner.state != State::Closed {
+            return None;
+        }
+        let now = Instant::now();
+        inner.state = State::Open;
+        inner.until = now + open_for;
+        inner.opens += 1;
+        inner.probing = false;
+        inner.consecutive = 0;
+        inner.reason = Some(reason.to_owned());
+        Some(Transition {
+            from: State::Closed,
+            to: State::Open,
+            reason: format!("{reason}; next probe in {}", humantime::format_duration(open_for)),
+        })
     }
 
     /// `None` while closed; otherwise about how long until calls go through again.

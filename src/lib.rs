@@ -21,7 +21,8 @@
 //!
 //! 1. [`contract`]: the job contract's vocabulary (vendor keys, the field catalog, ids,
 //!    field values). [`rate_limit`], [`circuit_breaker`] and [`shutdown`] are
-//!    self-contained mechanisms on the same floor.
+//!    self-contained mechanisms on the same floor; [`shared_limits`] keeps an account's
+//!    limits in Redis for every replica, on top of [`rate_limit`].
 //! 2. [`config`]: settings, files and secrets; it knows the contract and the mechanisms'
 //!    settings, nothing that uses it.
 //! 3. [`retry`] (how long to wait), [`telemetry`] (logging), then [`vendors`]: everything
@@ -45,6 +46,7 @@ pub mod circuit_breaker;
 pub mod contract;
 pub mod http_server;
 pub mod rate_limit;
+pub mod shared_limits;
 pub mod shutdown;
 
 pub mod config;

@@ -38,6 +38,7 @@ pub struct Metrics {
     pub ledger_up: IntGauge,
     pub ledger_projection_lag: prometheus::Gauge,
     pub ledger_projected: IntCounterVec,
+    pub limits_shared: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -122,6 +123,14 @@ impl Metrics {
             &["vendor"],
         )
         .expect("valid metric");
+        let limits_shared = IntGaugeVec::new(
+            Opts::new(
+                "limits_shared",
+                "1 while the accounts' limits are shared by every replica through the backend, 0 while this replica falls back to its local share; only with rate_limit.backend = redis.",
+            ),
+            &["backend"],
+        )
+        .expect("valid metric");
         let jobs_in_flight =
             IntGaugeVec::new(Opts::new("jobs_in_flight", "Jobs being processed now, by vendor."), &["vendor"])
                 .expect("valid metric");
@@ -161,7 +170,7 @@ impl Metrics {
         for c in [&job_duration, &end_to_end_latency, &admission_wait] {
             registry.register(Box::new(c.clone())).expect("unique metric");
         }
-        for g in [&jobs_in_flight, &consumers_active, &build_info, &circuit_open_accounts] {
+        for g in [&jobs_in_flight, &consumers_active, &build_info, &circuit_open_accounts, &limits_shared] {
             registry.register(Box::new(g.clone())).expect("unique metric");
         }
         registry.register(Box::new(broker_reconnects.clone())).expect("unique metric");
@@ -190,6 +199,7 @@ impl Metrics {
             ledger_up,
             ledger_projection_lag,
             ledger_projected,
+            limits_shared,
         };
         m.touch_series();
         m

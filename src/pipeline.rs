@@ -77,7 +77,19 @@ impl Pipeline {
         metrics: &Metrics,
         ledger: Option<Ledger>,
     ) -> Self {
-        let (accounts, circuits) = crate::accounts::guard(settings, adapters, metrics);
+        Self::with_shared_limits(settings, adapters, metrics, None, ledger)
+    }
+
+    /// As [`Pipeline::new`], with the accounts' limits kept in Redis through `link` when
+    /// `rate_limit.backend = "redis"`.
+    pub fn with_shared_limits(
+        settings: &Settings,
+        adapters: HashMap<String, AnyAdapter>,
+        metrics: &Metrics,
+        link: Option<&std::sync::Arc<crate::shared_limits::RedisLink>>,
+        ledger: Option<Ledger>,
+    ) -> Self {
+        let (accounts, circuits) = crate::accounts::guard(settings, adapters, metrics, link);
         Self {
             topology: settings.topology.clone(),
             event_source: settings.events.source.clone(),

@@ -39,8 +39,22 @@ impl Rate {
     }
 
     /// The time between two requests at this rate.
-    fn interval(self) -> Duration {
+    pub fn interval(self) -> Duration {
         self.per / self.count.get()
+    }
+
+    /// The burst (calls that may go out at once at full speed): one second's worth, at most
+    /// the rate's count, at least 1.
+    pub fn burst(self) -> NonZeroU32 {
+        let per_second =
+            NonZeroU32::new(self.per_sec().ceil().min(f64::from(u32::MAX)) as u32).unwrap_or(NonZeroU32::MIN);
+        per_second.min(self.count)
+    }
+
+    /// This rate shared by `n` replicas: each gets `1/n` of it (the same count over `n` times
+    /// the period), so `20/s` over 3 is `20/3s`.
+    pub fn divided(self, n: NonZeroU32) -> Self {
+        Self { count: self.count, per: self.per.saturating_mul(n.get()) }
     }
 }
 
@@ -84,10 +98,39 @@ impl<'de> Deserialize<'de> for Rate {
     }
 }
 
-/// How an account slows down on 429 and recovers (`[rate_limit]`).
+/// Where an account's limits are kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// In each replica's memory: N replicas allow N times an account's rate.
+    #[default]
+    Local,
+    /// In Redis, shared by every replica (`crate::shared_limits`).
+    Redis,
+}
+
+/// `[rate_limit]`: where limits are kept, and how an account slows down on 429 and recovers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdaptiveSettings {
+    /// `local` (per replica) or `redis` (shared by every replica).
+    pub backend: Backend,
+    /// With `backend = "redis"`: a `redis://` or `rediss://` URL without a password, or an
+    /// `env:` or `file:` secret holding the whole URL when it carries one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    /// Every Redis key starts with this, so several deployments can share one Redis.
+    pub redis_key_prefix: String,
+    /// The longest any one Redis call may take; past it the replica falls back to its local share.
+    #[serde(with = "humantime_serde")]
+    pub redis_timeout: Duration,
+    /// How many replicas to assume when Redis is unreachable: each then keeps
+    /// `rate / replicas_hint` and `concurrency / replicas_hint` (rounded up) of every account.
+    pub replicas_hint: u32,
+    /// How long a replica's concurrency slot lives in Redis without being renewed: the slots
+    /// of a replica that died come back within it. Renewed every third of it.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
     /// The rate is multiplied by this on every 429 (0 < x < 1).
     pub slowdown: f64,
     /// The rate never drops below this share of the configured rate.
@@ -110,6 +153,12 @@ pub struct AdaptiveSettings {
 impl Default for AdaptiveSettings {
     fn default() -> Self {
         Self {
+            backend: Backend::Local,
+            redis_url: None,
+            redis_key_prefix: "provisioner".into(),
+            redis_timeout: Duration::from_millis(500),
+            replicas_hint: 3,
+            lease_ttl: Duration::from_secs(15),
             slowdown: 0.5,
             min_share: 0.05,
             recovery_step: 0.1,
@@ -137,6 +186,25 @@ impl AdaptiveSettings {
         }
         if self.recovery_interval.is_zero() {
             return Err(("rate_limit.recovery_interval", "must be longer than 0s"));
+        }
+        if self.replicas_hint == 0 {
+            return Err(("rate_limit.replicas_hint", "must be at least 1"));
+        }
+        if self.lease_ttl < Duration::from_millis(300) {
+            return Err(("rate_limit.lease_ttl", "must be at least 300ms"));
+        }
+        if self.redis_timeout.is_zero() || self.redis_timeout >= self.lease_ttl {
+            return Err(("rate_limit.redis_timeout", "must be longer than 0s and shorter than rate_limit.lease_ttl"));
+        }
+        let prefix = &self.redis_key_prefix;
+        if prefix.is_empty()
+            || prefix.len() > 64
+            || !prefix.chars().all(|c| c.is_ascii_graphic() && c != '{' && c != '}')
+        {
+            return Err(("rate_limit.redis_key_prefix", "must be 1 to 64 printable ASCII characters without braces"));
+        }
+        if self.backend == Backend::Redis && self.redis_url.is_none() {
+            return Err(("rate_limit.redis_url", "must be set when rate_limit.backend is \"redis\""));
         }
         Ok(())
     }
@@ -340,8 +408,7 @@ impl AccountLimiter {
 /// to full speed does not hand out a burst that would bring the 429s straight back.
 fn limiter(rate: Rate, share: f64, fresh: bool) -> Limiter {
     let interval = rate.interval().div_f64(share).max(Duration::from_nanos(1));
-    let per_second = NonZeroU32::new(rate.per_sec().ceil().min(f64::from(u32::MAX)) as u32).unwrap_or(NonZeroU32::MIN);
-    let burst = if fresh { per_second.min(rate.count) } else { NonZeroU32::MIN };
+    let burst = if fresh { rate.burst() } else { NonZeroU32::MIN };
     let quota = Quota::with_period(interval).expect("interval is above zero").allow_burst(burst);
     RateLimiter::direct_with_clock(quota, TokioClock)
 }
@@ -461,6 +528,13 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(l.admit(&stop, None).await.err(), Some(Refusal::ShutDown));
         }
+    }
+
+    #[test]
+    fn a_rate_divided_among_replicas_keeps_its_count_over_a_longer_period() {
+        let third = "20/s".parse::<Rate>().unwrap().divided(NonZeroU32::new(3).unwrap());
+        assert!((third.per_sec() - 20.0 / 3.0).abs() < 1e-9);
+        assert_eq!((third.burst().get(), third.to_string().as_str()), (7, "20/3s"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! `/metrics`, or for `rabbitmq_*` names from RabbitMQ's prometheus plugin, with the metric
 //! families docs/deployment.md tells operators to scrape. Needs RabbitMQ on 127.0.0.1:5672 with
 //! the `rabbitmq_prometheus` plugin enabled (`./scripts/test` enables it); it fails, never skips,
-//! when either cannot be reached.
+//! when either cannot be reached. The worker keeps its limits in Redis (127.0.0.1:6379).
 
 mod common;
 
@@ -86,7 +86,12 @@ fn metric_names_are_found_in_the_alerts_and_the_dashboard() {
 
 #[tokio::test]
 async fn every_metric_in_the_alerts_and_the_dashboard_exists() {
-    let settings = test_settings();
+    let mut settings = test_settings();
+    // With the limits in Redis, so the series only that backend exports are there too
+    // (Redis on 127.0.0.1:6379, which `./scripts/test` starts).
+    settings.rate_limit.backend = provisioner::rate_limit::Backend::Redis;
+    settings.rate_limit.redis_url = Some("redis://127.0.0.1:6379/0".into());
+    settings.rate_limit.redis_key_prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
     let probe = Probe::new(&settings).await;
     let mut worker = WorkerProcess::start(&settings);
     let admin = worker.admin_when_consuming().await;

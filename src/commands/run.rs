@@ -1,6 +1,7 @@
 //! `provisioner run`: the worker, with its admin port.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -8,6 +9,7 @@ use crate::admin::{self, Health};
 use crate::config::{redact_url, Settings};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
+use crate::shared_limits::RedisLink;
 use crate::vendors::build_adapters;
 use crate::worker::Worker;
 
@@ -19,8 +21,23 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let metrics = Metrics::new();
     // Not connected yet: a ledger that is down at start-up must not stop the worker.
     let ledger = crate::ledger::from_settings(&settings.ledger)?;
-    let pipeline = Arc::new(Pipeline::new(&settings, build_adapters(&settings)?, &metrics, ledger.clone()));
     let health = Health::default();
+    let link = match settings.redis_url()? {
+        Some(url) => {
+            let link = RedisLink::start(&url, &settings.rate_limit).map_err(anyhow::Error::msg)?;
+            // Redis answers in a few milliseconds when it is there; when it is not, the worker
+            // starts anyway on its local share rather than wait for it.
+            if !link.wait_up(settings.rate_limit.lease_ttl.min(Duration::from_secs(5))).await {
+                tracing::warn!("Redis does not answer yet: starting on each account's local share of its limits");
+            }
+            health.watch_limits(link.clone());
+            mirror_link(&link, &metrics);
+            Some(link)
+        }
+        None => None,
+    };
+    let pipeline =
+        Arc::new(Pipeline::with_shared_limits(&settings, build_adapters(&settings)?, &metrics, link.as_ref(), ledger.clone()));
     health.watch_circuits(pipeline.circuits());
     let admin_stop = CancellationToken::new();
     if let Some(ledger) = &ledger {
@@ -50,4 +67,16 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     result?;
     tracing::info!("provisioner stopped");
     Ok(())
+}
+
+/// Keeps `provisioner_limits_shared` equal to the link's state for the life of the process.
+fn mirror_link(link: &RedisLink, metrics: &Metrics) {
+    let gauge = metrics.limits_shared.with_label_values(&["redis"]);
+    let mut changes = link.subscribe();
+    gauge.set(i64::from(*changes.borrow_and_update()));
+    tokio::spawn(async move {
+        while changes.changed().await.is_ok() {
+            gauge.set(i64::from(*changes.borrow_and_update()));
+        }
+    });
 }

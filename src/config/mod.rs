@@ -766,6 +766,9 @@ impl Settings {
             }
         }
         self.rate_limit.check().map_err(|(key, message)| ConfigError::invalid(key, message))?;
+        if let Some(url) = &self.rate_limit.redis_url {
+            check_redis_url(url)?;
+        }
         self.circuit_breaker.check().map_err(|(key, message)| ConfigError::invalid(key, message))?;
         if self.worker.handler_timeout <= self.rate_limit.max_wait + self.retry.inline.budget {
             return Err(ConfigError::invalid(
@@ -868,6 +871,29 @@ impl Settings {
         Ok(uri)
     }
 
+    /// `rate_limit.redis_url`, its secret read when it is an `env:` or `file:` reference;
+    /// `None` unless `rate_limit.backend = "redis"`.
+    pub fn redis_url(&self) -> Result<Option<SecretString>, ConfigError> {
+        const KEY: &str = "rate_limit.redis_url";
+        if self.rate_limit.backend != crate::rate_limit::Backend::Redis {
+            return Ok(None);
+        }
+        let Some(url) = &self.rate_limit.redis_url else {
+            return Err(ConfigError::invalid(KEY, "must be set when rate_limit.backend is \"redis\""));
+        };
+        if url.starts_with("env:") || url.starts_with("file:") {
+            let source: SecretSource = serde_json::from_value(serde_json::Value::String(url.clone()))
+                .map_err(|e| ConfigError::invalid(KEY, e.to_string()))?;
+            let resolved = source.resolve(KEY)?;
+            use secrecy::ExposeSecret;
+            if !is_redis_url(resolved.expose_secret()) {
+                return Err(ConfigError::invalid(KEY, "the secret is not a redis:// or rediss:// URL"));
+            }
+            return Ok(Some(resolved));
+        }
+        Ok(Some(SecretString::from(url.clone())))
+    }
+
     /// The vendor's durable retry schedule.
     pub fn retry_tiers(&self, vendor: VendorKey) -> &[Duration] {
         self.vendors.get(vendor).retry_tiers.as_deref().unwrap_or(&self.retry.tiers)
@@ -885,6 +911,34 @@ impl Settings {
     pub fn account(&self, name: &str) -> Option<&AccountSettings> {
         self.accounts.get(name)
     }
+}
+
+fn is_redis_url(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some())
+}
+
+/// A literal `rate_limit.redis_url` must be a Redis URL, and carries a password only for a
+/// Redis on this machine (as `amqp.url`); else it is an `env:` or `file:` secret.
+fn check_redis_url(url: &str) -> Result<(), ConfigError> {
+    const KEY: &str = "rate_limit.redis_url";
+    if url.starts_with("env:") || url.starts_with("file:") {
+        return serde_json::from_value::<SecretSource>(serde_json::Value::String(url.to_owned()))
+            .map(|_| ())
+            .map_err(|e| ConfigError::invalid(KEY, e.to_string()));
+    }
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return Err(ConfigError::invalid(KEY, "is not a redis:// or rediss:// URL, nor an env: or file: secret"));
+    };
+    if !is_redis_url(url) {
+        return Err(ConfigError::invalid(KEY, "is not a redis:// or rediss:// URL, nor an env: or file: secret"));
+    }
+    if parsed.password().is_some_and(|p| !p.is_empty()) && !is_loopback_host(parsed.host_str().unwrap_or_default()) {
+        return Err(ConfigError::invalid(
+            KEY,
+            "carries a password for a Redis that is not on this machine; put the whole URL in an env: or file: secret",
+        ));
+    }
+    Ok(())
 }
 
 /// The URL with any password masked, for logs.
@@ -925,6 +979,41 @@ mod tests {
         {
             assert!(with_url(fine).check().is_ok(), "{fine}");
         }
+    }
+
+    #[test]
+    fn the_redis_url_is_required_checked_and_a_secret_when_it_carries_a_password() {
+        use crate::rate_limit::Backend;
+        let with = |backend, url: Option<&str>| {
+            let mut s = Settings::default();
+            s.rate_limit.backend = backend;
+            s.rate_limit.redis_url = url.map(str::to_owned);
+            s
+        };
+        let e = with(Backend::Redis, None).check().unwrap_err().to_string();
+        assert!(e.contains("rate_limit.redis_url"), "{e}");
+        let e = with(Backend::Redis, Some("redis://:s3cret@redis.prod:6379/0")).check().unwrap_err().to_string();
+        assert!(e.contains("rate_limit.redis_url") && e.contains("secret") && !e.contains("s3cret"), "{e}");
+        for bad in ["http://redis.prod", "redis.prod:6379", "env:"] {
+            assert!(with(Backend::Redis, Some(bad)).check().is_err(), "{bad}");
+        }
+        for fine in
+            ["redis://127.0.0.1:6379/0", "redis://:pw@localhost/0", "rediss://redis.prod:6380/0", "env:REDIS_URL"]
+        {
+            assert!(with(Backend::Redis, Some(fine)).check().is_ok(), "{fine}");
+        }
+        assert!(with(Backend::Local, None).redis_url().unwrap().is_none(), "local needs no Redis");
+
+        let dir = tempdir_with("");
+        let file = dir.path().join("redis-url");
+        std::fs::write(&file, "rediss://:s3cret@redis.prod:6380/0\n").unwrap();
+        let s = with(Backend::Redis, Some(&format!("file:{}", file.display())));
+        s.check().unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(s.redis_url().unwrap().unwrap().expose_secret(), "rediss://:s3cret@redis.prod:6380/0");
+        std::fs::write(&file, "s3cret").unwrap();
+        let e = s.redis_url().unwrap_err().to_string();
+        assert!(e.contains("not a redis://") && !e.contains("s3cret"), "{e}");
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub struct Faults {
     /// for tests.
     #[arg(long, default_value_t = 0)]
     pub fail_next: u32,
+    /// The next this-many requests are answered 429 with Retry-After, unprocessed (after
+    /// any `fail_next`): a deterministic throttle for tests.
+    #[arg(long, default_value_t = 0)]
+    pub throttle_next: u32,
 }
 
 /// The live fault settings and the random source, shared by every request.
@@ -110,14 +114,17 @@ impl FaultState {
         self.rng.lock().expect("rng lock").random()
     }
 
-    /// Takes one of the `fail_next` failures, if any are left.
-    fn take_forced_failure(&self) -> bool {
+    /// Takes one of the `fail_next` failures or `throttle_next` throttles, if any are left.
+    fn take_forced(&self) -> Option<Fate> {
         let mut f = self.faults.write().expect("faults lock");
         if f.fail_next > 0 {
             f.fail_next -= 1;
-            true
+            Some(Fate::ServerError)
+        } else if f.throttle_next > 0 {
+            f.throttle_next -= 1;
+            Some(Fate::Throttle)
         } else {
-            false
+            None
         }
     }
 }
@@ -163,7 +170,7 @@ pub async fn inject(State(state): State<FaultState>, req: Request, next: Next) -
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;
     }
-    let fate = if state.take_forced_failure() { Fate::ServerError } else { fate(&faults, state.roll()) };
+    let fate = state.take_forced().unwrap_or_else(|| fate(&faults, state.roll()));
     match fate {
         Fate::Outage => (StatusCode::SERVICE_UNAVAILABLE, "sandbox outage").into_response(),
         Fate::ServerError => (StatusCode::SERVICE_UNAVAILABLE, "sandbox injected server error").into_response(),

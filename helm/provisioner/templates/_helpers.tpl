@@ -66,6 +66,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if not .Values.ledger.existingSecret }}
 {{- range (include "provisioner.ledgerKeys" . | fromJsonArray) }}{{ $keys = append $keys . }}{{ end }}
 {{- end }}
+{{- if and (eq .Values.rateLimit.backend "redis") .Values.rateLimit.redis.urlKey }}{{ $keys = append $keys .Values.rateLimit.redis.urlKey }}{{ end }}
 {{- $keys | uniq | sortAlpha | toJson }}
 {{- end }}
 
@@ -90,7 +91,7 @@ naming the value to fix.
 {{- end }}
 {{- $keys := include "provisioner.secretKeys" . | fromJsonArray }}
 {{- if and $keys (not (include "provisioner.hasSecret" .)) }}
-{{- fail (printf "secret keys %v are referenced (amqp.passwordKey, accounts.*.credentials, keda.hostSecretKey, intake and tenant intake keys, ledger.urlKey and ledger.passwordKey) but neither credentials.existingSecret nor credentials.values is set (nor intake.existingSecret, ledger.existingSecret)" $keys) }}
+{{- fail (printf "secret keys %v are referenced (amqp.passwordKey, accounts.*.credentials, keda.hostSecretKey, intake and tenant intake keys, ledger.urlKey and ledger.passwordKey, rateLimit.redis.urlKey) but neither credentials.existingSecret nor credentials.values is set (nor intake.existingSecret, ledger.existingSecret)" $keys) }}
 {{- end }}
 {{- if and (not .Values.credentials.existingSecret) .Values.credentials.values }}
 {{- range $keys }}
@@ -112,6 +113,9 @@ naming the value to fix.
 {{- fail "intake.port must differ from admin.port" }}
 {{- end }}
 {{- include "provisioner.validateLedger" . }}
+{{- if and (eq .Values.rateLimit.backend "redis") (not (or .Values.rateLimit.redis.url .Values.rateLimit.redis.urlKey)) }}
+{{- fail "rateLimit.backend redis needs rateLimit.redis.url or rateLimit.redis.urlKey" }}
+{{- end }}
 {{- range $name, $account := .Values.accounts }}
 {{- if not (has $account.vendor (list "glance" "netsapiens" "clienttoolbox")) }}
 {{- fail (printf "accounts.%s.vendor must be glance, netsapiens or clienttoolbox" $name) }}
@@ -234,5 +238,11 @@ URL not from a Secret); empty otherwise. `sqlite:PATH`, `sqlite://PATH`, with ?o
 {{- if and $l.passwordKey (not $l.urlKey) (hasPrefix "sqlite:" $l.url) }}
 {{- fail "ledger.passwordKey is set but ledger.url is SQLite, which takes no password" }}
 {{- end }}
+{{/* The most replicas the chart may run: what each replica divides the limits by while Redis is away. */}}
+{{- define "provisioner.replicasHint" -}}
+{{- if .Values.rateLimit.replicasHint }}{{ int .Values.rateLimit.replicasHint }}
+{{- else if .Values.keda.enabled }}{{ int .Values.keda.maxReplicaCount }}
+{{- else if .Values.autoscaling.enabled }}{{ int .Values.autoscaling.maxReplicas }}
+{{- else }}{{ int .Values.replicaCount }}
 {{- end }}
 {{- end }}

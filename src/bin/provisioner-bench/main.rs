@@ -65,6 +65,13 @@ struct Cli {
     /// run back to back shares most of it).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
     rounds: u16,
+    /// Also run e2e with the account limits in this Redis (`rate_limit.backend = "redis"`)
+    /// in every round, and the rate-limited scenario on both backends.
+    #[arg(long, env = "PROVISIONER_BENCH_REDIS_URL")]
+    redis: Option<String>,
+    /// The account rate (per second) of the rate-limited scenario.
+    #[arg(long, default_value_t = 500)]
+    limited_rate: u32,
     /// The broker (same as `amqp.url`).
     #[arg(long, env = "PROVISIONER_BENCH_AMQP_URL", default_value = DEFAULT_URL)]
     amqp: String,
@@ -92,6 +99,12 @@ struct WorkerArgs {
     prefetch: u16,
     #[arg(long)]
     admin_port: u16,
+    /// Keep the account limits in this Redis (`rate_limit.backend = "redis"`).
+    #[arg(long)]
+    redis: Option<String>,
+    /// Each account's rate per second; unset, one the scenarios never reach.
+    #[arg(long)]
+    account_rate: Option<u32>,
 }
 
 /// The settings of one scenario: production defaults, a namespaced topology (audit queue
@@ -109,7 +122,7 @@ fn bench_settings(a: &WorkerArgs) -> Settings {
         cfg.prefetch = a.prefetch;
         // The worker is under test, not the vendors' politeness: the sandbox accounts get
         // a rate and a concurrency cap the scenarios never reach.
-        cfg.account_rate = provisioner::rate_limit::Rate::per_second(1_000_000);
+        cfg.account_rate = provisioner::rate_limit::Rate::per_second(a.account_rate.unwrap_or(1_000_000));
         cfg.account_concurrency = a.concurrency;
         let mut account = provisioner::sandbox::account(v, &a.sandbox);
         if v == VendorKey::Glance {
@@ -119,6 +132,11 @@ fn bench_settings(a: &WorkerArgs) -> Settings {
             account.settings.insert("success_markers".into(), glance::sandbox::SANDBOX_SUCCESS_MARKER.into());
         }
         s.accounts.insert(account_name(v), account);
+    }
+    if let Some(url) = &a.redis {
+        s.rate_limit.backend = provisioner::rate_limit::Backend::Redis;
+        s.rate_limit.redis_url = Some(url.clone());
+        s.rate_limit.redis_key_prefix = a.suffix.clone();
     }
     s
 }
@@ -161,17 +179,36 @@ async fn harness(cli: Cli) -> anyhow::Result<()> {
         prefetch,
         backlog: true,
         ceiling,
+        redis: None,
+        account_rate: None,
     };
     // Ceiling and e2e alternate, and swap places every other round (c e, e c, c e…), so a
-    // drift in the machine's load lands on both sides of the ratio.
+    // drift in the machine's load lands on both sides of the ratio. With --redis, e2e with
+    // the limits in Redis runs beside them in every round.
     let mut plans: Vec<(String, Plan)> = Vec::new();
     for r in 1..=rounds {
-        let round = [(format!("ceiling {r}"), pair(true)), (format!("e2e {r}"), pair(false))];
-        if r % 2 == 1 {
-            plans.extend(round);
-        } else {
-            plans.extend(round.into_iter().rev());
+        let mut round = vec![(format!("ceiling {r}"), pair(true)), (format!("e2e {r}"), pair(false))];
+        if let Some(url) = &cli.redis {
+            round.push((format!("e2e-redis {r}"), Plan { redis: Some(url.clone()), ..pair(false) }));
         }
+        if r % 2 == 0 {
+            round.reverse();
+        }
+        plans.extend(round);
+    }
+    // The rate-limited path: one vendor's account held to --limited-rate, on each backend;
+    // jobs/s should come out at the rate on both.
+    if let Some(url) = &cli.redis {
+        let jobs = if cli.quick { 300 } else { cli.limited_rate as usize * 10 };
+        let limited = |redis: Option<String>| Plan {
+            jobs,
+            vendors: vec![VendorKey::Netsapiens],
+            account_rate: Some(cli.limited_rate),
+            redis,
+            ..pair(false)
+        };
+        plans.push(("rate-limited local".into(), limited(None)));
+        plans.push(("rate-limited redis".into(), limited(Some(url.clone()))));
     }
     // 256 jobs at once in total: one vendor with concurrency 256, so 256 / 0.2 s holds.
     plans.push((
@@ -184,6 +221,8 @@ async fn harness(cli: Cli) -> anyhow::Result<()> {
             prefetch: LATENCY_PREFETCH,
             backlog: true,
             ceiling: false,
+            redis: None,
+            account_rate: None,
         },
     ));
     // 1,002 slots over three vendors, a 2 s vendor so they all fill; jobs arrive live.
@@ -197,6 +236,8 @@ async fn harness(cli: Cli) -> anyhow::Result<()> {
             prefetch: 334,
             backlog: false,
             ceiling: false,
+            redis: None,
+            account_rate: None,
         },
     ));
     let mut results = Vec::new();

@@ -45,6 +45,9 @@ pub(crate) struct Report {
     rss_peak_mib: f64,
     /// e2e / ceiling of every round, in the order they ran; the headline is their median.
     e2e_ratio_rounds: Vec<f64>,
+    /// With --redis: e2e with the limits in Redis / ceiling, of the same round as the headline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    e2e_redis_ratio: Option<f64>,
     /// Which round the headline ceiling and e2e numbers come from (1-based).
     median_round: usize,
     /// Every scenario that ran, in order (`ceiling 1`, `e2e 1`, …, `latency`, `memory`).
@@ -70,6 +73,8 @@ pub(crate) fn summarise(results: Vec<Named>, rounds: usize) -> Report {
     let median = order[(order.len() - 1) / 2];
     let (ceiling, e2e) = pairs[median].clone();
     let (latency, memory) = (get("latency"), get("memory"));
+    let redis = results.iter().find(|n| n.name == format!("e2e-redis {}", median + 1));
+    let e2e_redis_ratio = redis.map(|n| round(n.measured.jobs_per_s / ceiling.jobs_per_s, 3));
     Report {
         ceiling_jobs_per_s: round(ceiling.jobs_per_s, 1),
         e2e_jobs_per_s: round(e2e.jobs_per_s, 1),
@@ -83,6 +88,7 @@ pub(crate) fn summarise(results: Vec<Named>, rounds: usize) -> Report {
         rss_peak_mib: memory.rss_peak_mib.unwrap_or(f64::NAN),
         e2e_ratio_rounds: ratios.iter().map(|r| round(*r, 3)).collect(),
         median_round: median + 1,
+        e2e_redis_ratio,
         scenarios: results,
     }
 }
@@ -136,6 +142,13 @@ pub(crate) fn table(r: &Report) -> String {
     ];
     for (what, got, goal, ok) in rows {
         out.push_str(&format!("| {what} | {got} | {goal} | {} |\n", check(ok)));
+    }
+    if let Some(redis) = r.e2e_redis_ratio {
+        let drop = r.e2e_ratio - redis;
+        out.push_str(&format!(
+            "| e2e / ceiling with the limits in Redis | {redis:.2} (−{drop:.2}) | ≥ e2e − 0.05 | {} |\n",
+            check(drop <= 0.05)
+        ));
     }
     out
 }

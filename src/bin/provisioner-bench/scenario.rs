@@ -34,6 +34,10 @@ pub(crate) struct Plan {
     pub(crate) backlog: bool,
     /// The bare lapin loop instead of the worker.
     pub(crate) ceiling: bool,
+    /// The worker keeps the account limits in this Redis.
+    pub(crate) redis: Option<String>,
+    /// Each account's rate per second (unset: never reached).
+    pub(crate) account_rate: Option<u32>,
 }
 
 /// Runs one scenario in a topology of its own and deletes it afterwards, whatever happened.
@@ -49,6 +53,8 @@ pub(crate) async fn run_scenario(amqp: &str, plan: &Plan) -> anyhow::Result<Meas
         concurrency: plan.concurrency,
         prefetch: plan.prefetch,
         admin_port: free_port()?,
+        redis: plan.redis.clone(),
+        account_rate: plan.account_rate,
     };
     let settings = bench_settings(&args);
     let conn =

@@ -35,6 +35,8 @@ impl WorkerChild {
             .args(["worker", "--amqp", &a.amqp, "--suffix", &a.suffix, "--sandbox", &a.sandbox])
             .args(["--concurrency", &a.concurrency.to_string(), "--prefetch", &a.prefetch.to_string()])
             .args(["--admin-port", &a.admin_port.to_string()])
+            .args(a.redis.iter().flat_map(|url| ["--redis", url.as_str()]))
+            .args(a.account_rate.iter().flat_map(|r| ["--account-rate".to_owned(), r.to_string()]))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()?;
