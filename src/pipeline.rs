@@ -54,6 +54,8 @@ pub struct Pipeline {
     inline: InlineRetry,
     durable: HashMap<VendorKey, DurableSchedule>,
     accounts: HashMap<String, Account>,
+    /// Each account's own field rules, which decoding applies to its jobs.
+    rules: crate::vendors::Rulebook,
     circuits: CircuitBoard,
 }
 
@@ -61,6 +63,10 @@ impl Pipeline {
     /// Each adapter is wrapped in its account's rate limiter and circuit breaker, which
     /// report to `metrics`.
     pub fn new(settings: &Settings, adapters: HashMap<String, AnyAdapter>, metrics: &Metrics) -> Self {
+        let mut rules = crate::vendors::Rulebook::default();
+        for (name, adapter) in &adapters {
+            rules.insert(name.clone(), adapter.field_rules());
+        }
         let (accounts, circuits) = crate::accounts::guard(settings, adapters, metrics);
         Self {
             topology: settings.topology.clone(),
@@ -71,6 +77,7 @@ impl Pipeline {
                 .map(|v| (v, DurableSchedule::new(settings.retry_tiers(v).to_vec())))
                 .collect(),
             accounts,
+            rules,
             circuits,
         }
     }
@@ -100,7 +107,7 @@ impl Pipeline {
             None => msg,
         };
         let history = History::read(&msg.headers);
-        let job = match job::decode(&msg.body) {
+        let job = match job::decode_with(&msg.body, &self.rules) {
             Ok(job) => job,
             Err(Rejection::Undecodable(reason)) => return self.undecodable(msg, &reason),
             Err(Rejection::Invalid(invalid)) => return self.invalid(msg, invalid, &history),

@@ -5,5 +5,6 @@ pub mod dlq;
 pub mod map;
 pub mod publish;
 pub mod run;
+pub mod schema;
 pub mod terminal;
 pub mod validate;
