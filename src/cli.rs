@@ -47,11 +47,19 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Print the JSON Schema of the job message (or, with --hire, of the hire event).
+    /// Print the JSON Schema of the job message (or, with --hire, of the hire event; with
+    /// --result, of the result event), or write all three into a directory.
     Schema {
         /// The hire event's schema instead of the job's.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["result", "write"])]
         hire: bool,
+        /// The result event's schema (CloudEvents envelope and data) instead of the job's.
+        #[arg(long, conflicts_with = "write")]
+        result: bool,
+        /// Write job.schema.json, hire-event.schema.json and result-event.schema.json into
+        /// this directory (the committed copies live in schemas/).
+        #[arg(long, value_name = "DIR")]
+        write: Option<PathBuf>,
     },
     /// Preview the jobs a hire event (a JSON file) would produce, and their validation,
     /// without publishing anything. Exit 0 valid, 1 invalid, 2 on error.
@@ -290,11 +298,28 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Schema { hire } => {
-            let schema = if hire { crate::hire::hire_schema() } else { crate::job::job_schema() };
+        Command::Schema { write: Some(dir), .. } => match crate::commands::schema::write_all(&dir) {
+            Ok(written) => {
+                for path in written {
+                    let _ = writeln!(std::io::stdout(), "wrote {}", path.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("provisioner schema: cannot write into {}: {e}", dir.display());
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
+        Command::Schema { hire, result, write: None } => {
+            let schema = if hire {
+                crate::hire::hire_schema()
+            } else if result {
+                crate::event::result_event_schema()
+            } else {
+                crate::job::job_schema()
+            };
             // `write`, not `println!`: a closed pipe (`schema | head`) is not a reason to panic.
-            let _ =
-                writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&schema).expect("schema serialises"));
+            let _ = writeln!(std::io::stdout(), "{}", crate::commands::schema::render(&schema));
             ExitCode::SUCCESS
         }
         Command::Map { file, config, json } => map(file, config, json),

@@ -205,6 +205,88 @@ pub fn step(
     (id, serde_json::to_vec(&doc).expect("an event serialises"))
 }
 
+pub const RESULT_EVENT_SCHEMA_ID: &str = "urn:provisioner:schema:result-event";
+
+/// The JSON Schema (2020-12) of a result event, printed by `provisioner schema --result`:
+/// the CloudEvents 1.0 envelope [`Event`] writes and the `data` [`Data`] writes.
+pub fn result_event_schema() -> serde_json::Value {
+    use serde_json::json;
+    let outcomes = ["created", "existing", "failed"];
+    let text = |what: &str| json!({"type": "string", "description": what});
+    let nullable = |what: &str| json!({"type": ["string", "null"], "description": what});
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": RESULT_EVENT_SCHEMA_ID,
+        "title": "provisioner result event",
+        "description": "One per job that reached an end, published to provisioning.events with routing key \
+            user.<outcome>.<vendor> (unknown when the vendor could not be read), content type \
+            application/cloudevents+json. Consumers should ignore members they do not know. Regenerate with \
+            `provisioner schema --write schemas/`.",
+        "type": "object",
+        "properties": {
+            "specversion": {"const": "1.0"},
+            "id": {"type": "string", "format": "uuid", "description": "A new UUID per event: a redelivered job may have two events with different ids and the same subject."},
+            "source": {"type": "string", "format": "uri-reference", "description": "events.source in the config (default urn:provisioner)."},
+            "type": {"enum": outcomes.map(|o| format!("{TYPE_PREFIX}{o}"))},
+            "subject": {"type": "string", "minLength": 1, "maxLength": crate::contract::JobId::MAX_LEN, "description": "The job_id."},
+            "time": {"type": "string", "format": "date-time", "description": "When the outcome was reached, UTC, milliseconds."},
+            "datacontenttype": {"const": "application/json"},
+            "traceparent": {"type": "string", "description": "W3C trace context of the job's message, when it carried one (CloudEvents distributed-tracing extension)."},
+            "data": {"$ref": "#/$defs/Data"},
+        },
+        "required": ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"],
+        "allOf": outcomes.map(|o| json!({
+            "if": {"properties": {"type": {"const": format!("{TYPE_PREFIX}{o}")}}, "required": ["type"]},
+            "then": {"properties": {"data": {"properties": {"outcome": {"const": o}}}}},
+        })),
+        "$defs": {
+            "Data": {
+                "type": "object",
+                "properties": {
+                    "job_id": text("The job's job_id (for an invalid job without one, its AMQP message_id)."),
+                    "correlation_id": nullable("The job's correlation_id."),
+                    "vendor": {"enum": ["glance", "netsapiens", "clienttoolbox", null], "description": "null when the job's vendor could not be read."},
+                    "account": nullable("The job's account, when it could be read."),
+                    "outcome": {"enum": outcomes},
+                    "attempts": {"type": "integer", "minimum": 0, "description": "Vendor calls made across all deliveries of the job (0 for an invalid job)."},
+                    "error": {"$ref": "#/$defs/Error"},
+                    "vendor_user_id": nullable("The vendor's own id or key for the user (created and existing)."),
+                    "dialIn": text("Glance: the dial-in number the vendor returned, when it returned one."),
+                    "audio": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Glance: the non-secret audio elements the vendor returned."},
+                    "UserID": text("Glance: the vendor's user id."),
+                    "PartnerUserID": text("Glance: the user's PartnerUserID."),
+                    "UserAddress": text("Glance: the user's Glance Address."),
+                    "domain": text("NetSapiens: the domain the user is in."),
+                    "user": text("NetSapiens: the extension."),
+                    "user_name": text("ClientToolbox: the user_name as sent."),
+                    "identity": text("The vendor identity the job asked for, when it could be read: Glance PartnerUserID, NetSapiens user@domain, ClientToolbox user_name as sent. What the ledger links to the person."),
+                    "identity_extra": text("A second identifying value the vendor keeps unique (Glance UserAddress), when there is one."),
+                    "person": {"type": "object", "properties": {"tenant": {"type": "string"}, "employee_id": {"type": "string"}},
+                        "required": ["tenant", "employee_id"], "additionalProperties": false,
+                        "description": "The job's person (tenant \"\" when it named none), when it named one."},
+                },
+                "required": ["job_id", "correlation_id", "vendor", "account", "outcome", "attempts"],
+                "if": {"properties": {"outcome": {"const": "failed"}}},
+                "then": {"required": ["error"]},
+                "else": {"required": ["vendor_user_id"]},
+                "additionalProperties": true,
+                "description": "A success carries vendor_user_id and whatever else the vendor returned that matters (per vendor below; more may be added). A failure carries error.",
+            },
+            "Error": {
+                "type": "object",
+                "properties": {
+                    "class": {"enum": crate::outcome::ErrorClass::ALL.map(crate::outcome::ErrorClass::as_str),
+                        "description": "Who acts: invalid and rejected the producer, conflict a person, auth the operator, unavailable a replay later."},
+                    "code": {"type": "string", "maxLength": 128, "description": "A short stable code, e.g. invalid_job, http_503."},
+                    "message": {"type": "string", "description": "What went wrong, never a secret; at most 4096 bytes."},
+                },
+                "required": ["class", "code", "message"],
+                "additionalProperties": false,
+            },
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{json, Value};

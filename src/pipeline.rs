@@ -55,6 +55,8 @@ pub struct Pipeline {
     inline: InlineRetry,
     durable: HashMap<VendorKey, DurableSchedule>,
     accounts: HashMap<String, Account>,
+    /// Each account's own field rules, which decoding applies to its jobs.
+    rules: crate::vendors::Rulebook,
     circuits: CircuitBoard,
     /// Decides identities before creates; `None` when `ledger.enabled` is off.
     ledger: Option<Ledger>,
@@ -89,6 +91,10 @@ impl Pipeline {
         link: Option<&std::sync::Arc<crate::shared_limits::RedisLink>>,
         ledger: Option<Ledger>,
     ) -> Self {
+        let mut rules = crate::vendors::Rulebook::default();
+        for (name, adapter) in &adapters {
+            rules.insert(name.clone(), adapter.field_rules());
+        }
         let (accounts, circuits) = crate::accounts::guard(settings, adapters, metrics, link);
         Self {
             topology: settings.topology.clone(),
@@ -99,6 +105,7 @@ impl Pipeline {
                 .map(|v| (v, DurableSchedule::new(settings.retry_tiers(v).to_vec())))
                 .collect(),
             accounts,
+            rules,
             circuits,
             ledger,
         }
@@ -129,7 +136,7 @@ impl Pipeline {
             None => msg,
         };
         let history = History::read(&msg.headers);
-        let job = match job::decode(&msg.body) {
+        let job = match job::decode_with(&msg.body, &self.rules) {
             Ok(job) => job,
             Err(Rejection::Undecodable(reason)) => return self.undecodable(msg, &reason),
             Err(Rejection::Invalid(invalid)) => return self.invalid(msg, invalid, &history),

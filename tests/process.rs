@@ -25,7 +25,8 @@ fn schema_prints_the_job_schema() {
     assert!(out.status.success());
     let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("schema is JSON");
     assert_eq!(schema["additionalProperties"], false);
-    assert!(schema["properties"]["user"]["oneOf"].is_array());
+    assert_eq!(schema["allOf"].as_array().map(Vec::len), Some(3), "one branch per vendor");
+    assert_eq!(schema["$defs"]["GlanceUser"]["properties"]["UserPW"]["maxLength"], 49);
 }
 
 #[test]

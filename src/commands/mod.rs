@@ -5,6 +5,7 @@ pub mod dlq;
 pub mod map;
 pub mod publish;
 pub mod run;
+pub mod schema;
 pub mod terminal;
 pub mod validate;
 pub mod whois;

@@ -8,6 +8,7 @@ use super::terminal::{self, printable};
 use crate::config::Settings;
 use crate::contract::FieldError;
 use crate::job::{self, Rejection};
+use crate::vendors::{FieldRules, Rulebook};
 
 /// One job's verdict; with `--json`, one line of output.
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -34,8 +35,21 @@ pub fn split_jobs(input: &str) -> Vec<Result<serde_json::Value, String>> {
         .collect()
 }
 
-/// Checks every job; with `settings`, also that its account exists and serves its vendor.
+/// Checks every job; with `settings`, under its account's own field rules and policy, and
+/// that its account exists and serves its vendor. Without, under the documented defaults.
 pub fn check(input: &str, settings: Option<&Settings>) -> Vec<Verdict> {
+    let mut rules = Rulebook::default();
+    // An account whose rule settings are wrong is reported on its jobs, which are then
+    // checked under the defaults.
+    let mut broken = std::collections::BTreeMap::new();
+    for (name, account) in settings.map(|s| &s.accounts).into_iter().flatten() {
+        match FieldRules::from_settings(name, account) {
+            Ok(r) => rules.insert(name.clone(), r),
+            Err(e) => {
+                broken.insert(name.as_str(), e.to_string());
+            }
+        }
+    }
     split_jobs(input)
         .into_iter()
         .enumerate()
@@ -48,13 +62,16 @@ pub fn check(input: &str, settings: Option<&Settings>) -> Vec<Verdict> {
             };
             let job_id = value.get("job_id").and_then(|v| v.as_str()).map(str::to_owned);
             let mut errors = match &value {
-                serde_json::Value::Object(obj) => match job::decode::decode_object(obj) {
+                serde_json::Value::Object(obj) => match job::decode::decode_object_with(obj, &rules) {
                     Ok(job) => account_errors(&job, settings),
                     Err(Rejection::Invalid(inv)) => inv.errors,
                     Err(Rejection::Undecodable(m)) => vec![FieldError::new("", m)],
                 },
                 _ => vec![FieldError::new("", "expected a JSON object")],
             };
+            if let Some(e) = value.get("account").and_then(|a| a.as_str()).and_then(|a| broken.get(a)) {
+                errors.insert(0, FieldError::new("account", e.clone()));
+            }
             errors.dedup();
             Verdict { index, job_id, valid: errors.is_empty(), errors }
         })
@@ -138,6 +155,35 @@ mod tests {
         assert!(!verdict.valid);
         assert_eq!(verdict.errors[0].field, "user.user_role");
         assert!(check(&job.to_string(), None)[0].valid, "without a config there is no account, so no policy");
+    }
+
+    #[test]
+    fn with_a_config_the_accounts_field_rules_apply_both_ways() {
+        use crate::contract::VendorKey;
+        let mut settings = Settings::default();
+        let mut ctb = crate::sandbox::account(VendorKey::Clienttoolbox, "http://127.0.0.1:1");
+        ctb.settings.insert("roles".into(), "A,K".into());
+        settings.accounts.insert("ctb".into(), ctb);
+        let mut glance = crate::sandbox::account(VendorKey::Glance, "http://127.0.0.1:1");
+        glance.settings.insert("user_role_max_length".into(), "70".into());
+        settings.accounts.insert("gl".into(), glance);
+
+        let mut tightened = crate::pipeline::sample_job("j1", VendorKey::Clienttoolbox, "ctb", "jzed");
+        tightened["user"]["user_role"] = "Z".into();
+        assert!(check(&tightened.to_string(), None)[0].valid, "any letter by default");
+        let verdict = &check(&tightened.to_string(), Some(&settings))[0];
+        assert_eq!(verdict.errors[0].field, "user.user_role", "{verdict:?}");
+        assert!(verdict.errors[0].message.contains("accounts.ctb.settings.roles"), "{verdict:?}");
+
+        let mut relaxed = crate::pipeline::sample_job("j2", VendorKey::Glance, "gl", "EMP-2");
+        relaxed["user"]["UserRole"] = "r".repeat(70).into();
+        assert!(!check(&relaxed.to_string(), None)[0].valid, "31 by default");
+        assert!(check(&relaxed.to_string(), Some(&settings))[0].valid);
+
+        settings.accounts.get_mut("gl").unwrap().settings.insert("user_role_max_length".into(), "500".into());
+        let verdict = &check(&relaxed.to_string(), Some(&settings))[0];
+        assert_eq!(verdict.errors[0].field, "account");
+        assert!(verdict.errors[0].message.contains("user_role_max_length"), "{verdict:?}");
     }
 
     #[test]

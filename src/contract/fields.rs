@@ -62,6 +62,11 @@ pub fn unsafe_char(text: &str) -> Option<char> {
     })
 }
 
+/// The JSON Schema `pattern` (ECMA-262) of text [`unsafe_char`] accepts: the same characters,
+/// kept beside it so the published schema and the decoder cannot drift apart.
+pub const SAFE_TEXT_PATTERN: &str =
+    "^[^\\u0000-\\u001f\\u007f-\\u009f\\u200e\\u200f\\u061c\\u202a-\\u202e\\u2066-\\u2069]*$";
+
 /// The field error for text that [`unsafe_char`] refuses.
 pub fn unsafe_char_message(c: char) -> String {
     format!("must not contain control or bidirectional-override characters, found {c:?}")

@@ -14,7 +14,7 @@ use crate::contract::{all_auth_fields, FieldError, FieldKind, FieldValue, Job, V
 use crate::job::{self, Rejection};
 use crate::transport::headers as h;
 use crate::transport::{Headers, Outbound, OutboundKind};
-use crate::vendors::Policy;
+use crate::vendors::{FieldRules, Policy, Rulebook};
 
 #[derive(Clone, Debug)]
 enum Rule {
@@ -51,6 +51,9 @@ pub struct Mapper {
     tenants: BTreeMap<String, Tenant>,
     /// The CloudEvents `source` of the `published` step events.
     event_source: String,
+    /// The field rules of every account a tenant maps to: each derived job is decoded under
+    /// its account's rules, as the worker will decode it.
+    rules: Rulebook,
 }
 
 /// One derived job: its decoded form (proof it is valid) and the body to publish.
@@ -100,6 +103,7 @@ impl Mapper {
     /// each named account exists and belongs to the vendor.
     pub fn new(settings: &Settings) -> Result<Self, MappingError> {
         let mut tenants = BTreeMap::new();
+        let mut rules = Rulebook::default();
         for (name, t) in &settings.tenants {
             let err = |key: String, message: String| MappingError { key, message };
             if let Err(e) = crate::contract::AccountName::parse(name) {
@@ -163,10 +167,15 @@ impl Mapper {
                     }
                 }
                 let account = &settings.accounts[&target.account];
-                let policy = Policy::from_settings(&target.account, account).map_err(|e| match e {
+                let config_error = |e: ConfigError| match e {
                     ConfigError::Invalid { key, message } => err(key, message),
                     other => err(format!("{key}.account"), other.to_string()),
-                })?;
+                };
+                let policy = Policy::from_settings(&target.account, account).map_err(config_error)?;
+                rules.insert(
+                    target.account.clone(),
+                    FieldRules::from_settings(&target.account, account).map_err(config_error)?,
+                );
                 targets.insert(
                     vendor,
                     Target { account: target.account.clone(), domain: target.domain.clone(), fields, policy },
@@ -186,7 +195,7 @@ impl Mapper {
             }
             tenants.insert(name.clone(), Tenant { default_targets, targets });
         }
-        Ok(Self { tenants, event_source: settings.events.source.clone() })
+        Ok(Self { tenants, rules, event_source: settings.events.source.clone() })
     }
 
     /// Every job a hire turns into, each already through [`job::decode`] (the vendors' field
@@ -206,7 +215,7 @@ impl Mapper {
                 ));
                 continue;
             };
-            match derive_one(hire, *vendor, target, now) {
+            match derive_one(hire, *vendor, target, &self.rules, now) {
                 // A job the account's policy refuses would only be dead-lettered by the
                 // worker: refuse the hire now, all or nothing.
                 Ok(derived) => {
@@ -232,6 +241,7 @@ fn derive_one(
     hire: &Hire,
     vendor: VendorKey,
     target: &Target,
+    rules: &Rulebook,
     now: DateTime<Utc>,
 ) -> Result<DerivedJob, Vec<FieldError>> {
     let mut errors = Vec::new();
@@ -277,7 +287,7 @@ fn derive_one(
         body["domain"] = json!(d);
     }
     let Value::Object(obj) = &body else { unreachable!("built as an object") };
-    match job::decode::decode_object(obj) {
+    match job::decode::decode_object_with(obj, rules) {
         Ok(job) => Ok(DerivedJob { job, body }),
         Err(Rejection::Invalid(inv)) => Err(inv
             .errors
@@ -407,6 +417,25 @@ mod tests {
         let errs = Mapper::new(&s).unwrap().derive(&hire_of("Zoë", "O'Brien"), Utc::now()).unwrap_err();
         assert_eq!(errs[0].field, "glance.user.UserAddress");
         assert!(errs[0].message.contains("may only contain ASCII letters"), "{}", errs[0].message);
+    }
+
+    /// `map` and the hire consumer decode each derived job under its account's field rules,
+    /// as the worker will: a setting that tightens a rule refuses the hire, one that relaxes it
+    /// lets it through.
+    #[test]
+    fn derived_jobs_keep_to_the_accounts_field_rules() {
+        let mut s = settings();
+        s.accounts.get_mut("acme-ctb").unwrap().settings.insert("min_password_length".into(), "30".into());
+        let errs = Mapper::new(&s).unwrap().derive(&hire_of("Jane", "Doe"), Utc::now()).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "clienttoolbox.user.user_new_password");
+
+        let mut s = settings();
+        let g = s.tenants.get_mut("acme").unwrap().glance.as_mut().unwrap();
+        g.fields.insert("UserAddress".into(), FieldRuleSettings::Template("{first_name|slug}.acme.example".into()));
+        assert!(Mapper::new(&s).unwrap().derive(&hire_of("Jane", "Doe"), Utc::now()).is_err(), "default suffix");
+        s.accounts.get_mut("acme-glance").unwrap().settings.insert("address_suffixes".into(), ".acme.example".into());
+        assert!(Mapper::new(&s).unwrap().derive(&hire_of("Jane", "Doe"), Utc::now()).is_ok());
     }
 
     /// A mapping that would make ClientToolbox Administrators: every hire of it is refused

@@ -1,67 +1,68 @@
-//! The JSON Schema of the hire event, printed by `provisioner schema --hire`.
+//! The JSON Schema of the hire event, printed by `provisioner schema --hire`, with every rule the hire decoder enforces.
 
-use schemars::JsonSchema;
-use serde_json::Value;
+use serde_json::{json, Value};
 
+use super::event::EVENT_ID_MAX;
 use crate::contract::VendorKey;
 
-/// A hire event, published to `provisioning.hr` or POSTed to the intake's `/v1/hires`.
-/// Unknown fields are invalid, not ignored.
-#[allow(dead_code)] // exists only to generate the schema; decoding collects every error by hand
-#[derive(JsonSchema)]
-#[schemars(title = "provisioner hire event", deny_unknown_fields)]
-struct HireMessage {
-    /// Unique per hire: 1–48 of A-Z, a-z, 0-9, '.', '_' and '-'. Every derived job_id is
-    /// `{event_id}:{vendor}:{account}`, so sending the same hire again creates no one twice.
-    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,48}$"))]
-    event_id: String,
-    /// Always `hire`.
-    #[serde(rename = "type")]
-    kind: Kind,
-    /// A tenant configured under `[tenants.<name>]`.
-    #[schemars(regex(pattern = r"^[A-Za-z0-9_.-]{1,64}$"))]
-    tenant: String,
-    /// When the hire happened (RFC 3339); the jobs' `requested_at`. Defaults to when it was received.
-    #[schemars(extend("format" = "date-time"))]
-    occurred_at: Option<String>,
-    employee: Employee,
-    /// Which vendors to create the user in; defaults to the tenant's configured set.
-    #[schemars(length(min = 1))]
-    targets: Option<Vec<VendorKey>>,
-}
+const HIRE_SCHEMA_ID: &str = "urn:provisioner:schema:hire-event";
 
-#[allow(dead_code)]
-#[derive(JsonSchema)]
-#[serde(rename_all = "lowercase")]
-enum Kind {
-    Hire,
-}
+/// A person's text: not blank, without control characters, at most 256 characters.
+const PERSON_TEXT: &str = "^(?=[\\s\\S]*\\S)[^\\u0000-\\u001f\\u007f-\\u009f]*$";
 
-/// The person. Text fields are 1–256 characters without control characters; names may be any
-/// Unicode (identifiers such as addresses and user names are folded by the mapping).
-#[allow(dead_code)]
-#[derive(JsonSchema)]
-#[schemars(deny_unknown_fields)]
-struct Employee {
-    /// The HR system's employee id.
-    #[schemars(length(min = 1, max = 256))]
-    id: String,
-    #[schemars(length(min = 1, max = 256))]
-    first_name: String,
-    #[schemars(length(min = 1, max = 256))]
-    last_name: String,
-    email: Option<String>,
-    department: Option<String>,
-    location: Option<String>,
-    /// The phone extension, e.g. "1731".
-    extension: Option<String>,
-    /// YYYY-MM-DD.
-    #[schemars(extend("format" = "date"))]
-    start_date: Option<String>,
+fn text(required: bool, what: &str) -> Value {
+    let (ty, absent) =
+        if required { (json!("string"), "") } else { (json!(["string", "null"]), " null means absent.") };
+    json!({
+        "type": ty, "minLength": 1, "maxLength": 256, "pattern": PERSON_TEXT,
+        "description": format!("{what}: 1-256 characters, not blank, without control characters; surrounding blanks are trimmed.{absent}"),
+    })
 }
 
 pub fn hire_schema() -> Value {
-    schemars::schema_for!(HireMessage).to_value()
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": HIRE_SCHEMA_ID,
+        "title": "provisioner hire event",
+        "description": "A hire event, published to provisioning.hr or POSTed to the intake's /v1/hires. Unknown \
+            fields are invalid, not ignored. Regenerate with `provisioner schema --write schemas/`. Not expressible \
+            here: the tenant must be configured, occurred_at and start_date must be real calendar dates, and the \
+            jobs the tenant's mapping makes must each be valid (see job.schema.json).",
+        "type": "object",
+        "properties": {
+            "event_id": {"type": "string", "pattern": format!("^[A-Za-z0-9._-]{{1,{EVENT_ID_MAX}}}$"),
+                "description": "Unique per hire: every derived job_id is {event_id}:{vendor}:{account}, so sending the same hire again creates no one twice."},
+            "type": {"const": "hire"},
+            "tenant": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$", "description": "A tenant configured under [tenants.<name>]."},
+            "occurred_at": {"type": ["string", "null"], "format": "date-time",
+                "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$",
+                "description": "When the hire happened (RFC 3339); the jobs' requested_at. Defaults to when it was received."},
+            "employee": {"$ref": "#/$defs/Employee"},
+            "targets": {"type": ["array", "null"], "minItems": 1, "uniqueItems": true,
+                "items": {"enum": VendorKey::ALL.map(VendorKey::as_str)},
+                "description": "Which vendors to create the user in; defaults to the tenant's configured set."},
+        },
+        "required": ["event_id", "type", "tenant", "employee"],
+        "additionalProperties": false,
+        "$defs": {
+            "Employee": {
+                "description": "The person; identifiers such as addresses and user names are folded by the tenant's mapping.",
+                "type": "object",
+                "properties": {
+                    "id": text(true, "The HR system's employee id"),
+                    "first_name": text(true, "Given name"),
+                    "last_name": text(true, "Surname"),
+                    "email": text(false, "E-mail address"),
+                    "department": text(false, "Department"),
+                    "location": text(false, "Location"),
+                    "extension": text(false, "The phone extension, e.g. 1731"),
+                    "start_date": {"type": ["string", "null"], "format": "date", "description": "YYYY-MM-DD."},
+                },
+                "required": ["id", "first_name", "last_name"],
+                "additionalProperties": false,
+            }
+        }
+    })
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::contract::{
     all_auth_fields, AccountName, FieldError, FieldKind, FieldValue, Job, JobId, Person, UserFields, VendorKey,
 };
+use crate::vendors::{FieldRules, Rulebook};
 
 pub const ENVELOPE_FIELDS: &[&str] =
     &["job_id", "vendor", "account", "correlation_id", "requested_at", "domain", "person", "user"];
@@ -43,17 +44,29 @@ pub enum Rejection {
     Invalid(InvalidJob),
 }
 
-/// Decodes and validates a job body. Vendor-independent contract rules are checked here;
-/// the vendors' field catalogs decide which `user` fields exist.
+/// Decodes and validates a job body under the documented default field rules, as for a job
+/// whose account is not known (`provisioner validate` without a config).
 pub fn decode(body: &[u8]) -> Result<Job, Rejection> {
+    decode_with(body, &Rulebook::default())
+}
+
+/// Decodes and validates a job body. Vendor-independent contract rules are checked here;
+/// the vendors' field catalogs decide which `user` fields exist, and the job's account's
+/// own field rules from `rules` (the defaults when it has none) which values they accept.
+pub fn decode_with(body: &[u8], rules: &Rulebook) -> Result<Job, Rejection> {
     let value: Value = serde_json::from_slice(body).map_err(|e| Rejection::Undecodable(format!("not JSON: {e}")))?;
     let Value::Object(obj) = value else {
         return Err(Rejection::Undecodable(format!("expected a JSON object, got {}", kind_of(&value))));
     };
-    decode_object(&obj)
+    decode_object_with(&obj, rules)
 }
 
+/// [`decode_object_with`] under the default field rules.
 pub fn decode_object(obj: &Map<String, Value>) -> Result<Job, Rejection> {
+    decode_object_with(obj, &Rulebook::default())
+}
+
+pub fn decode_object_with(obj: &Map<String, Value>, rules: &Rulebook) -> Result<Job, Rejection> {
     let mut errors = Vec::new();
 
     for key in obj.keys() {
@@ -78,7 +91,7 @@ pub fn decode_object(obj: &Map<String, Value>) -> Result<Job, Rejection> {
     let account =
         required_str(obj, "account", &mut errors).and_then(|s| keep(AccountName::parse(s), "account", &mut errors));
     let correlation_id = optional_str(obj, "correlation_id", &mut errors).and_then(|s| {
-        if s.is_empty() || s.len() > 256 || s.chars().any(char::is_control) {
+        if s.is_empty() || s.chars().count() > 256 || s.chars().any(char::is_control) {
             errors.push(FieldError::new("correlation_id", "must be 1 to 256 characters without control characters"));
             None
         } else {
@@ -124,7 +137,10 @@ pub fn decode_object(obj: &Map<String, Value>) -> Result<Job, Rejection> {
             errors.push(FieldError::new("user", "is required"));
             None
         }
-        Some(Value::Object(user)) => vendor.and_then(|v| decode_user(v, user, &mut errors)),
+        Some(Value::Object(user)) => vendor.and_then(|v| {
+            let account_rules = account.as_ref().and_then(|a| rules.get(a.as_str(), v));
+            decode_user(v, user, account_rules, &mut errors)
+        }),
         Some(other) => {
             errors.push(FieldError::new("user", format!("must be an object, got {}", kind_of(other))));
             None
@@ -175,7 +191,12 @@ fn decode_person(p: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option
     }
 }
 
-fn decode_user(vendor: VendorKey, user: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<UserFields> {
+fn decode_user(
+    vendor: VendorKey,
+    user: &Map<String, Value>,
+    rules: Option<&FieldRules>,
+    errors: &mut Vec<FieldError>,
+) -> Option<UserFields> {
     let before = errors.len();
     let mut fields = BTreeMap::new();
     for (key, value) in user {
@@ -217,7 +238,7 @@ fn decode_user(vendor: VendorKey, user: &Map<String, Value>, errors: &mut Vec<Fi
         return None;
     }
     let user = UserFields::new(vendor, fields);
-    errors.extend(crate::vendors::validate_user(vendor, &user));
+    errors.extend(crate::vendors::validate_user(vendor, &user, rules));
     (errors.len() == before).then_some(user)
 }
 
@@ -375,5 +396,116 @@ mod tests {
         let shown = format!("{job:?}");
         assert!(!shown.contains("S3cure!pass") && !shown.contains("4321"), "{shown}");
         assert!(shown.contains("jdoe"));
+    }
+
+    /// Decoding knows the account: each unconfirmed rule setting, relaxed and tightened.
+    mod account_rules {
+        use super::*;
+        use crate::config::AccountSettings;
+
+        fn book(vendor: VendorKey, settings: &[(&str, &str)]) -> Rulebook {
+            let account = AccountSettings {
+                vendor,
+                base_url: None,
+                settings: settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+                credentials: BTreeMap::new(),
+                rate: None,
+                concurrency: None,
+                policy: BTreeMap::new(),
+            };
+            let mut book = Rulebook::default();
+            book.insert("acme", FieldRules::from_settings("acme", &account).unwrap());
+            book
+        }
+
+        /// The fields refused when `user` (merged into a valid job) is decoded under `rules`.
+        fn refused(vendor: VendorKey, user: Value, rules: &Rulebook) -> Vec<String> {
+            let mut job = match vendor {
+                VendorKey::Glance => glance_job(),
+                VendorKey::Clienttoolbox => json!({"job_id": "j", "vendor": "clienttoolbox", "account": "acme",
+                    "user": {"user_name": "jdoe", "user_new_password": "pw", "user_role": "K", "allowed_campaigns": "all"}}),
+                VendorKey::Netsapiens => unreachable!("NetSapiens has no rule settings"),
+            };
+            for (k, v) in user.as_object().unwrap() {
+                job["user"][k] = v.clone();
+            }
+            match decode_with(job.to_string().as_bytes(), rules) {
+                Ok(_) => Vec::new(),
+                Err(Rejection::Invalid(inv)) => inv.errors.into_iter().map(|e| e.field).collect(),
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+
+        fn both_ways(vendor: VendorKey, setting: (&str, &str), accepted: Value, refused_by_default: Option<Value>) {
+            let rules = book(vendor, &[setting]);
+            let none = Rulebook::default();
+            assert_eq!(
+                refused(vendor, accepted.clone(), &none),
+                Vec::<String>::new(),
+                "{setting:?}: default accepts {accepted}"
+            );
+            if let Some(v) = refused_by_default {
+                // Relaxed: the account accepts what the default refuses.
+                assert!(!refused(vendor, v.clone(), &none).is_empty(), "{setting:?}: default refuses {v}");
+                assert_eq!(refused(vendor, v.clone(), &rules), Vec::<String>::new(), "{setting:?} accepts {v}");
+            } else {
+                // Tightened: the account refuses what the default accepts.
+                assert_eq!(refused(vendor, accepted.clone(), &rules).len(), 1, "{setting:?} refuses {accepted}");
+            }
+        }
+
+        #[test]
+        fn glance_password_minimum_is_none_by_default_and_an_account_may_set_one() {
+            both_ways(VendorKey::Glance, ("user_pw_min_length", "8"), json!({"UserPW": "abc"}), None);
+            let lax = book(VendorKey::Glance, &[("user_pw_min_length", "0")]);
+            assert_eq!(refused(VendorKey::Glance, json!({"UserPW": ""}), &lax), Vec::<String>::new());
+            assert_eq!(refused(VendorKey::Glance, json!({"UserPW": "p".repeat(50)}), &lax), ["user.UserPW"]);
+        }
+
+        #[test]
+        fn glance_role_length_relaxed_to_70_and_tightened_below_31() {
+            let long = json!({"UserRole": "r".repeat(70)});
+            both_ways(VendorKey::Glance, ("user_role_max_length", "70"), json!({"UserRole": "Sales"}), Some(long));
+            both_ways(VendorKey::Glance, ("user_role_max_length", "20"), json!({"UserRole": "r".repeat(25)}), None);
+        }
+
+        #[test]
+        fn glance_address_suffixes_relaxed_and_tightened() {
+            let custom = json!({"UserAddress": "jdoe.partner.com"});
+            both_ways(
+                VendorKey::Glance,
+                ("address_suffixes", ".glance.net, .partner.com"),
+                json!({"UserAddress": "jdoe.acme.glance.net"}),
+                Some(custom),
+            );
+            both_ways(
+                VendorKey::Glance,
+                ("address_suffixes", ".acme.glance.net"),
+                json!({"UserAddress": "jdoe.other.glance.net"}),
+                None,
+            );
+        }
+
+        #[test]
+        fn clienttoolbox_allow_lists_and_password_length_tighten() {
+            both_ways(VendorKey::Clienttoolbox, ("roles", "A,K"), json!({"user_role": "Z"}), None);
+            both_ways(VendorKey::Clienttoolbox, ("languages", "EN"), json!({"language_selector": "FR"}), None);
+            both_ways(VendorKey::Clienttoolbox, ("timezones", "68"), json!({"timezone_selector": 70}), None);
+            both_ways(
+                VendorKey::Clienttoolbox,
+                ("min_password_length", "12"),
+                json!({"user_new_password": "short"}),
+                None,
+            );
+            let listed = book(VendorKey::Clienttoolbox, &[("roles", "A,K")]);
+            assert_eq!(refused(VendorKey::Clienttoolbox, json!({"user_role": "K"}), &listed), Vec::<String>::new());
+        }
+
+        #[test]
+        fn rules_of_an_account_of_another_vendor_are_not_applied() {
+            let rules = book(VendorKey::Clienttoolbox, &[("min_password_length", "12")]);
+            assert!(rules.get("acme", VendorKey::Glance).is_none());
+            assert_eq!(refused(VendorKey::Glance, json!({"UserPW": "abc"}), &rules), Vec::<String>::new());
+        }
     }
 }

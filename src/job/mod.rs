@@ -6,5 +6,5 @@
 pub mod decode;
 mod schema;
 
-pub use decode::{decode, InvalidJob, Rejection};
-pub use schema::job_schema;
+pub use decode::{decode, decode_with, InvalidJob, Rejection};
+pub use schema::{job_schema, NOT_EXPRESSIBLE};

@@ -1,93 +1,133 @@
-//! The JSON Schema of the job message, generated from the envelope type and the vendor catalogs.
+//! The JSON Schemas (2020-12) of the job message, assembled from the envelope's rules and each vendor's user schema.
+//!
+//! Every rule here is one the decoder enforces, taken from the same constants; what JSON
+//! Schema cannot say is listed in [`NOT_EXPRESSIBLE`] and in the schema's `description`.
 
-use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
-use crate::contract::{FieldKind, VendorKey};
+use crate::contract::{all_auth_fields, JobId, VendorKey};
 
-/// A create-user job, as producers publish it to `provisioning.jobs` with routing key
-/// `create_user.<vendor>`. Credentials never travel in jobs.
-#[allow(dead_code)] // exists only to generate the schema; decoding collects every error by hand
-#[derive(JsonSchema)]
-#[schemars(title = "provisioner create-user job", deny_unknown_fields)]
-struct JobMessage {
-    /// Idempotency key: 1–128 printable ASCII characters. Also the AMQP message_id.
-    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[ -~]{1,128}$"))]
-    job_id: String,
-    /// Which vendor to create the user in; must match the routing key.
-    vendor: VendorKey,
-    /// A vendor account configured in the service (base URL, credentials, vendor settings).
-    #[schemars(regex(pattern = r"^[A-Za-z0-9_.-]{1,64}$"))]
-    account: String,
-    /// Ties the jobs of one business event (e.g. a hire) together; copied into the event.
-    #[schemars(length(min = 1, max = 256))]
-    correlation_id: Option<String>,
-    /// When the business event happened (RFC 3339). Feeds the end-to-end latency metric.
-    #[schemars(extend("format" = "date-time"))]
-    requested_at: Option<String>,
-    /// NetSapiens only: the domain to create the user in, overriding the account's default.
-    domain: Option<String>,
-    /// Who the account is for. Lets the service prove that two jobs are for the same person
-    /// and refuse an identity that another person holds; jobs derived from hires always set it.
-    person: Option<PersonMessage>,
-    /// The user, in the vendor's own documented wire names. Unknown fields are invalid.
-    #[schemars(schema_with = "user_schema")]
-    user: Map<String, Value>,
+const JOB_SCHEMA_ID: &str = "urn:provisioner:schema:job";
+
+/// The decoder's rules that JSON Schema cannot express: a job may pass the schema and still
+/// be `invalid`. Each is named, so the schema/decoder agreement test can list its exceptions.
+pub const NOT_EXPRESSIBLE: &[(&str, &str)] = &[
+    ("account-rules", "an account's settings and policy (allow-lists, settings.address_suffixes, settings.user_pw_min_length, settings.user_role_max_length, settings.roles, policy.user_scopes, policy.domains...) apply only once the account is known"),
+    ("routing-key", "the routing key must be create_user.<vendor>, and the account must be configured for that vendor"),
+    ("integer-form", "a number with a fraction part or exponent (1.0, 1e3) is an integer to JSON Schema, not to the decoder; integers must fit in 64 bits"),
+    ("calendar-date", "requested_at must be a real instant (no 30 February, no hour 24)"),
+    ("email-lengths", "a NetSapiens e-mail address is at most 254 characters and its local part at most 64 bytes"),
+    ("timezone-code-range", "a ClientToolbox timezone_selector given as a string must fit in 32 bits, as a number does"),
+    ("error-cap", "a job with more than 50 errors lists the first 49 and counts the rest"),
+];
+
+fn credential() -> Value {
+    json!({"not": {}, "description": "credentials never travel in jobs; they come from the account config"})
 }
 
-/// The person a job is for.
-#[allow(dead_code)] // exists only to generate the schema
-#[derive(JsonSchema)]
-#[schemars(deny_unknown_fields)]
-struct PersonMessage {
-    /// The tenant (HR system) the employee id belongs to; may be left out.
-    #[schemars(regex(pattern = r"^[A-Za-z0-9_.-]{0,64}$"))]
-    tenant: Option<String>,
-    /// The HR system's employee id: 1–256 characters, no control characters, no surrounding spaces.
-    #[schemars(
-        length(min = 1, max = 256),
-        regex(pattern = r"^[^\x00-\x1f\x7f\s]([^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?$")
-    )]
-    employee_id: String,
+/// Forbidden credential fields, each as an always-failing schema, added to `properties`.
+fn forbid_credentials(properties: &mut Map<String, Value>) {
+    for name in all_auth_fields() {
+        properties.insert(name.to_owned(), credential());
+    }
 }
 
-fn user_schema(_: &mut SchemaGenerator) -> Schema {
-    let variants: Vec<Value> = VendorKey::ALL
+fn def_name(vendor: VendorKey) -> String {
+    let name = vendor.as_str();
+    format!("{}{}User", name[..1].to_ascii_uppercase(), &name[1..])
+}
+
+/// The JSON Schema (draft 2020-12) printed by `provisioner schema`: a create-user job, one
+/// branch per vendor.
+pub fn job_schema() -> Value {
+    let mut properties = Map::new();
+    properties.insert(
+        "job_id".into(),
+        json!({
+            "type": "string", "minLength": 1, "maxLength": JobId::MAX_LEN, "pattern": "^[!-~](?:[ -~]*[!-~])?$",
+            "description": "Idempotency key: 1-128 printable ASCII characters, no leading or trailing space. Also the AMQP message_id.",
+        }),
+    );
+    properties.insert(
+        "vendor".into(),
+        json!({"type": "string", "enum": VendorKey::ALL.map(VendorKey::as_str),
+            "description": "Which vendor to create the user in; must match the routing key create_user.<vendor>."}),
+    );
+    properties.insert(
+        "account".into(),
+        json!({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$",
+            "description": "A vendor account configured in the service (base URL, credentials, vendor settings, policy)."}),
+    );
+    properties.insert(
+        "correlation_id".into(),
+        json!({"type": ["string", "null"], "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+            "description": "Ties the jobs of one business event (e.g. a hire) together; copied into the event. 1-256 characters without control characters; null means absent."}),
+    );
+    properties.insert(
+        "requested_at".into(),
+        json!({"type": ["string", "null"], "format": "date-time",
+            "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$",
+            "description": "When the business event happened (RFC 3339). Feeds the end-to-end latency metric; null means absent."}),
+    );
+    properties.insert(
+        "domain".into(),
+        json!({"type": ["string", "null"], "pattern": "^(?!\\.+$)[A-Za-z0-9._-]{1,64}$",
+            "description": "NetSapiens only: the domain to create the user in (1-64 of letters, digits, '.', '_', '-'; not only dots), overriding the account's default; the account's policy.domains decides which are allowed. null means absent."}),
+    );
+    properties.insert(
+        "person".into(),
+        json!({"type": ["object", "null"], "additionalProperties": false,
+            "properties": {
+                "tenant": {"type": ["string", "null"], "pattern": "^[A-Za-z0-9_.-]{0,64}$",
+                    "description": "The tenant (HR system) the employee id belongs to; may be left out."},
+                "employee_id": {"type": "string", "minLength": 1, "maxLength": 256,
+                    "pattern": "^[^\\s\\u0000-\\u001f\\u007f-\\u009f](?:[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f])?$",
+                    "description": "The HR system's employee id: 1-256 characters, no control characters, no leading or trailing space."},
+            },
+            "required": ["employee_id"],
+            "description": "Who the account is for. Lets the service prove that two jobs are for the same person and refuse an identity another person holds; jobs derived from hires always carry it. null means absent."}),
+    );
+    properties.insert(
+        "user".into(),
+        json!({"type": "object", "description": "The user, in the vendor's own documented wire names. Unknown fields are invalid."}),
+    );
+    forbid_credentials(&mut properties);
+
+    let mut defs = Map::new();
+    let branches: Vec<Value> = VendorKey::ALL
         .into_iter()
         .map(|vendor| {
-            let properties: Map<String, Value> = vendor
-                .user_fields()
-                .iter()
-                .map(|f| {
-                    let ty = match f.kind {
-                        FieldKind::Text => json!({"type": "string"}),
-                        FieldKind::Integer => json!({"type": "integer"}),
-                        FieldKind::TextOrInteger => json!({"type": ["string", "integer"]}),
-                    };
-                    let mut ty = ty;
-                    if f.secret {
-                        ty["writeOnly"] = json!(true);
-                        ty["description"] = json!("secret: redacted in every log, event and CLI output");
-                    }
-                    (f.name.to_owned(), ty)
-                })
-                .collect();
-            let required: Vec<&str> = vendor.user_fields().iter().filter(|f| f.required).map(|f| f.name).collect();
-            json!({
-                "title": format!("{vendor} user"),
-                "type": "object",
-                "properties": properties,
-                "required": required,
-                "additionalProperties": false,
-            })
+            let mut user = crate::vendors::user_schema(vendor);
+            forbid_credentials(user["properties"].as_object_mut().expect("user properties"));
+            user["additionalProperties"] = json!(false);
+            defs.insert(def_name(vendor), user);
+            let mut then = json!({"properties": {"user": {"$ref": format!("#/$defs/{}", def_name(vendor))}}});
+            if vendor != VendorKey::Netsapiens {
+                then["properties"]["domain"] =
+                    json!({"type": "null", "description": "only NetSapiens jobs may name a domain"});
+            }
+            json!({"if": {"properties": {"vendor": {"const": vendor.as_str()}}, "required": ["vendor"]}, "then": then})
         })
         .collect();
-    json_schema!({ "oneOf": variants })
-}
 
-/// The JSON Schema (draft 2020-12) printed by `provisioner schema`.
-pub fn job_schema() -> Value {
-    schemars::schema_for!(JobMessage).to_value()
+    let caveats: Vec<String> = NOT_EXPRESSIBLE.iter().map(|(name, rule)| format!("{name}: {rule}")).collect();
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": JOB_SCHEMA_ID,
+        "title": "provisioner create-user job",
+        "description": format!(
+            "A create-user job, as producers publish it to provisioning.jobs with routing key create_user.<vendor>. \
+             Credentials never travel in jobs. Regenerate with `provisioner schema --write schemas/`. \
+             Rules the decoder also enforces that JSON Schema cannot express: {}.",
+            caveats.join("; ")
+        ),
+        "type": "object",
+        "properties": properties,
+        "required": ["job_id", "vendor", "account", "user"],
+        "additionalProperties": false,
+        "allOf": branches,
+        "$defs": defs,
+    })
 }
 
 #[cfg(test)]
@@ -98,7 +138,13 @@ mod tests {
     #[test]
     fn schema_lists_exactly_the_fields_the_decoder_accepts() {
         let schema = job_schema();
-        let mut props: Vec<&str> = schema["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+        let mut props: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, v)| v.get("not").is_none())
+            .map(|(k, _)| k.as_str())
+            .collect();
         props.sort_unstable();
         let mut accepted = ENVELOPE_FIELDS.to_vec();
         accepted.sort_unstable();
@@ -106,14 +152,29 @@ mod tests {
         assert_eq!(schema["additionalProperties"], json!(false));
         let required: Vec<&str> = schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         assert_eq!(required, ["job_id", "vendor", "account", "user"]);
+        assert_eq!(schema["properties"]["PartnerPW"]["not"], json!({}));
     }
 
     #[test]
-    fn user_schema_has_one_variant_per_vendor_with_its_catalog() {
+    fn each_vendor_user_lists_exactly_its_catalog_and_forbids_credentials() {
         let schema = job_schema();
-        let variants = schema["properties"]["user"]["oneOf"].as_array().unwrap();
-        assert_eq!(variants.len(), 3);
-        assert!(variants[0]["properties"]["UserAddress"].is_object());
-        assert_eq!(variants[2]["properties"]["user_new_password"]["writeOnly"], json!(true));
+        for vendor in VendorKey::ALL {
+            let user = &schema["$defs"][def_name(vendor)];
+            assert_eq!(user["additionalProperties"], json!(false));
+            let props = user["properties"].as_object().unwrap();
+            let fields: Vec<&str> =
+                props.iter().filter(|(_, v)| v.get("not").is_none()).map(|(k, _)| k.as_str()).collect();
+            let mut catalog: Vec<&str> = vendor.user_fields().iter().map(|f| f.name).collect();
+            catalog.sort_unstable();
+            assert_eq!(fields, catalog, "{vendor}");
+            for f in vendor.user_fields().iter().filter(|f| f.secret) {
+                assert_eq!(props[f.name]["writeOnly"], json!(true), "{}", f.name);
+            }
+            assert!(all_auth_fields().all(|a| props[a]["not"] == json!({})));
+        }
+        let ns = &schema["$defs"]["NetsapiensUser"];
+        assert_eq!(ns["oneOf"], json!([{"required": ["email"]}, {"required": ["email-address"]}]));
+        assert_eq!(schema["$defs"]["GlanceUser"]["properties"]["UserPW"]["maxLength"], json!(49));
+        assert!(schema["$defs"]["GlanceUser"]["properties"]["UserPW"].get("minLength").is_none());
     }
 }

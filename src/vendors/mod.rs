@@ -8,8 +8,10 @@ pub mod glance;
 pub mod http;
 pub mod netsapiens;
 mod policy;
+mod rules;
 
 pub use policy::Policy;
+pub use rules::{FieldRules, Rulebook};
 
 use std::time::Duration;
 
@@ -17,13 +19,31 @@ use crate::contract::{Job, VendorKey};
 use crate::retry::Retryable;
 
 /// The vendor's own field rules beyond the catalog (lengths, character sets, enums, ranges,
-/// formats), applied when a job is decoded so `validate` and the worker agree. A job that
-/// fails them is `invalid` and never sent.
-pub fn validate_user(vendor: VendorKey, user: &crate::contract::UserFields) -> Vec<crate::contract::FieldError> {
+/// formats), under the account's settings when `rules` are given and the documented
+/// defaults otherwise, applied when a job is decoded so `validate` and the worker agree. A
+/// job that fails them is `invalid` and never sent.
+pub fn validate_user(
+    vendor: VendorKey,
+    user: &crate::contract::UserFields,
+    rules: Option<&FieldRules>,
+) -> Vec<crate::contract::FieldError> {
+    match rules {
+        Some(rules) if rules.vendor() == vendor => rules.check(user),
+        _ => match vendor {
+            VendorKey::Glance => glance::validate(user),
+            VendorKey::Netsapiens => netsapiens::validate(user),
+            VendorKey::Clienttoolbox => clienttoolbox::validate(user),
+        },
+    }
+}
+
+/// The JSON Schema of a job's `user` object for `vendor` under the default rules (no
+/// account), built beside each vendor's rules; [`crate::job::job_schema`] assembles them.
+pub fn user_schema(vendor: VendorKey) -> serde_json::Value {
     match vendor {
-        VendorKey::Glance => glance::validate(user),
-        VendorKey::Netsapiens => netsapiens::validate(user),
-        VendorKey::Clienttoolbox => clienttoolbox::validate(user),
+        VendorKey::Glance => glance::schema::user_schema(),
+        VendorKey::Netsapiens => netsapiens::schema::user_schema(),
+        VendorKey::Clienttoolbox => clienttoolbox::schema::user_schema(),
     }
 }
 
@@ -180,6 +200,15 @@ impl AnyAdapter {
             Client::Glance(_) => VendorKey::Glance,
             Client::Netsapiens(_) => VendorKey::Netsapiens,
             Client::Clienttoolbox(_) => VendorKey::Clienttoolbox,
+        }
+    }
+
+    /// The account's own field rules, which decoding applies to its jobs.
+    pub fn field_rules(&self) -> FieldRules {
+        match &self.client {
+            Client::Glance(a) => FieldRules::Glance(a.account().rules().clone()),
+            Client::Netsapiens(_) => FieldRules::Netsapiens,
+            Client::Clienttoolbox(a) => FieldRules::Clienttoolbox(a.account().rules().clone()),
         }
     }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use secrecy::SecretString;
 
-use super::fields::{LanguageSelector, NewUser, TimezoneSelector, UserRole};
+use super::fields::{LanguageSelector, NewUser, Rules, TimezoneSelector, UserRole};
 use crate::config::{AccountSettings, ConfigError};
 use crate::vendors::http;
 
@@ -150,11 +150,8 @@ pub struct Account {
     pub lookup: LookupMethod,
     pub on_unverified_duplicate: UnverifiedDuplicate,
     pub classifier: Classifier,
-    /// Allow-lists for the reference tables that could not be retrieved; `None` = any well-formed value.
-    pub roles: Option<BTreeSet<UserRole>>,
-    pub languages: Option<BTreeSet<LanguageSelector>>,
-    pub timezones: Option<BTreeSet<TimezoneSelector>>,
-    pub min_password_length: usize,
+    /// The allow-lists and password length that narrow the job rules (decoding applies them).
+    pub rules: Rules,
 }
 
 /// Every key `settings` may hold; anything else is a typo worth stopping for.
@@ -286,13 +283,7 @@ pub fn from_settings(name: &str, a: &AccountSettings) -> Result<Account, ConfigE
         not_found: patterns("not_found_patterns", DEFAULT_NOT_FOUND_PATTERNS)?,
     };
 
-    let roles = allow_list(get("roles"), UserRole::parse).map_err(|m| invalid("roles", m))?;
-    let languages = allow_list(get("languages"), LanguageSelector::parse).map_err(|m| invalid("languages", m))?;
-    let timezones = allow_list(get("timezones"), TimezoneSelector::parse).map_err(|m| invalid("timezones", m))?;
-    let min_password_length = match get("min_password_length") {
-        None => 0,
-        Some(n) => n.parse().map_err(|_| invalid("min_password_length", "must be a whole number".into()))?,
-    };
+    let rules = rules_from_settings(name, a)?;
 
     Ok(Account {
         name: name.to_owned(),
@@ -307,11 +298,25 @@ pub fn from_settings(name: &str, a: &AccountSettings) -> Result<Account, ConfigE
         lookup,
         on_unverified_duplicate,
         classifier,
-        roles,
-        languages,
-        timezones,
-        min_password_length,
+        rules,
     })
+}
+
+/// The account's field rules (`roles`, `languages`, `timezones`, `min_password_length`),
+/// read without touching its credentials so `validate --config` can apply them where the
+/// secrets are absent.
+pub fn rules_from_settings(name: &str, a: &AccountSettings) -> Result<Rules, ConfigError> {
+    let invalid =
+        |k: &str, message: String| ConfigError::Invalid { key: format!("accounts.{name}.settings.{k}"), message };
+    let get = |k: &str| a.settings.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
+    let roles = allow_list(get("roles"), UserRole::parse).map_err(|m| invalid("roles", m))?;
+    let languages = allow_list(get("languages"), LanguageSelector::parse).map_err(|m| invalid("languages", m))?;
+    let timezones = allow_list(get("timezones"), TimezoneSelector::parse).map_err(|m| invalid("timezones", m))?;
+    let min_password_length = match get("min_password_length") {
+        None => 0,
+        Some(n) => n.parse().map_err(|_| invalid("min_password_length", "must be a whole number".into()))?,
+    };
+    Ok(Rules { account: name.to_owned(), roles, languages, timezones, min_password_length })
 }
 
 impl Account {
@@ -323,46 +328,17 @@ impl Account {
         }
     }
 
-    /// This account's own narrowing of the job rules (allow-lists, password length). A job
-    /// that breaks one is refused before anything is sent; the message names the field and
-    /// the setting.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// The first thing this account's own narrowing of the job rules refuses (allow-lists,
+    /// password length): decoding already refused such a job, so this is a second guard.
     pub fn check(&self, user: &NewUser) -> Result<(), (String, String)> {
-        let setting = |k: &str| format!("accounts.{}.settings.{k}", self.name);
-        if let Some(roles) = &self.roles {
-            if !roles.contains(&user.role) {
-                return Err((
-                    "user.user_role".into(),
-                    format!("role {} is not allowed for this account ({})", user.role, setting("roles")),
-                ));
-            }
+        match self.rules.check(user).into_iter().next() {
+            None => Ok(()),
+            Some(e) => Err((e.field, e.message)),
         }
-        if let (Some(list), Some(lang)) = (&self.languages, &user.language) {
-            if !list.contains(lang) {
-                return Err((
-                    "user.language_selector".into(),
-                    format!("{} is not a known language code ({})", lang.as_str(), setting("languages")),
-                ));
-            }
-        }
-        if let (Some(list), Some(tz)) = (&self.timezones, &user.timezone) {
-            if !list.contains(tz) {
-                return Err((
-                    "user.timezone_selector".into(),
-                    format!("{} is not a known time-zone code ({})", tz.code(), setting("timezones")),
-                ));
-            }
-        }
-        if user.password.char_count() < self.min_password_length {
-            return Err((
-                "user.user_new_password".into(),
-                format!(
-                    "must be at least {} characters ({})",
-                    self.min_password_length,
-                    setting("min_password_length")
-                ),
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -438,8 +414,7 @@ mod tests {
         assert_eq!(a.lookup, LookupMethod::UserInfo);
         assert_eq!(a.on_unverified_duplicate, UnverifiedDuplicate::Conflict);
         assert_eq!(a.classifier, Classifier::default());
-        assert!(a.roles.is_none() && a.languages.is_none() && a.timezones.is_none());
-        assert_eq!(a.min_password_length, 0);
+        assert_eq!(a.rules, Rules { account: "acme".into(), ..Rules::default() });
     }
 
     #[test]
@@ -467,10 +442,10 @@ mod tests {
         assert_eq!(a.on_unverified_duplicate, UnverifiedDuplicate::Existing);
         assert!(a.classifier.duplicate.matches("Benutzer schon vorhanden"));
         assert!(!a.classifier.duplicate.matches("User name already exists"));
-        assert_eq!(a.roles.unwrap().len(), 3);
-        assert_eq!(a.languages.unwrap().len(), 2);
-        assert_eq!(a.timezones.unwrap().len(), 2);
-        assert_eq!(a.min_password_length, 8);
+        assert_eq!(a.rules.roles.as_ref().unwrap().len(), 3);
+        assert_eq!(a.rules.languages.as_ref().unwrap().len(), 2);
+        assert_eq!(a.rules.timezones.as_ref().unwrap().len(), 2);
+        assert_eq!(a.rules.min_password_length, 8);
         assert_eq!(a.path, "/custom/api.php");
         assert_eq!(parse(&[("lookup", "none")]).unwrap().lookup, LookupMethod::None);
     }

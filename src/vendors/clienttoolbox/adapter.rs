@@ -145,6 +145,8 @@ impl Adapter {
             let summary = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
             VendorError::new(VendorFailure::Rejected, INVALID_FIELD, format!("not sent: {summary}"))
         })?;
+        // Decoding applied this account's rules too; checking again keeps a job decoded
+        // without them (a test, a replay tool) from slipping through.
         self.account.check(&user).map_err(|(field, message)| {
             VendorError::new(VendorFailure::Rejected, "not_sent", format!("not sent: {field} {message}; fix the job"))
         })?;

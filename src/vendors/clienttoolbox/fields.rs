@@ -4,6 +4,7 @@
 //! every reason the job is not acceptable, addressed as `user.<WireName>`. Messages say what
 //! is allowed and never echo a secret.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -315,9 +316,73 @@ impl NewUser {
     }
 }
 
-/// The ClientToolbox arm of [`crate::vendors::validate_user`].
+/// What an account narrows in the job rules (the settings `roles`, `languages`, `timezones`
+/// and `min_password_length`): the reference tables could not be retrieved and the vendor
+/// publishes no password rule, so by default any well-formed value goes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// The account's name, for messages that name the setting to change.
+    pub account: String,
+    /// Allow-lists; `None` = any well-formed value.
+    pub roles: Option<BTreeSet<UserRole>>,
+    pub languages: Option<BTreeSet<LanguageSelector>>,
+    pub timezones: Option<BTreeSet<TimezoneSelector>>,
+    pub min_password_length: usize,
+}
+
+impl Rules {
+    /// Everything in `user` these rules refuse, each naming the field and the setting.
+    pub fn check(&self, user: &NewUser) -> Vec<FieldError> {
+        let setting = |k: &str| format!("accounts.{}.settings.{k}", self.account);
+        let mut errors = Vec::new();
+        if self.roles.as_ref().is_some_and(|roles| !roles.contains(&user.role)) {
+            errors.push(FieldError::new(
+                "user.user_role",
+                format!("role {} is not allowed for this account ({})", user.role, setting("roles")),
+            ));
+        }
+        if let (Some(list), Some(lang)) = (&self.languages, &user.language) {
+            if !list.contains(lang) {
+                errors.push(FieldError::new(
+                    "user.language_selector",
+                    format!("{} is not a known language code ({})", lang.as_str(), setting("languages")),
+                ));
+            }
+        }
+        if let (Some(list), Some(tz)) = (&self.timezones, &user.timezone) {
+            if !list.contains(tz) {
+                errors.push(FieldError::new(
+                    "user.timezone_selector",
+                    format!("{} is not a known time-zone code ({})", tz.code(), setting("timezones")),
+                ));
+            }
+        }
+        if user.password.char_count() < self.min_password_length {
+            errors.push(FieldError::new(
+                "user.user_new_password",
+                format!(
+                    "must be at least {} characters ({})",
+                    self.min_password_length,
+                    setting("min_password_length")
+                ),
+            ));
+        }
+        errors
+    }
+}
+
+/// The ClientToolbox arm of [`crate::vendors::validate_user`] without an account: the
+/// documented defaults.
 pub fn validate(user: &UserFields) -> Vec<FieldError> {
     NewUser::parse(user).err().unwrap_or_default()
+}
+
+/// The vendor's rules, then the account's narrowing of them.
+pub fn validate_with(user: &UserFields, rules: &Rules) -> Vec<FieldError> {
+    match NewUser::parse(user) {
+        Ok(parsed) => rules.check(&parsed),
+        Err(errors) => errors,
+    }
 }
 
 fn required<T>(

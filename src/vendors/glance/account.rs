@@ -6,8 +6,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::fields::{
-    GlanceAddress, Rules, DEFAULT_ADDRESS_SUFFIX, USER_PW_MAX, USER_PW_MIN_OLDER_DOC, USER_ROLE_MAX_NEWER_DOCS,
-    USER_ROLE_MAX_SAFE,
+    GlanceAddress, Rules, DEFAULT_ADDRESS_SUFFIX, USER_PW_MAX, USER_ROLE_MAX_NEWER_DOCS, USER_ROLE_MAX_SAFE,
 };
 use super::response::Markers;
 use crate::config::{AccountSettings, ConfigError};
@@ -132,35 +131,7 @@ pub fn from_settings(name: &str, a: &AccountSettings) -> Result<Account, ConfigE
     let base_url = parse_base_url(a.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL), allow_http)
         .map_err(|m| invalid(format!("accounts.{name}.base_url"), m))?;
 
-    let address_suffixes = match get("address_suffixes") {
-        None => vec![DEFAULT_ADDRESS_SUFFIX.to_owned()],
-        Some(v) => {
-            let suffixes = list(v);
-            if suffixes.is_empty() {
-                return Err(invalid(key("address_suffixes"), "must list at least one suffix, e.g. .glance.net"));
-            }
-            for s in &suffixes {
-                let ok = s.starts_with('.')
-                    && s.len() > 1
-                    && !s.contains("..")
-                    && !s.ends_with(['.', '-'])
-                    && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'));
-                if !ok {
-                    return Err(invalid(
-                        key("address_suffixes"),
-                        format!("{s:?} is not a domain suffix like .glance.net (leading '.', letters, digits, '-')"),
-                    ));
-                }
-            }
-            suffixes
-        }
-    };
-    let user_role_max =
-        number(get("user_role_max_length"), USER_ROLE_MAX_SAFE, USER_ROLE_MAX_SAFE..=USER_ROLE_MAX_NEWER_DOCS)
-            .map_err(|m| invalid(key("user_role_max_length"), m))?;
-    let user_pw_min = number(get("user_pw_min_length"), USER_PW_MIN_OLDER_DOC, 0..=USER_PW_MAX)
-        .map_err(|m| invalid(key("user_pw_min_length"), m))?;
-    let rules = Rules { address_suffixes, user_role_max, user_pw_min };
+    let rules = rules_from_settings(name, a)?;
 
     let login_raw = get("PartnerLogin").ok_or_else(|| {
         invalid(key("PartnerLogin"), "is required: the Glance Address of an active admin user of the group")
@@ -252,6 +223,44 @@ pub fn from_settings(name: &str, a: &AccountSettings) -> Result<Account, ConfigE
     };
 
     Ok(Account { base_url, login, partner_id, auth, rules, markers, audio_failure })
+}
+
+/// The account's field rules (`address_suffixes`, `user_role_max_length`,
+/// `user_pw_min_length`), read without touching its credentials so `validate --config`
+/// can apply them where the secrets are absent.
+pub fn rules_from_settings(name: &str, a: &AccountSettings) -> Result<Rules, ConfigError> {
+    let key = |k: &str| format!("accounts.{name}.settings.{k}");
+    let get = |k: &str| a.settings.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let address_suffixes = match get("address_suffixes") {
+        None => vec![DEFAULT_ADDRESS_SUFFIX.to_owned()],
+        Some(v) => {
+            let suffixes = list(v);
+            if suffixes.is_empty() {
+                return Err(invalid(key("address_suffixes"), "must list at least one suffix, e.g. .glance.net"));
+            }
+            for s in &suffixes {
+                let ok = s.starts_with('.')
+                    && s.len() > 1
+                    && !s.contains("..")
+                    && !s.ends_with(['.', '-'])
+                    && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'));
+                if !ok {
+                    return Err(invalid(
+                        key("address_suffixes"),
+                        format!("{s:?} is not a domain suffix like .glance.net (leading '.', letters, digits, '-')"),
+                    ));
+                }
+            }
+            suffixes
+        }
+    };
+    // Tightening below the vendor's own limits is the operator's call; relaxing past the
+    // newest documented limit is not allowed.
+    let user_role_max = number(get("user_role_max_length"), USER_ROLE_MAX_SAFE, 1..=USER_ROLE_MAX_NEWER_DOCS)
+        .map_err(|m| invalid(key("user_role_max_length"), m))?;
+    let user_pw_min =
+        number(get("user_pw_min_length"), 0, 0..=USER_PW_MAX).map_err(|m| invalid(key("user_pw_min_length"), m))?;
+    Ok(Rules { address_suffixes, user_role_max, user_pw_min })
 }
 
 impl Auth {
@@ -403,7 +412,7 @@ mod tests {
             ("PartnerID", "acme"),
             ("address_suffixes", "glance.net"),
             ("address_suffixes", " , "),
-            ("user_role_max_length", "30"),
+            ("user_role_max_length", "0"),
             ("user_role_max_length", "71"),
             ("user_pw_min_length", "50"),
             ("failure_elements", ""),

@@ -10,6 +10,7 @@ pub mod fields;
 pub mod request;
 pub mod response;
 pub mod sandbox;
+pub mod schema;
 mod xml;
 
 pub use account::{from_settings, Account};

@@ -714,7 +714,7 @@ impl Wire {
 
 /// The rule each documented field follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Rule {
+pub(super) enum Rule {
     Extension,
     Name,
     Login,
@@ -736,7 +736,7 @@ enum Rule {
 
 const UNBOUNDED: i64 = i64::MAX;
 
-fn rule(name: &str) -> Option<Rule> {
+pub(super) fn rule(name: &str) -> Option<Rule> {
     Some(match name {
         "user" => Rule::Extension,
         "name-first-name" | "name-last-name" => Rule::Name,

@@ -9,6 +9,7 @@ pub mod fields;
 pub mod request;
 pub mod response;
 pub mod sandbox;
+pub mod schema;
 
 pub use account::{from_settings, Account};
 pub use adapter::{build, Adapter};
