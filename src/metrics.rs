@@ -204,7 +204,7 @@ impl Metrics {
         }
         self.dead_lettered.with_label_values(&[UNKNOWN_VENDOR, "undecodable"]);
         for kind in [OutboundKind::Event, OutboundKind::Retry, OutboundKind::DeadLetter] {
-            for reason in ["nacked", "unroutable", "connection"] {
+            for reason in ["nacked", "unroutable", "connection", "unconfirmed"] {
                 self.publish_failures.with_label_values(&[kind.as_str(), reason]);
             }
         }
