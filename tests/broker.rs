@@ -356,30 +356,6 @@ async fn a_forced_connection_close_is_survived_without_losing_a_job() {
 }
 
 #[tokio::test]
-async fn a_consumer_cancelled_by_the_broker_consumes_again_and_the_worker_never_exits() {
-    let (settings, vendors) = settings_with(&[("acme", VendorKey::Glance)], Faults::default()).await;
-    let probe = Probe::new(&settings).await;
-    let mut events = probe.observe_events().await;
-    let app = App::spawn(&settings);
-    wait_until(WAIT, "the worker is ready", || app.health.is_ready()).await;
-
-    // Deleting a queue cancels its consumers (`basic.cancel`), as a queue moving away does;
-    // the topology is declared again at once, as an operator or another replica would.
-    let queue = settings.topology.job_queue(VendorKey::Glance);
-    probe.channel.queue_delete(queue.as_str().into(), Default::default()).await.unwrap();
-    provisioner::transport::rabbitmq::declare(&probe.channel, &settings).await.unwrap();
-
-    // Whether it consumed again on its channel or had to reconnect, the worker goes on.
-    probe.publish_job(VendorKey::Glance, &sample_job("after-cancel", VendorKey::Glance, "acme", "EMP-9")).await;
-    let event = events.next_json(WAIT, "the event of a job published after the cancellation").await;
-    assert_eq!(event["subject"], "after-cancel");
-    assert_eq!(vendors.creations(VendorKey::Glance, "EMP-9"), 1);
-    assert!(!app.handle.is_finished(), "the worker must not exit when the broker cancels its consumer");
-    app.stop().await;
-    probe.teardown().await;
-}
-
-#[tokio::test]
 async fn the_topology_uses_quorum_queues_with_a_dead_letter_exchange() {
     let settings = test_settings();
     let probe = Probe::new(&settings).await;
