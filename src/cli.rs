@@ -131,7 +131,7 @@ pub struct BrokerArgs {
     /// Directory holding the service's config (broker URL, queue names).
     #[arg(long, global = true, default_value = "config", env = "PROVISIONER_CONFIG_DIR")]
     pub config: PathBuf,
-    /// Broker URL, overriding the config's `amqp.url`.
+    /// Broker URL, overriding the config's `amqp.url` and `amqp.urls`.
     #[arg(long, global = true)]
     pub amqp: Option<String>,
 }
@@ -413,6 +413,7 @@ fn broker_settings(args: &BrokerArgs) -> Result<Settings, String> {
     let mut settings = load_settings(&args.config)?;
     if let Some(url) = &args.amqp {
         settings.amqp.url.clone_from(url);
+        settings.amqp.urls.clear();
         settings.check().map_err(|e| e.to_string())?;
     }
     Ok(settings)

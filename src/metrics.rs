@@ -239,7 +239,7 @@ impl Metrics {
             self.ledger_projected.with_label_values(&[result]);
         }
         for kind in [OutboundKind::Event, OutboundKind::Retry, OutboundKind::DeadLetter] {
-            for reason in ["nacked", "unroutable", "connection"] {
+            for reason in ["nacked", "unroutable", "connection", "unconfirmed"] {
                 self.publish_failures.with_label_values(&[kind.as_str(), reason]);
             }
         }

@@ -256,26 +256,32 @@ pub mod consumer {
         let topology = settings.topology.clone();
         let linger = settings.ledger.batch_linger;
         let writer = format!("projection-{}", std::process::id());
+        let consuming = channel.clone();
         tokio::spawn(async move {
             loop {
                 // A queue that stays empty for a while means the ledger has caught up: the lag
                 // gauge must not keep the age of the last batch.
-                let first =
-                    match tokio::time::timeout(IDLE, rabbitmq::next_delivery(&mut consumer, &stop, &lost, "ledger"))
-                        .await
-                    {
-                        Ok(Some(d)) => d,
-                        Ok(None) => break,
-                        Err(_) => {
-                            metrics.ledger_projection_lag.set(0.0);
-                            continue;
-                        }
-                    };
+                let first = match tokio::time::timeout(
+                    IDLE,
+                    rabbitmq::next_delivery(&consuming, &mut consumer, &stop, &lost, "ledger"),
+                )
+                .await
+                {
+                    Ok(Some(d)) => d,
+                    Ok(None) => break,
+                    Err(_) => {
+                        metrics.ledger_projection_lag.set(0.0);
+                        continue;
+                    }
+                };
                 let mut batch = vec![first];
                 let until = tokio::time::Instant::now() + linger;
                 while batch.len() < size {
-                    match tokio::time::timeout_at(until, rabbitmq::next_delivery(&mut consumer, &stop, &lost, "ledger"))
-                        .await
+                    match tokio::time::timeout_at(
+                        until,
+                        rabbitmq::next_delivery(&consuming, &mut consumer, &stop, &lost, "ledger"),
+                    )
+                    .await
                     {
                         Ok(Some(d)) => batch.push(d),
                         Ok(None) | Err(_) => break,

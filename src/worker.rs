@@ -70,6 +70,9 @@ impl Worker {
             .without_max_times();
         let mut delays = reconnect.build();
         let mut connected_before = false;
+        // Which of the broker addresses to try next: one step on after every failed attempt
+        // and every lost connection, so a dead node is left for the next one at once.
+        let mut address = 0usize;
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -78,7 +81,7 @@ impl Worker {
             // longer than any pod's grace period.
             let opened = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                opened = self.open() => opened,
+                opened = self.open(address) => opened,
             };
             let conn = match opened {
                 Ok(conn) => conn,
@@ -87,6 +90,7 @@ impl Worker {
                     return Err(e);
                 }
                 Err(e) => {
+                    address += 1;
                     let wait = delays.next().unwrap_or(self.settings.amqp.reconnect_max_delay);
                     tracing::warn!(error = %e, retry_in = ?wait, "broker unavailable");
                     tokio::select! {
@@ -100,7 +104,9 @@ impl Worker {
             }
             connected_before = true;
             delays = reconnect.build();
-            match self.serve(&conn, &shutdown).await {
+            let addresses = self.settings.amqp.addresses();
+            let broker = crate::config::redact_url(addresses[address % addresses.len()].1);
+            match self.serve(&conn, &shutdown, &broker).await {
                 SessionEnd::Shutdown => {
                     let _ = conn.close(200, "shutting down".into()).await;
                     break;
@@ -108,6 +114,7 @@ impl Worker {
                 SessionEnd::Lost(why) => {
                     tracing::warn!(reason = %why, "broker connection lost; reconnecting");
                     let _ = conn.close(200, "reconnecting".into()).await;
+                    address += 1;
                 }
             }
         }
@@ -116,8 +123,8 @@ impl Worker {
         Ok(())
     }
 
-    async fn open(&self) -> Result<Connection, BrokerError> {
-        let conn = rabbitmq::connect(&self.settings).await?;
+    async fn open(&self, address: usize) -> Result<Connection, BrokerError> {
+        let conn = rabbitmq::connect_at(&self.settings, address).await?;
         let ch =
             conn.create_channel().await.map_err(|source| BrokerError::Setup { step: "opening a channel", source })?;
         rabbitmq::declare(&ch, &self.settings).await?;
@@ -126,7 +133,7 @@ impl Worker {
     }
 
     /// One connection's life: consume until shutdown or until the connection fails.
-    async fn serve(&self, conn: &Connection, shutdown: &CancellationToken) -> SessionEnd {
+    async fn serve(&self, conn: &Connection, shutdown: &CancellationToken, broker: &str) -> SessionEnd {
         let lost = CancellationToken::new();
         let stop = CancellationToken::new();
         let mut events = conn.events_listener();
@@ -142,7 +149,7 @@ impl Worker {
         });
 
         let publisher = match rabbitmq::confirm_channel(conn).await {
-            Ok(ch) => ConfirmPublisher::new(ch),
+            Ok(ch) => ConfirmPublisher::new(ch).with_confirm_timeout(self.settings.amqp.confirm_timeout),
             Err(e) => return SessionEnd::Lost(e.to_string()),
         };
         let mut consumers = Vec::new();
@@ -194,6 +201,7 @@ impl Worker {
         self.health.set_connected(true);
         self.metrics.broker_connected.set(1);
         tracing::info!(
+            broker,
             consumers = consumers.len(),
             hires = hires.is_some(),
             ledger = projection.is_some(),
@@ -262,15 +270,16 @@ impl Worker {
         let handler_timeout = self.settings.worker.handler_timeout;
         let (stop, lost, shutdown) = (stop.clone(), lost.clone(), shutdown.clone());
         let (pipeline, metrics, tasks) = (self.pipeline.clone(), self.metrics.clone(), self.tasks.clone());
+        let consuming = channel.clone();
         tokio::spawn(async move {
+            let channel = consuming;
             loop {
                 let permit = tokio::select! {
                     _ = stop.cancelled() => break,
                     p = limit.clone().acquire_owned() => p.expect("semaphore never closed"),
                 };
-                let Some(delivery) = rabbitmq::next_delivery(&mut consumer, &stop, &lost, vendor.as_str()).await else {
-                    break;
-                };
+                let next = rabbitmq::next_delivery(&channel, &mut consumer, &stop, &lost, vendor.as_str());
+                let Some(delivery) = next.await else { break };
                 let (pipeline, metrics, publisher, shutdown) =
                     (pipeline.clone(), metrics.clone(), publisher.clone(), shutdown.clone());
                 // Boxed: the job's future is large, and the runtime moves a task's future a few

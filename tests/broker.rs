@@ -356,6 +356,22 @@ async fn a_forced_connection_close_is_survived_without_losing_a_job() {
 }
 
 #[tokio::test]
+async fn a_worker_given_several_broker_addresses_moves_past_one_that_is_down() {
+    let (mut settings, vendors) = settings_with(&[("acme", VendorKey::Glance)], Faults::default()).await;
+    let probe = Probe::new(&settings).await;
+    let mut events = probe.observe_events().await;
+    // Nothing listens on port 1: the first address refuses, the second is the test broker.
+    settings.amqp.urls = vec!["amqp://guest:guest@127.0.0.1:1/%2f".into(), common::broker_url()];
+    let app = App::spawn(&settings);
+    wait_until(WAIT, "the worker is ready on the second address", || app.health.is_ready()).await;
+    probe.publish_job(VendorKey::Glance, &sample_job("second-address", VendorKey::Glance, "acme", "EMP-2")).await;
+    assert_eq!(events.next_json(WAIT, "the job's event").await["subject"], "second-address");
+    assert_eq!(vendors.creations(VendorKey::Glance, "EMP-2"), 1);
+    app.stop().await;
+    probe.teardown().await;
+}
+
+#[tokio::test]
 async fn the_topology_uses_quorum_queues_with_a_dead_letter_exchange() {
     let settings = test_settings();
     let probe = Probe::new(&settings).await;

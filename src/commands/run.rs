@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Health};
-use crate::config::{redact_url, Settings};
+use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::shared_limits::RedisLink;
@@ -17,7 +17,7 @@ use crate::worker::Worker;
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     // Building the adapters resolves every secret and checks every account now: a missing
     // or wrong one stops start-up, naming its key.
-    let _ = settings.amqp_uri()?;
+    let _ = settings.amqp_uris()?;
     let metrics = Metrics::new();
     // Not connected yet: a ledger that is down at start-up must not stop the worker.
     let ledger = crate::ledger::from_settings(&settings.ledger)?;
@@ -36,8 +36,13 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         }
         None => None,
     };
-    let pipeline =
-        Arc::new(Pipeline::with_shared_limits(&settings, build_adapters(&settings)?, &metrics, link.as_ref(), ledger.clone()));
+    let pipeline = Arc::new(Pipeline::with_shared_limits(
+        &settings,
+        build_adapters(&settings)?,
+        &metrics,
+        link.as_ref(),
+        ledger.clone(),
+    ));
     health.watch_circuits(pipeline.circuits());
     let admin_stop = CancellationToken::new();
     if let Some(ledger) = &ledger {
@@ -50,7 +55,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         admin::serve(settings.admin.listen, settings.http.clone(), metrics.clone(), health.clone(), admin_stop.clone())
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on admin.listen = {}: {e}", settings.admin.listen))?;
-    tracing::info!(admin = %addr, broker = %redact_url(&settings.amqp.url), accounts = settings.accounts.len(), "provisioner starting");
+    tracing::info!(admin = %addr, broker = %settings.amqp.redacted(), accounts = settings.accounts.len(), "provisioner starting");
     let settings = Arc::new(settings);
     // The intake stops taking hires as soon as shutdown begins; requests in flight finish.
     let intake = crate::hire::intake::serve(settings.clone(), shutdown.clone()).await?;

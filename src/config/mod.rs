@@ -221,23 +221,54 @@ pub struct AmqpSettings {
     /// Broker URL. A password here is allowed for local use; in production leave it out
     /// and set `amqp.password` to an `env:` or `file:` secret.
     pub url: String,
+    /// The nodes of a broker cluster, tried in turn: on a connection loss the worker moves
+    /// to the next one. When set, it replaces `url`. The same password rule applies to each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
+    /// Applies to every address.
     pub password: Option<SecretSource>,
     pub connection_name: String,
     #[serde(with = "humantime_serde")]
     pub reconnect_initial_delay: Duration,
     #[serde(with = "humantime_serde")]
     pub reconnect_max_delay: Duration,
+    /// How long a publish may wait for the broker's confirm. A confirm can stall while a
+    /// quorum queue elects a new leader; past this the delivery is requeued, not acked.
+    #[serde(with = "humantime_serde")]
+    pub confirm_timeout: Duration,
 }
 
 impl Default for AmqpSettings {
     fn default() -> Self {
         Self {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            urls: Vec::new(),
             password: None,
             connection_name: "provisioner".into(),
             reconnect_initial_delay: Duration::from_millis(500),
             reconnect_max_delay: Duration::from_secs(30),
+            confirm_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+/// The most addresses `amqp.urls` may list.
+pub const MAX_BROKER_URLS: usize = 16;
+
+impl AmqpSettings {
+    /// The broker addresses in the order they are tried, each with its settings key:
+    /// `amqp.urls` when set, else `amqp.url` alone.
+    pub fn addresses(&self) -> Vec<(String, &str)> {
+        if self.urls.is_empty() {
+            vec![("amqp.url".to_owned(), self.url.as_str())]
+        } else {
+            self.urls.iter().enumerate().map(|(i, u)| (format!("amqp.urls[{i}]"), u.as_str())).collect()
+        }
+    }
+
+    /// Every address with its password masked, for logs.
+    pub fn redacted(&self) -> String {
+        self.addresses().iter().map(|(_, u)| redact_url(u)).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -795,18 +826,28 @@ impl Settings {
                 return Err(ConfigError::invalid(format!("topology.{key}"), "must be 1 to 200 characters"));
             }
         }
-        if self.amqp.url.parse::<lapin::uri::AMQPUri>().is_err() {
-            return Err(ConfigError::invalid("amqp.url", "is not a valid amqp:// or amqps:// URL"));
+        if self.amqp.urls.len() > MAX_BROKER_URLS {
+            return Err(ConfigError::invalid("amqp.urls", format!("lists more than {MAX_BROKER_URLS} addresses")));
         }
-        // Literal secrets are refused everywhere else; a broker password in the URL is
-        // tolerated only for a broker on this machine (the defaults, the demo, the tests).
-        if let Ok(url) = reqwest::Url::parse(&self.amqp.url) {
-            if url.password().is_some_and(|p| !p.is_empty()) && !is_loopback_host(url.host_str().unwrap_or_default()) {
-                return Err(ConfigError::invalid(
-                    "amqp.url",
-                    "carries a password for a broker that is not on this machine; leave it out of the URL and \
-                     set amqp.password to an env: or file: secret",
-                ));
+        if self.amqp.confirm_timeout.is_zero() {
+            return Err(ConfigError::invalid("amqp.confirm_timeout", "must be longer than 0s"));
+        }
+        for (key, address) in self.amqp.addresses() {
+            if address.parse::<lapin::uri::AMQPUri>().is_err() {
+                return Err(ConfigError::invalid(key, "is not a valid amqp:// or amqps:// URL"));
+            }
+            // Literal secrets are refused everywhere else; a broker password in the URL is
+            // tolerated only for a broker on this machine (the defaults, the demo, the tests).
+            if let Ok(url) = reqwest::Url::parse(address) {
+                if url.password().is_some_and(|p| !p.is_empty())
+                    && !is_loopback_host(url.host_str().unwrap_or_default())
+                {
+                    return Err(ConfigError::invalid(
+                        key,
+                        "carries a password for a broker that is not on this machine; leave it out of the URL and \
+                         set amqp.password to an env: or file: secret",
+                    ));
+                }
             }
         }
         for (name, account) in &self.accounts {
@@ -857,18 +898,27 @@ impl Settings {
         Ok(())
     }
 
-    /// The broker URL with `amqp.password` applied.
-    pub fn amqp_uri(&self) -> Result<lapin::uri::AMQPUri, ConfigError> {
-        let mut uri = self
-            .amqp
-            .url
-            .parse::<lapin::uri::AMQPUri>()
-            .map_err(|e| ConfigError::invalid("amqp.url", e.to_string()))?;
-        if let Some(source) = &self.amqp.password {
-            use secrecy::ExposeSecret;
-            uri.authority.userinfo.password = source.resolve("amqp.password")?.expose_secret().to_owned();
-        }
-        Ok(uri)
+    /// Every broker address (see [`AmqpSettings::addresses`]) with `amqp.password` applied.
+    pub fn amqp_uris(&self) -> Result<Vec<lapin::uri::AMQPUri>, ConfigError> {
+        let password = match &self.amqp.password {
+            Some(source) => {
+                use secrecy::ExposeSecret;
+                Some(source.resolve("amqp.password")?.expose_secret().to_owned())
+            }
+            None => None,
+        };
+        self.amqp
+            .addresses()
+            .into_iter()
+            .map(|(key, address)| {
+                let mut uri =
+                    address.parse::<lapin::uri::AMQPUri>().map_err(|e| ConfigError::invalid(key, e.to_string()))?;
+                if let Some(password) = &password {
+                    uri.authority.userinfo.password.clone_from(password);
+                }
+                Ok(uri)
+            })
+            .collect()
     }
 
     /// `rate_limit.redis_url`, its secret read when it is an `env:` or `file:` reference;
@@ -1014,6 +1064,39 @@ mod tests {
         std::fs::write(&file, "s3cret").unwrap();
         let e = s.redis_url().unwrap_err().to_string();
         assert!(e.contains("not a redis://") && !e.contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn several_broker_addresses_replace_the_single_url_and_each_keeps_the_password_rule() {
+        let with_urls = |urls: &[&str]| Settings {
+            amqp: AmqpSettings { urls: urls.iter().map(|u| (*u).to_owned()).collect(), ..Default::default() },
+            ..Default::default()
+        };
+        let s = with_urls(&["amqp://app@rabbit-0:5672/%2f", "amqp://app@rabbit-1:5672/%2f"]);
+        assert!(s.check().is_ok());
+        let hosts: Vec<String> = s.amqp_uris().unwrap().into_iter().map(|u| u.authority.host).collect();
+        assert_eq!(hosts, ["rabbit-0", "rabbit-1"], "amqp.urls wins over amqp.url, in order");
+        assert_eq!(Settings::default().amqp_uris().unwrap().len(), 1, "without amqp.urls, amqp.url alone");
+
+        let e = with_urls(&["amqp://guest:guest@127.0.0.1:5681/%2f", "amqp://app:s3cret@rabbit-1/%2f"])
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`amqp.urls[1]`") && e.contains("amqp.password") && !e.contains("s3cret"), "{e}");
+        let e = with_urls(&["amqp://guest:guest@127.0.0.1:5681/%2f", "http://x"]).check().unwrap_err().to_string();
+        assert!(e.contains("`amqp.urls[1]`"), "{e}");
+        let e = with_urls(&["amqp://app@rabbit/%2f"; MAX_BROKER_URLS + 1]).check().unwrap_err().to_string();
+        assert!(e.contains("`amqp.urls`"), "{e}");
+
+        // amqp.password applies to every address.
+        let dir = tempdir_with("");
+        std::fs::write(dir.path().join("amqp-password"), "from-the-secret\n").unwrap();
+        let mut s = with_urls(&["amqp://app@rabbit-0/%2f", "amqp://app@rabbit-1/%2f"]);
+        s.amqp.password = Some(SecretSource::File(dir.path().join("amqp-password")));
+        let passwords: Vec<String> =
+            s.amqp_uris().unwrap().into_iter().map(|u| u.authority.userinfo.password).collect();
+        assert_eq!(passwords, ["from-the-secret", "from-the-secret"]);
+        assert!(!s.amqp.redacted().contains("from-the-secret"));
     }
 
     #[test]

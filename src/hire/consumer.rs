@@ -97,9 +97,10 @@ pub async fn start(
     let (stop, lost, tasks) = (stop.clone(), lost.clone(), tasks.clone());
     let topology = settings.topology.clone();
     let requeue_delay = settings.worker.publish_failure_delay;
+    let consuming = channel.clone();
     tokio::spawn(async move {
         loop {
-            let Some(delivery) = rabbitmq::next_delivery(&mut consumer, &stop, &lost, "hr").await else {
+            let Some(delivery) = rabbitmq::next_delivery(&consuming, &mut consumer, &stop, &lost, "hr").await else {
                 break;
             };
             let (mapper, topology, publisher) = (mapper.clone(), topology.clone(), publisher.clone());

@@ -140,6 +140,8 @@ pub enum PublishError {
     Unroutable { exchange: String, routing_key: String },
     #[error("the broker connection failed: {0}")]
     Connection(String),
+    #[error("the broker did not confirm the message within {0:?} (amqp.confirm_timeout)")]
+    Unconfirmed(std::time::Duration),
 }
 
 impl PublishError {
@@ -149,6 +151,7 @@ impl PublishError {
             PublishError::Nacked => "nacked",
             PublishError::Unroutable { .. } => "unroutable",
             PublishError::Connection(_) => "connection",
+            PublishError::Unconfirmed(_) => "unconfirmed",
         }
     }
 }

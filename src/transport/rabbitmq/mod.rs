@@ -57,15 +57,34 @@ impl BrokerError {
 /// well-replayed dead letter unreadable.
 pub const DEFAULT_FRAME_MAX: u32 = 64 * 1024;
 
-/// Opens a connection. lapin's auto-recovery is left off on purpose: it does not survive a
-/// broker restart, so the worker's supervisor reconnects and re-declares instead.
+/// Opens a connection to the first broker address that accepts one, in the configured order
+/// (`amqp.urls`, or `amqp.url` alone). lapin's auto-recovery is left off on purpose: it does
+/// not survive a broker restart, so the worker's supervisor reconnects and re-declares instead.
 pub async fn connect(settings: &Settings) -> Result<Connection, BrokerError> {
-    let mut uri = settings.amqp_uri()?;
+    let addresses = settings.amqp.addresses().len();
+    let mut last = None;
+    for index in 0..addresses {
+        match connect_at(settings, index).await {
+            Ok(conn) => return Ok(conn),
+            Err(e @ BrokerError::Connect { .. }) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.expect("there is always at least one broker address"))
+}
+
+/// Opens a connection to broker address `index` (modulo their number): the worker moves
+/// round the addresses itself, one step per failed attempt or lost connection.
+pub async fn connect_at(settings: &Settings, index: usize) -> Result<Connection, BrokerError> {
+    let mut uris = settings.amqp_uris()?;
+    let index = index % uris.len();
+    let mut uri = uris.swap_remove(index);
     uri.query.frame_max.get_or_insert(DEFAULT_FRAME_MAX);
     let props = ConnectionProperties::default().with_connection_name(settings.amqp.connection_name.clone().into());
-    Connection::connect_uri(uri, props)
-        .await
-        .map_err(|source| BrokerError::Connect { url: crate::config::redact_url(&settings.amqp.url), source })
+    Connection::connect_uri(uri, props).await.map_err(|source| BrokerError::Connect {
+        url: crate::config::redact_url(settings.amqp.addresses()[index].1),
+        source,
+    })
 }
 
 /// Opens a channel in publisher-confirm mode.
@@ -98,44 +117,94 @@ pub async fn consume(
     Ok((channel, consumer, tag))
 }
 
-/// The next delivery, or `None` once `stop` is cancelled or the consumer fails. A failure
-/// (an error, or the broker cancelling the consumer) also cancels `lost`, so the session
-/// reconnects.
+/// Attempts to consume again after the broker cancelled a consumer, before giving up on the
+/// channel; the waits between them double from [`RECONSUME_FIRST_WAIT`].
+const RECONSUME_ATTEMPTS: u32 = 5;
+const RECONSUME_FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The next delivery, or `None` once `stop` is cancelled or the consumer fails for good.
+///
+/// The broker may cancel a consumer while its channel stays open (`basic.cancel`: the queue
+/// was deleted, or its leader moved to another node). Then this consumes the queue again on
+/// the same channel, under the same tag, so the deliveries still unacked on that channel can
+/// be settled; only when that fails, or the consumer errs, is `lost` cancelled, and the
+/// session reconnects and re-declares the topology.
 pub async fn next_delivery(
+    channel: &Channel,
     consumer: &mut Consumer,
     stop: &CancellationToken,
     lost: &CancellationToken,
     label: &str,
 ) -> Option<Delivery> {
-    let delivery = tokio::select! {
-        _ = stop.cancelled() => return None,
-        d = consumer.next() => d,
-    };
-    match delivery {
-        Some(Ok(d)) => Some(d),
-        Some(Err(e)) => {
-            tracing::warn!(consumer = label, error = %e, "consumer failed");
-            lost.cancel();
-            None
-        }
-        None => {
-            tracing::warn!(consumer = label, "consumer stream ended (cancelled by the broker?)");
-            lost.cancel();
-            None
+    loop {
+        let delivery = tokio::select! {
+            _ = stop.cancelled() => return None,
+            d = consumer.next() => d,
+        };
+        match delivery {
+            Some(Ok(d)) => return Some(d),
+            Some(Err(e)) => {
+                tracing::warn!(consumer = label, error = %e, "consumer failed");
+                lost.cancel();
+                return None;
+            }
+            // Our own basic.cancel at the end of a session.
+            None if stop.is_cancelled() => return None,
+            None => {
+                tracing::warn!(consumer = label, queue = %consumer.queue(), "the broker cancelled the consumer; consuming again");
+                match reconsume(channel, consumer, stop).await {
+                    Some(again) => *consumer = again,
+                    None => {
+                        tracing::warn!(consumer = label, "could not consume again on this channel; reconnecting");
+                        lost.cancel();
+                        return None;
+                    }
+                }
+            }
         }
     }
 }
 
-/// Publishes with `mandatory` and waits for the broker's confirm.
+async fn reconsume(channel: &Channel, cancelled: &Consumer, stop: &CancellationToken) -> Option<Consumer> {
+    let mut wait = RECONSUME_FIRST_WAIT;
+    for _ in 0..RECONSUME_ATTEMPTS {
+        tokio::select! {
+            _ = stop.cancelled() => return None,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        // A refusal (the queue is gone: 404) closes the channel; then only a new session helps.
+        if !channel.status().connected() {
+            return None;
+        }
+        let again = channel
+            .basic_consume(cancelled.queue(), cancelled.tag(), BasicConsumeOptions::default(), FieldTable::default())
+            .await;
+        match again {
+            Ok(consumer) => return Some(consumer),
+            Err(e) => tracing::debug!(error = %e, "consuming again failed"),
+        }
+        wait *= 2;
+    }
+    None
+}
+
+/// Publishes with `mandatory` and waits for the broker's confirm, at most `confirm_timeout`.
 #[derive(Clone)]
 pub struct ConfirmPublisher {
     channel: Channel,
+    confirm_timeout: std::time::Duration,
 }
 
 impl ConfirmPublisher {
-    /// `channel` must be in confirm mode (see [`confirm_channel`]).
+    /// `channel` must be in confirm mode (see [`confirm_channel`]). Confirms are awaited for
+    /// the default `amqp.confirm_timeout`.
     pub fn new(channel: Channel) -> Self {
-        Self { channel }
+        Self { channel, confirm_timeout: crate::config::AmqpSettings::default().confirm_timeout }
+    }
+
+    /// How long a publish waits for its confirm before it counts as failed.
+    pub fn with_confirm_timeout(self, confirm_timeout: std::time::Duration) -> Self {
+        Self { confirm_timeout, ..self }
     }
 
     pub fn channel(&self) -> &Channel {
@@ -144,7 +213,19 @@ impl ConfirmPublisher {
 }
 
 impl Publisher for ConfirmPublisher {
+    /// A confirm can stall while a quorum queue elects a new leader, or for as long as it has
+    /// no majority; past the timeout the publish is an error, so the delivery it belongs to is
+    /// requeued rather than acked (if the broker did take the message, a repeat follows: at
+    /// least once, never lost).
     async fn publish(&self, msg: &Outbound) -> Result<(), PublishError> {
+        tokio::time::timeout(self.confirm_timeout, self.publish_confirmed(msg))
+            .await
+            .unwrap_or(Err(PublishError::Unconfirmed(self.confirm_timeout)))
+    }
+}
+
+impl ConfirmPublisher {
+    async fn publish_confirmed(&self, msg: &Outbound) -> Result<(), PublishError> {
         let conn_err = |e: lapin::Error| PublishError::Connection(e.to_string());
         let opts = BasicPublishOptions { mandatory: true, ..Default::default() };
         let confirm = self
