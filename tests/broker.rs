@@ -281,9 +281,11 @@ async fn a_job_that_keeps_stalling_its_handler_ends_in_the_dlq_through_the_deliv
 
 #[tokio::test]
 async fn an_unroutable_event_publish_does_not_ack_the_job() {
-    // No audit queue and no observer yet: the events exchange routes nowhere. The hold
+    // No audit queue, no ledger queue and no observer yet: the events exchange routes nowhere
+    // (with a ledger, its queue takes every event, so events are never unroutable). The hold
     // before the requeue leaves ample time to bind an observer before the next delivery.
     let (mut settings, vendors) = settings_with(&[("acme", VendorKey::Glance)], Faults::default()).await;
+    settings.ledger.enabled = false;
     settings.worker.publish_failure_delay = Duration::from_secs(3);
     let probe = Probe::new(&settings).await;
     let app = App::spawn(&settings);

@@ -260,7 +260,8 @@ pub struct Seen {
 
 /// Routing key of the marker [`EventRecorder::finish`] publishes once no more events can
 /// come: a recorder that reads it has read every event before it.
-const SENTINEL: &str = "test.sentinel";
+/// Under `user.#`, where the recorder listens.
+const SENTINEL: &str = "user.sentinel.test";
 
 /// Records every event on a connection of the test's own (a forced close of the worker's
 /// connection does not touch it), as it arrives, until [`EventRecorder::finish`].
