@@ -7,7 +7,13 @@
 //! calls the same `commands::run::run` as `provisioner run`), so its CPU time and RSS are
 //! read from `/proc/<pid>` for the worker alone. Jobs are observed as events on the
 //! topology's own audit queue (bound to every event, as in production).
+//!
+//! The ledger: each round also runs the e2e with the ledger on (a fresh SQLite file, a fresh
+//! PostgreSQL database), and the ledger's queries run at size on both (`dlq stats`/`list`
+//! over a seeded dead-letter index, `whois` over seeded links).
 
+mod ledger_db;
+mod ledger_queries;
 mod proc_stat;
 mod report;
 mod scenario;
@@ -21,7 +27,8 @@ use provisioner::config::{Settings, TopologySettings};
 use provisioner::contract::VendorKey;
 use provisioner::vendors::glance;
 
-use report::{summarise, table, Named};
+use ledger_db::LedgerBackend;
+use report::{e2e_name, summarise, table, Named};
 use scenario::{run_scenario, Plan};
 
 /// The same allocator as the `provisioner` binary: the worker child runs in this process.
@@ -33,6 +40,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const LATENCY_PREFETCH: u16 = 512;
 
 const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 #[derive(Parser)]
 #[command(name = "provisioner-bench", about = "Benchmarks the worker against the broker's own ceiling")]
@@ -75,6 +83,35 @@ struct Cli {
     /// The broker (same as `amqp.url`).
     #[arg(long, env = "PROVISIONER_BENCH_AMQP_URL", default_value = DEFAULT_URL)]
     amqp: String,
+    /// The ledger backends of the ledger scenarios (e2e with the ledger on, in every round,
+    /// and the queries at size); `--ledger-backends ''` runs none.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    ledger_backends: Vec<LedgerBackendArg>,
+    /// A PostgreSQL database the harness connects to to create (and drop) one fresh
+    /// database per ledger scenario.
+    #[arg(long, env = "PROVISIONER_BENCH_POSTGRES_URL", default_value = DEFAULT_POSTGRES)]
+    postgres: String,
+    /// Dead letters seeded into the ledger's index for `dlq stats` and `dlq list`.
+    #[arg(long, default_value_t = 100_000)]
+    dead_letters: usize,
+    /// Links seeded into the ledger for `whois` (three per employee, one per vendor).
+    #[arg(long, default_value_t = 1_000_000)]
+    links: usize,
+}
+
+/// A backend, or nothing (the empty value of `--ledger-backends ''`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LedgerBackendArg(Option<LedgerBackend>);
+
+impl std::str::FromStr for LedgerBackendArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        use clap::ValueEnum as _;
+        if s.is_empty() {
+            return Ok(Self(None));
+        }
+        LedgerBackend::from_str(s, true).map(|b| Self(Some(b))).map_err(|_| format!("{s:?}: sqlite or postgres"))
+    }
 }
 
 #[derive(Subcommand)]
@@ -105,6 +142,9 @@ struct WorkerArgs {
     /// Each account's rate per second; unset, one the scenarios never reach.
     #[arg(long)]
     account_rate: Option<u32>,
+    /// `ledger.url` of the worker; without it, `ledger.enabled = false`.
+    #[arg(long)]
+    ledger_url: Option<String>,
 }
 
 /// The settings of one scenario: production defaults, a namespaced topology (audit queue
@@ -116,6 +156,12 @@ fn bench_settings(a: &WorkerArgs) -> Settings {
     s.amqp.connection_name = format!("provisioner-bench-{}", a.suffix);
     s.admin.listen = std::net::SocketAddr::from(([127, 0, 0, 1], a.admin_port));
     s.log.format = provisioner::config::LogFormat::Json;
+    // Off unless the scenario gives a ledger: the shipped default (an SQLite file under the
+    // working directory) would otherwise be shared by every scenario and run.
+    match &a.ledger_url {
+        Some(url) => s.ledger.url = url.clone(),
+        None => s.ledger.enabled = false,
+    }
     for v in VendorKey::ALL {
         let cfg = s.vendors.get_mut(v);
         cfg.concurrency = a.concurrency;
@@ -168,10 +214,13 @@ async fn harness(cli: Cli) -> anyhow::Result<()> {
     let started = Instant::now();
     let (e2e_jobs, latency_jobs, memory_jobs, rounds) =
         if cli.quick { (1_500, 600, 600, 1) } else { (cli.e2e_jobs, cli.latency_jobs, 3_000, cli.rounds) };
+    let (dead_letters, links) = if cli.quick { (2_000, 10_000) } else { (cli.dead_letters, cli.links) };
+    let mut backends: Vec<LedgerBackend> = cli.ledger_backends.iter().filter_map(|b| b.0).collect();
+    backends.dedup();
     let all = VendorKey::ALL.to_vec();
     // e2e and ceiling share the same consumer settings, so the ratio compares like with like.
     let (conc, prefetch) = (cli.e2e_concurrency, cli.e2e_prefetch);
-    let pair = |ceiling: bool| Plan {
+    let pair = |ceiling: bool, ledger: Option<LedgerBackend>| Plan {
         jobs: e2e_jobs,
         vendors: all.clone(),
         latency: Duration::ZERO,
@@ -181,15 +230,18 @@ async fn harness(cli: Cli) -> anyhow::Result<()> {
         ceiling,
         redis: None,
         account_rate: None,
+        ledger,
     };
-    // Ceiling and e2e alternate, and swap places every other round (c e, e c, c e…), so a
-    // drift in the machine's load lands on both sides of the ratio. With --redis, e2e with
-    // the limits in Redis runs beside them in every round.
+    // Ceiling and e2e (without, then with each ledger; with --redis, with the limits in Redis
+    // too) alternate, and swap places every other round (c e…, …e c, c e…), so a drift in
+    // the machine's load lands on both sides of the ratios.
     let mut plans: Vec<(String, Plan)> = Vec::new();
     for r in 1..=rounds {
-        let mut round = vec![(format!("ceiling {r}"), pair(true)), (format!("e2e {r}"), pair(false))];
+        let r_ = usize::from(r);
+        let mut round = vec![(format!("ceiling {r}"), pair(true, None)), (e2e_name(None, r_), pair(false, None))];
+        round.extend(backends.iter().map(|b| (e2e_name(Some(*b), r_), pair(false, Some(*b)))));
         if let Some(url) = &cli.redis {
-            round.push((format!("e2e-redis {r}"), Plan { redis: Some(url.clone()), ..pair(false) }));
+            round.push((format!("e2e-redis {r}"), Plan { redis: Some(url.clone()), ..pair(false, None) }));
         }
         if r % 2 == 0 {
             round.reverse();
@@ -205,7 +257,7 @@ async fn harness(cli: Cli) -> anyhow::Result<()> {
             vendors: vec![VendorKey::Netsapiens],
             account_rate: Some(cli.limited_rate),
             redis,
-            ..pair(false)
+            ..pair(false, None)
         };
         plans.push(("rate-limited local".into(), limited(None)));
         plans.push(("rate-limited redis".into(), limited(Some(url.clone()))));
@@ -223,6 +275,7 @@ async fn harness(cli: Cli) -> anyhow::Result<()> {
             ceiling: false,
             redis: None,
             account_rate: None,
+            ledger: None,
         },
     ));
     // 1,002 slots over three vendors, a 2 s vendor so they all fill; jobs arrive live.
@@ -238,6 +291,7 @@ async fn harness(cli: Cli) -> anyhow::Result<()> {
             ceiling: false,
             redis: None,
             account_rate: None,
+            ledger: None,
         },
     ));
     let mut results = Vec::new();
@@ -245,10 +299,20 @@ async fn harness(cli: Cli) -> anyhow::Result<()> {
         if !cli.json {
             eprintln!("running {label} ({} jobs)…", plan.jobs);
         }
-        let m = run_scenario(&cli.amqp, &plan).await.with_context(|| format!("scenario {label}"))?;
+        let m = run_scenario(&cli.amqp, &cli.postgres, &plan).await.with_context(|| format!("scenario {label}"))?;
         results.push(Named { name: label, measured: m });
     }
-    let report = summarise(results, usize::from(rounds));
+    let mut queries = Vec::new();
+    for b in &backends {
+        if !cli.json {
+            eprintln!("running ledger queries on {} ({dead_letters} dead letters, {links} links)…", b.as_str());
+        }
+        let q = ledger_queries::run(*b, &cli.postgres, dead_letters, links)
+            .await
+            .with_context(|| format!("ledger queries on {}", b.as_str()))?;
+        queries.push(q);
+    }
+    let report = summarise(results, usize::from(rounds), &backends, queries);
     if cli.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -16,9 +16,10 @@ use provisioner::transport::rabbitmq::{self, ConfirmPublisher};
 use provisioner::transport::{Headers, Outbound, OutboundKind, Publisher};
 use tokio_util::sync::CancellationToken;
 
+use crate::ledger_db::{LedgerBackend, LedgerDb};
 use crate::proc_stat::{broker_cpu_ticks, clock_ticks, machine_ticks, own_cpu_ticks, share};
 use crate::report::{round, Measured};
-use crate::worker_child::{free_port, InFlightWatch, WorkerChild};
+use crate::worker_child::{free_port, AdminWatch, WorkerChild};
 use crate::{account_name, bench_settings, WorkerArgs};
 
 /// One scenario's plan.
@@ -38,31 +39,52 @@ pub(crate) struct Plan {
     pub(crate) redis: Option<String>,
     /// Each account's rate per second (unset: never reached).
     pub(crate) account_rate: Option<u32>,
+    /// The worker's ledger (a fresh database, its projection in the worker), or none
+    /// (`ledger.enabled = false`).
+    pub(crate) ledger: Option<LedgerBackend>,
 }
 
 /// Runs one scenario in a topology of its own and deletes it afterwards, whatever happened.
-pub(crate) async fn run_scenario(amqp: &str, plan: &Plan) -> anyhow::Result<Measured> {
+pub(crate) async fn run_scenario(amqp: &str, postgres_admin: &str, plan: &Plan) -> anyhow::Result<Measured> {
     let stop = CancellationToken::new();
     let _stop_sandboxes = stop.clone().drop_guard();
     let sandboxes = Sandboxes::new(Faults { latency: plan.latency, ..Faults::default() }, 7);
     let (addr, _) = sandboxes.serve("127.0.0.1:0".parse()?, stop.clone()).await?;
+    let suffix = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let ledger = match plan.ledger {
+        Some(backend) => Some(LedgerDb::create(backend, postgres_admin, &suffix).await?),
+        None => None,
+    };
     let args = WorkerArgs {
         amqp: amqp.to_owned(),
-        suffix: format!("bench-{}", uuid::Uuid::new_v4().simple()),
+        suffix,
         sandbox: format!("http://{addr}"),
         concurrency: plan.concurrency,
         prefetch: plan.prefetch,
         admin_port: free_port()?,
         redis: plan.redis.clone(),
         account_rate: plan.account_rate,
+        ledger_url: ledger.as_ref().map(|l| l.url.clone()),
     };
-    let settings = bench_settings(&args);
+    let result = in_topology(&bench_settings(&args), &args, plan, ledger.as_ref()).await;
+    if let Some(l) = ledger {
+        l.remove().await;
+    }
+    result
+}
+
+async fn in_topology(
+    settings: &Settings,
+    args: &WorkerArgs,
+    plan: &Plan,
+    ledger: Option<&LedgerDb>,
+) -> anyhow::Result<Measured> {
     let conn =
-        rabbitmq::connect(&settings).await.context("the benchmark needs RabbitMQ (`rabbitmq-server -detached`)")?;
+        rabbitmq::connect(settings).await.context("the benchmark needs RabbitMQ (`rabbitmq-server -detached`)")?;
     let ch = rabbitmq::confirm_channel(&conn).await?;
-    rabbitmq::declare(&ch, &settings).await?;
-    let result = measure(&conn, &ch, &settings, &args, plan).await;
-    rabbitmq::delete_topology(&ch, &settings).await;
+    rabbitmq::declare(&ch, settings).await?;
+    let result = measure(&conn, &ch, settings, args, plan, ledger).await;
+    rabbitmq::delete_topology(&ch, settings).await;
     let _ = conn.close(200, "bench done".into()).await;
     result
 }
@@ -73,6 +95,7 @@ async fn measure(
     settings: &Settings,
     args: &WorkerArgs,
     plan: &Plan,
+    ledger: Option<&LedgerDb>,
 ) -> anyhow::Result<Measured> {
     let jobs = jobs(settings, plan);
     let publisher = ConfirmPublisher::new(ch.clone());
@@ -99,8 +122,7 @@ async fn measure(
     let broker_start = broker_cpu_ticks();
     let machine_start = machine_ticks();
     let mut rss_idle = None;
-    let mut max_in_flight = None;
-    let watch = child.as_ref().map(|_| InFlightWatch::start(args.admin_port));
+    let watch = child.as_ref().map(|_| AdminWatch::start(args.admin_port));
     if !plan.backlog {
         // Idle: connected and consuming, nothing to do yet. Let start-up allocations settle.
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -110,6 +132,11 @@ async fn measure(
     let deadline = Duration::from_secs(300);
     let seen = observer.finish(deadline).await?;
     let done = Instant::now();
+    // The lag as the last event arrives: stop scraping here, before waiting for the ledger.
+    let scraped = match watch {
+        Some(w) => Some(w.stop().await),
+        None => None,
+    };
     // One reading of the machine for both shares, so they cover the same window.
     let machine = machine_start.zip(machine_ticks());
     let hz = clock_ticks() as f64;
@@ -142,14 +169,32 @@ async fn measure(
         m.rss_peak_mib = Some(round(kib_to_mib(c.status_kib("VmHWM")?), 1));
         m.rss_idle_mib = rss_idle.map(|v| round(v, 1));
     }
-    if let Some(w) = watch {
-        max_in_flight = Some(w.stop().await);
+    m.max_in_flight = scraped.map(|s| s.max_in_flight);
+    if let Some(db) = ledger {
+        m.ledger_lag_max_s = scraped.and_then(|s| s.max_lag_s).map(|v| round(v, 3));
+        m.ledger_lag_end_s = scraped.and_then(|s| s.last_lag_s).map(|v| round(v, 3));
+        m.ledger_catch_up_s = Some(round(ledger_complete(db, plan.jobs, done).await?, 3));
     }
-    m.max_in_flight = max_in_flight;
     if let Some(c) = child {
         c.stop().await?;
     }
     Ok(m)
+}
+
+/// Waits until the ledger has every job's terminal step; returns the seconds since `since`
+/// (the last event's arrival at the observer).
+async fn ledger_complete(db: &LedgerDb, jobs: usize, since: Instant) -> anyhow::Result<f64> {
+    let deadline = since + Duration::from_secs(120);
+    loop {
+        let n = db.count("SELECT COUNT(*) FROM history WHERE kind IN ('created', 'existing', 'failed')").await?;
+        if n >= jobs as i64 {
+            return Ok(since.elapsed().as_secs_f64());
+        }
+        if Instant::now() > deadline {
+            bail!("the ledger had {n} of {jobs} jobs' outcomes 120 s after the last event");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn kib_to_mib(kib: u64) -> f64 {

@@ -37,6 +37,7 @@ impl WorkerChild {
             .args(["--admin-port", &a.admin_port.to_string()])
             .args(a.redis.iter().flat_map(|url| ["--redis", url.as_str()]))
             .args(a.account_rate.iter().flat_map(|r| ["--account-rate".to_owned(), r.to_string()]))
+            .args(a.ledger_url.iter().flat_map(|u| ["--ledger-url", u.as_str()]))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()?;
@@ -107,34 +108,48 @@ pub(crate) fn free_port() -> anyhow::Result<u16> {
 }
 
 /// Scrapes the worker's `provisioner_jobs_in_flight` to show how many jobs were really in
-/// flight at once.
-pub(crate) struct InFlightWatch {
+/// flight at once, and its `provisioner_ledger_projection_lag_seconds` (how far the ledger's
+/// projection is behind), every 100 ms.
+pub(crate) struct AdminWatch {
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<u64>,
+    task: tokio::task::JoinHandle<Scraped>,
 }
 
-impl InFlightWatch {
+/// What the scrapes saw.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Scraped {
+    pub(crate) max_in_flight: u64,
+    /// The largest and the last projection lag, when the worker runs a projection.
+    pub(crate) max_lag_s: Option<f64>,
+    pub(crate) last_lag_s: Option<f64>,
+}
+
+impl AdminWatch {
     pub(crate) fn start(port: u16) -> Self {
         let stop = CancellationToken::new();
         let s = stop.clone();
         let task = tokio::spawn(async move {
             let http = reqwest::Client::new();
             let url = format!("http://127.0.0.1:{port}/metrics");
-            let mut max = 0;
+            let mut seen = Scraped::default();
             while !s.is_cancelled() {
                 if let Ok(text) = async { http.get(&url).send().await?.text().await }.await {
-                    max = max.max(in_flight(&text));
+                    seen.max_in_flight = seen.max_in_flight.max(in_flight(&text));
+                    if let Some(lag) = projection_lag(&text) {
+                        seen.max_lag_s = Some(seen.max_lag_s.map_or(lag, |m| m.max(lag)));
+                        seen.last_lag_s = Some(lag);
+                    }
                 }
                 tokio::select! { _ = s.cancelled() => {}, _ = tokio::time::sleep(Duration::from_millis(100)) => {} }
             }
-            max
+            seen
         });
         Self { stop, task }
     }
 
-    pub(crate) async fn stop(self) -> u64 {
+    pub(crate) async fn stop(self) -> Scraped {
         self.stop.cancel();
-        self.task.await.unwrap_or(0)
+        self.task.await.unwrap_or_default()
     }
 }
 
@@ -146,6 +161,11 @@ fn in_flight(text: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
+/// `provisioner_ledger_projection_lag_seconds` in a scrape; absent without a ledger.
+fn projection_lag(text: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix("provisioner_ledger_projection_lag_seconds ")?.trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +175,7 @@ mod tests {
         let text = "# TYPE provisioner_jobs_in_flight gauge\nprovisioner_jobs_in_flight{vendor=\"glance\"} 334\n\
                     provisioner_jobs_in_flight{vendor=\"netsapiens\"} 300\nprovisioner_jobs_received_total{vendor=\"glance\"} 9\n";
         assert_eq!(in_flight(text), 634);
+        assert_eq!(projection_lag(text), None);
+        assert_eq!(projection_lag("provisioner_ledger_projection_lag_seconds 0.25\n"), Some(0.25));
     }
 }
