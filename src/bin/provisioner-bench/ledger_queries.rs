@@ -11,7 +11,7 @@ use provisioner::ledger::{LetterRow, LetterState, Write};
 use serde::Serialize;
 
 use crate::ledger_db::{LedgerBackend, LedgerDb};
-use crate::report::round;
+use crate::numbers::round;
 
 /// How many times each query runs; the median is the headline (the first run of a command
 /// also connects, as the CLI does every time).

@@ -14,6 +14,7 @@
 
 mod ledger_db;
 mod ledger_queries;
+mod numbers;
 mod proc_stat;
 mod report;
 mod scenario;

@@ -4,7 +4,7 @@ use std::process::Command;
 
 use anyhow::Context as _;
 
-use crate::report::round;
+use crate::numbers::round;
 
 /// utime + stime of this process (the harness), in clock ticks.
 pub(crate) fn own_cpu_ticks() -> anyhow::Result<u64> {

@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::ledger_db::LedgerBackend;
 use crate::ledger_queries::QueryRun;
+use crate::numbers::round;
 
 /// One scenario's measurements.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -158,11 +159,6 @@ pub(crate) fn summarise(
         ledger_e2e,
         ledger_queries,
     }
-}
-
-pub(crate) fn round(x: f64, digits: i32) -> f64 {
-    let f = 10f64.powi(digits);
-    (x * f).round() / f
 }
 
 pub(crate) fn table(r: &Report) -> String {

@@ -17,8 +17,9 @@ use provisioner::transport::{Headers, Outbound, OutboundKind, Publisher};
 use tokio_util::sync::CancellationToken;
 
 use crate::ledger_db::{LedgerBackend, LedgerDb};
+use crate::numbers::round;
 use crate::proc_stat::{broker_cpu_ticks, clock_ticks, machine_ticks, own_cpu_ticks, share};
-use crate::report::{round, Measured};
+use crate::report::Measured;
 use crate::worker_child::{free_port, AdminWatch, WorkerChild};
 use crate::{account_name, bench_settings, WorkerArgs};
 
