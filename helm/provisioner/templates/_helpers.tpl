@@ -238,6 +238,9 @@ URL not from a Secret); empty otherwise. `sqlite:PATH`, `sqlite://PATH`, with ?o
 {{- if and $l.passwordKey (not $l.urlKey) (hasPrefix "sqlite:" $l.url) }}
 {{- fail "ledger.passwordKey is set but ledger.url is SQLite, which takes no password" }}
 {{- end }}
+{{- end }}
+{{- end }}
+
 {{/* The most replicas the chart may run: what each replica divides the limits by while Redis is away. */}}
 {{- define "provisioner.replicasHint" -}}
 {{- if .Values.rateLimit.replicasHint }}{{ int .Values.rateLimit.replicasHint }}
