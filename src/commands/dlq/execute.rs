@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use super::action::{Action, Source};
-use super::{group, print_header, print_row, shown_body, Dlq, DlqError, Filter};
+use super::{group, print_group, print_header, print_row, shown_body, Dlq, DlqError, Filter};
 use crate::commands::terminal::{self, printable};
 use crate::config::Settings;
 use crate::ledger::Ledger;
@@ -48,19 +48,7 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
                 })
                 .await?;
             for g in groups.values() {
-                if json {
-                    writeln!(out, "{}", terminal::json(g, false))?;
-                } else {
-                    let oldest = g.oldest.map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string());
-                    writeln!(
-                        out,
-                        "{:<13} {:<20} {:<14} {:>7}  oldest {oldest}",
-                        printable(&g.vendor),
-                        printable(&g.account),
-                        printable(&g.class),
-                        g.count
-                    )?;
-                }
+                print_group(&mut out, g, json)?;
             }
             ExitCode::SUCCESS
         }

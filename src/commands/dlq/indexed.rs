@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 
 use super::action::Action;
-use super::{print_header, print_row, DeadLetter, DlqError, Filter, Group};
-use crate::commands::terminal::{self, printable};
+use super::{print_group, print_header, print_row, DeadLetter, DlqError, Filter, Group};
 use crate::ledger::{Ledger, LetterQuery, LetterRow};
 
 /// Runs a `list` or `stats` on the index; other actions never get here.
@@ -42,19 +41,7 @@ pub(super) async fn execute(ledger: &Ledger, action: Action, mut out: impl Write
                     count: usize::try_from(count).unwrap_or(0),
                     oldest: Some(time(oldest)),
                 };
-                if json {
-                    writeln!(out, "{}", terminal::json(&g, false))?;
-                } else {
-                    let oldest = g.oldest.map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string());
-                    writeln!(
-                        out,
-                        "{:<13} {:<20} {:<14} {:>7}  oldest {oldest}",
-                        printable(&g.vendor),
-                        printable(&g.account),
-                        printable(&g.class),
-                        g.count
-                    )?;
-                }
+                print_group(&mut out, &g, json)?;
             }
             if !json {
                 writeln!(out, "(from the ledger's index; {lag})")?;

@@ -456,6 +456,23 @@ pub fn print_row(out: &mut impl Write, dl: &DeadLetter, json: bool, now: DateTim
     )
 }
 
+/// One `dlq stats` group: a table row, or a JSON line. The queue walk and the ledger's
+/// index print the same way.
+pub fn print_group(out: &mut impl Write, g: &Group, json: bool) -> std::io::Result<()> {
+    if json {
+        return writeln!(out, "{}", terminal::json(g, false));
+    }
+    let oldest = g.oldest.map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string());
+    writeln!(
+        out,
+        "{:<13} {:<20} {:<14} {:>7}  oldest {oldest}",
+        printable(&g.vendor),
+        printable(&g.account),
+        printable(&g.class),
+        g.count
+    )
+}
+
 pub fn print_header(out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
