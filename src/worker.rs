@@ -23,12 +23,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::Health;
-use crate::config::Settings;
+use crate::config::{Settings, StartAt};
 use crate::contract::{Job, VendorKey};
 use crate::metrics::Metered;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::transport::memory::MemoryBroker;
+use crate::transport::rabbitmq::stall::{Pulse, Watched};
 use crate::transport::rabbitmq::{self, BrokerError, ConfirmPublisher, DeliveryAcker};
 use crate::transport::{settle, Disposition, Report, Settled};
 
@@ -40,6 +41,33 @@ pub struct Worker {
     tasks: TaskTracker,
     /// Fed by the projection consumer when set.
     ledger: Option<crate::ledger::Ledger>,
+}
+
+/// What one connection's session runs: the confirm channel, a consumer per vendor (with what
+/// the stall watchdog watches of it), and the hire and ledger consumers when on.
+struct Session {
+    publisher: ConfirmPublisher,
+    consumers: Vec<(VendorKey, lapin::Channel, String)>,
+    others: Vec<OtherConsumer>,
+    watched: Vec<Watched>,
+    /// The stall watchdog's own channel, for its passive declares.
+    watchdog: lapin::Channel,
+}
+
+/// A consumer beside the vendor ones, cancelled with them at the session's end.
+struct OtherConsumer {
+    label: &'static str,
+    channel: lapin::Channel,
+    tag: String,
+}
+
+/// The address index a worker starts at: spread at random over the nodes unless the operator
+/// wants the listed order.
+fn first_address(start_at: StartAt, addresses: usize) -> usize {
+    match start_at {
+        StartAt::First => 0,
+        StartAt::Random => rand::random_range(0..addresses.max(1)),
+    }
 }
 
 /// Why one connection's session ended.
@@ -72,16 +100,18 @@ impl Worker {
         let mut connected_before = false;
         // Which of the broker addresses to try next: one step on after every failed attempt
         // and every lost connection, so a dead node is left for the next one at once.
-        let mut address = 0usize;
+        let mut address = first_address(self.settings.amqp.start_at, self.settings.amqp.addresses().len());
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
             // Raced with shutdown: a connect to an unresponsive broker can take minutes,
             // longer than any pod's grace period.
+            let setup_timeout = self.settings.amqp.setup_timeout;
             let opened = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                opened = self.open(address) => opened,
+                opened = tokio::time::timeout(setup_timeout, self.open(address)) => opened
+                    .unwrap_or(Err(BrokerError::Timeout { step: "connecting and declaring the topology", after: setup_timeout })),
             };
             let conn = match opened {
                 Ok(conn) => conn,
@@ -108,12 +138,14 @@ impl Worker {
             let broker = crate::config::redact_url(addresses[address % addresses.len()].1);
             match self.serve(&conn, &shutdown, &broker).await {
                 SessionEnd::Shutdown => {
-                    let _ = conn.close(200, "shutting down".into()).await;
+                    let _ = tokio::time::timeout(setup_timeout, conn.close(200, "shutting down".into())).await;
                     break;
                 }
                 SessionEnd::Lost(why) => {
                     tracing::warn!(reason = %why, "broker connection lost; reconnecting");
-                    let _ = conn.close(200, "reconnecting".into()).await;
+                    // Bounded: closing a connection whose node is going away can wait for an
+                    // answer that never comes.
+                    let _ = tokio::time::timeout(setup_timeout, conn.close(200, "reconnecting".into())).await;
                     address += 1;
                 }
             }
@@ -148,93 +180,130 @@ impl Worker {
             }
         });
 
-        let publisher = match rabbitmq::confirm_channel(conn).await {
-            Ok(ch) => ConfirmPublisher::new(ch).with_confirm_timeout(self.settings.amqp.confirm_timeout),
-            Err(e) => return SessionEnd::Lost(e.to_string()),
+        // Bounded as a whole: a node that accepts the connection but never answers a channel
+        // or consumer request (it is booting, stopping or lost its quorum) must not hold the
+        // worker; it moves on to the next address.
+        let setup_timeout = self.settings.amqp.setup_timeout;
+        let started = tokio::select! {
+            started = tokio::time::timeout(setup_timeout, self.start_session(conn, &stop, &lost, shutdown)) => started,
+            _ = lost.cancelled() => Ok(Err(BrokerError::Timeout { step: "starting consumers (the connection failed)", after: setup_timeout })),
         };
-        let mut consumers = Vec::new();
-        for vendor in VendorKey::ALL.into_iter().filter(|v| self.settings.vendors.get(*v).enabled) {
-            match self.start_consumer(conn, vendor, publisher.clone(), &stop, &lost, shutdown).await {
-                Ok(c) => consumers.push(c),
-                Err(e) => {
-                    stop.cancel();
-                    watcher.abort();
-                    return SessionEnd::Lost(e.to_string());
-                }
+        let session = match started {
+            Ok(Ok(session)) => session,
+            Ok(Err(e)) => {
+                stop.cancel();
+                watcher.abort();
+                return SessionEnd::Lost(e.to_string());
             }
-        }
-        let hires = if self.settings.hire.consume {
-            let started =
-                crate::hire::consumer::start(conn, &self.settings, publisher.clone(), &stop, &lost, &self.tasks);
-            match started.await {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    stop.cancel();
-                    watcher.abort();
-                    return SessionEnd::Lost(e.to_string());
-                }
-            }
-        } else {
-            None
-        };
-        let projection = match &self.ledger {
-            Some(ledger) => {
-                let started = crate::projection::consumer::start(
-                    conn,
-                    &self.settings,
-                    ledger.clone(),
-                    self.metrics.clone(),
-                    &stop,
-                    &lost,
+            Err(_) => {
+                stop.cancel();
+                watcher.abort();
+                return SessionEnd::Lost(
+                    BrokerError::Timeout { step: "starting consumers", after: setup_timeout }.to_string(),
                 );
-                match started.await {
-                    Ok(c) => Some(c),
-                    Err(e) => {
-                        stop.cancel();
-                        watcher.abort();
-                        return SessionEnd::Lost(e.to_string());
-                    }
-                }
             }
-            None => None,
         };
+        let Session { publisher, consumers, others, watched, watchdog } = session;
+        let stall = crate::transport::rabbitmq::stall::watch(
+            watchdog,
+            watched,
+            self.settings.amqp.consumer_stall_timeout,
+            setup_timeout,
+            stop.clone(),
+            lost.clone(),
+        );
+        let stall = tokio::spawn(stall);
         self.health.set_connected(true);
         self.metrics.broker_connected.set(1);
         tracing::info!(
             broker,
             consumers = consumers.len(),
-            hires = hires.is_some(),
-            ledger = projection.is_some(),
+            hires = others.iter().any(|o| o.label == "hr"),
+            ledger = others.iter().any(|o| o.label == "ledger"),
             "connected and consuming"
         );
 
         let end = tokio::select! {
             _ = shutdown.cancelled() => SessionEnd::Shutdown,
-            _ = lost.cancelled() => SessionEnd::Lost("a channel or the connection failed".into()),
+            _ = lost.cancelled() => SessionEnd::Lost("a channel, a consumer or the connection failed".into()),
         };
         self.health.set_connected(false);
         self.metrics.broker_connected.set(0);
         stop.cancel();
+        stall.abort();
+        // Each broker call of the teardown is bounded: on a connection that is going away, an
+        // answer may never come, and the worker must get on with reconnecting or draining.
         for (vendor, channel, tag) in &consumers {
             // Tell the broker to stop pushing; prefetched-but-unstarted deliveries stay
             // unacked and are redelivered once the channel closes.
-            let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+            let _ = tokio::time::timeout(
+                setup_timeout,
+                channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()),
+            )
+            .await;
             self.metrics.consumers_active.with_label_values(&[vendor.as_str()]).set(0);
         }
-        for (channel, tag) in hires.iter().chain(projection.iter()) {
-            let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+        for other in &others {
+            let _ = tokio::time::timeout(
+                setup_timeout,
+                other.channel.basic_cancel(other.tag.as_str().into(), BasicCancelOptions::default()),
+            )
+            .await;
         }
         if matches!(end, SessionEnd::Shutdown) {
             self.drain().await;
             // Close our channels before the connection, so a clean stop logs no channel errors.
-            let others = hires.iter().chain(projection.iter()).map(|(c, _)| c);
+            let others = others.iter().map(|o| &o.channel);
             for channel in consumers.iter().map(|(_, c, _)| c).chain(others) {
-                let _ = channel.close(200, "shutting down".into()).await;
+                let _ = tokio::time::timeout(setup_timeout, channel.close(200, "shutting down".into())).await;
             }
-            let _ = publisher.channel().close(200, "shutting down".into()).await;
+            let _ = tokio::time::timeout(setup_timeout, publisher.channel().close(200, "shutting down".into())).await;
         }
         watcher.abort();
         end
+    }
+
+    /// Opens the session's publisher and every consumer it runs.
+    async fn start_session(
+        &self,
+        conn: &Connection,
+        stop: &CancellationToken,
+        lost: &CancellationToken,
+        shutdown: &CancellationToken,
+    ) -> Result<Session, BrokerError> {
+        let publisher = rabbitmq::confirm_channel(conn).await?;
+        let publisher = ConfirmPublisher::new(publisher).with_confirm_timeout(self.settings.amqp.confirm_timeout);
+        let mut consumers = Vec::new();
+        let mut watched = Vec::new();
+        for vendor in VendorKey::ALL.into_iter().filter(|v| self.settings.vendors.get(*v).enabled) {
+            let (channel, tag, pulse) =
+                self.start_consumer(conn, vendor, publisher.clone(), stop, lost, shutdown).await?;
+            watched.push(pulse);
+            consumers.push((vendor, channel, tag));
+        }
+        let mut others = Vec::new();
+        if self.settings.hire.consume {
+            let (channel, tag) =
+                crate::hire::consumer::start(conn, &self.settings, publisher.clone(), stop, lost, &self.tasks).await?;
+            others.push(OtherConsumer { label: "hr", channel, tag });
+        }
+        if let Some(ledger) = &self.ledger {
+            let started = crate::projection::consumer::start(
+                conn,
+                &self.settings,
+                ledger.clone(),
+                self.metrics.clone(),
+                stop,
+                lost,
+            );
+            let (channel, tag) = started.await?;
+            others.push(OtherConsumer { label: "ledger", channel, tag });
+        }
+        let watchdog = conn
+            .create_channel()
+            .await
+            .map_err(|source| BrokerError::Setup { step: "opening the watchdog's channel", source })?;
+        Ok(Session { publisher, consumers, others, watched, watchdog })
     }
 
     /// Waits for the jobs in flight, up to the drain deadline.
@@ -258,12 +327,14 @@ impl Worker {
         stop: &CancellationToken,
         lost: &CancellationToken,
         shutdown: &CancellationToken,
-    ) -> Result<(VendorKey, lapin::Channel, String), BrokerError> {
+    ) -> Result<(lapin::Channel, String, Watched), BrokerError> {
         let cfg = self.settings.vendors.get(vendor);
         let queue = self.settings.topology.job_queue(vendor);
         let (channel, mut consumer, tag) =
             rabbitmq::consume(conn, &self.settings, &queue, cfg.prefetch, vendor.as_str()).await?;
         self.metrics.consumers_active.with_label_values(&[vendor.as_str()]).set(1);
+        let pulse = Arc::new(Pulse::default());
+        let watched = Watched { label: vendor.to_string(), queue, prefetch: cfg.prefetch, pulse: pulse.clone() };
 
         let limit = Arc::new(Semaphore::new(cfg.concurrency.into()));
         let requeue_delay = self.settings.worker.publish_failure_delay;
@@ -278,20 +349,23 @@ impl Worker {
                     _ = stop.cancelled() => break,
                     p = limit.clone().acquire_owned() => p.expect("semaphore never closed"),
                 };
+                pulse.waiting();
                 let next = rabbitmq::next_delivery(&channel, &mut consumer, &stop, &lost, vendor.as_str());
                 let Some(delivery) = next.await else { break };
+                let unsettled = pulse.delivered();
                 let (pipeline, metrics, publisher, shutdown) =
                     (pipeline.clone(), metrics.clone(), publisher.clone(), shutdown.clone());
                 // Boxed: the job's future is large, and the runtime moves a task's future a few
                 // times on its way in and out; a box is moved as a pointer.
                 tasks.spawn(Box::pin(async move {
                     let _permit = permit;
+                    let _unsettled = unsettled;
                     let limits = Limits { requeue_delay, handler_timeout };
                     process(&pipeline, &metrics, &publisher, delivery, vendor, &shutdown, limits).await;
                 }));
             }
         });
-        Ok((vendor, channel, tag))
+        Ok((channel, tag, watched))
     }
 }
 
@@ -415,4 +489,21 @@ pub async fn run_until_idle(
     }
     tasks.close();
     tasks.wait().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_start_at_a_random_address_unless_told_the_first() {
+        assert!((0..50).all(|_| first_address(StartAt::First, 3) == 0));
+        let mut seen = [0u32; 3];
+        for _ in 0..600 {
+            seen[first_address(StartAt::Random, 3)] += 1;
+        }
+        // Each of three addresses gets about 200 of 600 draws; below 100 would be a bias.
+        assert!(seen.iter().all(|n| *n > 100), "{seen:?}");
+        assert_eq!(first_address(StartAt::Random, 1), 0);
+    }
 }

@@ -364,12 +364,65 @@ async fn a_worker_given_several_broker_addresses_moves_past_one_that_is_down() {
     let mut events = probe.observe_events().await;
     // Nothing listens on port 1: the first address refuses, the second is the test broker.
     settings.amqp.urls = vec!["amqp://guest:guest@127.0.0.1:1/%2f".into(), common::broker_url()];
+    settings.amqp.start_at = provisioner::config::StartAt::First;
     let app = App::spawn(&settings);
     wait_until(WAIT, "the worker is ready on the second address", || app.health.is_ready()).await;
     probe.publish_job(VendorKey::Glance, &sample_job("second-address", VendorKey::Glance, "acme", "EMP-2")).await;
     assert_eq!(events.next_json(WAIT, "the job's event").await["subject"], "second-address");
     assert_eq!(vendors.creations(VendorKey::Glance, "EMP-2"), 1);
     app.stop().await;
+    probe.teardown().await;
+}
+
+#[tokio::test]
+async fn a_job_queue_deleted_under_the_worker_is_declared_again_and_consumed() {
+    // RabbitMQ 3.10 tells a quorum queue's consumer nothing when the queue is deleted: without
+    // the stall watchdog the worker would wait on it forever, and jobs published after the
+    // queue is declared again (by anyone) would never be consumed.
+    let (mut settings, vendors) = settings_with(&[("acme", VendorKey::Glance)], Faults::default()).await;
+    settings.amqp.consumer_stall_timeout = Duration::from_secs(1);
+    let probe = Probe::new(&settings).await;
+    let mut events = probe.observe_events().await;
+    let app = App::spawn(&settings);
+    wait_until(WAIT, "the worker is ready", || app.health.is_ready()).await;
+
+    let queue = settings.topology.job_queue(VendorKey::Glance);
+    let deleted = probe.channel.queue_delete(queue.as_str().into(), lapin::options::QueueDeleteOptions::default());
+    deleted.await.expect("the job queue is deleted");
+    wait_until(WAIT, "the worker has reconnected and declared its queue again", || {
+        app.counter("provisioner_broker_reconnects_total", &[]) >= 1.0 && app.health.is_ready()
+    })
+    .await;
+    probe.publish_job(VendorKey::Glance, &sample_job("after-delete", VendorKey::Glance, "acme", "EMP-7")).await;
+    assert_eq!(events.next_json(WAIT, "the job's event after the queue came back").await["subject"], "after-delete");
+    assert_eq!(vendors.creations(VendorKey::Glance, "EMP-7"), 1);
+    app.stop().await;
+    probe.teardown().await;
+}
+
+#[tokio::test]
+async fn the_watchdog_ends_the_session_of_a_consumer_fed_nothing_while_its_queue_has_messages() {
+    use provisioner::transport::rabbitmq::stall::{watch, Pulse, Watched};
+    // A consumer that says it waits, with room, on a queue holding messages that nobody
+    // delivers to it: the stuck state a lost consumer registration leaves behind.
+    let settings = test_settings();
+    let probe = Probe::new(&settings).await;
+    let queue = settings.topology.job_queue(VendorKey::Glance);
+    for i in 0..3 {
+        let job = sample_job(&format!("stuck-{i}"), VendorKey::Glance, "acme", "EMP-1");
+        probe.publish_job(VendorKey::Glance, &job).await;
+    }
+    assert_eq!(probe.ready_count(&queue).await, 3);
+    let pulse = std::sync::Arc::new(Pulse::default());
+    pulse.waiting();
+    let watched = vec![Watched { label: "glance".into(), queue, prefetch: 32, pulse }];
+    let (stop, lost) = (CancellationToken::new(), CancellationToken::new());
+    let channel = probe.conn.create_channel().await.unwrap();
+    let stall = Duration::from_secs(1);
+    let watchdog = tokio::spawn(watch(channel, watched, stall, WAIT, stop.clone(), lost.clone()));
+    tokio::time::timeout(WAIT, lost.cancelled()).await.expect("the watchdog calls the session lost");
+    tokio::time::timeout(WAIT, watchdog).await.expect("the watchdog ends with it").unwrap();
+    stop.cancel();
     probe.teardown().await;
 }
 

@@ -69,9 +69,11 @@ fn node_number(node: &str) -> &'static str {
         .unwrap_or_else(|| panic!("{node} is not a node of scripts/rabbitmq-cluster"))
 }
 
+/// Settings that try the nodes in the listed order, so the worker is on the first one.
 fn settings_on(base: &Settings, ports: &[u16]) -> Settings {
     let mut s = base.clone();
     s.amqp.urls = ports.iter().map(|p| node_url(*p)).collect();
+    s.amqp.start_at = provisioner::config::StartAt::First;
     s
 }
 

@@ -236,6 +236,29 @@ pub struct AmqpSettings {
     /// quorum queue elects a new leader; past this the delivery is requeued, not acked.
     #[serde(with = "humantime_serde")]
     pub confirm_timeout: Duration,
+    /// How long each step of opening a session may take: the connection, the topology, each
+    /// channel and consumer, and each step of closing one. A node that accepts TCP but never
+    /// answers (booting, stopping, partitioned) must not hold the worker; past this the
+    /// worker moves to the next address.
+    #[serde(with = "humantime_serde")]
+    pub setup_timeout: Duration,
+    /// Which address of `amqp.urls` a worker tries first: `random` spreads replicas over the
+    /// nodes, `first` keeps the listed order (a preferred node first).
+    pub start_at: StartAt,
+    /// A consumer that has room for more, on a queue with messages ready, yet has received
+    /// nothing for this long is stuck (a consumer the broker dropped without telling): the
+    /// worker reconnects. Checked every tenth of it.
+    #[serde(with = "humantime_serde")]
+    pub consumer_stall_timeout: Duration,
+}
+
+/// Which broker address a worker tries first (`amqp.start_at`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartAt {
+    #[default]
+    Random,
+    First,
 }
 
 impl Default for AmqpSettings {
@@ -248,6 +271,9 @@ impl Default for AmqpSettings {
             reconnect_initial_delay: Duration::from_millis(500),
             reconnect_max_delay: Duration::from_secs(30),
             confirm_timeout: Duration::from_secs(30),
+            setup_timeout: Duration::from_secs(30),
+            start_at: StartAt::Random,
+            consumer_stall_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -831,6 +857,12 @@ impl Settings {
         }
         if self.amqp.confirm_timeout.is_zero() {
             return Err(ConfigError::invalid("amqp.confirm_timeout", "must be longer than 0s"));
+        }
+        if self.amqp.setup_timeout.is_zero() {
+            return Err(ConfigError::invalid("amqp.setup_timeout", "must be longer than 0s"));
+        }
+        if self.amqp.consumer_stall_timeout < Duration::from_secs(1) {
+            return Err(ConfigError::invalid("amqp.consumer_stall_timeout", "must be at least 1s"));
         }
         for (key, address) in self.amqp.addresses() {
             if address.parse::<lapin::uri::AMQPUri>().is_err() {

@@ -1,5 +1,6 @@
 //! The RabbitMQ transport (lapin): connection, topology, confirmed publishing and acking.
 
+pub mod stall;
 mod topology;
 
 pub use topology::{declare, declare_job_queue_args, delete_topology};
@@ -25,6 +26,8 @@ pub enum BrokerError {
     Connect { url: String, source: lapin::Error },
     #[error("broker setup failed while {step}: {source}")]
     Setup { step: &'static str, source: lapin::Error },
+    #[error("the broker did not answer within {after:?} while {step} (amqp.setup_timeout); trying the next address")]
+    Timeout { step: &'static str, after: std::time::Duration },
     #[error(transparent)]
     Config(#[from] ConfigError),
 }
@@ -42,7 +45,7 @@ impl BrokerError {
                 lapin::ErrorKind::ProtocolError(e)
                     if matches!(e.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED | AMQPSoftError::ACCESSREFUSED))
             ),
-            BrokerError::Connect { .. } => false,
+            BrokerError::Connect { .. } | BrokerError::Timeout { .. } => false,
         }
     }
 }
