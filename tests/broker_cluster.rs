@@ -159,6 +159,10 @@ async fn the_cluster_loses_the_leading_node_without_losing_a_job() {
         v.account_rate = ACCOUNT_RATE.parse().unwrap();
         v.account_concurrency = 16;
     }
+    // A stuck consumer or an unanswered broker call is given up on sooner than in production,
+    // so that either would be survived well within FAILOVER_WAIT; the summary counts both.
+    base.amqp.consumer_stall_timeout = Duration::from_secs(10);
+    base.amqp.setup_timeout = Duration::from_secs(10);
     // The worker knows every node, first to last.
     let settings = settings_on(&base, &CLUSTER_PORTS);
 
@@ -258,6 +262,9 @@ async fn the_cluster_loses_the_leading_node_without_losing_a_job() {
     let pause_began = pause_from.map_or(0.0, |t| t.saturating_duration_since(stopped_at).as_secs_f64());
     let unconfirmed = logs.lines().filter(|l| l.contains("publish not confirmed")).count();
     let cancelled = logs.lines().filter(|l| l.contains("the broker cancelled the consumer")).count();
+    let stuck =
+        logs.lines().filter(|l| l.contains("the consumer receives nothing while its queue has messages")).count();
+    let timed_out = logs.lines().filter(|l| l.contains("(amqp.setup_timeout)")).count();
     let rate = (JOBS as f64) / consumed_by.duration_since(consuming_from).as_secs_f64();
     let reconnected_in = reconnect_time(&logs);
 
@@ -284,6 +291,8 @@ async fn the_cluster_loses_the_leading_node_without_losing_a_job() {
         reconnected_in.map_or("-".to_owned(), |d| format!("{:.2} s", d.as_secs_f64())),
     );
     row("consumer cancellations from the broker (consumed again)", cancelled.to_string());
+    row("consumers found stuck by the watchdog (reconnected)", stuck.to_string());
+    row("broker calls that went unanswered past amqp.setup_timeout", timed_out.to_string());
     row("publishes not confirmed (delivery requeued)", unconfirmed.to_string());
     row("terminal events", seen.len().to_string());
     row("jobs with a repeated terminal event (redelivered)", repeated.to_string());
