@@ -129,7 +129,11 @@ impl Account {
             }
         }
         self.admission_wait.observe(slot.waited.as_secs_f64());
-        attempt.sending();
+        if attempt.sending().is_err() {
+            // Held past the budget since admission: the ticket and the slot are given back
+            // unused, and the durable tiers take the job.
+            return Err(CallError::OutOfBudget);
+        }
         let result = self.adapter.create_user(job, ctx).await;
         let pace = slot.ticket();
         drop(slot);

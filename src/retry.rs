@@ -74,14 +74,26 @@ pub struct Attempt {
     budget: Duration,
 }
 
+/// A retry whose moment to go out came after the inline budget ended: not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PastBudget;
+
 impl Attempt {
-    /// Marks the moment the request goes out, after any admission wait.
-    pub fn sending(&self) {
+    /// Marks the moment the request goes out, after any admission wait, or refuses a retry
+    /// whose moment is past the budget. Admission checks the budget too, but the task can be
+    /// held between admission and the send (a breaker's fleet probe, a loaded machine); the
+    /// moment compared is the moment recorded, so no retry is ever sent late.
+    pub fn sending(&self) -> Result<(), PastBudget> {
         let mut sends = self.sends.lock().expect("never poisoned");
         let now = Instant::now();
+        let send_by = sends.first.filter(|_| self.number > 1).map(|first| first + self.budget);
+        if send_by.is_some_and(|by| now > by) {
+            return Err(PastBudget);
+        }
         sends.first.get_or_insert(now);
         sends.last = Some(now);
         sends.count += 1;
+        Ok(())
     }
 
     /// A retry must be sent by then, or not at all: an admission wait must not stretch it
@@ -222,7 +234,7 @@ mod tests {
         let times = Mutex::new(Vec::new());
         let out = p
             .run(shutdown, |a: Attempt| {
-                a.sending();
+                a.sending().expect("these calls go out at once");
                 times.lock().unwrap().push(start.elapsed());
                 let r = answer(a.number);
                 async move { r }
@@ -340,7 +352,7 @@ mod tests {
                     if a.number == 1 {
                         tokio::time::sleep(Duration::from_secs(3)).await;
                     }
-                    a.sending();
+                    a.sending().expect("a retry is admitted within the budget");
                     Err::<(), _>(transient())
                 }
             })
@@ -350,6 +362,32 @@ mod tests {
         let deadlines = deadlines.into_inner().unwrap();
         assert_eq!(deadlines[0], None, "the first call has no send-by");
         assert!(deadlines[1..].iter().all(|d| *d == Some(Duration::from_secs(4))), "{deadlines:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_held_past_the_budget_after_admission_is_not_sent() {
+        let p = policy(10, 1_000);
+        let refused = Mutex::new(Vec::new());
+        let out = p
+            .run(&CancellationToken::new(), |a: Attempt| {
+                let refused = &refused;
+                async move {
+                    // Each retry is held (a loaded machine, a fleet probe) until past the
+                    // budget, after admission said it was in time.
+                    if a.number > 1 {
+                        tokio::time::sleep(Duration::from_millis(1_001)).await;
+                    }
+                    if a.sending() == Err(PastBudget) {
+                        refused.lock().unwrap().push(a.number);
+                        return Err::<(), _>(transient());
+                    }
+                    Err(transient())
+                }
+            })
+            .await;
+        assert_eq!(out.sent, 1, "only the first request went out");
+        assert_eq!(out.span, Duration::ZERO);
+        assert_eq!(refused.into_inner().unwrap().first(), Some(&2), "the first retry was refused");
     }
 
     #[test]
