@@ -759,6 +759,8 @@ mod tests {
             ("caller-id-number", json!(18585551234_i64), Some("Invalid value for caller-id-number")),
             ("caller-id-number", json!("[*]"), None),
             ("caller-id-number-emergency", json!(18585551234_i64), None),
+            ("caller-id-number-emergency", json!(-1), Some("Invalid value for caller-id-number-emergency")),
+            ("caller-id-number-emergency", json!("911x"), Some("Invalid value for caller-id-number-emergency")),
             // Read-only properties and the write-only switch.
             ("account-status", json!("new"), Some("account-status is read-only")),
             ("synchronous", json!("true"), Some("synchronous must be")),
