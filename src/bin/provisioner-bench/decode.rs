@@ -3,12 +3,13 @@
 //! No broker and no worker: the same job bodies are decoded over and over on one thread, so
 //! the numbers are the decoder's alone. Each pass is timed by that thread's own time on the
 //! CPU (`/proc/thread-self/schedstat`, in ns), so other processes sharing the machine do not
-//! count; where that file is missing, by the wall clock. Both paths run in alternating
-//! passes, and each figure is the median pass, so a drift in the machine's speed lands on
-//! both sides.
+//! count; where that file is missing, or a pass is too short for its tick, by the wall
+//! clock. Both paths run in alternating passes, and each figure is the median pass, so a
+//! drift in the machine's speed lands on both sides.
 
+use std::cell::Cell;
 use std::hint::black_box;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use provisioner::config::Settings;
 use provisioner::contract::VendorKey;
@@ -22,6 +23,9 @@ use crate::numbers::round;
 const PASSES: usize = 5;
 /// Distinct bodies per vendor: enough that no branch predictor learns one body.
 const BODIES: usize = 1_000;
+/// The kernel adds a running thread's CPU time up at each scheduler tick (1 to 10 ms): a
+/// pass shorter than this is timed by the wall clock instead.
+const MIN_CPU_TIMED: Duration = Duration::from_millis(100);
 
 /// One vendor's decode figures.
 #[derive(Clone, Debug, Serialize)]
@@ -35,7 +39,8 @@ pub(crate) struct DecodeRun {
     account_ns_per_job: f64,
     /// account / defaults.
     ratio: f64,
-    /// `cpu`: the thread's time on the CPU; `wall`: the wall clock (no schedstat).
+    /// `cpu`: the thread's time on the CPU; `wall`: the wall clock (no schedstat, or passes
+    /// too short for it).
     clock: &'static str,
 }
 
@@ -68,6 +73,8 @@ pub(crate) fn run(settings: &Settings, account_of: impl Fn(VendorKey) -> String,
                 job::decode(b).expect("the sample job decodes under the defaults");
                 job::decode_with(b, &book).expect("the sample job decodes under its account's rules");
             }
+            // Whether every pass so far was timed by the CPU clock.
+            let all_cpu = Cell::new(true);
             let pass = |with_account: bool| {
                 let (started, cpu) = (Instant::now(), thread_cpu_ns());
                 for i in 0..per_pass {
@@ -79,9 +86,13 @@ pub(crate) fn run(settings: &Settings, account_of: impl Fn(VendorKey) -> String,
                     };
                     black_box(decoded.is_ok());
                 }
+                let wall = started.elapsed();
                 let spent = match (cpu, thread_cpu_ns()) {
-                    (Some(from), Some(to)) => to.saturating_sub(from) as f64,
-                    _ => started.elapsed().as_nanos() as f64,
+                    (Some(from), Some(to)) if wall >= MIN_CPU_TIMED => to.saturating_sub(from) as f64,
+                    _ => {
+                        all_cpu.set(false);
+                        wall.as_nanos() as f64
+                    }
                 };
                 spent / per_pass as f64
             };
@@ -106,7 +117,7 @@ pub(crate) fn run(settings: &Settings, account_of: impl Fn(VendorKey) -> String,
                 defaults_ns_per_job: round(d, 0),
                 account_ns_per_job: round(a, 0),
                 ratio: round(a / d, 3),
-                clock: if thread_cpu_ns().is_some() { "cpu" } else { "wall" },
+                clock: if all_cpu.get() { "cpu" } else { "wall" },
             }
         })
         .collect()
