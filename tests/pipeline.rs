@@ -412,3 +412,41 @@ async fn a_job_that_cannot_get_its_account_within_max_wait_is_parked_without_usi
     assert_eq!(h::int(&second.publish[0].headers, h::DURABLE_RETRIES), None);
     assert_eq!(vendors.creations(VendorKey::Glance, "E-b-2"), 0);
 }
+
+/// A crash after a parked delivery's tier copy was confirmed and before its ack leaves the job
+/// as two copies: the delivery the broker hands back and the one in the tier. Each ends, the
+/// second as `existing` (the chaos suite sees two endings long after the crash), and the
+/// vendor holds one user.
+#[tokio::test]
+async fn a_job_split_by_a_crash_while_it_was_parked_ends_twice_with_one_user() {
+    let vendors = TestVendors::start(Faults { outage: true, ..Faults::default() }).await;
+    let mut settings = Settings::default();
+    settings.accounts.insert("ns".to_owned(), vendors.account(VendorKey::Netsapiens));
+    settings.retry.inline.max_attempts = 1;
+    let p = Pipeline::new(&settings, build_adapters(&settings).unwrap(), &Metrics::new(), None);
+    let stop = CancellationToken::new();
+    let original = delivery(
+        "create_user.netsapiens",
+        &sample_job("split-1", VendorKey::Netsapiens, "ns", "1042"),
+        Some("split-1"),
+    );
+    let parked = p.handle(&original, &stop).await;
+    assert!(matches!(parked.report, Report::RetryScheduled { why: Parked::Failure, .. }), "{:?}", parked.report);
+    let copy = &parked.publish[0];
+    assert_eq!(copy.kind, OutboundKind::Retry);
+    // The copy comes back from its tier; the unacked delivery comes back from the broker.
+    let from_tier = Inbound {
+        body: copy.body.clone(),
+        routing_key: copy.routing_key.clone(),
+        message_id: copy.message_id.clone(),
+        headers: copy.headers.clone(),
+        ..Default::default()
+    };
+    let handed_back = Inbound { redelivered: true, ..original.clone() };
+    vendors.sandboxes.faults.set(Faults::default());
+    let first = p.handle(&handed_back, &stop).await;
+    let second = p.handle(&from_tier, &stop).await;
+    assert!(matches!(first.report, Report::Terminal { outcome: "created", .. }), "{:?}", first.report);
+    assert!(matches!(second.report, Report::Terminal { outcome: "existing", .. }), "{:?}", second.report);
+    assert_eq!(vendors.creations(VendorKey::Netsapiens, "1042"), 1);
+}

@@ -8,10 +8,14 @@
 //! read from `/proc/<pid>` for the worker alone. Jobs are observed as events on the
 //! topology's own audit queue (bound to every event, as in production).
 //!
+//! Decoding: every run ends by timing `job::decode_with` (the accounts' own field rules)
+//! against `job::decode` (the defaults) in this process; `--decode` runs only that.
+//!
 //! The ledger: each round also runs the e2e with the ledger on (a fresh SQLite file, a fresh
 //! PostgreSQL database), and the ledger's queries run at size on both (`dlq stats`/`list`
 //! over a seeded dead-letter index, `whois` over seeded links).
 
+mod decode;
 mod ledger_db;
 mod ledger_queries;
 mod numbers;
@@ -98,6 +102,13 @@ struct Cli {
     /// Links seeded into the ledger for `whois` (three per employee, one per vendor).
     #[arg(long, default_value_t = 1_000_000)]
     links: usize,
+    /// Run only the decode measurement (no broker, no worker): ns per job of each vendor's
+    /// jobs decoded with their account's rules and with the defaults.
+    #[arg(long)]
+    decode: bool,
+    /// Jobs of each vendor decoded on each path (--quick: 2,000).
+    #[arg(long, default_value_t = 200_000)]
+    decode_jobs: usize,
 }
 
 /// A backend, or nothing (the empty value of `--ledger-backends ''`).
@@ -211,8 +222,43 @@ async fn worker_child(args: WorkerArgs) -> anyhow::Result<()> {
     provisioner::commands::run::run(settings, shutdown).await
 }
 
+/// The decode measurement, on accounts configured as the bench's worker has them.
+fn measure_decode(cli: &Cli) -> Vec<decode::DecodeRun> {
+    // The smoke run's debug build decodes ~20x slower: 2,000 keeps it well under a second.
+    let jobs = if cli.quick { cli.decode_jobs.min(2_000) } else { cli.decode_jobs };
+    if !cli.json {
+        eprintln!("running decode ({jobs} jobs of each vendor on each path)…");
+    }
+    let args = WorkerArgs {
+        amqp: cli.amqp.clone(),
+        suffix: "decode".into(),
+        sandbox: "http://127.0.0.1:9".into(),
+        concurrency: cli.e2e_concurrency,
+        prefetch: cli.e2e_prefetch,
+        admin_port: 0,
+        redis: None,
+        account_rate: None,
+        ledger_url: None,
+    };
+    decode::run(&bench_settings(&args), account_name, jobs)
+}
+
 async fn harness(cli: Cli) -> anyhow::Result<()> {
     let started = Instant::now();
+    if cli.decode {
+        let runs = measure_decode(&cli);
+        if cli.json {
+            println!("{}", serde_json::json!({ "decode": runs }));
+        } else {
+            print!("{}", decode::table(&runs));
+            println!(
+                "(harness ran {:.0} s{})",
+                started.elapsed().as_secs_f64(),
+                if cli.quick { "; --quick" } else { "" }
+            );
+        }
+        return Ok(());
+    }
     let (e2e_jobs, latency_jobs, memory_jobs, rounds) =
         if cli.quick { (1_500, 600, 600, 1) } else { (cli.e2e_jobs, cli.latency_jobs, 3_000, cli.rounds) };
     let (dead_letters, links) = if cli.quick { (2_000, 10_000) } else { (cli.dead_letters, cli.links) };
@@ -313,7 +359,8 @@ async fn harness(cli: Cli) -> anyhow::Result<()> {
             .with_context(|| format!("ledger queries on {}", b.as_str()))?;
         queries.push(q);
     }
-    let report = summarise(results, usize::from(rounds), &backends, queries);
+    let mut report = summarise(results, usize::from(rounds), &backends, queries);
+    report.decode = measure_decode(&cli);
     if cli.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

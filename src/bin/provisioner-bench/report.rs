@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::decode::DecodeRun;
 use crate::ledger_db::LedgerBackend;
 use crate::ledger_queries::QueryRun;
 use crate::numbers::round;
@@ -67,6 +68,8 @@ pub(crate) struct Report {
     ledger_e2e: Vec<LedgerE2e>,
     /// The ledger's queries at size, per backend.
     ledger_queries: Vec<QueryRun>,
+    /// Decoding with each vendor's account rules against the defaults, in the harness.
+    pub(crate) decode: Vec<DecodeRun>,
 }
 
 /// e2e with the ledger on one backend, compared within each round with the e2e without it.
@@ -158,6 +161,7 @@ pub(crate) fn summarise(
         scenarios: results,
         ledger_e2e,
         ledger_queries,
+        decode: Vec::new(),
     }
 }
 
@@ -261,6 +265,9 @@ pub(crate) fn table(r: &Report) -> String {
         }
     }
     out.push_str(&ledger_tables(r));
+    if !r.decode.is_empty() {
+        out.push_str(&crate::decode::table(&r.decode));
+    }
     out
 }
 

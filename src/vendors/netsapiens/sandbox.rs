@@ -1,8 +1,8 @@
 //! A faithful in-process simulator of the NetSapiens API v2 user calls and token endpoint, with a ledger of the users it holds, for demos and tests.
 //!
 //! It answers on the vendor's real paths under `/ns-api/v2`, enforces the documented field
-//! rules (the same ones the adapter checks, so a request it refuses is one the adapter should
-//! never send), Bearer auth, per-domain extension and platform-wide login uniqueness, and
+//! rules from its own table (not the adapter's validators, so the two can disagree and a test
+//! then shows it), Bearer auth, per-domain extension and platform-wide login uniqueness, and
 //! uses the vendor's `{"code": …, "message": …}` error shape. Fault injection is not here:
 //! a shared layer wraps the router for that.
 
@@ -17,9 +17,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
-
-use super::fields::{Domain, NewUser, MAX_EXTENSION_LEN};
-use crate::contract::{FieldKind, FieldValue, UserFields, VendorKey};
 
 /// A Reseller-scope API key: may create and read users in every sandbox domain.
 pub const SANDBOX_API_KEY: &str = "nsr_sandbox0000000000000000000000000";
@@ -153,7 +150,8 @@ fn authorize(sandbox: &Sandbox, headers: &HeaderMap) -> Result<Access, Refusal> 
 }
 
 fn check_domain(sandbox: &Sandbox, domain: &str) -> Result<(), Refusal> {
-    if Domain::parse(domain).is_err() || !sandbox.lock().domains.contains(domain) {
+    // Only domains the sandbox holds exist; anything else, however spelled, is not found.
+    if !sandbox.lock().domains.contains(domain) {
         return Err((StatusCode::NOT_FOUND, format!("Domain {domain} does not exist")));
     }
     Ok(())
@@ -227,14 +225,17 @@ async fn create_user(
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&body) else {
         return answer(StatusCode::BAD_REQUEST, "Request body must be a JSON object");
     };
-    let (user, synchronous) = match read_user(&body) {
+    let user = match read_user(&body) {
         Ok(v) => v,
         Err(message) => return answer(StatusCode::BAD_REQUEST, message),
     };
 
-    let ext = user.user().as_str().to_owned();
+    let ext = user.text("user").to_owned();
     let key = (domain.clone(), ext.clone());
-    let login = user.login_username().map_or_else(|| format!("{ext}@{domain}"), |l| l.as_str().to_owned());
+    let login = match user.text("login-username") {
+        "" => format!("{ext}@{domain}"),
+        given => given.to_owned(),
+    };
     let mut state = sandbox.lock();
     if state.users.contains_key(&key) {
         return answer(StatusCode::CONFLICT, "UID already exists.");
@@ -243,17 +244,12 @@ async fn create_user(
         return answer(StatusCode::CONFLICT, "login-username already exists on this platform.");
     }
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let mut stored = Map::new();
+    let synchronous = user.synchronous;
+    let mut stored = user.fields;
+    // GET never shows the PIN.
+    stored.remove("voicemail-login-pin");
     stored.insert("domain".into(), Value::from(domain.as_str()));
-    stored.insert("user".into(), Value::from(ext.as_str()));
-    stored.insert("name-first-name".into(), Value::from(user.first_name().as_str()));
-    stored.insert("name-last-name".into(), Value::from(user.last_name().as_str()));
-    stored.insert("email".into(), Value::from(user.email().to_wire()));
-    stored.insert("user-scope".into(), Value::from(user.scope().as_str()));
     stored.insert("login-username".into(), Value::from(login.as_str()));
-    for (name, value) in user.others().filter(|(_, v)| !v.is_secret()) {
-        stored.insert(name.into(), value.to_json());
-    }
     stored.insert("account-status".into(), Value::from("new"));
     stored.insert("created-datetime".into(), Value::from(now.as_str()));
     stored.insert("last-modified-datetime".into(), Value::from(now));
@@ -267,9 +263,208 @@ async fn create_user(
     }
 }
 
+/// The documented create-user properties (vendors/netsapiens.md) as this simulator's own
+/// table: it never calls the job validators, so a guess of theirs the vendor does not make
+/// (a `language-token` shape, digits-only extensions) shows up as a failing test instead of
+/// coming back as if the vendor had made it. Where the facts are unconfirmed, the table is
+/// tolerant: it refuses only what the vendor documents.
+mod rule {
+    use serde_json::Value;
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(super) enum Kind {
+        /// A string that is not blank (names; objects that must already exist).
+        Named,
+        /// Any string.
+        Text,
+        /// A string of digits.
+        Digits,
+        /// The strings `yes` and `no`.
+        YesNo,
+        OneOf(&'static [&'static str]),
+        /// One of the 221 documented time-zone names.
+        TimeZone,
+        /// A JSON integer within a range.
+        Int(i64, i64),
+        /// One e-mail address or several separated by `;`.
+        Email,
+        /// Extensions separated by commas.
+        Extensions,
+        /// A phone number as a string: digits with an optional `+`, or `[*]`.
+        Phone,
+        /// A phone number as a string or as a JSON integer.
+        PhoneOrInteger,
+    }
+
+    pub(super) const SCOPES: &[&str] = &[
+        "Basic User",
+        "Simple User",
+        "Advanced User",
+        "Call Center Agent",
+        "Site Manager",
+        "Call Center Supervisor",
+        "Office Manager",
+        "Reseller",
+        "Super User",
+        "NDP",
+        "No Portal",
+    ];
+    const VOICEMAIL_ALERT: &[&str] =
+        &["no", "yes", "attnew", "attsave", "atttrash", "brief", "briefattnew", "briefattsave", "briefatttrash"];
+    const TRANSCRIPTION: &[&str] = &["no", "Deepgram", "Google", "Mutare", "Voicebase"];
+    const RECORDING: &[&str] = &["yes", "yes-with-transcription", "yes-with-transcription-and-sentiment", "no"];
+
+    /// The path form of `user` is at most 16 characters; the body's `user` has no documented
+    /// limit, so only a lookup is refused for length.
+    pub(super) const USER_PATH_MAX: usize = 16;
+    pub(super) const REQUIRED: &[&str] = &["user", "name-first-name", "name-last-name", "user-scope"];
+
+    /// Every documented create property and its kind, in the facts' order.
+    pub(super) const PROPERTIES: &[(&str, Kind)] = &[
+        ("user", Kind::Named),
+        ("name-first-name", Kind::Named),
+        ("name-last-name", Kind::Named),
+        ("login-username", Kind::Text),
+        ("email", Kind::Email),
+        ("email-address", Kind::Email),
+        ("user-scope", Kind::OneOf(SCOPES)),
+        ("department", Kind::Text),
+        ("site", Kind::Text),
+        ("time-zone", Kind::TimeZone),
+        ("voicemail-login-pin", Kind::Digits),
+        ("privacy", Kind::YesNo),
+        ("dial-plan", Kind::Named),
+        ("dial-policy", Kind::Named),
+        ("status-message", Kind::Text),
+        ("directory-name-number-dtmf-mapping", Kind::Int(100, 999)),
+        ("voicemail-user-control-enabled", Kind::YesNo),
+        ("phone-numbers-to-allow-enabled", Kind::YesNo),
+        ("phone-numbers-to-reject-enabled", Kind::YesNo),
+        ("call-screening-enabled", Kind::YesNo),
+        ("ring-no-answer-timeout-seconds", Kind::Int(0, 3600)),
+        // No list is published: any token.
+        ("language-token", Kind::Text),
+        ("limits-max-data-storage-kilobytes", Kind::Int(0, i64::MAX)),
+        ("limits-max-active-calls-total", Kind::Int(0, 3600)),
+        ("directory-announce-in-dial-by-name-enabled", Kind::YesNo),
+        ("directory-override-order-duplicate-dtmf-mapping", Kind::Int(0, 100)),
+        ("voicemail-greeting-index", Kind::Int(0, i64::MAX)),
+        ("voicemail-enabled", Kind::YesNo),
+        ("voicemail-receive-broadcast-enabled", Kind::YesNo),
+        ("reject-anonymous-calls-enabled", Kind::YesNo),
+        ("voicemail-playback-announce-datetime-received", Kind::YesNo),
+        ("voicemail-playback-announce-caller-id", Kind::YesNo),
+        ("voicemail-playback-sort-newest-to-oldest", Kind::YesNo),
+        ("email-send-alert-new-voicemail-cc-list-csv", Kind::Extensions),
+        ("email-send-alert-new-voicemail-behavior", Kind::OneOf(VOICEMAIL_ALERT)),
+        ("email-send-alert-new-voicemail-enabled", Kind::YesNo),
+        ("email-send-alert-new-missed-call-enabled", Kind::YesNo),
+        ("email-send-alert-data-storage-limit-reached-enabled", Kind::YesNo),
+        ("caller-id-number", Kind::Phone),
+        // Providers may cut it at 15 characters (unconfirmed): a truncation, not a refusal.
+        ("caller-id-name", Kind::Text),
+        ("caller-id-number-emergency", Kind::PhoneOrInteger),
+        ("area-code", Kind::Int(100, 999)),
+        ("directory-name-visible-in-list-enabled", Kind::YesNo),
+        ("service-code", Kind::Text),
+        ("voicemail-transcription-enabled", Kind::OneOf(TRANSCRIPTION)),
+        ("emergency-address-id", Kind::Named),
+        ("call-recordings-hide-from-others-enabled", Kind::YesNo),
+        ("music-on-hold-randomized-enabled", Kind::YesNo),
+        ("music-on-hold-comfort-message-repeat-interval-seconds", Kind::Int(0, 3600)),
+        ("recording-configuration", Kind::OneOf(RECORDING)),
+    ];
+
+    pub(super) fn kind(name: &str) -> Option<Kind> {
+        PROPERTIES.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
+    }
+
+    fn digits(s: &str) -> bool {
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+    }
+
+    fn phone(s: &str) -> bool {
+        s == "[*]" || digits(s.strip_prefix('+').unwrap_or(s))
+    }
+
+    pub(super) fn accepts(kind: Kind, value: &Value) -> bool {
+        let text = value.as_str();
+        match kind {
+            Kind::Named => text.is_some_and(|s| !s.trim().is_empty()),
+            Kind::Text => text.is_some(),
+            Kind::Digits => text.is_some_and(digits),
+            Kind::YesNo => matches!(text, Some("yes" | "no")),
+            Kind::OneOf(values) => text.is_some_and(|s| values.contains(&s)),
+            Kind::TimeZone => text.is_some_and(|s| TIME_ZONES.split_ascii_whitespace().any(|tz| tz == s)),
+            // Integers are JSON numbers, never strings of digits.
+            Kind::Int(min, max) => value.as_i64().is_some_and(|n| (min..=max).contains(&n)),
+            Kind::Email => text.is_some_and(|s| {
+                s.split(';').all(|a| a.trim().split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.')))
+            }),
+            Kind::Extensions => text.is_some_and(|s| s.split(',').all(|e| digits(e.trim()))),
+            Kind::Phone => text.is_some_and(phone),
+            Kind::PhoneOrInteger => value.as_u64().is_some() || text.is_some_and(phone),
+        }
+    }
+
+    /// The documented time-zone enum (221 names), in the facts' order, spelled exactly:
+    /// legacy aliases in (`Asia/Calcutta`), some canonical IANA names out (`Asia/Kolkata`).
+    pub(super) const TIME_ZONES: &str =
+        "US/Alaska US/Central US/Eastern US/Hawaii US/Mountain US/Pacific Africa/Addis_Ababa \
+         Africa/Algiers Africa/Brazzaville Africa/Cairo Africa/Casablanca Africa/Dakar \
+         Africa/Dar_es_Salaam Africa/Djibouti Africa/Johannesburg Africa/Khartoum Africa/Kigali \
+         Africa/Kinshasa Africa/Lagos Africa/Nairobi Africa/Timbuktu Africa/Tripoli Africa/Tunis \
+         America/Antigua America/Aruba America/Belize America/Bogota America/Buenos_Aires \
+         America/Cancun America/Caracas America/Cayman America/Chihuahua America/Costa_Rica \
+         America/Denver America/Detroit America/Edmonton America/El_Salvador America/Ensenada \
+         America/Grenada America/Guadeloupe America/Guatemala America/Havana America/Indianapolis \
+         America/Jamaica America/Juneau America/La_Paz America/Lima America/Los_Angeles \
+         America/Louisville America/Martinique America/Mazatlan America/Mendoza America/Menominee \
+         America/Merida America/Mexico_City America/Miquelon America/Moncton America/Monterrey \
+         America/Montevideo America/Montreal America/Montserrat America/Nassau America/New_York \
+         America/Panama America/Phoenix America/Port-au-Prince America/Port_of_Spain America/Regina \
+         America/Santiago America/Santo_Domingo America/Sao_Paulo America/Thule America/Thunder_Bay \
+         America/Tijuana America/Toronto America/Vancouver America/Winnipeg America/Yellowknife \
+         Antarctica/South_Pole Arctic/Longyearbyen Asia/Amman Asia/Baghdad Asia/Bahrain Asia/Bangkok \
+         Asia/Beirut Asia/Brunei Asia/Calcutta Asia/Colombo Asia/Dacca Asia/Damascus Asia/Dhaka \
+         Asia/Dubai Asia/Gaza Asia/Hong_Kong Asia/Istanbul Asia/Jakarta Asia/Jerusalem Asia/Kabul \
+         Asia/Katmandu Asia/Kuala_Lumpur Asia/Kuching Asia/Kuwait Asia/Macau Asia/Manila Asia/Muscat \
+         Asia/Phnom_Penh Asia/Rangoon Asia/Riyadh Asia/Saigon Asia/Seoul Asia/Shanghai Asia/Singapore \
+         Asia/Taipei Asia/Tehran Asia/Tel_Aviv Asia/Thimphu Asia/Tokyo Asia/Ulan_Bator Asia/Vientiane \
+         Asia/Vladivostok Atlantic/Azores Atlantic/Bermuda Atlantic/Canary Atlantic/Cape_Verde \
+         Atlantic/Faeroe Atlantic/Reykjavik Australia/ACT Australia/Adelaide Australia/Brisbane \
+         Australia/Canberra Australia/Darwin Australia/LHI Australia/Melbourne Australia/North \
+         Australia/NSW Australia/Perth Australia/Queensland Australia/South Australia/Sydney \
+         Australia/Tasmania Australia/Victoria Australia/West Canada/Atlantic Canada/Central \
+         Canada/Eastern Canada/Mountain Canada/Newfoundland Canada/Pacific Canada/Saskatchewan \
+         Canada/Yukon Cuba Greenwich Etc/GMT Etc/GMT+1 Etc/GMT+10 Etc/GMT+11 Etc/GMT+12 Etc/GMT+2 \
+         Etc/GMT+3 Etc/GMT+4 Etc/GMT+5 Etc/GMT+6 Etc/GMT+7 Etc/GMT+8 Etc/GMT+9 Etc/GMT-1 Etc/GMT-10 \
+         Etc/GMT-11 Etc/GMT-12 Etc/GMT-13 Etc/GMT-14 Etc/GMT-2 Etc/GMT-3 Etc/GMT-4 Etc/GMT-5 \
+         Etc/GMT-6 Etc/GMT-7 Etc/GMT-8 Etc/GMT-9 Etc/Greenwich Europe/Amsterdam Europe/Athens \
+         Europe/Belfast Europe/Belgrade Europe/Berlin Europe/Brussels Europe/Bucharest \
+         Europe/Budapest Europe/Copenhagen Europe/Dublin Europe/Helsinki Europe/Istanbul Europe/Kiev \
+         Europe/Lisbon Europe/Ljubljana Europe/London Europe/Madrid Europe/Malta Europe/Monaco \
+         Europe/Moscow Europe/Oslo Europe/Paris Europe/Prague Europe/Rome Europe/Sofia \
+         Europe/Stockholm Europe/Vienna Europe/Warsaw Europe/Zurich Pacific/Auckland Pacific/Easter \
+         Pacific/Fiji Pacific/Galapagos Pacific/Gambier Pacific/Guam Pacific/Honolulu \
+         Pacific/Marquesas Pacific/Midway Pacific/Palau Pacific/Rarotonga Pacific/Tahiti";
+}
+
+/// A create body the sandbox accepted: the properties to store, and `synchronous`.
+struct Created {
+    fields: Map<String, Value>,
+    synchronous: bool,
+}
+
+impl Created {
+    fn text(&self, name: &str) -> &str {
+        self.fields.get(name).and_then(Value::as_str).unwrap_or_default()
+    }
+}
+
 /// Applies the documented rules to a create body, answering in the vendor's words.
-fn read_user(body: &Map<String, Value>) -> Result<(NewUser, bool), String> {
-    let mut fields = BTreeMap::new();
+fn read_user(body: &Map<String, Value>) -> Result<Created, String> {
+    let mut fields = Map::new();
     let mut synchronous = false;
     for (name, value) in body {
         if name == "synchronous" {
@@ -283,27 +478,28 @@ fn read_user(body: &Map<String, Value>) -> Result<(NewUser, bool), String> {
         if READ_ONLY.contains(&name.as_str()) {
             return Err(format!("{name} is read-only"));
         }
-        let spec = VendorKey::Netsapiens.field(name).ok_or_else(|| format!("Unknown property {name}"))?;
-        let v = match (spec.kind, value) {
-            (FieldKind::Text | FieldKind::TextOrInteger, Value::String(s)) => FieldValue::Text(s.clone()),
-            (FieldKind::Integer | FieldKind::TextOrInteger, Value::Number(n)) if n.is_i64() => {
-                FieldValue::Integer(n.as_i64().expect("checked"))
-            }
-            (FieldKind::Integer, _) => return Err(format!("{name} must be an integer")),
-            _ => return Err(format!("{name} must be a string")),
-        };
-        fields.insert(spec.name, v);
-    }
-    let user = NewUser::parse(&UserFields::new(VendorKey::Netsapiens, fields)).map_err(|errors| {
-        let e = &errors[0];
-        let field = e.field.trim_start_matches("user.");
-        if e.message.starts_with("is required") {
-            format!("Missing required field {field}")
-        } else {
-            format!("Invalid value for {field}: {}", e.message)
+        // Whether an unknown property is ignored or refused is unconfirmed: it is ignored,
+        // and not stored.
+        let Some(kind) = rule::kind(name) else { continue };
+        if !rule::accepts(kind, value) {
+            return Err(format!("Invalid value for {name}"));
         }
-    })?;
-    Ok((user, synchronous))
+        fields.insert(name.clone(), value.clone());
+    }
+    if let Some(missing) = rule::REQUIRED.iter().find(|f| !fields.contains_key(**f)) {
+        return Err(format!("Missing required field {missing}"));
+    }
+    // The e-mail is required; which of its two names the server wants is unconfirmed
+    // ("possibly both accepted"), so either is taken, and `email`, the current name, wins
+    // when both come.
+    match (fields.contains_key("email"), fields.remove("email-address")) {
+        (false, None) => return Err("Missing required field email".into()),
+        (false, Some(email)) => {
+            fields.insert("email".into(), email);
+        }
+        (true, _) => {}
+    }
+    Ok(Created { fields, synchronous })
 }
 
 /// `GET /ns-api/v2/domains/{domain}/users/{user}`.
@@ -315,8 +511,8 @@ async fn get_user(
     if let Err((status, message)) = authorize(&sandbox, &headers).and_then(|_| check_domain(&sandbox, &domain)) {
         return answer(status, message);
     }
-    if user.len() > MAX_EXTENSION_LEN {
-        return answer(StatusCode::BAD_REQUEST, format!("user must be at most {MAX_EXTENSION_LEN} characters"));
+    if user.len() > rule::USER_PATH_MAX {
+        return answer(StatusCode::BAD_REQUEST, format!("user must be at most {} characters", rule::USER_PATH_MAX));
     }
     match sandbox.user(&domain, &user) {
         Some(u) => Json(u).into_response(),
@@ -330,7 +526,7 @@ mod tests {
 
     use super::*;
     use crate::config::VendorSettings;
-    use crate::contract::Job;
+    use crate::contract::{Job, VendorKey};
     use crate::vendors::netsapiens::account::tests::settings;
     use crate::vendors::netsapiens::adapter::{build, Adapter};
     use crate::vendors::netsapiens::response::code;
@@ -512,35 +708,201 @@ mod tests {
         (r.status().as_u16(), r.json().await.unwrap())
     }
 
+    fn minimal(user: &str) -> Value {
+        json!({"user": user, "name-first-name": "Jane", "name-last-name": "Doe",
+               "email": "jane.doe@acme.example", "user-scope": "Basic User"})
+    }
+
+    /// The sandbox's own rule table, case by case, from vendors/netsapiens.md: every kind of
+    /// rule refuses a value, in the vendor's error shape, and creates nothing.
     #[tokio::test]
-    async fn the_sandbox_enforces_the_documented_rules_in_the_vendors_error_shape() {
+    async fn follows_the_documented_rules_from_its_own_table() {
         let env = Env::start().await;
-        let minimal = json!({"user": "1042", "name-first-name": "Jane", "name-last-name": "Doe",
-                             "email": "jane.doe@acme.example", "user-scope": "Basic User"});
-        let cases = [
-            ("name-last-name", Value::Null, "Missing required field name-last-name"),
-            ("time-zone", json!("Asia/Kolkata"), "Invalid value for time-zone"),
-            ("privacy", json!(true), "privacy must be a string"),
-            ("area-code", json!(1000), "Invalid value for area-code"),
-            ("account-status", json!("new"), "account-status is read-only"),
-            ("nickname", json!("JD"), "Unknown property nickname"),
-            ("synchronous", json!("true"), "synchronous must be"),
+        let long_user = "12345678901234567";
+        // (the property changed, its value, or Null to leave it out; the refusal if any)
+        let cases: Vec<(&str, Value, Option<&str>)> = vec![
+            // Required, each of them.
+            ("user", Value::Null, Some("Missing required field user")),
+            ("name-first-name", Value::Null, Some("Missing required field name-first-name")),
+            ("name-last-name", Value::Null, Some("Missing required field name-last-name")),
+            ("user-scope", Value::Null, Some("Missing required field user-scope")),
+            ("email", Value::Null, Some("Missing required field email")),
+            // Named: not blank.
+            ("name-first-name", json!("  "), Some("Invalid value for name-first-name")),
+            ("dial-plan", json!(""), Some("Invalid value for dial-plan")),
+            // Text: a string, never a number.
+            ("department", json!(5), Some("Invalid value for department")),
+            // Enums, spelled exactly.
+            ("user-scope", json!("No Portal "), Some("Invalid value for user-scope")),
+            ("user-scope", json!("No Portal"), None),
+            ("time-zone", json!("Asia/Kolkata"), Some("Invalid value for time-zone")),
+            ("time-zone", json!("Asia/Calcutta"), None),
+            ("email-send-alert-new-voicemail-behavior", json!("attach"), Some("Invalid value for email-send")),
+            ("voicemail-transcription-enabled", json!("deepgram"), Some("Invalid value for voicemail-transcription")),
+            ("recording-configuration", json!("yes-with-sentiment"), Some("Invalid value for recording-configuration")),
+            // yes/no are strings, not JSON booleans.
+            ("privacy", json!(true), Some("Invalid value for privacy")),
+            ("music-on-hold-randomized-enabled", json!("Yes"), Some("Invalid value for music-on-hold-randomized")),
+            // Digits.
+            ("voicemail-login-pin", json!("48a9"), Some("Invalid value for voicemail-login-pin")),
+            // Integers: JSON numbers within the documented range.
+            ("area-code", json!(1000), Some("Invalid value for area-code")),
+            ("area-code", json!("858"), Some("Invalid value for area-code")),
+            ("ring-no-answer-timeout-seconds", json!(3601), Some("Invalid value for ring-no-answer")),
+            ("directory-override-order-duplicate-dtmf-mapping", json!(101), Some("Invalid value for directory-o")),
+            ("voicemail-greeting-index", json!(-1), Some("Invalid value for voicemail-greeting-index")),
+            // E-mail lists, extension lists, phone numbers.
+            ("email", json!("jane.acme.example"), Some("Invalid value for email")),
+            ("email", json!("a@acme.example;b@acme.example"), None),
+            ("email-send-alert-new-voicemail-cc-list-csv", json!("1001;1002"), Some("Invalid value for email-send")),
+            ("caller-id-number", json!("858-555-1234"), Some("Invalid value for caller-id-number")),
+            ("caller-id-number", json!(18585551234_i64), Some("Invalid value for caller-id-number")),
+            ("caller-id-number", json!("[*]"), None),
+            ("caller-id-number-emergency", json!(18585551234_i64), None),
+            ("caller-id-number-emergency", json!(-1), Some("Invalid value for caller-id-number-emergency")),
+            ("caller-id-number-emergency", json!("911x"), Some("Invalid value for caller-id-number-emergency")),
+            // Read-only properties and the write-only switch.
+            ("account-status", json!("new"), Some("account-status is read-only")),
+            ("synchronous", json!("true"), Some("synchronous must be")),
+            // What the facts leave open is taken: any language token (no list is published),
+            // an unknown property (ignored), both e-mail names, a body `user` longer than the
+            // path limit (only the path form is limited), an extension that is not digits.
+            ("language-token", json!("english"), None),
+            ("nickname", json!("JD"), None),
+            ("email-address", json!("jane@acme.example"), None),
+            ("user", json!(long_user), None),
+            ("user", json!("front-desk"), None),
+            ("caller-id-name", json!("A name longer than fifteen"), None),
         ];
-        for (field, value, want) in cases {
-            let mut body = minimal.clone();
+        // The extension each accepted case created, by the property it changed.
+        let mut created: BTreeMap<&str, String> = BTreeMap::new();
+        let mut count = 0;
+        for (n, (field, value, refused)) in cases.into_iter().enumerate() {
+            let user = format!("{}", 2000 + n);
+            let mut body = minimal(&user);
             if value.is_null() {
                 body.as_object_mut().unwrap().remove(field);
             } else {
-                body[field] = value;
+                body[field] = value.clone();
             }
-            let (status, answer) = raw_post(&env.base, body).await;
-            assert_eq!(status, 400, "{field}");
-            assert_eq!(answer["code"], 400);
-            assert!(answer["message"].as_str().unwrap().starts_with(want), "{field}: {answer}");
+            let (status, answer) = raw_post(&env.base, body.clone()).await;
+            let user = body["user"].as_str().unwrap_or(&user).to_owned();
+            match refused {
+                None => {
+                    assert_eq!((status, &answer), (202, &json!({"code": 202, "message": "Accepted"})), "{field}");
+                    created.insert(field, user.clone());
+                    count += 1;
+                }
+                Some(want) => {
+                    assert_eq!((status, answer["code"].clone()), (400, json!(400)), "{field} = {value}: {answer}");
+                    assert!(answer["message"].as_str().unwrap().starts_with(want), "{field} = {value}: {answer}");
+                }
+            }
+            assert_eq!(env.sandbox.creations(&format!("{user}@{SANDBOX_DOMAIN}")), u32::from(refused.is_none()));
         }
-        assert_eq!(env.sandbox.user_count(), 0);
-        let (status, answer) = raw_post(&env.base, minimal).await;
-        assert_eq!((status, answer), (202, json!({"code": 202, "message": "Accepted"})));
+        assert_eq!(env.sandbox.user_count(), count);
+        let stored = |user: &str| env.sandbox.user(SANDBOX_DOMAIN, user);
+        // An unknown property is not kept; with both e-mail names the current one is.
+        let nickname = stored(&created["nickname"]).expect("created");
+        assert!(nickname.get("nickname").is_none(), "{nickname}");
+        let both = stored(&created["email-address"]).expect("created");
+        assert_eq!((both["email"].clone(), both.get("email-address")), (json!("jane.doe@acme.example"), None));
+        // The long extension exists, but is not addressable as /users/{user}.
+        assert!(stored(long_user).is_some());
+        let r = reqwest::Client::new()
+            .get(format!("{}/domains/{SANDBOX_DOMAIN}/users/{long_user}", env.base))
+            .bearer_auth(SANDBOX_API_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+    }
+
+    /// The e-mail given only as `email-address` is stored, and shown, as `email`.
+    #[tokio::test]
+    async fn the_email_address_name_alone_is_shown_as_email() {
+        let env = Env::start().await;
+        let mut body = minimal("1042");
+        let email = body.as_object_mut().unwrap().remove("email").unwrap();
+        body["email-address"] = email;
+        body["synchronous"] = json!("yes");
+        let (status, answer) = raw_post(&env.base, body).await;
+        assert_eq!(
+            (status, answer["email"].clone(), answer.get("email-address")),
+            (200, json!("jane.doe@acme.example"), None)
+        );
+    }
+
+    /// The sandbox's table and the job validators name the same properties and the same
+    /// time zones, both taken from the vendor facts: a property or zone one of them lacks is
+    /// a disagreement to settle in the facts' favour.
+    #[test]
+    fn the_table_names_the_same_properties_and_zones_as_the_validators() {
+        let table: BTreeSet<&str> = rule::PROPERTIES.iter().map(|(n, _)| *n).collect();
+        let catalog: BTreeSet<&str> = VendorKey::Netsapiens.user_fields().iter().map(|f| f.name).collect();
+        assert_eq!(table, catalog);
+        assert_eq!(rule::PROPERTIES.len(), table.len(), "a property listed twice");
+        let zones: Vec<&str> = rule::TIME_ZONES.split_ascii_whitespace().collect();
+        assert_eq!(zones, crate::vendors::netsapiens::fields::TIME_ZONES);
+    }
+
+    /// Where the validators refuse what the vendor takes, the difference is their own
+    /// caution and is listed here; everywhere else the two give the same verdict. A change
+    /// on either side that makes them disagree otherwise fails this test.
+    #[test]
+    fn the_validators_differ_from_the_sandbox_only_in_their_listed_cautions() {
+        use crate::contract::{FieldValue, UserFields};
+        use crate::vendors::netsapiens::fields::validate;
+        // (property, value, the validator refuses it while the vendor takes it)
+        let cases: &[(&str, Value, bool)] = &[
+            ("language-token", json!("english"), true),
+            ("language-token", json!("en_US"), false),
+            ("user", json!("front-desk"), true),
+            ("user", json!("12345678901234567"), true),
+            ("user", json!("1234567890123456"), false),
+            ("login-username", json!("jane doe"), true),
+            ("caller-id-number", json!("1234567890123456"), true),
+            ("caller-id-number", json!("+18585551234"), false),
+            ("email", json!(format!("{}@acme.example", "a".repeat(65))), true),
+            ("email-send-alert-new-voicemail-cc-list-csv", json!("12345678901234567"), true),
+            ("department", json!("Sup\u{7}port"), true),
+            ("time-zone", json!("Asia/Kolkata"), false),
+            ("time-zone", json!("US/Eastern"), false),
+            ("user-scope", json!("No Portal "), false),
+            ("privacy", json!("true"), false),
+            ("area-code", json!(99), false),
+            ("voicemail-greeting-index", json!(0), false),
+            ("voicemail-login-pin", json!("12a4"), false),
+            ("caller-id-number-emergency", json!(18585551234_i64), false),
+            ("email", json!("jane.acme.example"), false),
+            ("dial-policy", json!(" "), false),
+            ("recording-configuration", json!("no"), false),
+            ("email-send-alert-new-voicemail-behavior", json!("brief"), false),
+            ("voicemail-transcription-enabled", json!("Google"), false),
+        ];
+        for (field, value, cautious) in cases {
+            let mut body = minimal("1042");
+            body[*field] = value.clone();
+            let map: Map<String, Value> = body.as_object().unwrap().clone();
+            let sandbox_takes = read_user(&map).is_ok();
+            let fields = map
+                .iter()
+                .map(|(k, v)| {
+                    let name = VendorKey::Netsapiens.field(k).unwrap().name;
+                    let v = match v {
+                        Value::String(s) => FieldValue::Text(s.clone()),
+                        n => FieldValue::Integer(n.as_i64().unwrap()),
+                    };
+                    (name, v)
+                })
+                .collect();
+            let validator_takes = validate(&UserFields::new(VendorKey::Netsapiens, fields)).is_empty();
+            if *cautious {
+                assert!(sandbox_takes && !validator_takes, "{field} = {value}: the listed caution is gone");
+            } else {
+                assert_eq!(validator_takes, sandbox_takes, "{field} = {value}: validator and sandbox disagree");
+            }
+        }
     }
 
     #[tokio::test]
