@@ -231,15 +231,17 @@ fn done_since(seen: &[Instant], since: Instant) -> usize {
     seen.iter().filter(|at| **at >= since).count()
 }
 
-/// The users at the sandbox between which a rate-limited plan's rate is read: from half again
-/// the fleet's burst (one second's worth at the rate, per replica with local limits, once for
-/// the fleet with Redis), so the burst is spent, to nine tenths of the jobs, so the tail of
-/// the last calls in flight is not. The window is empty when the jobs do not outlast the
-/// burst (`--quick`).
+/// The users at the sandbox between which a rate-limited plan's rate is read: from half the
+/// jobs, and at least half again the fleet's burst (one second's worth at the rate, per
+/// replica with local limits, once for the fleet with Redis), to nine tenths of the jobs, so
+/// the tail of the last calls in flight is not in it. The burst is not spent the moment that
+/// many users exist: a fleet only a little faster than its limit works it off slowly, and
+/// until then the users grow faster than the rate. The window is empty when the jobs do not
+/// outlast the burst (`--quick`).
 fn steady_window(plan: &Plan, rate: u32) -> (usize, usize) {
     let holders = if plan.redis.is_some() { 1 } else { plan.replicas.max(1) };
     let burst = rate as usize * holders;
-    (burst + burst / 2, plan.jobs * 9 / 10)
+    ((burst + burst / 2).max(plan.jobs / 2), plan.jobs * 9 / 10)
 }
 
 /// Users per second at the sandbox between the first sample at or above `lo` users and the
@@ -510,11 +512,12 @@ mod tests {
             ledger: None,
             replicas,
         };
-        // Local limits: each of 3 replicas has a burst of its own.
-        assert_eq!(steady_window(&plan(3, None), 500), (2_250, 5_400));
+        // Local limits: each of 3 replicas has a burst of its own, 1,500 in all.
+        assert_eq!(steady_window(&plan(3, None), 2_000), (9_000, 5_400), "empty: the jobs are all burst");
+        assert_eq!(steady_window(&plan(3, None), 500), (3_000, 5_400));
         // Redis: one burst for the fleet.
-        assert_eq!(steady_window(&plan(3, Some("redis://x".into())), 500), (750, 5_400));
-        assert_eq!(steady_window(&plan(1, None), 500), (750, 5_400));
+        assert_eq!(steady_window(&plan(3, Some("redis://x".into())), 2_000), (3_000, 5_400));
+        assert_eq!(steady_window(&plan(1, None), 500), (3_000, 5_400));
     }
 
     #[test]
