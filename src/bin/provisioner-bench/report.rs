@@ -49,6 +49,8 @@ pub(crate) struct Measured {
     /// is spent (see `steady_window`); `None` without a limit or when the jobs did not
     /// outlast the burst.
     pub(crate) sandbox_users_per_s: Option<f64>,
+    /// The most the account's limits allow over that window (see `rate_bound`).
+    pub(crate) sandbox_bound_per_s: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -135,6 +137,8 @@ pub(crate) struct LimitedRow {
     jobs_per_s: f64,
     /// Users/s at the sandbox after the burst (see `Measured::sandbox_users_per_s`).
     sandbox_users_per_s: Option<f64>,
+    /// The most the limits allow over the same window (see `Measured::sandbox_bound_per_s`).
+    sandbox_bound_per_s: Option<f64>,
 }
 
 /// Which replica scenarios ran, so `summarise` can find them by name.
@@ -202,6 +206,7 @@ fn limited_rows(rate: u32, fleet: Option<usize>, get: impl Fn(&str) -> Option<Me
                 allowed_per_s: rate.saturating_mul(holders),
                 jobs_per_s: round(m.jobs_per_s, 1),
                 sandbox_users_per_s: m.sandbox_users_per_s,
+                sandbox_bound_per_s: m.sandbox_bound_per_s,
             });
         }
     }
@@ -355,9 +360,8 @@ pub(crate) fn table(r: &Report) -> String {
         }
     }
     for l in &r.rate_limited {
-        // The limit holds when the vendor saw no more than it allows (5 % for sampling).
-        if let Some(seen) = l.sandbox_users_per_s {
-            let goal = f64::from(l.allowed_per_s) * 1.05;
+        // The limit holds when the vendor saw no more than the limits allow over the window.
+        if let Some((seen, goal)) = l.sandbox_users_per_s.zip(l.sandbox_bound_per_s) {
             out.push_str(&format!(
                 "| sandbox users/s, limit {}/s, {} replica(s), {} | {seen:.0} | ≤ {goal:.0} | {} |\n",
                 l.account_rate,
@@ -450,17 +454,20 @@ fn replica_tables(r: &Report) -> String {
             "\nRate-limited path (not the e2e path): NetSapiens jobs to one account held to a rate; \
              users/s at the sandbox once the burst is spent:\n\n",
         );
-        out.push_str("| backend | replicas | account rate /s | allowed /s | jobs/s (events) | sandbox users/s |\n");
-        out.push_str("| --- | ---: | ---: | ---: | ---: | ---: |\n");
+        out.push_str(
+            "| backend | replicas | account rate /s | allowed /s | jobs/s (events) | sandbox users/s | bound over the window /s |\n",
+        );
+        out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
         for l in &r.rate_limited {
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {:.0} | {} |\n",
+                "| {} | {} | {} | {} | {:.0} | {} | {} |\n",
                 l.backend,
                 l.replicas,
                 l.account_rate,
                 l.allowed_per_s,
                 l.jobs_per_s,
                 l.sandbox_users_per_s.map_or("-".to_owned(), |x| format!("{x:.0}")),
+                l.sandbox_bound_per_s.map_or("-".to_owned(), |x| format!("{x:.0}")),
             ));
         }
     }
@@ -640,19 +647,24 @@ mod tests {
 
     #[test]
     fn a_rate_limited_row_holds_the_limit_its_backend_promises() {
-        let limited = |name: &str, seen: Option<f64>| Named {
+        let limited = |name: &str, seen: Option<f64>, bound: f64| Named {
             name: name.into(),
-            measured: Measured { jobs_per_s: 400.0, sandbox_users_per_s: seen, ..Default::default() },
+            measured: Measured {
+                jobs_per_s: 400.0,
+                sandbox_users_per_s: seen,
+                sandbox_bound_per_s: seen.map(|_| bound),
+                ..Default::default()
+            },
         };
         let mut results = vec![
             Named { name: "ceiling 1".into(), measured: Measured { jobs_per_s: 10.0, ..Default::default() } },
             Named { name: "e2e 1".into(), measured: Measured { jobs_per_s: 8.0, ..Default::default() } },
         ];
         results.extend([
-            limited(&limited_name(false, 1), Some(501.0)),
-            limited(&limited_name(true, 1), None),
-            limited(&limited_name(false, 3), Some(1_390.0)),
-            limited(&limited_name(true, 3), Some(560.0)),
+            limited(&limited_name(false, 1), Some(501.0), 600.0),
+            limited(&limited_name(true, 1), None, 600.0),
+            limited(&limited_name(false, 3), Some(1_390.0), 1_575.0),
+            limited(&limited_name(true, 3), Some(560.0), 525.0),
         ]);
         let plans = ReplicaPlans { counts: Vec::new(), limited: Some((500, Some(3))) };
         let r = summarise(results, 1, &[], Vec::new(), &plans);

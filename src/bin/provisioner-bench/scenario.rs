@@ -179,7 +179,10 @@ async fn measure(
     m.jobs_per_s = in_window as f64 / done.duration_since(since).as_secs_f64();
     if let Some(rate) = plan.account_rate {
         let (lo, hi) = steady_window(plan, rate);
-        m.sandbox_users_per_s = steady_rate(&sandbox_counts, lo, hi).map(|r| round(r, 1));
+        if let Some((per_s, window_s)) = steady_rate(&sandbox_counts, lo, hi) {
+            m.sandbox_users_per_s = Some(round(per_s, 1));
+            m.sandbox_bound_per_s = Some(round(rate_bound(plan, rate, window_s), 1));
+        }
     }
     let mut lat: Vec<f64> = seen
         .iter()
@@ -239,21 +242,41 @@ fn done_since(seen: &[Instant], since: Instant) -> usize {
 /// until then the users grow faster than the rate. The window is empty when the jobs do not
 /// outlast the burst (`--quick`).
 fn steady_window(plan: &Plan, rate: u32) -> (usize, usize) {
-    let holders = if plan.redis.is_some() { 1 } else { plan.replicas.max(1) };
+    let holders = limit_holders(plan);
     let burst = rate as usize * holders;
     ((burst + burst / 2).max(plan.jobs / 2), plan.jobs * 9 / 10)
 }
 
+/// How many limiters an account has: one per replica with local limits, one with Redis.
+fn limit_holders(plan: &Plan) -> usize {
+    if plan.redis.is_some() {
+        1
+    } else {
+        plan.replicas.max(1)
+    }
+}
+
+/// The most users/s the account's limits allow over a window of `window_s`, as
+/// tests/scale_out.rs counts it: the rate, plus one burst and the calls already in flight
+/// (the concurrency cap) spread over the window, per limiter. A limiter that fell behind its
+/// rate for a while (a replica starved of CPU) has its burst back and may spend it in the
+/// window.
+fn rate_bound(plan: &Plan, rate: u32, window_s: f64) -> f64 {
+    let holders = limit_holders(plan) as f64;
+    let (rate, cap) = (f64::from(rate), f64::from(plan.concurrency));
+    holders * (rate + (rate + cap) / window_s)
+}
+
 /// Users per second at the sandbox between the first sample at or above `lo` users and the
-/// first at or above `hi`; `None` when the samples do not span both with time between.
-/// `samples` are (seconds, users), in time order.
-fn steady_rate(samples: &[(f64, usize)], lo: usize, hi: usize) -> Option<f64> {
+/// first at or above `hi`, and the seconds between them; `None` when the samples do not span
+/// both with time between. `samples` are (seconds, users), in time order.
+fn steady_rate(samples: &[(f64, usize)], lo: usize, hi: usize) -> Option<(f64, f64)> {
     if lo >= hi {
         return None;
     }
     let first = |n: usize| samples.iter().find(|(_, users)| *users >= n);
     let ((t0, n0), (t1, n1)) = (first(lo)?, first(hi)?);
-    (t1 > t0).then(|| (n1 - n0) as f64 / (t1 - t0))
+    (t1 > t0).then(|| ((n1 - n0) as f64 / (t1 - t0), t1 - t0))
 }
 
 /// Samples the users the sandboxes hold for the plan's vendors every 10 ms, until stopped.
@@ -488,10 +511,11 @@ mod tests {
         // A burst of 500 at once, then 100 users every 0.2 s (500/s).
         let mut samples = vec![(0.0, 0), (0.01, 500)];
         samples.extend((1..=20).map(|i| (0.01 + f64::from(i) * 0.2, 500 + 100 * i as usize)));
-        let rate = steady_rate(&samples, 750, 2_000).expect("the samples span the window");
+        let (rate, window) = steady_rate(&samples, 750, 2_000).expect("the samples span the window");
         assert!((rate - 500.0).abs() < 1e-6, "{rate}");
+        assert!((window - 2.4).abs() < 1e-6, "{window}");
         // Counted from 0 the burst would be in it: the threshold is what keeps it out.
-        assert!(steady_rate(&samples, 0, 2_000).unwrap() > 600.0);
+        assert!(steady_rate(&samples, 0, 2_000).unwrap().0 > 600.0);
         assert_eq!(steady_rate(&samples, 750, 9_000), None, "never reached");
         assert_eq!(steady_rate(&samples, 2_000, 750), None, "an empty window");
         assert_eq!(steady_rate(&[(0.0, 0), (0.0, 900)], 100, 800), None, "no time between");
@@ -518,6 +542,9 @@ mod tests {
         // Redis: one burst for the fleet.
         assert_eq!(steady_window(&plan(3, Some("redis://x".into())), 2_000), (3_000, 5_400));
         assert_eq!(steady_window(&plan(1, None), 500), (3_000, 5_400));
+        // The bound: per limiter, the rate plus (burst + cap) over the window.
+        assert_eq!(rate_bound(&plan(3, None), 500, 2.0), 3.0 * (500.0 + 532.0 / 2.0));
+        assert_eq!(rate_bound(&plan(3, Some("redis://x".into())), 500, 4.0), 500.0 + 532.0 / 4.0);
     }
 
     #[test]
