@@ -14,6 +14,9 @@
 //! The ledger: each round also runs the e2e with the ledger on (a fresh SQLite file, a fresh
 //! PostgreSQL database), and the ledger's queries run at size on both (`dlq stats`/`list`
 //! over a seeded dead-letter index, `whois` over seeded links).
+//!
+//! Scale-out: the same backlog consumed by 1, 2, 3 worker processes (`replicas N`), and with
+//! --redis the rate-limited scenario also as a fleet sharing one account, on both backends.
 
 mod decode;
 mod ledger_db;
@@ -33,7 +36,7 @@ use provisioner::contract::VendorKey;
 use provisioner::vendors::glance;
 
 use ledger_db::LedgerBackend;
-use report::{e2e_name, summarise, table, Named};
+use report::{e2e_name, limited_name, replicas_name, summarise, table, Named, ReplicaPlans};
 use scenario::{run_scenario, Plan};
 
 /// The same allocator as the `provisioner` binary: the worker child runs in this process.
@@ -85,6 +88,11 @@ struct Cli {
     /// The account rate (per second) of the rate-limited scenario.
     #[arg(long, default_value_t = 500)]
     limited_rate: u32,
+    /// Worker processes of the replicas scenario, run in this order on the same e2e backlog
+    /// (`--e2e-jobs`) with local limits; `''` runs none. With --redis, the largest count also
+    /// runs the rate-limited scenario as a fleet sharing one account, on both backends.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    replicas: Vec<ReplicaCount>,
     /// The broker (same as `amqp.url`).
     #[arg(long, env = "PROVISIONER_BENCH_AMQP_URL", default_value = DEFAULT_URL)]
     amqp: String,
@@ -123,6 +131,24 @@ impl std::str::FromStr for LedgerBackendArg {
             return Ok(Self(None));
         }
         LedgerBackend::from_str(s, true).map(|b| Self(Some(b))).map_err(|_| format!("{s:?}: sqlite or postgres"))
+    }
+}
+
+/// A number of worker processes, or nothing (the empty value of `--replicas ''`). At most 8:
+/// each is a process on this machine, sharing its cores with the broker and the harness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ReplicaCount(Option<usize>);
+
+impl std::str::FromStr for ReplicaCount {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Ok(Self(None));
+        }
+        match s.parse::<usize>() {
+            Ok(n @ 1..=8) => Ok(Self(Some(n))),
+            _ => Err(format!("{s:?}: a number of worker processes from 1 to 8")),
+        }
     }
 }
 
@@ -278,6 +304,7 @@ async fn harness(cli: Cli) -> anyhow::Result<()> {
         redis: None,
         account_rate: None,
         ledger,
+        replicas: 1,
     };
     // Ceiling and e2e (without, then with each ledger; with --redis, with the limits in Redis
     // too) alternate, and swap places every other round (c e…, …e c, c e…), so a drift in
@@ -295,19 +322,37 @@ async fn harness(cli: Cli) -> anyhow::Result<()> {
         }
         plans.extend(round);
     }
+    let counts: Vec<usize> = cli.replicas.iter().filter_map(|c| c.0).collect();
+    let fleet = counts.iter().copied().max().filter(|n| *n > 1);
     // The rate-limited path: one vendor's account held to --limited-rate, on each backend;
-    // jobs/s should come out at the rate on both.
+    // jobs/s should come out at the rate on both. Then the same with a fleet of replicas
+    // sharing the account: with Redis the sandbox should see the rate, with local limits
+    // each replica keeps the whole rate.
     if let Some(url) = &cli.redis {
-        let jobs = if cli.quick { 300 } else { cli.limited_rate as usize * 10 };
-        let limited = |redis: Option<String>| Plan {
+        let limited = |jobs: usize, redis: Option<String>, replicas: usize| Plan {
             jobs,
             vendors: vec![VendorKey::Netsapiens],
             account_rate: Some(cli.limited_rate),
             redis,
+            replicas,
             ..pair(false, None)
         };
-        plans.push(("rate-limited local".into(), limited(None)));
-        plans.push(("rate-limited redis".into(), limited(Some(url.clone()))));
+        let rate = cli.limited_rate as usize;
+        let jobs = if cli.quick { 300 } else { rate * 10 };
+        plans.push((limited_name(false, 1), limited(jobs, None, 1)));
+        plans.push((limited_name(true, 1), limited(jobs, Some(url.clone()), 1)));
+        if let Some(n) = fleet {
+            // Longer: with local limits the fleet may go n times as fast, and its burst is
+            // n times as large.
+            let jobs = if cli.quick { 300 } else { rate * 12 };
+            plans.push((limited_name(false, n), limited(jobs, None, n)));
+            plans.push((limited_name(true, n), limited(jobs, Some(url.clone()), n)));
+        }
+    }
+    // Scale-out on the e2e path: the same backlog, one replica count after the other.
+    let replica_jobs = if cli.quick { 300 } else { e2e_jobs };
+    for n in &counts {
+        plans.push((replicas_name(*n), Plan { jobs: replica_jobs, replicas: *n, ..pair(false, None) }));
     }
     // 256 jobs at once in total: one vendor with concurrency 256, so 256 / 0.2 s holds.
     plans.push((
@@ -323,6 +368,7 @@ async fn harness(cli: Cli) -> anyhow::Result<()> {
             redis: None,
             account_rate: None,
             ledger: None,
+            replicas: 1,
         },
     ));
     // 1,002 slots over three vendors, a 2 s vendor so they all fill; jobs arrive live.
@@ -339,6 +385,7 @@ async fn harness(cli: Cli) -> anyhow::Result<()> {
             redis: None,
             account_rate: None,
             ledger: None,
+            replicas: 1,
         },
     ));
     let mut results = Vec::new();
@@ -359,7 +406,8 @@ async fn harness(cli: Cli) -> anyhow::Result<()> {
             .with_context(|| format!("ledger queries on {}", b.as_str()))?;
         queries.push(q);
     }
-    let mut report = summarise(results, usize::from(rounds), &backends, queries);
+    let replica_plans = ReplicaPlans { counts, limited: cli.redis.as_ref().map(|_| (cli.limited_rate, fleet)) };
+    let mut report = summarise(results, usize::from(rounds), &backends, queries, &replica_plans);
     report.decode = measure_decode(&cli);
     if cli.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -368,4 +416,24 @@ async fn harness(cli: Cli) -> anyhow::Result<()> {
         println!("(harness ran {:.0} s{})", started.elapsed().as_secs_f64(), if cli.quick { "; --quick" } else { "" });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("provisioner-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn replicas_parse_as_a_list_of_counts() {
+        let counts = |args: &[&str]| parse(args).map(|c| c.replicas.iter().filter_map(|r| r.0).collect::<Vec<_>>());
+        assert_eq!(counts(&[]).unwrap(), vec![1, 2, 3]);
+        assert_eq!(counts(&["--replicas", "1,4"]).unwrap(), vec![1, 4]);
+        assert_eq!(counts(&["--replicas", ""]).unwrap(), Vec::<usize>::new());
+        for bad in ["0", "9", "two", "-1", "1,,x"] {
+            assert!(counts(&["--replicas", bad]).is_err(), "{bad:?} was accepted");
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! The worker under test as a child process, its admin port and its in-flight gauge.
+//! The worker under test as a child process (one per replica), its admin port and its
+//! in-flight gauge.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,9 +20,11 @@ pub(crate) struct WorkerChild {
 impl WorkerChild {
     /// `PROVISIONER_BENCH_WORKER_WRAP` (e.g. `valgrind --tool=callgrind`) runs the worker
     /// under a profiler that keeps its pid; the numbers of such a run are the profiler's.
-    pub(crate) fn spawn(a: &WorkerArgs) -> anyhow::Result<Self> {
+    /// `replica` numbers the workers of one scenario (they share its topology), so each
+    /// keeps a log of its own.
+    pub(crate) fn spawn(a: &WorkerArgs, replica: usize) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
-        let log = std::env::temp_dir().join(format!("{}.worker.log", a.suffix));
+        let log = std::env::temp_dir().join(format!("{}.worker-{replica}.log", a.suffix));
         let wrap = std::env::var("PROVISIONER_BENCH_WORKER_WRAP").unwrap_or_default();
         let mut command = match wrap.split_whitespace().collect::<Vec<_>>().split_first() {
             Some((program, args)) => {
@@ -107,9 +110,10 @@ pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Scrapes the worker's `provisioner_jobs_in_flight` to show how many jobs were really in
-/// flight at once, and its `provisioner_ledger_projection_lag_seconds` (how far the ledger's
-/// projection is behind), every 100 ms.
+/// Scrapes the workers' `provisioner_jobs_in_flight` to show how many jobs were really in
+/// flight at once (summed over the replicas of one scrape round, so it is the fleet's), and
+/// `provisioner_ledger_projection_lag_seconds` (how far the ledger's projection is behind;
+/// the largest of the round), every 100 ms.
 pub(crate) struct AdminWatch {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<Scraped>,
@@ -125,20 +129,27 @@ pub(crate) struct Scraped {
 }
 
 impl AdminWatch {
-    pub(crate) fn start(port: u16) -> Self {
+    pub(crate) fn start(ports: &[u16]) -> Self {
         let stop = CancellationToken::new();
         let s = stop.clone();
+        let urls: Vec<String> = ports.iter().map(|port| format!("http://127.0.0.1:{port}/metrics")).collect();
         let task = tokio::spawn(async move {
             let http = reqwest::Client::new();
-            let url = format!("http://127.0.0.1:{port}/metrics");
             let mut seen = Scraped::default();
             while !s.is_cancelled() {
-                if let Ok(text) = async { http.get(&url).send().await?.text().await }.await {
-                    seen.max_in_flight = seen.max_in_flight.max(in_flight(&text));
-                    if let Some(lag) = projection_lag(&text) {
-                        seen.max_lag_s = Some(seen.max_lag_s.map_or(lag, |m| m.max(lag)));
-                        seen.last_lag_s = Some(lag);
+                let (mut fleet_in_flight, mut round_lag) = (0, None::<f64>);
+                for url in &urls {
+                    if let Ok(text) = async { http.get(url).send().await?.text().await }.await {
+                        fleet_in_flight += in_flight(&text);
+                        if let Some(lag) = projection_lag(&text) {
+                            round_lag = Some(round_lag.map_or(lag, |m| m.max(lag)));
+                        }
                     }
+                }
+                seen.max_in_flight = seen.max_in_flight.max(fleet_in_flight);
+                if let Some(lag) = round_lag {
+                    seen.max_lag_s = Some(seen.max_lag_s.map_or(lag, |m| m.max(lag)));
+                    seen.last_lag_s = Some(lag);
                 }
                 tokio::select! { _ = s.cancelled() => {}, _ = tokio::time::sleep(Duration::from_millis(100)) => {} }
             }
