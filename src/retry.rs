@@ -86,8 +86,7 @@ impl Attempt {
     pub fn sending(&self) -> Result<(), PastBudget> {
         let mut sends = self.sends.lock().expect("never poisoned");
         let now = Instant::now();
-        let send_by = sends.first.filter(|_| self.number > 1).map(|first| first + self.budget);
-        if send_by.is_some_and(|by| now > by) {
+        if self.send_by_in(&sends).is_some_and(|by| now > by) {
             return Err(PastBudget);
         }
         sends.first.get_or_insert(now);
@@ -99,7 +98,11 @@ impl Attempt {
     /// A retry must be sent by then, or not at all: an admission wait must not stretch it
     /// past the budget. `None` for the first call.
     pub fn send_by(&self) -> Option<Instant> {
-        let sends = self.sends.lock().expect("never poisoned");
+        self.send_by_in(&self.sends.lock().expect("never poisoned"))
+    }
+
+    /// [`Attempt::send_by`] from sends already locked: the one place the rule is written.
+    fn send_by_in(&self, sends: &Sends) -> Option<Instant> {
         sends.first.filter(|_| self.number > 1).map(|first| first + self.budget)
     }
 }
