@@ -185,22 +185,17 @@ impl Worker {
         // worker; it moves on to the next address.
         let setup_timeout = self.settings.amqp.setup_timeout;
         let started = tokio::select! {
-            started = tokio::time::timeout(setup_timeout, self.start_session(conn, &stop, &lost, shutdown)) => started,
-            _ = lost.cancelled() => Ok(Err(BrokerError::Timeout { step: "starting consumers (the connection failed)", after: setup_timeout })),
+            started = tokio::time::timeout(setup_timeout, self.start_session(conn, &stop, &lost, shutdown)) => started
+                .unwrap_or(Err(BrokerError::Timeout { step: "starting consumers", after: setup_timeout }))
+                .map_err(|e| e.to_string()),
+            _ = lost.cancelled() => Err("the connection failed while the consumers were starting".to_owned()),
         };
         let session = match started {
-            Ok(Ok(session)) => session,
-            Ok(Err(e)) => {
+            Ok(session) => session,
+            Err(why) => {
                 stop.cancel();
                 watcher.abort();
-                return SessionEnd::Lost(e.to_string());
-            }
-            Err(_) => {
-                stop.cancel();
-                watcher.abort();
-                return SessionEnd::Lost(
-                    BrokerError::Timeout { step: "starting consumers", after: setup_timeout }.to_string(),
-                );
+                return SessionEnd::Lost(why);
             }
         };
         let Session { publisher, consumers, others, watched, watchdog } = session;
