@@ -86,12 +86,12 @@ impl Account {
         self.adapter.proves_identity()
     }
 
-    /// One vendor call: through the limiter, then the breaker, then the adapter; the answer
-    /// goes back to both.
+    /// One vendor call, the one the job's kind asks for: through the limiter, then the
+    /// breaker, then the adapter; the answer goes back to both.
     ///
     /// The limiter comes first so the breaker is asked at the last moment: a call that
     /// queued for its slot while the breaker opened must not go out.
-    pub async fn create_user(
+    pub async fn call(
         &self,
         job: &Job,
         ctx: CallContext,
@@ -134,7 +134,7 @@ impl Account {
             // unused, and the durable tiers take the job.
             return Err(CallError::OutOfBudget);
         }
-        let result = self.adapter.create_user(job, ctx).await;
+        let result = self.adapter.run(job, ctx).await;
         let pace = slot.ticket();
         drop(slot);
 

@@ -4,7 +4,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Map;
 
-use crate::contract::{Person, VendorKey};
+use crate::contract::{JobKind, Person, VendorKey};
 use crate::outcome::{Failure, Outcome};
 
 /// What an event says about the job, including what could be read from an invalid one.
@@ -21,6 +21,8 @@ pub struct JobRef<'a> {
     pub identity_extra: Option<&'a str>,
     /// Who the job was for, when it said.
     pub person: Option<&'a Person>,
+    /// What the job asked for, when it could be read.
+    pub kind: Option<JobKind>,
 }
 
 pub const TYPE_PREFIX: &str = "provisioning.user.";
@@ -97,8 +99,8 @@ impl Serialize for Data<'_> {
         use serde::ser::SerializeMap;
         let empty = Map::new();
         let (receipt, failure) = match self.outcome {
-            Outcome::Created(r) | Outcome::Existing(r) => (Some(r), None),
             Outcome::Failed(f) => (None, Some(f)),
+            success => (success.receipt(), None),
         };
         let details = receipt.map_or(&empty, |r| &r.details);
         // Sorted by name, like the map keys they merge with.
@@ -118,6 +120,10 @@ impl Serialize for Data<'_> {
             fixed.push(("identity_extra", Member::Text(Some(i))));
         }
         fixed.push(("job_id", Member::Text(Some(self.job.job_id))));
+        // Added with lifecycle jobs; present only when the job's kind could be read.
+        if let Some(k) = self.job.kind {
+            fixed.push(("kind", Member::Text(Some(k.as_str()))));
+        }
         fixed.push(("outcome", Member::Text(Some(self.outcome.name()))));
         if let Some(p) = self.job.person {
             fixed.push(("person", Member::Person(p)));
@@ -211,7 +217,7 @@ pub const RESULT_EVENT_SCHEMA_ID: &str = "urn:provisioner:schema:result-event";
 /// the CloudEvents 1.0 envelope [`Event`] writes and the `data` [`Data`] writes.
 pub fn result_event_schema() -> serde_json::Value {
     use serde_json::json;
-    let outcomes = ["created", "existing", "failed"];
+    let outcomes = Outcome::NAMES;
     let text = |what: &str| json!({"type": "string", "description": what});
     let nullable = |what: &str| json!({"type": ["string", "null"], "description": what});
     json!({
@@ -247,10 +253,12 @@ pub fn result_event_schema() -> serde_json::Value {
                     "correlation_id": nullable("The job's correlation_id."),
                     "vendor": {"enum": ["glance", "netsapiens", "clienttoolbox", null], "description": "null when the job's vendor could not be read."},
                     "account": nullable("The job's account, when it could be read."),
+                    "kind": {"enum": crate::contract::JobKind::ALL.map(crate::contract::JobKind::as_str),
+                        "description": "What the job asked for, when it could be read: create_user (created, existing), update_user (updated, unchanged), suspend_user (suspended, unchanged), restore_user (restored, unchanged), delete_user (deleted, unchanged); any kind can fail."},
                     "outcome": {"enum": outcomes},
                     "attempts": {"type": "integer", "minimum": 0, "description": "Vendor calls made across all deliveries of the job (0 for an invalid job)."},
                     "error": {"$ref": "#/$defs/Error"},
-                    "vendor_user_id": nullable("The vendor's own id or key for the user (created and existing)."),
+                    "vendor_user_id": nullable("The vendor's own id or key for the user, when it returned one."),
                     "dialIn": text("Glance: the dial-in number the vendor returned, when it returned one."),
                     "audio": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Glance: the non-secret audio elements the vendor returned."},
                     "UserID": text("Glance: the vendor's user id."),
@@ -313,15 +321,19 @@ mod tests {
         if let Some(p) = job.person {
             data.insert("person".into(), json!({"tenant": p.tenant, "employee_id": p.employee_id}));
         }
+        if let Some(k) = job.kind {
+            data.insert("kind".into(), json!(k.as_str()));
+        }
         match outcome {
-            Outcome::Created(r) | Outcome::Existing(r) => {
+            Outcome::Failed(f) => {
+                data.insert("error".into(), json!({"class": f.class, "code": f.code, "message": f.message}));
+            }
+            success => {
+                let r = success.receipt().expect("a success has a receipt");
                 data.insert("vendor_user_id".into(), json!(r.vendor_user_id));
                 for (k, v) in &r.details {
                     data.insert(k.clone(), v.clone());
                 }
-            }
-            Outcome::Failed(f) => {
-                data.insert("error".into(), json!({"class": f.class, "code": f.code, "message": f.message}));
             }
         }
         let mut event = json!({
@@ -353,12 +365,14 @@ mod tests {
             identity: None,
             identity_extra: None,
             person: None,
+            kind: None,
         };
         let failed = Outcome::Failed(Failure::new(ErrorClass::Conflict, "taken", "held by \"someone\" else"));
         for (job, outcome) in [
             (job(), Outcome::Existing(receipt.clone())),
             (bare.clone(), Outcome::Created(Receipt { details: Map::new(), ..receipt })),
             (job(), failed.clone()),
+            (JobRef { kind: Some(JobKind::SuspendUser), ..job() }, Outcome::Unchanged(Receipt::default())),
             (bare, failed),
         ] {
             let event = Event::new("urn:test", &job, &outcome, 3, Utc::now());
@@ -377,6 +391,7 @@ mod tests {
             identity: Some("EMP-1"),
             identity_extra: Some("jdoe.acme.glance.net"),
             person: Some(&PERSON),
+            kind: Some(JobKind::CreateUser),
         }
     }
 
@@ -413,5 +428,18 @@ mod tests {
             json!({"class": "auth", "code": "bad_login", "message": "PartnerLogin is inactive"})
         );
         assert_eq!(routing_key(&outcome, None), "user.failed.unknown");
+    }
+
+    #[test]
+    fn a_lifecycle_outcome_is_its_own_type_and_routing_key_and_names_the_kind() {
+        let job = JobRef { kind: Some(JobKind::SuspendUser), ..job() };
+        let outcome = Outcome::from_receipt(JobKind::SuspendUser, Receipt::default());
+        let e = build("urn:test", &job, &outcome, 1, Utc::now());
+        assert_eq!(e["type"], "provisioning.user.suspended");
+        assert_eq!(e["data"]["outcome"], "suspended");
+        assert_eq!(e["data"]["kind"], "suspend_user");
+        assert_eq!(routing_key(&outcome, Some(VendorKey::Netsapiens)), "user.suspended.netsapiens");
+        let again = Outcome::from_receipt(JobKind::SuspendUser, Receipt { existing: true, ..Receipt::default() });
+        assert_eq!(routing_key(&again, Some(VendorKey::Netsapiens)), "user.unchanged.netsapiens");
     }
 }

@@ -214,7 +214,7 @@ impl Metrics {
             self.consumers_active.with_label_values(&[vendor]);
             self.job_duration.with_label_values(&[vendor]);
             self.end_to_end_latency.with_label_values(&[vendor]);
-            for outcome in ["created", "existing"] {
+            for outcome in crate::outcome::Outcome::NAMES.into_iter().filter(|o| *o != "failed") {
                 self.jobs_completed.with_label_values(&[vendor, outcome, "none"]);
             }
             for class in ErrorClass::ALL {

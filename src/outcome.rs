@@ -1,7 +1,8 @@
-//! The terminal result of a job: created, existing, or failed with a class that says who must act.
+//! The terminal result of a job: what the vendor now holds (created, existing, updated, suspended, restored, deleted, unchanged), or failed with a class that says who must act.
 
 use serde::Serialize;
 
+use crate::contract::JobKind;
 use crate::vendors::{Receipt, VendorError, VendorFailure};
 
 /// Why a job failed for good. A closed set: used as a metric label and in DLQ headers.
@@ -73,25 +74,60 @@ impl Failure {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Created(Receipt),
+    /// A create whose user already existed with the same identity (a redelivery or replay).
     Existing(Receipt),
+    Updated(Receipt),
+    Suspended(Receipt),
+    Restored(Receipt),
+    Deleted(Receipt),
+    /// An update, suspend, restore or delete the vendor already reflected: never an error.
+    Unchanged(Receipt),
     Failed(Failure),
 }
 
 impl Outcome {
-    pub fn from_receipt(receipt: Receipt) -> Self {
-        if receipt.existing {
-            Outcome::Existing(receipt)
-        } else {
-            Outcome::Created(receipt)
+    /// Every outcome's name, successes first: the routing-key words and metric labels.
+    pub const NAMES: [&'static str; 8] =
+        ["created", "existing", "updated", "suspended", "restored", "deleted", "unchanged", "failed"];
+
+    /// What a successful call of a `kind` job did.
+    pub fn from_receipt(kind: JobKind, receipt: Receipt) -> Self {
+        match (kind, receipt.existing) {
+            (JobKind::CreateUser, false) => Outcome::Created(receipt),
+            (JobKind::CreateUser, true) => Outcome::Existing(receipt),
+            (_, true) => Outcome::Unchanged(receipt),
+            (JobKind::UpdateUser, false) => Outcome::Updated(receipt),
+            (JobKind::SuspendUser, false) => Outcome::Suspended(receipt),
+            (JobKind::RestoreUser, false) => Outcome::Restored(receipt),
+            (JobKind::DeleteUser, false) => Outcome::Deleted(receipt),
         }
     }
 
-    /// `created`, `existing` or `failed`: the routing-key word and metric label.
+    /// The routing-key word and metric label: one of [`Outcome::NAMES`].
     pub fn name(&self) -> &'static str {
         match self {
             Outcome::Created(_) => "created",
             Outcome::Existing(_) => "existing",
+            Outcome::Updated(_) => "updated",
+            Outcome::Suspended(_) => "suspended",
+            Outcome::Restored(_) => "restored",
+            Outcome::Deleted(_) => "deleted",
+            Outcome::Unchanged(_) => "unchanged",
             Outcome::Failed(_) => "failed",
+        }
+    }
+
+    /// The vendor's receipt, for every outcome but `failed`.
+    pub fn receipt(&self) -> Option<&Receipt> {
+        match self {
+            Outcome::Created(r)
+            | Outcome::Existing(r)
+            | Outcome::Updated(r)
+            | Outcome::Suspended(r)
+            | Outcome::Restored(r)
+            | Outcome::Deleted(r)
+            | Outcome::Unchanged(r) => Some(r),
+            Outcome::Failed(_) => None,
         }
     }
 

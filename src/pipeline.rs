@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::accounts::{Account, CallError};
 use crate::circuit_breaker::CircuitBoard;
 use crate::config::{Settings, TopologySettings};
-use crate::contract::{FieldError, Job, JobId, VendorKey};
+use crate::contract::{FieldError, Job, JobId, JobKind, VendorKey};
 use crate::event::{self, JobRef};
 use crate::job::{self, InvalidJob, Rejection};
 use crate::ledger::{IdentityKey, Intent, Ledger, LedgerError, Owner};
@@ -145,6 +145,7 @@ impl Pipeline {
         let Some(account) = account.filter(|_| errors.is_empty()) else {
             let invalid = InvalidJob {
                 job_id: Some(job.id.clone()),
+                kind: Some(job.kind),
                 vendor: Some(job.vendor),
                 account: Some(job.account.clone()),
                 correlation_id: job.correlation_id.clone(),
@@ -185,7 +186,7 @@ impl Pipeline {
                     };
                     let (job, last_failure) = (&job, &last_failure);
                     async move {
-                        let result = account.create_user(job, ctx, &attempt, shutdown).await;
+                        let result = account.call(job, ctx, &attempt, shutdown).await;
                         if let Err(CallError::Vendor(e)) = &result {
                             *last_failure.lock().expect("never poisoned") = Some(e.clone());
                         }
@@ -205,9 +206,14 @@ impl Pipeline {
             }
             let last_failure = last_failure.into_inner().expect("never poisoned");
             let mut d = match attempted.result {
-                Ok(receipt) => {
-                    self.terminal(msg, &job, identity.as_ref(), Outcome::from_receipt(receipt), attempts, &history)
-                }
+                Ok(receipt) => self.terminal(
+                    msg,
+                    &job,
+                    identity.as_ref(),
+                    Outcome::from_receipt(job.kind, receipt),
+                    attempts,
+                    &history,
+                ),
                 Err(CallError::Vendor(e)) if e.is_transient() => {
                     self.transient(msg, &job, identity.as_ref(), e, attempts, &history)
                 }
@@ -279,6 +285,9 @@ impl Pipeline {
         identity: Option<&VendorIdentity>,
     ) -> Result<LedgerProof, Refused> {
         let (Some(ledger), Some(identity)) = (&self.ledger, identity) else { return Ok(LedgerProof::Nothing) };
+        if job.kind != JobKind::CreateUser {
+            return self.ledger_check_change(ledger, job, identity).await;
+        }
         if account.proves_identity() && job.person.is_none() {
             return Ok(LedgerProof::Nothing);
         }
@@ -319,17 +328,52 @@ impl Pipeline {
         }
     }
 
+    /// Before a change to an existing user (update, suspend, restore, delete): a job that
+    /// names its person must not touch an identity the ledger links to someone else. Nothing
+    /// is claimed, and an identity the ledger never saw may be changed: producers may act on
+    /// users created before the ledger, or by hand.
+    async fn ledger_check_change(
+        &self,
+        ledger: &Ledger,
+        job: &Job,
+        identity: &VendorIdentity,
+    ) -> Result<LedgerProof, Refused> {
+        let Some(person) = &job.person else { return Ok(LedgerProof::Nothing) };
+        let key = IdentityKey { vendor: job.vendor, account: job.account.to_string(), identity: identity.key.clone() };
+        let link = ledger.link(&key).await.map_err(|e| Refused::LedgerDown(e.to_string()))?;
+        match link.map(|l| (l.owner_relation(job.id.as_str(), Some(person)), l)) {
+            Some((Owner::SomeoneElse, link)) => Err(Refused::Conflict(Failure::new(
+                ErrorClass::Conflict,
+                "identity_held_by_another_person",
+                format!(
+                    "{} {} in account {} is linked to another person (job {}, state {}); this {} job for employee {} \
+                     was not sent. See `provisioner whois {}`",
+                    job.vendor.identity_field(),
+                    identity.key,
+                    job.account,
+                    link.job_id,
+                    link.state.as_str(),
+                    job.kind,
+                    person.employee_id,
+                    identity.key
+                ),
+            ))),
+            Some((Owner::ThisJob | Owner::ThisPerson, _)) => Ok(LedgerProof::ThisPerson),
+            _ => Ok(LedgerProof::Nothing),
+        }
+    }
+
     /// Finds the job's account, collecting the contract errors that need the config or the
     /// routing key to see.
     fn route(&self, job: &Job, msg: &Inbound) -> (Option<&Account>, Vec<FieldError>) {
         let mut errors = Vec::new();
-        let expected_key = Job::routing_key(job.vendor);
+        let expected_key = job.kind.routing_key(job.vendor);
         if msg.routing_key != expected_key {
             errors.push(FieldError::new(
                 "vendor",
                 format!(
-                    "a {} job must be published with routing key {expected_key}, not {}",
-                    job.vendor, msg.routing_key
+                    "a {} {} job must be published with routing key {expected_key}, not {}",
+                    job.vendor, job.kind, msg.routing_key
                 ),
             ));
         }
@@ -364,6 +408,7 @@ impl Pipeline {
             identity: identity.map(|i| i.key.as_str()),
             identity_extra: identity.and_then(|i| i.extra.as_deref()),
             person: job.person.as_ref(),
+            kind: Some(job.kind),
         };
         let mut publish = vec![self.event(&job_ref, &outcome, attempts)];
         if let Some(f) = outcome.failure() {
@@ -408,6 +453,7 @@ impl Pipeline {
             identity: None,
             identity_extra: None,
             person: None,
+            kind: invalid.kind.or_else(|| Job::parse_routing_key(&msg.routing_key).map(|(kind, _)| kind)),
         });
         let outcome = Outcome::Failed(failure.clone());
         if let Some(job_ref) = &job_ref {

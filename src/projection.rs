@@ -13,9 +13,11 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use crate::config::TopologySettings;
-use crate::contract::{clip, Person, VendorKey};
+use crate::contract::{clip, JobKind, Person, VendorKey};
 use crate::event::{STEP_TYPE_PREFIX, TYPE_PREFIX};
-use crate::ledger::{ActiveLink, HistoryEntry, HistoryKind, IdentityKey, LetterRow, LetterState, Write};
+use crate::ledger::{
+    ActiveLink, HistoryEntry, HistoryKind, IdentityKey, LetterRow, LetterState, LinkState, MovedLink, Write,
+};
 use crate::transport::{letter_id, DeadLetter, Inbound};
 
 /// Events larger than this are not ours: the service's own are a few KiB.
@@ -69,14 +71,25 @@ pub fn interpret(msg: &Inbound, topology: &TopologySettings, now: DateTime<Utc>)
         detail,
     };
     if let Some(outcome) = kind.strip_prefix(TYPE_PREFIX) {
-        let kind = match outcome {
-            "created" => HistoryKind::Created,
-            "existing" => HistoryKind::Existing,
-            "failed" => HistoryKind::Failed,
-            _ => return Interpreted::Ignored("unknown outcome"),
+        let Some(kind) = HistoryKind::parse(outcome).filter(|k| {
+            matches!(
+                k,
+                HistoryKind::Created
+                    | HistoryKind::Existing
+                    | HistoryKind::Updated
+                    | HistoryKind::Suspended
+                    | HistoryKind::Restored
+                    | HistoryKind::Deleted
+                    | HistoryKind::Unchanged
+                    | HistoryKind::Failed
+            )
+        }) else {
+            return Interpreted::Ignored("unknown outcome");
         };
+        // Events from before lifecycle jobs name no kind: they were all creates.
+        let job_kind = text(data, "kind").and_then(|k| JobKind::parse(&k)).unwrap_or_default();
         let mut detail = Map::new();
-        for key in ["attempts", "vendor_user_id", "error", "identity", "identity_extra"] {
+        for key in ["kind", "attempts", "vendor_user_id", "error", "identity", "identity_extra"] {
             if let Some(v) = data.get(key).filter(|v| !v.is_null()) {
                 detail.insert(key.into(), bounded(v));
             }
@@ -90,7 +103,16 @@ pub fn interpret(msg: &Inbound, topology: &TopologySettings, now: DateTime<Utc>)
                 if class != Some("unavailable") {
                     writes.push(Write::ReleaseIntent { key, job_id: job_id.clone() });
                 }
-            } else {
+            } else if let Some(state) = moved_to(job_kind) {
+                writes.push(Write::Moved(MovedLink {
+                    key,
+                    state,
+                    person: about.person.clone(),
+                    job_id: job_id.clone(),
+                    correlation_id: about.correlation_id.clone(),
+                    at,
+                }));
+            } else if job_kind == JobKind::CreateUser {
                 writes.push(Write::Active(ActiveLink {
                     key,
                     identity_extra: about.identity_extra.clone(),
@@ -127,6 +149,17 @@ pub fn interpret(msg: &Inbound, topology: &TopologySettings, now: DateTime<Utc>)
         return Interpreted::Ignored("not a provisioning event");
     }
     Interpreted::Writes { writes, event_at: at }
+}
+
+/// The link state a successful job of `kind` leaves at the vendor; `None` for a create (its
+/// own write) and an update (the state does not change).
+fn moved_to(kind: JobKind) -> Option<LinkState> {
+    match kind {
+        JobKind::SuspendUser => Some(LinkState::Suspended),
+        JobKind::RestoreUser => Some(LinkState::Active),
+        JobKind::DeleteUser => Some(LinkState::Deleted),
+        JobKind::CreateUser | JobKind::UpdateUser => None,
+    }
 }
 
 /// A dead-lettered message: indexed, and a step of its job's history.

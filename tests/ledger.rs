@@ -9,7 +9,7 @@ use chrono::Utc;
 use common::ledger::{fresh, Kind, Proxy, BOTH};
 use common::TestVendors;
 use provisioner::config::{LedgerSettings, Settings};
-use provisioner::contract::{Person, VendorKey};
+use provisioner::contract::{JobKind, Person, VendorKey};
 use provisioner::event::{Event, JobRef};
 use provisioner::ledger::{
     HistoryKind, IdentityKey, Intent, Ledger, LedgerError, LetterQuery, LetterState, LinkState, Owner, Write,
@@ -57,6 +57,23 @@ async fn a_claim_tells_this_job_this_person_and_someone_else_apart() {
 
 /// An outcome event as the pipeline publishes it, delivered from the ledger queue.
 fn outcome_event(job_id: &str, identity: &str, who: Option<&Person>, outcome: &Outcome) -> Inbound {
+    kind_event(None, job_id, identity, who, outcome)
+}
+
+/// As [`outcome_event`], for a job that names its kind.
+fn kind_event(kind: Option<JobKind>, job_id: &str, identity: &str, who: Option<&Person>, outcome: &Outcome) -> Inbound {
+    kind_event_at(kind, job_id, identity, who, outcome, Utc::now())
+}
+
+/// As [`kind_event`], reached at `at`.
+fn kind_event_at(
+    kind: Option<JobKind>,
+    job_id: &str,
+    identity: &str,
+    who: Option<&Person>,
+    outcome: &Outcome,
+    at: chrono::DateTime<Utc>,
+) -> Inbound {
     let job = JobRef {
         job_id,
         vendor: Some(VendorKey::Clienttoolbox),
@@ -66,8 +83,9 @@ fn outcome_event(job_id: &str, identity: &str, who: Option<&Person>, outcome: &O
         identity: Some(identity),
         identity_extra: None,
         person: who,
+        kind,
     };
-    let event = Event::new("urn:test", &job, outcome, 1, Utc::now());
+    let event = Event::new("urn:test", &job, outcome, 1, at);
     Inbound { body: event.to_vec(), exchange: "provisioning.events".into(), ..Default::default() }
 }
 
@@ -111,6 +129,66 @@ async fn the_projection_is_idempotent_and_settles_links_and_intents() {
             ledger.apply(&writes_of(&outcome_event(job, &k.identity, None, &failed))).await.unwrap();
             assert_eq!(ledger.link(&k).await.unwrap().is_some(), kept, "{kind:?} {class:?}");
         }
+    }
+}
+
+#[tokio::test]
+async fn suspends_restores_and_deletes_move_the_link_in_event_order() {
+    for kind in BOTH {
+        let (ledger, _) = fresh(kind).await;
+        let p1 = person("000731");
+        let t0 = Utc::now();
+        let at = |s: i64| t0 + chrono::Duration::seconds(s);
+        let ok = |existing| Receipt { existing, ..Default::default() };
+        let state = || async { ledger.link(&key("jane_smith")).await.unwrap().map(|l| l.state) };
+        let apply = |job_kind, job: &str, outcome: Outcome, t| {
+            let msg = kind_event_at(Some(job_kind), job, "jane_smith", Some(&p1), &outcome, t);
+            let writes = writes_of(&msg);
+            let ledger = &ledger;
+            async move { ledger.apply(&writes).await.unwrap() }
+        };
+        apply(JobKind::CreateUser, "c", Outcome::Created(ok(false)), at(0)).await;
+        assert_eq!(state().await, Some(LinkState::Active), "{kind:?}");
+        apply(JobKind::UpdateUser, "u", Outcome::Updated(ok(false)), at(1)).await;
+        assert_eq!(state().await, Some(LinkState::Active), "{kind:?}: an update leaves the state");
+        apply(JobKind::SuspendUser, "s", Outcome::Suspended(ok(false)), at(2)).await;
+        assert_eq!(state().await, Some(LinkState::Suspended), "{kind:?}");
+        // A redelivered suspend the vendor already reflected: unchanged, still suspended.
+        apply(JobKind::SuspendUser, "s", Outcome::Unchanged(ok(true)), at(3)).await;
+        assert_eq!(state().await, Some(LinkState::Suspended), "{kind:?}");
+        apply(JobKind::RestoreUser, "r", Outcome::Restored(ok(false)), at(5)).await;
+        assert_eq!(state().await, Some(LinkState::Active), "{kind:?}");
+        // An older suspend projected late (another replica's event) does not undo the restore.
+        apply(JobKind::SuspendUser, "s-old", Outcome::Suspended(ok(false)), at(4)).await;
+        assert_eq!(state().await, Some(LinkState::Active), "{kind:?}: an older move is not applied");
+        apply(JobKind::DeleteUser, "d", Outcome::Deleted(ok(false)), at(6)).await;
+        assert_eq!(state().await, Some(LinkState::Deleted), "{kind:?}");
+        let mut kinds = Vec::new();
+        for job in ["u", "s", "r", "d"] {
+            kinds.extend(ledger.timeline(job).await.unwrap().into_iter().map(|e| e.kind));
+        }
+        assert_eq!(
+            kinds,
+            [
+                HistoryKind::Updated,
+                HistoryKind::Suspended,
+                HistoryKind::Unchanged,
+                HistoryKind::Restored,
+                HistoryKind::Deleted
+            ],
+            "{kind:?}"
+        );
+
+        // A user the ledger never saw (made by hand, or before the ledger) is recorded for
+        // the person the suspend named, so a later leave finds it.
+        let p2 = person("000999");
+        let msg = kind_event(Some(JobKind::SuspendUser), "s2", "old_hand", Some(&p2), &Outcome::Suspended(ok(false)));
+        ledger.apply(&writes_of(&msg)).await.unwrap();
+        let links = ledger.links_of_employee("000999").await.unwrap();
+        assert_eq!(
+            links.iter().map(|l| (l.identity.as_str(), l.state)).collect::<Vec<_>>(),
+            [("old_hand", LinkState::Suspended)]
+        );
     }
 }
 

@@ -303,7 +303,7 @@ pub fn summarise(jobs: usize, events: &[Outbound], dead: &[Outbound]) -> Summary
     for d in dead.iter().filter(|d| h::text(&d.headers, h::REASON) == Some("undecodable")) {
         s.rows.push(Row {
             job_id: "(none)".into(),
-            vendor: d.routing_key.trim_start_matches(Job::ROUTING_KEY_PREFIX).to_owned(),
+            vendor: Job::vendor_of_routing_key(&d.routing_key).map_or("?", |v| v.as_str()).to_owned(),
             outcome: "dead-lettered".into(),
             detail: format!("undecodable: {}", h::text(&d.headers, h::ERROR_MESSAGE).unwrap_or("")),
         });

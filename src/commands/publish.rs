@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::commands::validate;
 use crate::config::Settings;
-use crate::contract::{FieldError, Job};
+use crate::contract::FieldError;
 use crate::transport::rabbitmq::{self, BrokerError, ConfirmPublisher};
 use crate::transport::{Outbound, OutboundKind, Publisher};
 
@@ -35,10 +35,12 @@ pub async fn publish(
         let line = match job {
             Ok(job) if verdict.valid => {
                 let vendor = job["vendor"].as_str().unwrap_or_default();
+                // A valid job's kind, when it names one, is a known kind.
+                let kind = job["kind"].as_str().unwrap_or(crate::contract::JobKind::CreateUser.as_str());
                 let msg = Outbound {
                     kind: OutboundKind::Job,
                     exchange: settings.topology.jobs_exchange.clone(),
-                    routing_key: format!("{}{vendor}", Job::ROUTING_KEY_PREFIX),
+                    routing_key: format!("{kind}.{vendor}"),
                     body: serde_json::to_vec(&job).expect("a JSON value serialises"),
                     message_id: verdict.job_id.clone(),
                     content_type: Some("application/json".into()),

@@ -1,4 +1,4 @@
-//! The create-user job and its identifiers, as the rest of the service receives it once decoded.
+//! The job (what to do to which user, at which vendor account) and its identifiers, as the rest of the service receives it once decoded.
 
 use std::fmt;
 
@@ -118,10 +118,65 @@ impl Person {
     }
 }
 
-/// A decoded, valid create-user job.
+/// What a job asks the vendor to do: its `kind` in the contract and the first word of its
+/// routing key. A closed set, so a metric label and a match can name every one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Create the user (the only kind before lifecycle jobs; the default when a job names none).
+    #[default]
+    CreateUser,
+    /// Change the fields the job names, and only those.
+    UpdateUser,
+    /// Take the user's access away, reversibly.
+    SuspendUser,
+    /// Give a suspended user access again.
+    RestoreUser,
+    /// Delete the user, in the least destructive way the account allows.
+    DeleteUser,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 5] =
+        [JobKind::CreateUser, JobKind::UpdateUser, JobKind::SuspendUser, JobKind::RestoreUser, JobKind::DeleteUser];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::CreateUser => "create_user",
+            JobKind::UpdateUser => "update_user",
+            JobKind::SuspendUser => "suspend_user",
+            JobKind::RestoreUser => "restore_user",
+            JobKind::DeleteUser => "delete_user",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The routing key a job of this kind for `vendor` is published with: `<kind>.<vendor>`.
+    pub fn routing_key(self, vendor: VendorKey) -> String {
+        format!("{}.{vendor}", self.as_str())
+    }
+
+    /// Whether the job's `user` names only the user (its identity) and no other field.
+    pub fn names_user_only(self) -> bool {
+        matches!(self, JobKind::SuspendUser | JobKind::RestoreUser | JobKind::DeleteUser)
+    }
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A decoded, valid job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
     pub id: JobId,
+    /// What to do; `create_user` when the producer named no kind.
+    pub kind: JobKind,
     pub vendor: VendorKey,
     pub account: AccountName,
     pub correlation_id: Option<String>,
@@ -131,25 +186,51 @@ pub struct Job {
     pub domain: Option<String>,
     /// Who the account is for, when the producer says (hire-derived jobs always do).
     pub person: Option<Person>,
+    /// For a create, the whole user; for an update, its identity and the fields to change;
+    /// for a suspend, restore or delete, its identity only.
     pub user: UserFields,
 }
 
 impl Job {
-    /// Every job's routing key is this prefix and the vendor key.
-    pub const ROUTING_KEY_PREFIX: &'static str = "create_user.";
-
-    /// The routing key a job for this vendor is published with.
+    /// The routing key a create-user job for this vendor is published with.
     pub fn routing_key(vendor: VendorKey) -> String {
-        format!("{}{vendor}", Self::ROUTING_KEY_PREFIX)
+        JobKind::CreateUser.routing_key(vendor)
     }
 
-    /// The vendor a job's routing key names, if it is a create-user key of a known vendor.
+    /// The kind and vendor a job's routing key names, if it is `<kind>.<vendor>` of a known
+    /// kind and vendor.
+    pub fn parse_routing_key(key: &str) -> Option<(JobKind, VendorKey)> {
+        let (kind, vendor) = key.split_once('.')?;
+        Some((JobKind::parse(kind)?, VendorKey::parse(vendor)?))
+    }
+
+    /// The vendor a job's routing key names, if it is a job key of a known kind and vendor.
     pub fn vendor_of_routing_key(key: &str) -> Option<VendorKey> {
-        key.strip_prefix(Self::ROUTING_KEY_PREFIX).and_then(VendorKey::parse)
+        Self::parse_routing_key(key).map(|(_, vendor)| vendor)
     }
 
     /// The value that identifies the user at the vendor, for idempotency checks.
     pub fn identity(&self) -> Option<&str> {
         self.user.text(self.vendor.identity_field())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_round_trips_through_its_routing_key() {
+        for kind in JobKind::ALL {
+            for vendor in VendorKey::ALL {
+                let key = kind.routing_key(vendor);
+                assert_eq!(Job::parse_routing_key(&key), Some((kind, vendor)), "{key}");
+            }
+        }
+        assert_eq!(Job::routing_key(VendorKey::Glance), "create_user.glance");
+        for key in ["create_user", "create_user.", "rename_user.glance", "create_user.glance.x", "user.created.glance"]
+        {
+            assert_eq!(Job::parse_routing_key(key), None, "{key}");
+        }
     }
 }

@@ -14,5 +14,5 @@ pub use fields::{
     clip, unsafe_char, unsafe_char_message, FieldError, FieldValue, UserFields, MAX_FIELD_ERRORS, MAX_FIELD_MESSAGE,
     MAX_FIELD_PATH, REDACTED, SAFE_TEXT_PATTERN,
 };
-pub use job::{AccountName, Job, JobId, Person};
+pub use job::{AccountName, Job, JobId, JobKind, Person};
 pub use vendor::{all_auth_fields, VendorKey};

@@ -9,12 +9,12 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::contract::{
-    all_auth_fields, AccountName, FieldError, FieldKind, FieldValue, Job, JobId, Person, UserFields, VendorKey,
+    all_auth_fields, AccountName, FieldError, FieldKind, FieldValue, Job, JobId, JobKind, Person, UserFields, VendorKey,
 };
 use crate::vendors::{FieldRules, Rulebook};
 
 pub const ENVELOPE_FIELDS: &[&str] =
-    &["job_id", "vendor", "account", "correlation_id", "requested_at", "domain", "person", "user"];
+    &["job_id", "kind", "vendor", "account", "correlation_id", "requested_at", "domain", "person", "user"];
 
 /// The members of a job's `person` object.
 pub const PERSON_FIELDS: &[&str] = &["tenant", "employee_id"];
@@ -24,6 +24,8 @@ pub const PERSON_FIELDS: &[&str] = &["tenant", "employee_id"];
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InvalidJob {
     pub job_id: Option<JobId>,
+    /// The job's kind, when it could be read.
+    pub kind: Option<JobKind>,
     pub vendor: Option<VendorKey>,
     pub account: Option<AccountName>,
     pub correlation_id: Option<String>,
@@ -78,6 +80,26 @@ pub fn decode_object_with(obj: &Map<String, Value>, rules: &Rulebook) -> Result<
     }
 
     let job_id = required_str(obj, "job_id", &mut errors).and_then(|s| keep(JobId::parse(s), "job_id", &mut errors));
+    // Left out, a job is a create: the contract before lifecycle jobs had no kind.
+    let kind = match optional_str(obj, "kind", &mut errors) {
+        None if obj.get("kind").is_some_and(|k| !k.is_null()) => None,
+        None => Some(JobKind::CreateUser),
+        Some(s) => {
+            let k = JobKind::parse(s);
+            if k.is_none() {
+                let known: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
+                errors.push(FieldError::new(
+                    "kind",
+                    format!(
+                        "unknown kind {:?}; expected one of {}",
+                        crate::contract::clip(s.to_owned(), 64),
+                        known.join(", ")
+                    ),
+                ));
+            }
+            k
+        }
+    };
     let vendor = required_str(obj, "vendor", &mut errors).and_then(|s| {
         let v = VendorKey::parse(s);
         if v.is_none() {
@@ -139,7 +161,7 @@ pub fn decode_object_with(obj: &Map<String, Value>, rules: &Rulebook) -> Result<
         }
         Some(Value::Object(user)) => vendor.and_then(|v| {
             let account_rules = account.as_ref().and_then(|a| rules.get(a.as_str(), v));
-            decode_user(v, user, account_rules, &mut errors)
+            decode_user(v, kind.unwrap_or_default(), user, account_rules, &mut errors)
         }),
         Some(other) => {
             errors.push(FieldError::new("user", format!("must be an object, got {}", kind_of(other))));
@@ -148,12 +170,12 @@ pub fn decode_object_with(obj: &Map<String, Value>, rules: &Rulebook) -> Result<
     };
 
     FieldError::cap(&mut errors);
-    match (job_id, vendor, account, user) {
-        (Some(id), Some(vendor), Some(account), Some(user)) if errors.is_empty() => {
-            Ok(Job { id, vendor, account, correlation_id, requested_at, domain, person, user })
+    match (job_id, kind, vendor, account, user) {
+        (Some(id), Some(kind), Some(vendor), Some(account), Some(user)) if errors.is_empty() => {
+            Ok(Job { id, kind, vendor, account, correlation_id, requested_at, domain, person, user })
         }
-        (job_id, vendor, account, _) => {
-            Err(Rejection::Invalid(InvalidJob { job_id, vendor, account, correlation_id, errors }))
+        (job_id, kind, vendor, account, _) => {
+            Err(Rejection::Invalid(InvalidJob { job_id, kind, vendor, account, correlation_id, errors }))
         }
     }
 }
@@ -193,6 +215,7 @@ fn decode_person(p: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option
 
 fn decode_user(
     vendor: VendorKey,
+    kind: JobKind,
     user: &Map<String, Value>,
     rules: Option<&FieldRules>,
     errors: &mut Vec<FieldError>,
@@ -229,7 +252,8 @@ fn decode_user(
             }
         }
     }
-    for spec in vendor.user_fields().iter().filter(|f| f.required) {
+    // Only a create needs the whole user; the other kinds' shapes are the vendor rules' to check.
+    for spec in vendor.user_fields().iter().filter(|f| f.required && kind == JobKind::CreateUser) {
         if !user.contains_key(spec.name) {
             errors.push(FieldError::new(format!("user.{}", spec.name), "is required"));
         }
@@ -238,7 +262,7 @@ fn decode_user(
         return None;
     }
     let user = UserFields::new(vendor, fields);
-    errors.extend(crate::vendors::validate_user(vendor, &user, rules));
+    errors.extend(crate::vendors::validate_user(vendor, kind, &user, rules));
     (errors.len() == before).then_some(user)
 }
 

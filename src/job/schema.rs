@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::contract::{all_auth_fields, JobId, VendorKey};
+use crate::contract::{all_auth_fields, JobId, JobKind, VendorKey};
 
 const JOB_SCHEMA_ID: &str = "urn:provisioner:schema:job";
 
@@ -13,7 +13,7 @@ const JOB_SCHEMA_ID: &str = "urn:provisioner:schema:job";
 /// be `invalid`. Each is named, so the schema/decoder agreement test can list its exceptions.
 pub const NOT_EXPRESSIBLE: &[(&str, &str)] = &[
     ("account-rules", "an account's settings and policy (allow-lists, settings.address_suffixes, settings.user_pw_min_length, settings.user_role_max_length, settings.roles, policy.user_scopes, policy.domains...) apply only once the account is known"),
-    ("routing-key", "the routing key must be create_user.<vendor>, and the account must be configured for that vendor"),
+    ("routing-key", "the routing key must be <kind>.<vendor> (create_user.<vendor> when kind is left out), and the account must be configured for that vendor"),
     ("integer-form", "a number with a fraction part or exponent (1.0, 1e3) is an integer to JSON Schema, not to the decoder; integers must fit in 64 bits"),
     ("calendar-date", "requested_at must be a real instant (no 30 February, no hour 24)"),
     ("email-lengths", "a NetSapiens e-mail address is at most 254 characters and its local part at most 64 bytes"),
@@ -37,8 +37,48 @@ fn def_name(vendor: VendorKey) -> String {
     format!("{}{}User", name[..1].to_ascii_uppercase(), &name[1..])
 }
 
-/// The JSON Schema (draft 2020-12) printed by `provisioner schema`: a create-user job, one
-/// branch per vendor.
+/// The `$defs` name of a vendor's user for a job kind: `GlanceUser` for a create,
+/// `GlanceUserUpdate` for an update, `GlanceUserRef` for the kinds that only name the user.
+fn user_def_name(vendor: VendorKey, kind: JobKind) -> String {
+    match kind {
+        JobKind::CreateUser => def_name(vendor),
+        JobKind::UpdateUser => format!("{}Update", def_name(vendor)),
+        _ => format!("{}Ref", def_name(vendor)),
+    }
+}
+
+/// The `user` of a job that is not a create, from the create's: an update names the
+/// identity and at least one field the vendor can change; a suspend, restore or delete
+/// names the identity only. The create's cross-field rules (NetSapiens' one e-mail field)
+/// are a create's only.
+fn change_user_schema(create: &Value, vendor: VendorKey, kind: JobKind) -> Value {
+    let identity = vendor.identity_field();
+    let mut properties = create["properties"].as_object().expect("user properties").clone();
+    let updatable: Vec<&str> = crate::vendors::updatable_fields(vendor).collect();
+    properties.retain(|name, schema| {
+        name == identity
+            || schema.get("not").is_some()
+            || (!kind.names_user_only() && updatable.contains(&name.as_str()))
+    });
+    let mut user = json!({
+        "type": "object",
+        "properties": properties,
+        "required": [identity],
+        "additionalProperties": false,
+    });
+    if kind == JobKind::UpdateUser {
+        user["minProperties"] = json!(2);
+        user["description"] = json!(format!(
+            "{identity} names the user; every other field given is changed, and only those. At least one."
+        ));
+    } else {
+        user["description"] = json!(format!("{identity} names the user; nothing else may be given."));
+    }
+    user
+}
+
+/// The JSON Schema (draft 2020-12) printed by `provisioner schema`: a job of any kind, one
+/// branch per vendor and kind.
 pub fn job_schema() -> Value {
     let mut properties = Map::new();
     properties.insert(
@@ -49,9 +89,14 @@ pub fn job_schema() -> Value {
         }),
     );
     properties.insert(
+        "kind".into(),
+        json!({"type": "string", "enum": JobKind::ALL.map(JobKind::as_str), "default": "create_user",
+            "description": "What to do: create_user (the default when left out), update_user (change the fields given), suspend_user, restore_user or delete_user (the least destructive delete the account allows). Must match the routing key <kind>.<vendor>."}),
+    );
+    properties.insert(
         "vendor".into(),
         json!({"type": "string", "enum": VendorKey::ALL.map(VendorKey::as_str),
-            "description": "Which vendor to create the user in; must match the routing key create_user.<vendor>."}),
+            "description": "Which vendor the user is at; must match the routing key <kind>.<vendor>."}),
     );
     properties.insert(
         "account".into(),
@@ -94,29 +139,38 @@ pub fn job_schema() -> Value {
     forbid_credentials(&mut properties);
 
     let mut defs = Map::new();
-    let branches: Vec<Value> = VendorKey::ALL
-        .into_iter()
-        .map(|vendor| {
-            let mut user = crate::vendors::user_schema(vendor);
-            forbid_credentials(user["properties"].as_object_mut().expect("user properties"));
-            user["additionalProperties"] = json!(false);
-            defs.insert(def_name(vendor), user);
-            let mut then = json!({"properties": {"user": {"$ref": format!("#/$defs/{}", def_name(vendor))}}});
+    let mut branches: Vec<Value> = Vec::new();
+    for vendor in VendorKey::ALL {
+        let mut user = crate::vendors::user_schema(vendor);
+        forbid_credentials(user["properties"].as_object_mut().expect("user properties"));
+        user["additionalProperties"] = json!(false);
+        for kind in JobKind::ALL {
+            let def = user_def_name(vendor, kind);
+            let schema = match kind {
+                JobKind::CreateUser => user.clone(),
+                kind => change_user_schema(&user, vendor, kind),
+            };
+            defs.entry(def.clone()).or_insert(schema);
+            let mut then = json!({"properties": {"user": {"$ref": format!("#/$defs/{def}")}}});
             if vendor != VendorKey::Netsapiens {
                 then["properties"]["domain"] =
                     json!({"type": "null", "description": "only NetSapiens jobs may name a domain"});
             }
-            json!({"if": {"properties": {"vendor": {"const": vendor.as_str()}}, "required": ["vendor"]}, "then": then})
-        })
-        .collect();
+            // A job without a kind is a create, so only the other kinds require the member.
+            let required = if kind == JobKind::CreateUser { json!(["vendor"]) } else { json!(["vendor", "kind"]) };
+            let test = json!({"properties": {"vendor": {"const": vendor.as_str()}, "kind": {"const": kind.as_str()}},
+                "required": required});
+            branches.push(json!({"if": test, "then": then}));
+        }
+    }
 
     let caveats: Vec<String> = NOT_EXPRESSIBLE.iter().map(|(name, rule)| format!("{name}: {rule}")).collect();
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": JOB_SCHEMA_ID,
-        "title": "provisioner create-user job",
+        "title": "provisioner job",
         "description": format!(
-            "A create-user job, as producers publish it to provisioning.jobs with routing key create_user.<vendor>. \
+            "A job, as producers publish it to provisioning.jobs with routing key <kind>.<vendor>. \
              Credentials never travel in jobs. Regenerate with `provisioner schema --write schemas/`. \
              Rules the decoder also enforces that JSON Schema cannot express: {}.",
             caveats.join("; ")

@@ -23,6 +23,7 @@ impl Ledger {
                 match w {
                     Write::History(e) => insert_history(&mut tx, e).await?,
                     Write::Active(a) => super::links::settle_active(&mut tx, a).await?,
+                    Write::Moved(m) => super::links::moved(&mut tx, m).await?,
                     Write::ReleaseIntent { key, job_id } => super::links::release_intent(&mut tx, key, job_id).await?,
                     Write::Letter(l) => super::dead_letters::insert(&mut tx, l).await?,
                     Write::LetterMoved { job_id, state, at } => {

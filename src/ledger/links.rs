@@ -3,7 +3,8 @@
 use sqlx::any::AnyRow;
 
 use super::{
-    int, opt_text, person, text, vendor, ActiveLink, Claim, IdentityKey, Ledger, LedgerError, Link, LinkState, Person,
+    int, opt_text, person, text, vendor, ActiveLink, Claim, IdentityKey, Ledger, LedgerError, Link, LinkState,
+    MovedLink, Person,
 };
 
 const LINK_COLUMNS: &str = "vendor, account, identity, identity_extra, tenant, employee_id, job_id, correlation_id, \
@@ -120,6 +121,35 @@ pub(super) async fn settle_active(tx: &mut sqlx::AnyConnection, s: &ActiveLink) 
     .bind(s.correlation_id.as_deref())
     .bind(s.vendor_user_id.as_deref())
     .bind(s.at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// A suspend, restore or delete outcome moves the link to the vendor's state. A link the
+/// ledger never saw (a user made before it, or by hand) is recorded with the job's person,
+/// so a later leave finds it. Events can be projected out of order across replicas: a move
+/// older than the link's last change is not applied, and a claim in flight keeps its intent.
+pub(super) async fn moved(tx: &mut sqlx::AnyConnection, m: &MovedLink) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO links (vendor, account, identity, identity_extra, tenant, employee_id, job_id, correlation_id, \
+         vendor_user_id, state, created_at, updated_at) \
+         VALUES ($1, $2, $3, NULL, $4, $5, $6, $7, NULL, $8, $9, $9) \
+         ON CONFLICT (vendor, account, identity) DO UPDATE SET \
+           state = CASE WHEN links.state <> 'intent' AND links.updated_at <= excluded.updated_at \
+                        THEN excluded.state ELSE links.state END, \
+           updated_at = CASE WHEN links.updated_at < excluded.updated_at THEN excluded.updated_at \
+                             ELSE links.updated_at END",
+    )
+    .bind(m.key.vendor.as_str())
+    .bind(&m.key.account)
+    .bind(&m.key.identity)
+    .bind(m.person.as_ref().map_or("", |p| p.tenant.as_str()))
+    .bind(m.person.as_ref().map(|p| p.employee_id.as_str()))
+    .bind(&m.job_id)
+    .bind(m.correlation_id.as_deref())
+    .bind(m.state.as_str())
+    .bind(m.at)
     .execute(&mut *tx)
     .await?;
     Ok(())

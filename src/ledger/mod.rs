@@ -33,7 +33,7 @@ mod records;
 pub use links::Intent;
 pub use records::{
     ActiveLink, Claim, HistoryEntry, HistoryKind, IdentityKey, LetterQuery, LetterRow, LetterState, Link, LinkState,
-    Owner, Person, Write,
+    MovedLink, Owner, Person, Write,
 };
 
 /// The versioned schema, embedded in the binary and applied at start-up.

@@ -109,6 +109,11 @@ pub enum HistoryKind {
     Parked,
     Created,
     Existing,
+    Updated,
+    Suspended,
+    Restored,
+    Deleted,
+    Unchanged,
     Failed,
     DeadLettered,
     Replayed,
@@ -116,11 +121,16 @@ pub enum HistoryKind {
 }
 
 impl HistoryKind {
-    pub const ALL: [HistoryKind; 8] = [
+    pub const ALL: [HistoryKind; 13] = [
         HistoryKind::Published,
         HistoryKind::Parked,
         HistoryKind::Created,
         HistoryKind::Existing,
+        HistoryKind::Updated,
+        HistoryKind::Suspended,
+        HistoryKind::Restored,
+        HistoryKind::Deleted,
+        HistoryKind::Unchanged,
         HistoryKind::Failed,
         HistoryKind::DeadLettered,
         HistoryKind::Replayed,
@@ -133,6 +143,11 @@ impl HistoryKind {
             HistoryKind::Parked => "parked",
             HistoryKind::Created => "created",
             HistoryKind::Existing => "existing",
+            HistoryKind::Updated => "updated",
+            HistoryKind::Suspended => "suspended",
+            HistoryKind::Restored => "restored",
+            HistoryKind::Deleted => "deleted",
+            HistoryKind::Unchanged => "unchanged",
             HistoryKind::Failed => "failed",
             HistoryKind::DeadLettered => "dead_lettered",
             HistoryKind::Replayed => "replayed",
@@ -233,12 +248,25 @@ pub struct ActiveLink {
     pub at: i64,
 }
 
+/// A suspend, restore or delete that reached the vendor (or found it already so): the
+/// link moves to the state the vendor now holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MovedLink {
+    pub key: IdentityKey,
+    pub state: LinkState,
+    pub person: Option<Person>,
+    pub job_id: String,
+    pub correlation_id: Option<String>,
+    pub at: i64,
+}
+
 /// One write of the projection. A batch of them is applied in one transaction, and every
 /// one is idempotent, so a batch redelivered after a crash changes nothing twice.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Write {
     History(HistoryEntry),
     Active(ActiveLink),
+    Moved(MovedLink),
     /// A job that failed for good gives up the identity it claimed.
     ReleaseIntent {
         key: IdentityKey,

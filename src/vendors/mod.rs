@@ -15,26 +15,84 @@ pub use rules::{FieldRules, Rulebook};
 
 use std::time::Duration;
 
-use crate::contract::{Job, VendorKey};
+use crate::contract::{Job, JobKind, VendorKey};
 use crate::retry::Retryable;
 
 /// The vendor's own field rules beyond the catalog (lengths, character sets, enums, ranges,
 /// formats), under the account's settings when `rules` are given and the documented
 /// defaults otherwise, applied when a job is decoded so `validate` and the worker agree. A
-/// job that fails them is `invalid` and never sent.
+/// job that fails them is `invalid` and never sent. A create needs the whole user; the
+/// other kinds are checked by [`change_errors`].
 pub fn validate_user(
     vendor: VendorKey,
+    kind: JobKind,
     user: &crate::contract::UserFields,
     rules: Option<&FieldRules>,
 ) -> Vec<crate::contract::FieldError> {
     match rules {
-        Some(rules) if rules.vendor() == vendor => rules.check(user),
-        _ => match vendor {
-            VendorKey::Glance => glance::validate(user),
-            VendorKey::Netsapiens => netsapiens::validate(user),
-            VendorKey::Clienttoolbox => clienttoolbox::validate(user),
-        },
+        Some(rules) if rules.vendor() == vendor => rules.check(kind, user),
+        _ => FieldRules::defaults(vendor).check(kind, user),
     }
+}
+
+/// The fields of a vendor's user that an update can change: every catalog field but the
+/// identity, less what the vendor's update operation does not take.
+pub fn updatable_fields(vendor: VendorKey) -> impl Iterator<Item = &'static str> {
+    let fixed: &[&str] = match vendor {
+        VendorKey::Glance => glance::NOT_UPDATABLE,
+        VendorKey::Netsapiens => netsapiens::NOT_UPDATABLE,
+        VendorKey::Clienttoolbox => clienttoolbox::NOT_UPDATABLE,
+    };
+    vendor.user_fields().iter().map(|f| f.name).filter(move |n| *n != vendor.identity_field() && !fixed.contains(n))
+}
+
+/// The errors of a job that is not a create, given `create_errors`, what the vendor's
+/// create rules say of the same `user`: only those about fields the job names count (a
+/// change leaves the rest as they are), and the kind's own shape is checked. A suspend,
+/// restore or delete names the user by its identity only; an update names it and at least
+/// one field it may change.
+pub fn change_errors(
+    vendor: VendorKey,
+    kind: JobKind,
+    user: &crate::contract::UserFields,
+    create_errors: Vec<crate::contract::FieldError>,
+) -> Vec<crate::contract::FieldError> {
+    use crate::contract::FieldError;
+    let identity = vendor.identity_field();
+    let named = |path: &str| path.strip_prefix("user.").is_some_and(|name| user.get(name).is_some());
+    let mut errors: Vec<FieldError> = create_errors.into_iter().filter(|e| named(&e.field)).collect();
+    if user.get(identity).is_none() {
+        errors.insert(
+            0,
+            FieldError::new(format!("user.{identity}"), format!("is required: a {kind} job names its user by it")),
+        );
+    }
+    let others: Vec<&str> = user.iter().map(|(n, _)| n).filter(|n| *n != identity).collect();
+    if kind.names_user_only() {
+        for name in others {
+            errors.push(FieldError::new(
+                format!("user.{name}"),
+                format!("a {kind} job names its user by {identity} only; send field changes as an update_user job"),
+            ));
+        }
+    } else if kind == JobKind::UpdateUser {
+        let updatable: Vec<&str> = updatable_fields(vendor).collect();
+        for name in &others {
+            if !updatable.contains(name) {
+                errors.push(FieldError::new(
+                    format!("user.{name}"),
+                    format!("{vendor} cannot change {name} of an existing user; it is reported here, not ignored"),
+                ));
+            }
+        }
+        if others.is_empty() {
+            errors.push(FieldError::new(
+                "user",
+                format!("an update_user job names at least one field to change besides {identity}"),
+            ));
+        }
+    }
+    errors
 }
 
 /// The JSON Schema of a job's `user` object for `vendor` under the default rules (no
@@ -51,10 +109,22 @@ pub fn user_schema(vendor: VendorKey) -> serde_json::Value {
 /// every vendor's result events.
 pub const INVALID_FIELD: &str = "invalid_field";
 
+/// The refusal of a job kind an adapter does not carry out (yet): rejected, so it is
+/// dead-lettered with a code that says so and can be replayed once it is supported.
+pub(crate) fn unsupported(vendor: VendorKey, kind: JobKind) -> VendorError {
+    VendorError::new(
+        VendorFailure::Rejected,
+        "job_kind_unsupported",
+        format!("this build cannot carry out {kind} jobs at {vendor}; replay the dead letter once it can"),
+    )
+}
+
 /// What a vendor call produced when it succeeded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Receipt {
-    /// `true` when the user already existed with the same identity (a redelivery or replay).
+    /// `true` when the vendor already held what the job asks for: for a create, the user
+    /// existed with the same identity (a redelivery or replay: `existing`); for the other
+    /// kinds, it already had those values or that state (`unchanged`).
     pub existing: bool,
     /// The vendor's own id or key for the user, when it returns one.
     pub vendor_user_id: Option<String>,
@@ -170,6 +240,36 @@ pub trait Adapter: Send + Sync {
         ctx: CallContext,
     ) -> impl std::future::Future<Output = Result<Receipt, VendorError>> + Send;
 
+    /// Changes the fields an `update_user` job names, and only those. Values the user
+    /// already has are `existing` (`unchanged`), never an error.
+    fn update_user(
+        &self,
+        job: &Job,
+        ctx: CallContext,
+    ) -> impl std::future::Future<Output = Result<Receipt, VendorError>> + Send;
+
+    /// Takes the user's access away, reversibly; a user already suspended is `existing`.
+    fn suspend_user(
+        &self,
+        job: &Job,
+        ctx: CallContext,
+    ) -> impl std::future::Future<Output = Result<Receipt, VendorError>> + Send;
+
+    /// Gives a suspended user access again; a user not suspended is `existing`.
+    fn restore_user(
+        &self,
+        job: &Job,
+        ctx: CallContext,
+    ) -> impl std::future::Future<Output = Result<Receipt, VendorError>> + Send;
+
+    /// Deletes the user in the least destructive documented way, unless the account allows
+    /// hard deletes; a user already gone is `existing`.
+    fn delete_user(
+        &self,
+        job: &Job,
+        ctx: CallContext,
+    ) -> impl std::future::Future<Output = Result<Receipt, VendorError>> + Send;
+
     /// The identity the job's user would have at this vendor; the same error the create
     /// would give when the job cannot be parsed.
     fn identity(&self, job: &Job) -> Result<VendorIdentity, VendorError>;
@@ -218,13 +318,49 @@ impl AnyAdapter {
     }
 }
 
+impl AnyAdapter {
+    /// The vendor call a job's kind asks for.
+    pub async fn run(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
+        match job.kind {
+            JobKind::CreateUser => self.create_user(job, ctx).await,
+            JobKind::UpdateUser => self.update_user(job, ctx).await,
+            JobKind::SuspendUser => self.suspend_user(job, ctx).await,
+            JobKind::RestoreUser => self.restore_user(job, ctx).await,
+            JobKind::DeleteUser => self.delete_user(job, ctx).await,
+        }
+    }
+}
+
+/// Every method is the same match over the client; the macro keeps the five in step.
+macro_rules! each_client {
+    ($self:ident, $a:ident => $call:expr) => {
+        match &$self.client {
+            Client::Glance($a) => $call,
+            Client::Netsapiens($a) => $call,
+            Client::Clienttoolbox($a) => $call,
+        }
+    };
+}
+
 impl Adapter for AnyAdapter {
     async fn create_user(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
-        match &self.client {
-            Client::Glance(a) => a.create_user(job, ctx).await,
-            Client::Netsapiens(a) => a.create_user(job, ctx).await,
-            Client::Clienttoolbox(a) => a.create_user(job, ctx).await,
-        }
+        each_client!(self, a => a.create_user(job, ctx).await)
+    }
+
+    async fn update_user(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
+        each_client!(self, a => a.update_user(job, ctx).await)
+    }
+
+    async fn suspend_user(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
+        each_client!(self, a => a.suspend_user(job, ctx).await)
+    }
+
+    async fn restore_user(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
+        each_client!(self, a => a.restore_user(job, ctx).await)
+    }
+
+    async fn delete_user(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
+        each_client!(self, a => a.delete_user(job, ctx).await)
     }
 
     fn identity(&self, job: &Job) -> Result<VendorIdentity, VendorError> {

@@ -159,6 +159,7 @@ mod tests {
         let user = fields.iter().map(|(k, v)| (*k, FieldValue::Text((*v).to_owned()))).collect();
         Job {
             id: JobId::parse("j").unwrap(),
+            kind: crate::contract::JobKind::CreateUser,
             vendor,
             account: AccountName::parse("acme").unwrap(),
             correlation_id: None,

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use crate::config::{AccountSettings, ConfigError, Settings};
-use crate::contract::{FieldError, UserFields, VendorKey};
+use crate::contract::{FieldError, JobKind, UserFields, VendorKey};
 
 use super::{clienttoolbox, glance, netsapiens};
 
@@ -51,12 +51,16 @@ impl FieldRules {
         }
     }
 
-    /// Every field of `user` these rules refuse, each naming its field.
-    pub fn check(&self, user: &UserFields) -> Vec<FieldError> {
-        match self {
+    /// Every field of `user` these rules refuse for a job of `kind`, each naming its field.
+    pub fn check(&self, kind: JobKind, user: &UserFields) -> Vec<FieldError> {
+        let create_errors = match self {
             FieldRules::Glance(rules) => glance::fields::validate_with(user, rules),
             FieldRules::Netsapiens => netsapiens::validate(user),
             FieldRules::Clienttoolbox(rules) => clienttoolbox::fields::validate_with(user, rules),
+        };
+        match kind {
+            JobKind::CreateUser => create_errors,
+            kind => super::change_errors(self.vendor(), kind, user, create_errors),
         }
     }
 }

@@ -83,7 +83,11 @@ pub async fn declare(ch: &Channel, settings: &Settings) -> Result<(), BrokerErro
     for vendor in VendorKey::ALL {
         let name = t.job_queue(vendor);
         queue(ch, &name, declare_job_queue_args(settings)).await?;
-        bind(ch, &name, &t.jobs_exchange, &crate::contract::Job::routing_key(vendor), FieldTable::default()).await?;
+        // One binding per kind, not `*.<vendor>`: a job of a kind this build does not know
+        // stays unroutable and its publisher hears so, rather than being dead-lettered here.
+        for kind in crate::contract::JobKind::ALL {
+            bind(ch, &name, &t.jobs_exchange, &kind.routing_key(vendor), FieldTable::default()).await?;
+        }
     }
 
     // Hire events: the same quorum and dead-letter arguments as the job queues.

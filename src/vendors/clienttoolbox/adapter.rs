@@ -200,6 +200,22 @@ impl crate::vendors::Adapter for Adapter {
         result
     }
 
+    async fn update_user(&self, job: &Job, _ctx: CallContext) -> Result<Receipt, VendorError> {
+        Err(crate::vendors::unsupported(crate::contract::VendorKey::Clienttoolbox, job.kind))
+    }
+
+    async fn suspend_user(&self, job: &Job, _ctx: CallContext) -> Result<Receipt, VendorError> {
+        Err(crate::vendors::unsupported(crate::contract::VendorKey::Clienttoolbox, job.kind))
+    }
+
+    async fn restore_user(&self, job: &Job, _ctx: CallContext) -> Result<Receipt, VendorError> {
+        Err(crate::vendors::unsupported(crate::contract::VendorKey::Clienttoolbox, job.kind))
+    }
+
+    async fn delete_user(&self, job: &Job, _ctx: CallContext) -> Result<Receipt, VendorError> {
+        Err(crate::vendors::unsupported(crate::contract::VendorKey::Clienttoolbox, job.kind))
+    }
+
     fn identity(&self, job: &Job) -> Result<crate::vendors::VendorIdentity, VendorError> {
         let user = self.parse_user(job)?;
         Ok(crate::vendors::VendorIdentity { key: self.account.wire_user_name(&user), extra: None })

@@ -18,6 +18,10 @@ pub use adapter::{build, Adapter};
 pub use fields::{validate, AllowedCampaigns, ClientToolboxUserName, NewUser};
 pub use sandbox::{router, Sandbox};
 
+/// Catalog fields `type=user_update` does not take: none besides `user_name`, which names
+/// the user and cannot be renamed.
+pub const NOT_UPDATABLE: &[&str] = &[];
+
 /// Account fixtures shared by this module's tests: secrets come from files in a temp dir,
 /// since changing the environment races with other tests.
 #[cfg(test)]

@@ -221,6 +221,22 @@ impl crate::vendors::Adapter for Adapter {
         }
     }
 
+    async fn update_user(&self, job: &Job, _ctx: CallContext) -> Result<Receipt, VendorError> {
+        Err(crate::vendors::unsupported(crate::contract::VendorKey::Glance, job.kind))
+    }
+
+    async fn suspend_user(&self, job: &Job, _ctx: CallContext) -> Result<Receipt, VendorError> {
+        Err(crate::vendors::unsupported(crate::contract::VendorKey::Glance, job.kind))
+    }
+
+    async fn restore_user(&self, job: &Job, _ctx: CallContext) -> Result<Receipt, VendorError> {
+        Err(crate::vendors::unsupported(crate::contract::VendorKey::Glance, job.kind))
+    }
+
+    async fn delete_user(&self, job: &Job, _ctx: CallContext) -> Result<Receipt, VendorError> {
+        Err(crate::vendors::unsupported(crate::contract::VendorKey::Glance, job.kind))
+    }
+
     fn identity(&self, job: &Job) -> Result<crate::vendors::VendorIdentity, VendorError> {
         let user = self.parse_user(job)?;
         Ok(crate::vendors::VendorIdentity {

@@ -17,3 +17,7 @@ pub use account::{from_settings, Account};
 pub use adapter::{build, Adapter};
 pub use fields::{validate, GlanceAddress, NewUser, PartnerUserId, Rules};
 pub use sandbox::{router, Sandbox};
+
+/// Catalog fields `UpdateUser.asp` does not take: the audio account is set up at creation
+/// only.
+pub const NOT_UPDATABLE: &[&str] = &["AudioProvider"];

@@ -280,6 +280,22 @@ impl crate::vendors::Adapter for Adapter {
         self.run(job, ctx).await
     }
 
+    async fn update_user(&self, job: &Job, _ctx: CallContext) -> Result<Receipt, VendorError> {
+        Err(crate::vendors::unsupported(crate::contract::VendorKey::Netsapiens, job.kind))
+    }
+
+    async fn suspend_user(&self, job: &Job, _ctx: CallContext) -> Result<Receipt, VendorError> {
+        Err(crate::vendors::unsupported(crate::contract::VendorKey::Netsapiens, job.kind))
+    }
+
+    async fn restore_user(&self, job: &Job, _ctx: CallContext) -> Result<Receipt, VendorError> {
+        Err(crate::vendors::unsupported(crate::contract::VendorKey::Netsapiens, job.kind))
+    }
+
+    async fn delete_user(&self, job: &Job, _ctx: CallContext) -> Result<Receipt, VendorError> {
+        Err(crate::vendors::unsupported(crate::contract::VendorKey::Netsapiens, job.kind))
+    }
+
     fn identity(&self, job: &Job) -> Result<crate::vendors::VendorIdentity, VendorError> {
         let user = self.parse_user(job)?;
         let domain = self.domain_for(job)?;

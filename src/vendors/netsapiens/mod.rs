@@ -15,3 +15,7 @@ pub use account::{from_settings, Account};
 pub use adapter::{build, Adapter};
 pub use fields::{validate, Domain, EmailField, Extension, NewUser, UserScope};
 pub use sandbox::{router, Sandbox};
+
+/// Catalog fields `PUT /domains/{domain}/users/{user}` does not take: none, it takes the
+/// create's field names (the extension itself, `user`, is the address and never changes).
+pub const NOT_UPDATABLE: &[&str] = &[];
