@@ -278,8 +278,16 @@ impl Worker {
         }
         let mut others = Vec::new();
         if self.settings.hire.consume {
-            let (channel, tag) =
-                crate::hire::consumer::start(conn, &self.settings, publisher.clone(), stop, lost, &self.tasks).await?;
+            let (channel, tag) = crate::hire::consumer::start(
+                conn,
+                &self.settings,
+                self.ledger.clone(),
+                publisher.clone(),
+                stop,
+                lost,
+                &self.tasks,
+            )
+            .await?;
             others.push(OtherConsumer { label: "hr", channel, tag });
         }
         if let Some(ledger) = &self.ledger {

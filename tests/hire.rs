@@ -51,6 +51,7 @@ async fn hire_settings() -> (Settings, common::TestVendors) {
         glance: Some(TargetSettings {
             account: "acme-glance".into(),
             domain: None,
+            on_leave: None,
             fields: fields(vec![
                 ("PartnerUserID", tpl("EMP-{id}")),
                 ("UserAddress", tpl("{first_name|slug}.{last_name|slug}.acme.glance.net")),
@@ -62,6 +63,7 @@ async fn hire_settings() -> (Settings, common::TestVendors) {
         netsapiens: Some(TargetSettings {
             account: "acme-ns".into(),
             domain: None,
+            on_leave: None,
             fields: fields(vec![
                 ("user", tpl("{extension|digits}")),
                 ("name-first-name", tpl("{first_name}")),
@@ -73,6 +75,7 @@ async fn hire_settings() -> (Settings, common::TestVendors) {
         clienttoolbox: Some(TargetSettings {
             account: "acme-ctb".into(),
             domain: None,
+            on_leave: None,
             fields: fields(vec![
                 (
                     "user_name",

@@ -159,7 +159,19 @@ async fn routing_key_and_account_are_checked() {
     assert!(event["data"]["error"]["message"]
         .as_str()
         .unwrap()
-        .starts_with("vendor: a glance job must be published with"));
+        .starts_with("vendor: a glance create_user job must be published with routing key create_user.glance"));
+
+    // A kind is routed by its own key: a suspend published as a create is refused, unsent.
+    let mut job = sample_job("j-2s", VendorKey::Glance, "acme", "E");
+    job["kind"] = serde_json::json!("suspend_user");
+    job["user"] = serde_json::json!({"PartnerUserID": "E"});
+    let d = p.handle(&delivery("create_user.glance", &job, None), &CancellationToken::new()).await;
+    let event: serde_json::Value = serde_json::from_slice(&d.publish[0].body).unwrap();
+    assert_eq!(event["data"]["kind"], "suspend_user");
+    assert!(event["data"]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("must be published with routing key suspend_user.glance"));
 
     let job = sample_job("j-3", VendorKey::Glance, "nobody", "E");
     let d = p.handle(&delivery("create_user.glance", &job, None), &CancellationToken::new()).await;

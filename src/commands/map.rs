@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::terminal::{self, printable};
 use crate::config::Settings;
 use crate::contract::FieldError;
-use crate::hire::{fan_out, FanOut, Mapper, MappingError};
+use crate::hire::{decode, fan_out_hire, FanOut, Mapper, MappingError, PersonEvent};
 
 /// What a hire would do. Secrets in the jobs are redacted.
 #[derive(Debug, Serialize)]
@@ -27,7 +27,21 @@ pub struct PreviewJob {
 
 pub fn preview(settings: &Settings, body: &[u8]) -> Result<Preview, MappingError> {
     let mapper = Mapper::new(settings)?;
-    Ok(match fan_out(&mapper, &settings.topology, body, None) {
+    // An update, leave or rehire acts on the accounts the person holds, which only the
+    // running service's ledger knows: only a hire can be previewed from the config alone.
+    let fan_out = match decode(body) {
+        Ok(PersonEvent::Hire(hire)) if !hire.rehire => fan_out_hire(&mapper, &settings.topology, hire, None),
+        Ok(other) => FanOut::Rejected {
+            event_id: Some(other.event_id().to_owned()),
+            undecodable: false,
+            errors: vec![FieldError::new(
+                "type",
+                format!("map previews hires only; a {} depends on the accounts the ledger links", other.type_name()),
+            )],
+        },
+        Err(rejection) => rejection.into(),
+    };
+    Ok(match fan_out {
         FanOut::Jobs { event_id, jobs, publish } => Preview {
             event_id: Some(event_id),
             valid: true,
@@ -39,6 +53,7 @@ pub fn preview(settings: &Settings, body: &[u8]) -> Result<Preview, MappingError
             errors: Vec::new(),
         },
         FanOut::Rejected { event_id, errors, .. } => Preview { event_id, valid: false, jobs: Vec::new(), errors },
+        FanOut::Wait { .. } | FanOut::LedgerDown { .. } => unreachable!("a hire neither waits nor asks the ledger"),
     })
 }
 

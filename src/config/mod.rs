@@ -19,7 +19,7 @@ use crate::rate_limit::Rate;
 
 mod tenants;
 
-pub use tenants::{FieldRuleSettings, FieldRuleTable, Generate, TargetSettings, TenantSettings};
+pub use tenants::{FieldRuleSettings, FieldRuleTable, Generate, OnLeave, TargetSettings, TenantSettings};
 
 /// A configuration problem, always naming the key an operator has to change.
 #[derive(Debug, thiserror::Error)]
@@ -353,6 +353,28 @@ impl Default for TopologySettings {
 }
 
 impl TopologySettings {
+    /// How long a person event waits in each of the `<hr_queue>.wait.<delay>` queues: a
+    /// leave effective later goes to the longest one not past its time, and comes back to
+    /// the person-event queue when it expires; so it takes effect at most a minute late.
+    pub const HR_WAITS: [std::time::Duration; 5] = [
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_secs(10 * 60),
+        std::time::Duration::from_secs(60 * 60),
+        std::time::Duration::from_secs(6 * 60 * 60),
+        std::time::Duration::from_secs(24 * 60 * 60),
+    ];
+
+    /// The queue a person event waits `delay` in (one of [`Self::HR_WAITS`]), e.g.
+    /// `provisioning.hr.wait.1h`.
+    pub fn hr_wait_queue(&self, delay: std::time::Duration) -> String {
+        format!("{}.wait.{}", self.hr_queue, humantime::format_duration(delay).to_string().replace(' ', ""))
+    }
+
+    /// The wait for an event due in `remaining`: the longest wait not past it, or the shortest.
+    pub fn hr_wait_for(remaining: std::time::Duration) -> std::time::Duration {
+        Self::HR_WAITS.into_iter().rev().find(|w| *w <= remaining).unwrap_or(Self::HR_WAITS[0])
+    }
+
     /// The same topology with every name suffixed, so concurrent test runs never share queues.
     pub fn namespaced(suffix: &str) -> Self {
         let d = Self::default();

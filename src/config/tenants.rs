@@ -54,6 +54,44 @@ pub struct TargetSettings {
     pub domain: Option<String>,
     /// Vendor wire name → how to derive it.
     pub fields: BTreeMap<String, FieldRuleSettings>,
+    /// What a leave does at this vendor; absent means the vendor's least destructive
+    /// documented action ([`OnLeave::default_for`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_leave: Option<OnLeave>,
+}
+
+/// What a leave does to a leaver's accounts at one vendor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnLeave {
+    /// A `suspend_user` job: Glance's own suspend; at NetSapiens and ClientToolbox, which
+    /// document none, the update the account configures as its suspend
+    /// (`accounts.<name>.suspend`).
+    Suspend,
+    /// A `delete_user` job: the least destructive delete the account allows (ClientToolbox
+    /// marks the user deleted; permanent deletes only with `hard_delete = true`).
+    Delete,
+    /// Nothing: the leave is recorded and no job is published.
+    None,
+}
+
+impl OnLeave {
+    /// The least destructive documented action that removes access: Glance and NetSapiens
+    /// suspend, ClientToolbox's soft delete (it has no suspend and its delete only marks).
+    pub fn default_for(vendor: VendorKey) -> Self {
+        match vendor {
+            VendorKey::Glance | VendorKey::Netsapiens => OnLeave::Suspend,
+            VendorKey::Clienttoolbox => OnLeave::Delete,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnLeave::Suspend => "suspend",
+            OnLeave::Delete => "delete",
+            OnLeave::None => "none",
+        }
+    }
 }
 
 /// A field rule: a template string, or a table for the longer forms.

@@ -1,26 +1,37 @@
-//! The hire-event consumer: `provisioning.hr` → derived jobs, published with confirms to the
-//! jobs exchange, then the hire is acked; an invalid hire is dead-lettered with its reasons.
+//! The person-event consumer: `provisioning.hr` → derived jobs, published with confirms to
+//! the jobs exchange, then the event is acked; an invalid event is dead-lettered with its
+//! reasons, and one that must wait (a leave effective later, the ledger not answering)
+//! waits in a `<hr_queue>.wait.<delay>` queue, in the broker.
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use lapin::{Channel, Connection};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{fan_out, FanOut, Mapper};
 use crate::config::{ConfigError, Settings, TopologySettings};
+use crate::ledger::Ledger;
 use crate::outcome::ErrorClass;
 use crate::transport::headers as h;
 use crate::transport::rabbitmq::{self, BrokerError, ConfirmPublisher, DeliveryAcker};
-use crate::transport::{settle, After, DeadLetterCause, Disposition, Inbound, Outbound, Report, Settled};
+use crate::transport::{settle, After, DeadLetterCause, Disposition, Inbound, Outbound, OutboundKind, Report, Settled};
 
-/// What to do with one hire delivery. Pure: [`settle`] carries it out.
+/// What to do with one person-event delivery, asking `ledger` for the person's links when
+/// the event needs them. [`settle`] carries it out.
 ///
 /// The `report` is informational only; the job metrics are recorded by the jobs' own
 /// consumers once they run.
-pub fn disposition(mapper: &Mapper, topology: &TopologySettings, msg: &Inbound) -> Disposition {
-    // A hire never comes back from the service's own machinery: every provisioner-* header
-    // on it was set by its producer, and must not reach a dead letter as if it were ours.
+pub async fn disposition(
+    mapper: &Mapper,
+    topology: &TopologySettings,
+    ledger: Option<&Ledger>,
+    msg: &Inbound,
+    now: DateTime<Utc>,
+) -> Disposition {
+    // An event never comes back from the service's own machinery with provisioner-* headers:
+    // every one on it was set by its producer, and must not reach a dead letter as ours.
     let cleaned;
     let msg = match h::without_producer_set(&msg.headers) {
         Some(headers) => {
@@ -29,22 +40,34 @@ pub fn disposition(mapper: &Mapper, topology: &TopologySettings, msg: &Inbound) 
         }
         None => msg,
     };
-    match fan_out(mapper, topology, &msg.body, h::traceparent(&msg.headers)) {
+    let quiet = |publish, outcome, job_id| Disposition {
+        publish,
+        after: After::Ack,
+        report: Report::Terminal { outcome, class: None, dead_lettered: false },
+        vendor: None,
+        job_id,
+        inline_retries: 0,
+        requested_at: None,
+    };
+    match fan_out(mapper, topology, ledger, &msg.body, h::traceparent(&msg.headers), now).await {
         FanOut::Jobs { event_id, jobs, publish } => {
-            tracing::info!(event_id, jobs = jobs.len(), "hire fanned out");
-            Disposition {
-                publish,
-                after: After::Ack,
-                report: Report::Terminal { outcome: "fanned_out", class: None, dead_lettered: false },
-                vendor: None,
-                job_id: Some(event_id),
-                inline_retries: 0,
-                requested_at: None,
-            }
+            tracing::info!(event_id, jobs = jobs.len(), "person event fanned out");
+            quiet(publish, "fanned_out", Some(event_id))
+        }
+        FanOut::Wait { event_id, until } => {
+            let remaining = (until - now).to_std().unwrap_or_default();
+            let wait = TopologySettings::hr_wait_for(remaining);
+            tracing::info!(event_id, %until, wait = %humantime::format_duration(wait), "leave effective later; waiting in the broker");
+            quiet(vec![wait_in(topology, msg, wait)], "waiting", Some(event_id))
+        }
+        FanOut::LedgerDown { event_id, why } => {
+            let wait = TopologySettings::HR_WAITS[0];
+            tracing::warn!(event_id, error = %why, "the ledger did not answer; the person event waits and comes back");
+            quiet(vec![wait_in(topology, msg, wait)], "waiting", Some(event_id))
         }
         FanOut::Rejected { event_id, undecodable, errors } => {
             let summary = super::event::summary(&errors);
-            tracing::warn!(event_id = event_id.as_deref(), errors = %summary, "invalid hire dead-lettered");
+            tracing::warn!(event_id = event_id.as_deref(), errors = %summary, "invalid person event dead-lettered");
             let reason = if undecodable { "undecodable" } else { "invalid" };
             Disposition {
                 publish: vec![dead_letter(topology, msg, reason, &summary, event_id.as_deref())],
@@ -57,6 +80,14 @@ pub fn disposition(mapper: &Mapper, topology: &TopologySettings, msg: &Inbound) 
             }
         }
     }
+}
+
+/// The event as it came, to wait `wait` in its queue (through the default exchange) and
+/// come back to the person-event exchange when it expires.
+fn wait_in(topology: &TopologySettings, msg: &Inbound, wait: std::time::Duration) -> Outbound {
+    let mut out = msg.forward(OutboundKind::Retry, "", msg.headers.clone());
+    out.routing_key = topology.hr_wait_queue(wait);
+    out
 }
 
 /// The hire as it came, with the DLQ headers every dead letter carries.
@@ -83,6 +114,7 @@ fn dead_letter(
 pub async fn start(
     conn: &Connection,
     settings: &Settings,
+    ledger: Option<Ledger>,
     publisher: ConfirmPublisher,
     stop: &CancellationToken,
     lost: &CancellationToken,
@@ -104,10 +136,11 @@ pub async fn start(
                 break;
             };
             let (mapper, topology, publisher) = (mapper.clone(), topology.clone(), publisher.clone());
+            let ledger = ledger.clone();
             // Prefetch bounds how many of these run at once.
             tasks.spawn(async move {
                 let msg = rabbitmq::inbound(&delivery);
-                let d = disposition(&mapper, &topology, &msg);
+                let d = disposition(&mapper, &topology, ledger.as_ref(), &msg, Utc::now()).await;
                 match settle(&publisher, DeliveryAcker(delivery.acker), &d, requeue_delay).await {
                     Settled::Acked | Settled::Requeued => {}
                     Settled::PublishFailed(_, e) => {
@@ -130,6 +163,10 @@ mod tests {
     use crate::transport::Headers;
 
     fn jobs_of(traceparent: &str) -> Vec<Outbound> {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(jobs_of_async(traceparent))
+    }
+
+    async fn jobs_of_async(traceparent: &str) -> Vec<Outbound> {
         let settings = settings();
         let mapper = Mapper::new(&settings).unwrap();
         let mut headers = Headers::new();
@@ -139,7 +176,8 @@ mod tests {
                          "email": "jane.doe@acme.example", "extension": "1731"}});
         let msg = Inbound { body: body.to_string().into_bytes(), headers, ..Default::default() };
         // The jobs, without the `published` step events that follow them.
-        disposition(&mapper, &settings.topology, &msg)
+        disposition(&mapper, &settings.topology, None, &msg, Utc::now())
+            .await
             .publish
             .into_iter()
             .filter(|m| m.kind == crate::transport::OutboundKind::Job)

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::event::Hire;
 use super::template::Template;
-use crate::config::{ConfigError, FieldRuleSettings, Generate, Settings, TopologySettings};
+use crate::config::{ConfigError, FieldRuleSettings, Generate, OnLeave, Settings, TopologySettings};
 use crate::contract::{all_auth_fields, FieldError, FieldKind, FieldValue, Job, VendorKey};
 use crate::job::{self, Rejection};
 use crate::transport::headers as h;
@@ -17,24 +17,26 @@ use crate::transport::{Headers, Outbound, OutboundKind};
 use crate::vendors::{FieldRules, Policy, Rulebook};
 
 #[derive(Clone, Debug)]
-enum Rule {
+pub(super) enum Rule {
     Template { template: Template, optional: bool },
     Generate(Generate),
 }
 
 #[derive(Clone, Debug)]
-struct Target {
-    account: String,
-    domain: Option<String>,
-    fields: Vec<(&'static str, FieldKind, Rule)>,
+pub(super) struct Target {
+    pub(super) account: String,
+    pub(super) domain: Option<String>,
+    pub(super) fields: Vec<(&'static str, FieldKind, Rule)>,
     /// The account's policy, which every derived job must keep to.
-    policy: Policy,
+    pub(super) policy: Policy,
+    /// What a leave does here.
+    pub(super) on_leave: OnLeave,
 }
 
 #[derive(Clone, Debug)]
-struct Tenant {
-    default_targets: Vec<VendorKey>,
-    targets: BTreeMap<VendorKey, Target>,
+pub(super) struct Tenant {
+    pub(super) default_targets: Vec<VendorKey>,
+    pub(super) targets: BTreeMap<VendorKey, Target>,
 }
 
 /// A mapping configuration error, naming the key to fix.
@@ -48,19 +50,19 @@ pub struct MappingError {
 /// The compiled tenant mappings.
 #[derive(Clone, Debug, Default)]
 pub struct Mapper {
-    tenants: BTreeMap<String, Tenant>,
+    pub(super) tenants: BTreeMap<String, Tenant>,
     /// The CloudEvents `source` of the `published` step events.
     event_source: String,
     /// The field rules of every account a tenant maps to: each derived job is decoded under
     /// its account's rules, as the worker will decode it.
-    rules: Rulebook,
+    pub(super) rules: Rulebook,
 }
 
 /// One derived job: its decoded form (proof it is valid) and the body to publish.
 #[derive(Clone, Debug)]
 pub struct DerivedJob {
     pub job: Job,
-    body: Value,
+    pub(super) body: Value,
 }
 
 impl DerivedJob {
@@ -84,7 +86,7 @@ impl DerivedJob {
         Outbound {
             kind: OutboundKind::Job,
             exchange: topology.jobs_exchange.clone(),
-            routing_key: Job::routing_key(self.job.vendor),
+            routing_key: self.job.kind.routing_key(self.job.vendor),
             body: serde_json::to_vec(&self.body).expect("a JSON value serialises"),
             message_id: Some(self.job.id.to_string()),
             content_type: Some("application/json".into()),
@@ -176,9 +178,10 @@ impl Mapper {
                     target.account.clone(),
                     FieldRules::from_settings(&target.account, account).map_err(config_error)?,
                 );
+                let on_leave = target.on_leave.unwrap_or(OnLeave::default_for(vendor));
                 targets.insert(
                     vendor,
-                    Target { account: target.account.clone(), domain: target.domain.clone(), fields, policy },
+                    Target { account: target.account.clone(), domain: target.domain.clone(), fields, policy, on_leave },
                 );
             }
             let default_targets = match &t.default_targets {
@@ -237,7 +240,7 @@ impl Mapper {
     }
 }
 
-fn derive_one(
+pub(super) fn derive_one(
     hire: &Hire,
     vendor: VendorKey,
     target: &Target,

@@ -1,44 +1,118 @@
-//! Hire events in: one hire becomes one create-user job per target vendor, derived by the
-//! tenant's mapping, from the `provisioning.hr` queue or the HTTP intake.
+//! Person events in (hire, update, leave, rehire): each becomes jobs for the accounts it
+//! concerns, from the `provisioning.hr` queue or the HTTP intake.
 //!
-//! Both entrances share [`fan_out`]: decode the hire, derive every job (all of them valid, or
-//! none), and hand back what to publish. The intake takes the two steps apart
-//! ([`decode`], then [`fan_out_hire`]) to check in between that the caller's credential
-//! admits the hire's tenant. Job ids are `{event_id}:{vendor}:{account}`, so a
-//! hire seen twice yields the same jobs, which the adapters' idempotency turns into
-//! `existing` rather than a second user.
+//! A hire (and a rehire's creates) needs only the tenant's mapping; an update, a leave and
+//! a rehire's restores act on the accounts the person holds, which the ledger's links say.
+//! Every derivation is all or nothing, and every job id is `{event_id}:{vendor}:{account}`,
+//! so an event seen twice yields the same jobs, which the adapters' idempotency turns into
+//! `existing` or `unchanged` rather than a second action.
 
 pub mod consumer;
 pub mod event;
 pub mod intake;
+pub mod lifecycle;
 pub mod mapping;
 mod schema;
 pub mod template;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
-pub use event::{decode, Hire, HireRejection};
+pub use event::{decode, Hire, HireRejection, Leave, PersonEvent, Update};
 pub use mapping::{DerivedJob, Mapper, MappingError};
 pub use schema::hire_schema;
 
 use crate::config::TopologySettings;
 use crate::contract::FieldError;
+use crate::ledger::Ledger;
 use crate::transport::Outbound;
 
-/// What a hire turns into.
+/// What a person event turns into.
 #[derive(Debug)]
 pub enum FanOut {
-    /// Publish every message (each confirmed) before acknowledging the hire.
+    /// Publish every message (each confirmed) before acknowledging the event. `jobs` may be
+    /// empty (a leave of someone who holds nothing): `publish` then carries the event that
+    /// says so.
     Jobs { event_id: String, jobs: Vec<DerivedJob>, publish: Vec<Outbound> },
-    /// Not a valid hire, or one that cannot produce a valid job everywhere: nothing is published.
+    /// Not a valid event, or one that cannot produce a valid job everywhere: nothing is published.
     Rejected { event_id: Option<String>, undecodable: bool, errors: Vec<FieldError> },
+    /// A leave effective later: it waits in the broker until `until`.
+    Wait { event_id: String, until: DateTime<Utc> },
+    /// The event needs the person's links and the ledger did not answer: try again later.
+    LedgerDown { event_id: String, why: String },
 }
 
-/// Decodes and maps one hire body.
-pub fn fan_out(mapper: &Mapper, topology: &TopologySettings, body: &[u8], traceparent: Option<&str>) -> FanOut {
+/// Decodes and maps one person event body, asking `ledger` for the person's links when the
+/// event needs them.
+pub async fn fan_out(
+    mapper: &Mapper,
+    topology: &TopologySettings,
+    ledger: Option<&Ledger>,
+    body: &[u8],
+    traceparent: Option<&str>,
+    now: DateTime<Utc>,
+) -> FanOut {
     match decode(body) {
-        Ok(hire) => fan_out_hire(mapper, topology, hire, traceparent),
+        Ok(event) => fan_out_event(mapper, topology, ledger, event, traceparent, now).await,
         Err(rejection) => rejection.into(),
+    }
+}
+
+/// Maps one decoded person event.
+pub async fn fan_out_event(
+    mapper: &Mapper,
+    topology: &TopologySettings,
+    ledger: Option<&Ledger>,
+    event: PersonEvent,
+    traceparent: Option<&str>,
+    now: DateTime<Utc>,
+) -> FanOut {
+    let event_id = event.event_id().to_owned();
+    if let PersonEvent::Hire(hire) = &event {
+        if !hire.rehire {
+            return fan_out_hire(mapper, topology, hire.clone(), traceparent);
+        }
+    }
+    if let PersonEvent::Leave(Leave { effective_at: Some(at), .. }) = &event {
+        if *at > now {
+            return FanOut::Wait { event_id, until: *at };
+        }
+    }
+    let Some(ledger) = ledger else {
+        let message = format!(
+            "a {} acts on the accounts the person holds, which only the ledger knows: enable ledger.enabled",
+            event.type_name()
+        );
+        return FanOut::Rejected {
+            event_id: Some(event_id),
+            undecodable: false,
+            errors: vec![FieldError::new("type", message)],
+        };
+    };
+    let (tenant, employee_id) = match &event {
+        PersonEvent::Hire(h) => (&h.tenant, &h.employee.id),
+        PersonEvent::Update(u) => (&u.tenant, &u.employee_id),
+        PersonEvent::Leave(l) => (&l.tenant, &l.employee_id),
+    };
+    let person = crate::contract::Person { tenant: tenant.clone(), employee_id: employee_id.clone() };
+    let links = match ledger.links_of(&person).await {
+        Ok(links) => links,
+        Err(e) => return FanOut::LedgerDown { event_id, why: e.to_string() },
+    };
+    let derived = match &event {
+        PersonEvent::Hire(h) => mapper.derive_rehire(h, &links, now),
+        PersonEvent::Update(u) => mapper.derive_update(u, &links, now),
+        PersonEvent::Leave(l) => mapper.derive_leave(l, &links, now),
+    };
+    match derived {
+        Ok(derived) => {
+            let mut publish: Vec<_> = derived.jobs.iter().map(|j| j.outbound(topology, traceparent)).collect();
+            publish.extend(derived.jobs.iter().map(|j| published(mapper, topology, &event_id, &j.job, traceparent)));
+            if !derived.notes.is_empty() {
+                publish.push(noted(mapper, topology, &event, &person, &derived, traceparent));
+            }
+            FanOut::Jobs { event_id, jobs: derived.jobs, publish }
+        }
+        Err(errors) => FanOut::Rejected { event_id: Some(event_id), undecodable: false, errors },
     }
 }
 
@@ -49,10 +123,59 @@ pub fn fan_out_hire(mapper: &Mapper, topology: &TopologySettings, hire: Hire, tr
             let mut publish: Vec<_> = jobs.iter().map(|j| j.outbound(topology, traceparent)).collect();
             // Each job's history starts here: a `published` step event per derived job,
             // confirmed with the jobs before the hire is acked.
-            publish.extend(jobs.iter().map(|j| published(mapper, topology, &hire, &j.job, traceparent)));
+            publish.extend(jobs.iter().map(|j| published(mapper, topology, &hire.event_id, &j.job, traceparent)));
             FanOut::Jobs { event_id: hire.event_id, jobs, publish }
         }
         Err(errors) => FanOut::Rejected { event_id: Some(hire.event_id), undecodable: false, errors },
+    }
+}
+
+/// The `provisioning.job.noted` event of a person event that found something it did not
+/// act on (a leave of someone who holds nothing, an identity that is never renamed): its
+/// history says so, under the event's id.
+fn noted(
+    mapper: &Mapper,
+    topology: &TopologySettings,
+    event: &PersonEvent,
+    person: &crate::contract::Person,
+    derived: &lifecycle::Derived,
+    traceparent: Option<&str>,
+) -> Outbound {
+    let about = crate::event::StepOf {
+        job_id: event.event_id(),
+        vendor: None,
+        account: None,
+        correlation_id: Some(event.event_id()),
+        person: Some(person),
+    };
+    let data = serde_json::json!({"event": event.type_name(), "jobs": derived.jobs.len(), "notes": derived.notes});
+    step_outbound(mapper, topology, "noted", &about, None, data, traceparent)
+}
+
+fn step_outbound(
+    mapper: &Mapper,
+    topology: &TopologySettings,
+    step: &str,
+    about: &crate::event::StepOf<'_>,
+    vendor: Option<crate::contract::VendorKey>,
+    data: serde_json::Value,
+    traceparent: Option<&str>,
+) -> Outbound {
+    let now = Utc::now();
+    let (id, body) = crate::event::step(mapper.event_source(), step, about, traceparent, data, now);
+    let mut headers = crate::transport::Headers::new();
+    if let Some(tp) = traceparent {
+        crate::transport::headers::set_text(&mut headers, crate::transport::headers::TRACEPARENT, tp);
+    }
+    Outbound {
+        kind: crate::transport::OutboundKind::Event,
+        exchange: topology.events_exchange.clone(),
+        routing_key: crate::event::step_routing_key(step, vendor),
+        body,
+        message_id: Some(id),
+        content_type: Some("application/cloudevents+json".into()),
+        timestamp: Some(now.timestamp().max(0) as u64),
+        headers,
     }
 }
 
@@ -60,10 +183,10 @@ pub fn fan_out_hire(mapper: &Mapper, topology: &TopologySettings, hire: Hire, tr
 fn published(
     mapper: &Mapper,
     topology: &TopologySettings,
-    hire: &Hire,
+    event_id: &str,
     job: &crate::contract::Job,
     traceparent: Option<&str>,
-) -> crate::transport::Outbound {
+) -> Outbound {
     let about = crate::event::StepOf {
         job_id: job.id.as_str(),
         vendor: Some(job.vendor),
@@ -71,23 +194,8 @@ fn published(
         correlation_id: job.correlation_id.as_deref(),
         person: job.person.as_ref(),
     };
-    let data = serde_json::json!({"hire": hire.event_id, "routing_key": crate::contract::Job::routing_key(job.vendor)});
-    let now = Utc::now();
-    let (id, body) = crate::event::step(mapper.event_source(), "published", &about, traceparent, data, now);
-    let mut headers = crate::transport::Headers::new();
-    if let Some(tp) = traceparent {
-        crate::transport::headers::set_text(&mut headers, crate::transport::headers::TRACEPARENT, tp);
-    }
-    crate::transport::Outbound {
-        kind: crate::transport::OutboundKind::Event,
-        exchange: topology.events_exchange.clone(),
-        routing_key: crate::event::step_routing_key("published", Some(job.vendor)),
-        body,
-        message_id: Some(id),
-        content_type: Some("application/cloudevents+json".into()),
-        timestamp: Some(now.timestamp().max(0) as u64),
-        headers,
-    }
+    let data = serde_json::json!({"hire": event_id, "routing_key": job.kind.routing_key(job.vendor)});
+    step_outbound(mapper, topology, "published", &about, Some(job.vendor), data, traceparent)
 }
 
 impl From<HireRejection> for FanOut {

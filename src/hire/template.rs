@@ -6,7 +6,8 @@
 
 use std::fmt;
 
-use super::event::{Employee, Hire};
+pub use super::event::EmployeeField;
+use super::event::Hire;
 
 /// What a placeholder reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,57 +15,6 @@ pub enum Var {
     EventId,
     Tenant,
     Employee(EmployeeField),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EmployeeField {
-    Id,
-    FirstName,
-    LastName,
-    Email,
-    Department,
-    Location,
-    Extension,
-    StartDate,
-}
-
-impl EmployeeField {
-    pub const ALL: [EmployeeField; 8] = [
-        EmployeeField::Id,
-        EmployeeField::FirstName,
-        EmployeeField::LastName,
-        EmployeeField::Email,
-        EmployeeField::Department,
-        EmployeeField::Location,
-        EmployeeField::Extension,
-        EmployeeField::StartDate,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            EmployeeField::Id => "id",
-            EmployeeField::FirstName => "first_name",
-            EmployeeField::LastName => "last_name",
-            EmployeeField::Email => "email",
-            EmployeeField::Department => "department",
-            EmployeeField::Location => "location",
-            EmployeeField::Extension => "extension",
-            EmployeeField::StartDate => "start_date",
-        }
-    }
-
-    fn read(self, e: &Employee) -> Option<String> {
-        match self {
-            EmployeeField::Id => Some(e.id.clone()),
-            EmployeeField::FirstName => Some(e.first_name.clone()),
-            EmployeeField::LastName => Some(e.last_name.clone()),
-            EmployeeField::Email => e.email.clone(),
-            EmployeeField::Department => e.department.clone(),
-            EmployeeField::Location => e.location.clone(),
-            EmployeeField::Extension => e.extension.clone(),
-            EmployeeField::StartDate => e.start_date.map(|d| d.to_string()),
-        }
-    }
 }
 
 impl Var {
@@ -84,6 +34,14 @@ impl Var {
             Var::EventId => Some(hire.event_id.clone()),
             Var::Tenant => Some(hire.tenant.clone()),
             Var::Employee(f) => f.read(&hire.employee),
+        }
+    }
+
+    /// The employee value it reads, if it reads one.
+    pub fn employee_field(self) -> Option<EmployeeField> {
+        match self {
+            Var::Employee(f) => Some(f),
+            Var::EventId | Var::Tenant => None,
         }
     }
 }
@@ -267,12 +225,26 @@ impl Template {
     /// filters, `default` included) is an error naming it: an empty piece would silently
     /// produce `.doe.acme.glance.net`.
     pub fn render(&self, hire: &Hire) -> Result<String, Missing> {
+        self.render_with(|var| var.read(hire))
+    }
+
+    /// The employee values the template reads.
+    pub fn employee_fields(&self) -> impl Iterator<Item = EmployeeField> + '_ {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Placeholder { var, .. } => var.employee_field(),
+            Part::Literal(_) => None,
+        })
+    }
+
+    /// [`Template::render`] with each placeholder's value from `read`: an update renders
+    /// from the values it changed.
+    pub fn render_with(&self, read: impl Fn(Var) -> Option<String>) -> Result<String, Missing> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Literal(s) => out.push_str(s),
                 Part::Placeholder { var, filters } => {
-                    let raw = var.read(hire);
+                    let raw = read(*var);
                     let was_present = raw.as_deref().is_some_and(|s| !s.is_empty());
                     let value = filters.iter().fold(raw.unwrap_or_default(), |v, f| f.apply(v));
                     if value.is_empty() {

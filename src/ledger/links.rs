@@ -78,6 +78,17 @@ impl Ledger {
         rows.iter().map(read_link).collect()
     }
 
+    /// Every link of one person (tenant and employee id), whatever its state.
+    pub async fn links_of(&self, person: &Person) -> Result<Vec<Link>, LedgerError> {
+        let sql = format!(
+            "SELECT {LINK_COLUMNS} FROM links WHERE employee_id = $1 AND tenant = $2 ORDER BY vendor, account, identity"
+        );
+        let rows = self
+            .bounded(sqlx::query(&sql).bind(&person.employee_id).bind(&person.tenant).fetch_all(&self.pool))
+            .await?;
+        rows.iter().map(read_link).collect()
+    }
+
     /// Every link whose vendor identity (or second identifying value, such as a Glance
     /// address) is this text, in any vendor and account.
     pub async fn links_of_identity(&self, identity: &str) -> Result<Vec<Link>, LedgerError> {

@@ -118,10 +118,13 @@ pub enum HistoryKind {
     DeadLettered,
     Replayed,
     Purged,
+    /// A person event found something it did not act on (detail: notes), e.g. a leave of
+    /// someone who holds no account.
+    Noted,
 }
 
 impl HistoryKind {
-    pub const ALL: [HistoryKind; 13] = [
+    pub const ALL: [HistoryKind; 14] = [
         HistoryKind::Published,
         HistoryKind::Parked,
         HistoryKind::Created,
@@ -135,6 +138,7 @@ impl HistoryKind {
         HistoryKind::DeadLettered,
         HistoryKind::Replayed,
         HistoryKind::Purged,
+        HistoryKind::Noted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -152,6 +156,7 @@ impl HistoryKind {
             HistoryKind::DeadLettered => "dead_lettered",
             HistoryKind::Replayed => "replayed",
             HistoryKind::Purged => "purged",
+            HistoryKind::Noted => "noted",
         }
     }
 

@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use self::auth::{Caller, Gate, Refusal};
-use super::{decode, fan_out_hire, FanOut, Hire, Mapper};
+use super::{decode, fan_out_hire, FanOut, Mapper, PersonEvent};
 use crate::config::{ConfigError, Settings};
 use crate::transport::headers as h;
 use crate::transport::rabbitmq::{self, ConfirmPublisher};
@@ -179,11 +179,38 @@ fn refused(refusal: &Refusal, tolerance_secs: u64) -> Response {
 
 /// A tenant's credential used for another tenant's hire. Both names are the caller's own to
 /// know: the body named one, and the credential it holds the other.
-fn forbidden(caller: Caller<'_>, hire: &Hire) -> Response {
-    tracing::info!(event_id = hire.event_id, credential = %caller, tenant = hire.tenant, "hire intake: hire refused, the credential is another tenant's");
-    let message =
-        format!("the credential of {caller} admits only that tenant's hires; the hire names tenant {:?}", hire.tenant);
-    problem(StatusCode::FORBIDDEN, "tenant_mismatch", json!({"event_id": hire.event_id, "message": message}))
+fn forbidden(caller: Caller<'_>, event: &PersonEvent) -> Response {
+    tracing::info!(event_id = event.event_id(), credential = %caller, tenant = event.tenant(), "hire intake: event refused, the credential is another tenant's");
+    let message = format!(
+        "the credential of {caller} admits only that tenant's events; the {} names tenant {:?}",
+        event.type_name(),
+        event.tenant()
+    );
+    problem(StatusCode::FORBIDDEN, "tenant_mismatch", json!({"event_id": event.event_id(), "message": message}))
+}
+
+/// An update, leave or rehire, as it came, for the person-event consumer: it acts on the
+/// accounts the person holds, which the consumer asks the ledger for.
+fn forwarded(
+    intake: &Intake,
+    event: &PersonEvent,
+    body: &Bytes,
+    traceparent: Option<&str>,
+) -> crate::transport::Outbound {
+    let mut headers = crate::transport::Headers::new();
+    if let Some(tp) = traceparent {
+        h::set_text(&mut headers, h::TRACEPARENT, tp);
+    }
+    crate::transport::Outbound {
+        kind: crate::transport::OutboundKind::Job,
+        exchange: intake.settings.topology.hr_exchange.clone(),
+        routing_key: event.type_name().to_owned(),
+        body: body.to_vec(),
+        message_id: Some(event.event_id().to_owned()),
+        content_type: Some("application/json".into()),
+        timestamp: Some(chrono::Utc::now().timestamp().max(0) as u64),
+        headers,
+    }
 }
 
 async fn post_hire(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -195,8 +222,16 @@ async fn post_hire(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: 
     // Whose hire it is, is read from the decoded hire, before any mapping runs: another
     // tenant's mapping errors are not this caller's to see.
     let fan_out = match decode(&body) {
-        Ok(hire) if !caller.admits(&hire.tenant) => return forbidden(caller, &hire),
-        Ok(hire) => fan_out_hire(&intake.mapper, &intake.settings.topology, hire, traceparent),
+        Ok(event) if !caller.admits(event.tenant()) => return forbidden(caller, &event),
+        Ok(PersonEvent::Hire(hire)) if !hire.rehire => {
+            fan_out_hire(&intake.mapper, &intake.settings.topology, hire, traceparent)
+        }
+        // Accepted once the broker holds it: the person-event consumer derives its jobs.
+        Ok(event) => FanOut::Jobs {
+            event_id: event.event_id().to_owned(),
+            jobs: Vec::new(),
+            publish: vec![forwarded(&intake, &event, &body, traceparent)],
+        },
         Err(rejection) => rejection.into(),
     };
     match fan_out {
@@ -205,6 +240,7 @@ async fn post_hire(State(intake): State<Arc<Intake>>, headers: HeaderMap, body: 
             let status = if undecodable { StatusCode::BAD_REQUEST } else { StatusCode::UNPROCESSABLE_ENTITY };
             problem(status, "invalid_hire", json!({"event_id": event_id, "errors": errors}))
         }
+        FanOut::Wait { .. } | FanOut::LedgerDown { .. } => unreachable!("the intake forwards what must wait"),
         FanOut::Jobs { event_id, jobs, publish } => match intake.broker.publish_all(&publish).await {
             Ok(()) => {
                 let job_ids: Vec<&str> = jobs.iter().map(|j| j.job_id()).collect();

@@ -5,7 +5,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, ExchangeKind};
 
 use super::BrokerError;
-use crate::config::Settings;
+use crate::config::{Settings, TopologySettings};
 use crate::contract::VendorKey;
 use crate::retry::tier_name;
 use crate::transport::headers;
@@ -94,6 +94,13 @@ pub async fn declare(ch: &Channel, settings: &Settings) -> Result<(), BrokerErro
     exchange(ch, &t.hr_exchange, ExchangeKind::Topic).await?;
     queue(ch, &t.hr_queue, declare_job_queue_args(settings)).await?;
     bind(ch, &t.hr_queue, &t.hr_exchange, "#", FieldTable::default()).await?;
+    // A leave effective later waits in one of these; expired, it goes back through the
+    // person-event exchange (routed by its wait queue's name, which `#` takes).
+    for wait in TopologySettings::HR_WAITS {
+        let mut args = quorum(&t.hr_exchange);
+        args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(wait.as_millis() as i64));
+        queue(ch, &t.hr_wait_queue(wait), args).await?;
+    }
 
     for delay in settings.all_retry_tiers() {
         let tier = tier_name(delay);
@@ -140,6 +147,7 @@ fn retry_queue(settings: &Settings, delay: std::time::Duration) -> String {
 pub async fn delete_topology(ch: &Channel, settings: &Settings) {
     let t = &settings.topology;
     let mut queues = vec![t.dead_queue.clone(), t.hr_queue.clone()];
+    queues.extend(TopologySettings::HR_WAITS.map(|w| t.hr_wait_queue(w)));
     queues.extend(VendorKey::ALL.map(|v| t.job_queue(v)));
     queues.extend(settings.all_retry_tiers().into_iter().map(|d| retry_queue(settings, d)));
     if !t.audit_queue.is_empty() {
