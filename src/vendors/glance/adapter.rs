@@ -215,7 +215,7 @@ impl Adapter {
         }
         match self.send_update(change).await? {
             ChangeAnswer::Done => Ok(response::change_receipt(id, Some(&found), Some(change), false)),
-            ChangeAnswer::NoSuchUser { .. } => Err(no_such_user(id, kind)),
+            ChangeAnswer::NoSuchUser => Err(no_such_user(id, kind)),
             ChangeAnswer::Unrecognised { excerpt } => {
                 let Some(now) = self.find(id, &echoes).await? else { return Err(no_such_user(id, kind)) };
                 // What ShowUsers shows must be as asked; what it cannot show (a password, a
@@ -255,7 +255,7 @@ impl Adapter {
         match self.send_delete(user).await? {
             ChangeAnswer::Done => Ok(response::change_receipt(id, Some(&found), None, false)),
             // Gone between the lookup and the delete: someone else deleted it.
-            ChangeAnswer::NoSuchUser { .. } => Ok(response::change_receipt(id, Some(&found), None, true)),
+            ChangeAnswer::NoSuchUser => Ok(response::change_receipt(id, Some(&found), None, true)),
             ChangeAnswer::Unrecognised { excerpt } => match self.find(id, &echoes).await? {
                 None => Ok(response::change_receipt(id, Some(&found), None, false)),
                 Some(_) => Err(unrecognised(&excerpt, "ShowUsers still shows the user")),
