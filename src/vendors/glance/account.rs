@@ -41,6 +41,10 @@ pub const SETTINGS_KEYS: &[&str] = &[
     "audio_error_patterns",
     "audio_secret_patterns",
     "audio_failure",
+    "hard_delete",
+    "lookup_suspended_elements",
+    "lookup_active_elements",
+    "not_found_error_patterns",
 ];
 pub const CREDENTIAL_KEYS: &[&str] = &["PartnerPW", "api_key"];
 
@@ -83,6 +87,8 @@ pub struct Account {
     pub(super) rules: Rules,
     pub(super) markers: Markers,
     pub(super) audio_failure: AudioFailure,
+    /// `DeleteUser` is permanent: a delete_user job is refused unless the account allows it.
+    pub(super) hard_delete: bool,
 }
 
 impl Account {
@@ -96,6 +102,10 @@ impl Account {
 
     pub fn markers(&self) -> &Markers {
         &self.markers
+    }
+
+    pub fn allows_hard_delete(&self) -> bool {
+        self.hard_delete
     }
 
     pub fn uses_login_key(&self) -> bool {
@@ -124,10 +134,12 @@ pub fn from_settings(name: &str, a: &AccountSettings) -> Result<Account, ConfigE
         return Err(invalid(cred_key(unknown), "unknown Glance credential; expected PartnerPW or api_key"));
     }
 
-    let allow_http = match get("allow_http") {
-        None => false,
-        Some(v) => parse_bool(v).ok_or_else(|| invalid(key("allow_http"), "must be true or false"))?,
+    let flag = |k: &str| match get(k) {
+        None => Ok(false),
+        Some(v) => parse_bool(v).ok_or_else(|| invalid(key(k), "must be true or false")),
     };
+    let allow_http = flag("allow_http")?;
+    let hard_delete = flag("hard_delete")?;
     let base_url = parse_base_url(a.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL), allow_http)
         .map_err(|m| invalid(format!("accounts.{name}.base_url"), m))?;
 
@@ -202,6 +214,10 @@ pub fn from_settings(name: &str, a: &AccountSettings) -> Result<Account, ConfigE
         ("duplicate_error_patterns", &mut markers.duplicate_patterns, false),
         ("audio_error_patterns", &mut markers.audio_patterns, false),
         ("audio_secret_patterns", &mut markers.audio_secret_patterns, false),
+        ("not_found_error_patterns", &mut markers.not_found_patterns, false),
+        // Empty: records are not read for the state, so every suspend and restore is sent.
+        ("lookup_suspended_elements", &mut markers.suspended_names, true),
+        ("lookup_active_elements", &mut markers.active_names, true),
     ] {
         if let Some(raw) = a.settings.get(k) {
             let values = list(raw);
@@ -222,7 +238,7 @@ pub fn from_settings(name: &str, a: &AccountSettings) -> Result<Account, ConfigE
         }
     };
 
-    Ok(Account { base_url, login, partner_id, auth, rules, markers, audio_failure })
+    Ok(Account { base_url, login, partner_id, auth, rules, markers, audio_failure, hard_delete })
 }
 
 /// The account's field rules (`address_suffixes`, `user_role_max_length`,
@@ -348,6 +364,9 @@ mod tests {
         assert_eq!(acc.rules, Rules::default());
         assert_eq!(acc.audio_failure, AudioFailure::Lookup);
         assert!(!acc.uses_login_key());
+        assert!(!acc.allows_hard_delete(), "DeleteUser is permanent: refused unless allowed");
+        assert_eq!(acc.markers.suspended_names, ["usersuspended", "suspended"]);
+        assert_eq!(acc.markers.active_names, ["useractive"]);
         let shown = format!("{acc:?}");
         assert!(!shown.contains("hunter2-pw"), "{shown}");
     }
@@ -418,6 +437,8 @@ mod tests {
             ("failure_elements", ""),
             ("audio_failure", "ignore"),
             ("allow_http", "maybe"),
+            ("hard_delete", "sometimes"),
+            ("not_found_error_patterns", " "),
             ("no_such_setting", "1"),
         ] {
             let mut pairs = vec![("PartnerLogin", "p.acme.glance.net"), (k, v)];
@@ -443,6 +464,10 @@ mod tests {
                 ("success_markers", ""),
                 ("audio_failure", "reject"),
                 ("failure_elements", "Problem"),
+                ("hard_delete", "true"),
+                ("lookup_suspended_elements", "IsDisabled"),
+                ("lookup_active_elements", ""),
+                ("not_found_error_patterns", "Nobody by that id"),
             ],
             &[("PartnerPW", secret_file(&dir, "pw", "x"))],
         );
@@ -451,6 +476,10 @@ mod tests {
         assert_eq!((acc.rules.user_role_max, acc.rules.user_pw_min), (70, 0));
         assert_eq!(acc.audio_failure, AudioFailure::Reject);
         assert_eq!(acc.markers.failure_elements, ["problem"]);
+        assert!(acc.allows_hard_delete());
+        assert_eq!(acc.markers.suspended_names, ["isdisabled"]);
+        assert!(acc.markers.active_names.is_empty());
+        assert_eq!(acc.markers.not_found_patterns, ["nobody by that id"]);
     }
 
     #[test]

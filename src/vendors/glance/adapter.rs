@@ -1,16 +1,17 @@
 //! The Glance adapter: build → send → interpret, looking the user up with `ShowUsers` before
-//! any create that might repeat an earlier one, and after every "already exists".
+//! any create that might repeat an earlier one, after every "already exists", and before every
+//! update, suspend, restore or delete (to learn whether Glance already holds what it asks).
 
 use std::sync::Arc;
 
 use reqwest::header::{HeaderMap, CONTENT_TYPE};
 
 use super::account::{from_settings, Account, AudioFailure, Auth};
-use super::fields::NewUser;
+use super::fields::{NewUser, PartnerUserId, UserChange, UserRef};
 use super::request::{self, LookupKey, Request};
-use super::response::{self, CreateAnswer, FoundUser, LOGIN_KEY_REJECTED};
+use super::response::{self, ChangeAnswer, CreateAnswer, FoundUser, Shows, LOGIN_KEY_REJECTED};
 use crate::config::{AccountSettings, ConfigError, VendorSettings};
-use crate::contract::Job;
+use crate::contract::{FieldError, Job, JobKind};
 use crate::vendors::{http, CallContext, Receipt, VendorError, VendorFailure, INVALID_FIELD};
 
 /// One Glance account's client: its config and one pooled HTTP client, built once.
@@ -92,12 +93,47 @@ impl Adapter {
         }
     }
 
-    /// One `ShowUsers` call.
-    async fn send_lookup(&self, user: &NewUser, key: LookupKey<'_>) -> Result<Vec<FoundUser>, VendorError> {
+    /// One `ShowUsers` call. `id` is the user the job is about (a Login Key may sign it);
+    /// `echoes` are the job's words Glance may repeat in a message.
+    async fn send_lookup(
+        &self,
+        id: &PartnerUserId,
+        key: LookupKey<'_>,
+        echoes: &[&str],
+    ) -> Result<Vec<FoundUser>, VendorError> {
         let markers = self.account.markers();
         self.call(
-            |now| request::show_users(&self.account, key, &user.partner_user_id, now),
-            |s, h, b| response::interpret_lookup(s, h, b, markers, &user.echoes()),
+            |now| request::show_users(&self.account, key, id, now),
+            |s, h, b| response::interpret_lookup(s, h, b, markers, echoes),
+        )
+        .await
+    }
+
+    /// The user holding this PartnerUserID, if Glance shows one.
+    async fn find(&self, id: &PartnerUserId, echoes: &[&str]) -> Result<Option<FoundUser>, VendorError> {
+        let found = self.send_lookup(id, LookupKey::PartnerUserId(id), echoes).await?;
+        // An exact lookup; a record without a PartnerUserID is taken as the one asked for.
+        Ok(found.into_iter().find(|f| f.partner_user_id.as_deref().is_none_or(|p| p == id.as_str())))
+    }
+
+    /// One `UpdateUser` call (an update, a suspend or a restore).
+    async fn send_update(&self, change: &UserChange) -> Result<ChangeAnswer, VendorError> {
+        let markers = self.account.markers();
+        let echoes = change.echoes();
+        self.call(
+            |now| request::update(&self.account, change, now),
+            |s, h, b| response::interpret_update(s, h, b, markers, &echoes),
+        )
+        .await
+    }
+
+    /// One `DeleteUser` call.
+    async fn send_delete(&self, user: &UserRef) -> Result<ChangeAnswer, VendorError> {
+        let markers = self.account.markers();
+        let echoes = user.echoes();
+        self.call(
+            |now| request::delete(&self.account, user, now),
+            |s, h, b| response::interpret_delete(s, h, b, markers, &echoes),
         )
         .await
     }
@@ -117,10 +153,8 @@ impl Adapter {
 
     /// The user holding our PartnerUserID, judged: same profile → existing, else conflict.
     async fn by_partner_user_id(&self, user: &NewUser) -> Result<Option<Result<Receipt, VendorError>>, VendorError> {
-        let found = self.send_lookup(user, LookupKey::PartnerUserId(&user.partner_user_id)).await?;
-        let ours =
-            found.iter().find(|f| f.partner_user_id.as_deref().is_none_or(|p| p == user.partner_user_id.as_str()));
-        Ok(ours.map(|f| response::reconcile(user, f)))
+        let found = self.find(&user.partner_user_id, &user.echoes()).await?;
+        Ok(found.map(|f| response::reconcile(user, &f)))
     }
 
     /// Glance said the PartnerUserID or the UserAddress is taken: find out by whom.
@@ -128,7 +162,7 @@ impl Adapter {
         if let Some(decided) = self.by_partner_user_id(user).await? {
             return decided;
         }
-        let found = self.send_lookup(user, LookupKey::Address(&user.address)).await?;
+        let found = self.send_lookup(&user.partner_user_id, LookupKey::Address(&user.address), &user.echoes()).await?;
         let holder = found.first().and_then(|f| f.partner_user_id.clone());
         let message = match holder {
             Some(p) => format!(
@@ -145,14 +179,88 @@ impl Adapter {
 
     /// The job's user under this account's rules; a refusal is never sent.
     fn parse_user(&self, job: &Job) -> Result<NewUser, VendorError> {
-        NewUser::parse(&job.user, self.account.rules()).map_err(|errors| {
-            let summary: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
-            VendorError::new(
+        NewUser::parse(&job.user, self.account.rules()).map_err(refused)
+    }
+
+    /// An `update_user` job's user: its PartnerUserID and the fields to change.
+    fn parse_change(&self, job: &Job) -> Result<UserChange, VendorError> {
+        UserChange::parse(&job.user, self.account.rules()).map_err(refused)
+    }
+
+    /// A suspend, restore or delete job's user: its PartnerUserID.
+    fn parse_ref(&self, job: &Job) -> Result<UserRef, VendorError> {
+        UserRef::parse(&job.user).map_err(refused)
+    }
+
+    /// Secrets out of whatever a call returns: the account's and the job's password.
+    fn scrubbed(&self, job: &Job, result: Result<Receipt, VendorError>) -> Result<Receipt, VendorError> {
+        let pw = job.user.text("UserPW").unwrap_or_default();
+        let secrets = [self.account_secret(), pw];
+        match result {
+            Ok(r) => Ok(http::scrub_receipt(r, &secrets)),
+            Err(e) => Err(http::scrub_error(e, &secrets)),
+        }
+    }
+
+    /// An update, suspend or restore: look the user up, send only what Glance does not
+    /// already show, and check an unrecognised answer with a second lookup.
+    async fn apply(&self, change: &UserChange, kind: JobKind) -> Result<Receipt, VendorError> {
+        let id = &change.partner_user_id;
+        let echoes = change.echoes();
+        let found = self.find(id, &echoes).await?.ok_or_else(|| no_such_user(id, kind))?;
+        // A password cannot be compared (ShowUsers never shows it), so a change that carries
+        // one is always sent; what the record does not show is sent too.
+        if change.password.is_none() && response::compare(change, &found) == Shows::Same {
+            return Ok(response::change_receipt(id, Some(&found), Some(change), true));
+        }
+        match self.send_update(change).await? {
+            ChangeAnswer::Done => Ok(response::change_receipt(id, Some(&found), Some(change), false)),
+            ChangeAnswer::NoSuchUser => Err(no_such_user(id, kind)),
+            ChangeAnswer::Unrecognised { excerpt } => {
+                let Some(now) = self.find(id, &echoes).await? else { return Err(no_such_user(id, kind)) };
+                // What ShowUsers shows must be as asked; what it cannot show (a password, a
+                // state it does not report) is taken on the word of an answer that carried no
+                // failure marker.
+                match response::compare(change, &now) {
+                    Shows::Differs(field) => {
+                        Err(unrecognised(&excerpt, &format!("ShowUsers still shows the old {field}")))
+                    }
+                    Shows::Same | Shows::Unknown(_) => {
+                        Ok(response::change_receipt(id, Some(&now), Some(change), false))
+                    }
+                }
+            }
+        }
+    }
+
+    /// A delete: refused unless the account allows Glance's permanent delete; a user already
+    /// gone is `existing` (unchanged).
+    async fn remove(&self, user: &UserRef) -> Result<Receipt, VendorError> {
+        if !self.account.allows_hard_delete() {
+            return Err(VendorError::new(
                 VendorFailure::Rejected,
-                INVALID_FIELD,
-                format!("not sent, this account's Glance rules refuse it: {}; fix the job", summary.join("; ")),
-            )
-        })
+                "hard_delete_not_allowed",
+                format!(
+                    "not sent: Glance's DeleteUser is permanent; set accounts.{}.settings.hard_delete = true to allow \
+                     it, or send suspend_user",
+                    self.name
+                ),
+            ));
+        }
+        let id = &user.partner_user_id;
+        let echoes = user.echoes();
+        let Some(found) = self.find(id, &echoes).await? else {
+            return Ok(response::change_receipt(id, None, None, true));
+        };
+        match self.send_delete(user).await? {
+            ChangeAnswer::Done => Ok(response::change_receipt(id, Some(&found), None, false)),
+            // Gone between the lookup and the delete: someone else deleted it.
+            ChangeAnswer::NoSuchUser => Ok(response::change_receipt(id, Some(&found), None, true)),
+            ChangeAnswer::Unrecognised { excerpt } => match self.find(id, &echoes).await? {
+                None => Ok(response::change_receipt(id, Some(&found), None, false)),
+                Some(_) => Err(unrecognised(&excerpt, "ShowUsers still shows the user")),
+            },
+        }
     }
 
     /// The whole flow: parse, look before a create that might repeat one, create, settle.
@@ -211,37 +319,97 @@ impl Adapter {
     }
 }
 
+/// A refusal by the account's field rules, never sent.
+fn refused(errors: Vec<FieldError>) -> VendorError {
+    let summary: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
+    VendorError::new(
+        VendorFailure::Rejected,
+        INVALID_FIELD,
+        format!("not sent, this account's Glance rules refuse it: {}; fix the job", summary.join("; ")),
+    )
+}
+
+fn no_such_user(id: &PartnerUserId, kind: JobKind) -> VendorError {
+    VendorError::new(
+        VendorFailure::Rejected,
+        "no_such_user",
+        format!(
+            "Glance has no user with PartnerUserID {id} in this group, so the {kind} job cannot apply; create the \
+             user first (create_user) or correct the PartnerUserID, then replay"
+        ),
+    )
+}
+
+/// An answer neither success nor failure that a lookup could not confirm: retried, as the
+/// create's.
+fn unrecognised(excerpt: &str, why: &str) -> VendorError {
+    VendorError::new(
+        VendorFailure::Transient,
+        "unrecognised_answer",
+        format!(
+            "Glance answered neither success nor a known failure ({excerpt:?}) and {why}; retry later, or adjust \
+             success_markers/failure_elements"
+        ),
+    )
+}
+
 impl crate::vendors::Adapter for Adapter {
     async fn create_user(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
-        let pw = job.user.text("UserPW").unwrap_or_default();
-        let secrets = [self.account_secret(), pw];
-        match self.run(job, ctx).await {
-            Ok(r) => Ok(http::scrub_receipt(r, &secrets)),
-            Err(e) => Err(http::scrub_error(e, &secrets)),
-        }
+        let result = self.run(job, ctx).await;
+        self.scrubbed(job, result)
     }
 
     async fn update_user(&self, job: &Job, _ctx: CallContext) -> Result<Receipt, VendorError> {
-        Err(crate::vendors::unsupported(crate::contract::VendorKey::Glance, job.kind))
+        let result = match self.parse_change(job) {
+            Ok(change) => self.apply(&change, job.kind).await,
+            Err(e) => Err(e),
+        };
+        self.scrubbed(job, result)
     }
 
     async fn suspend_user(&self, job: &Job, _ctx: CallContext) -> Result<Receipt, VendorError> {
-        Err(crate::vendors::unsupported(crate::contract::VendorKey::Glance, job.kind))
+        let result = match self.parse_ref(job) {
+            Ok(user) => self.apply(&UserChange::suspension(&user, true), job.kind).await,
+            Err(e) => Err(e),
+        };
+        self.scrubbed(job, result)
     }
 
     async fn restore_user(&self, job: &Job, _ctx: CallContext) -> Result<Receipt, VendorError> {
-        Err(crate::vendors::unsupported(crate::contract::VendorKey::Glance, job.kind))
+        let result = match self.parse_ref(job) {
+            Ok(user) => self.apply(&UserChange::suspension(&user, false), job.kind).await,
+            Err(e) => Err(e),
+        };
+        self.scrubbed(job, result)
     }
 
     async fn delete_user(&self, job: &Job, _ctx: CallContext) -> Result<Receipt, VendorError> {
-        Err(crate::vendors::unsupported(crate::contract::VendorKey::Glance, job.kind))
+        let result = match self.parse_ref(job) {
+            Ok(user) => self.remove(&user).await,
+            Err(e) => Err(e),
+        };
+        self.scrubbed(job, result)
     }
 
+    /// `PartnerUserID`, and the `UserAddress` when the job names one (a create always does; an
+    /// update may, to change it; a suspend, restore or delete never does).
     fn identity(&self, job: &Job) -> Result<crate::vendors::VendorIdentity, VendorError> {
-        let user = self.parse_user(job)?;
+        let (id, address) = match job.kind {
+            JobKind::CreateUser => {
+                let user = self.parse_user(job)?;
+                (user.partner_user_id, Some(user.address))
+            }
+            JobKind::UpdateUser => {
+                let change = self.parse_change(job)?;
+                (change.partner_user_id, change.address)
+            }
+            JobKind::SuspendUser | JobKind::RestoreUser | JobKind::DeleteUser => {
+                (self.parse_ref(job)?.partner_user_id, None)
+            }
+        };
         Ok(crate::vendors::VendorIdentity {
-            key: user.partner_user_id.as_str().to_owned(),
-            extra: Some(user.address.as_str().to_owned()),
+            key: id.as_str().to_owned(),
+            extra: address.map(|a| a.as_str().to_owned()),
         })
     }
 
@@ -556,5 +724,449 @@ pub(crate) mod tests {
         let r = adapter(&server).create_user(&jane(), FRESH).await.unwrap();
         let shown = format!("{r:?}");
         assert!(shown.contains("note") && !shown.contains(PW) && !shown.contains("Sup3r-secret-pw"), "{shown}");
+    }
+
+    impl Adapter {
+        /// The call the job's kind asks for, as a first delivery.
+        pub(crate) async fn run_kind(&self, job: &Job) -> Result<Receipt, VendorError> {
+            match job.kind {
+                JobKind::CreateUser => self.create_user(job, FRESH).await,
+                JobKind::UpdateUser => self.update_user(job, FRESH).await,
+                JobKind::SuspendUser => self.suspend_user(job, FRESH).await,
+                JobKind::RestoreUser => self.restore_user(job, FRESH).await,
+                JobKind::DeleteUser => self.delete_user(job, FRESH).await,
+            }
+        }
+    }
+
+    /// A job of `kind` for the account, decoded as the worker decodes it.
+    pub(crate) fn change_job(kind: &str, user: serde_json::Value) -> Job {
+        let v = json!({"job_id": "j-2", "kind": kind, "vendor": "glance", "account": "acme", "user": user});
+        crate::job::decode(v.to_string().as_bytes()).unwrap()
+    }
+
+    fn emp1() -> serde_json::Value {
+        json!({"PartnerUserID": "EMP-1"})
+    }
+
+    /// An account that reads UpdateUser and DeleteUser answers by their root element and
+    /// allows permanent deletes.
+    fn changer(server: &MockServer) -> Adapter {
+        let settings = [("PartnerID", "40123"), ("success_markers", "updateuser, deleteuser"), ("hard_delete", "true")];
+        adapter_with(&server.uri(), &settings, ("PartnerPW", PW), &VendorSettings::default())
+    }
+
+    fn record(state: &str) -> String {
+        format!(
+            "<ShowUsers><users><user><UserID>77</UserID><PartnerUserID>EMP-1</PartnerUserID>\
+             <UserAddress>jdoe.acme.glance.net</UserAddress><UserFirst>Jane</UserFirst>{state}</user></users>\
+             </ShowUsers>"
+        )
+    }
+
+    async fn on_body(server: &MockServer, p: &str, body: &str, response: ResponseTemplate, times: u64) {
+        Mock::given(method("POST"))
+            .and(path(p))
+            .and(body_string_contains(body))
+            .respond_with(response)
+            .expect(times)
+            .mount(server)
+            .await;
+    }
+
+    async fn bodies(server: &MockServer, p: &str) -> Vec<String> {
+        let requests = server.received_requests().await.unwrap();
+        requests.iter().filter(|r| r.url.path() == p).map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn an_update_looks_the_user_up_and_sends_only_the_named_fields() {
+        let server = MockServer::start().await;
+        on_body(&server, "/PAPI/ShowUsers.asp", "PartnerUserID=EMP-1&PageCount=10", xml(JANE_RECORD), 1).await;
+        on(&server, "/PAPI/UpdateUser.asp", xml("<UpdateUser/>"), 1).await;
+        let job = change_job("update_user", json!({"PartnerUserID": "EMP-1", "UserLast": "Smith"}));
+        let r = changer(&server).update_user(&job, FRESH).await.unwrap();
+        assert!(!r.existing);
+        assert_eq!(r.vendor_user_id.as_deref(), Some("77"));
+        assert_eq!(r.details["UserAddress"], "jdoe.acme.glance.net");
+        let sent = bodies(&server, "/PAPI/UpdateUser.asp").await;
+        assert_eq!(
+            sent,
+            ["PartnerLogin=provisioner.acme.glance.net&PartnerPW=hunter2-partner-pw&PartnerID=40123\
+              &PartnerUserID=EMP-1&UserLast=Smith"]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_update_glance_already_shows_is_unchanged_and_not_sent() {
+        let server = MockServer::start().await;
+        on(&server, "/PAPI/ShowUsers.asp", xml(JANE_RECORD), 1).await;
+        on(&server, "/PAPI/UpdateUser.asp", xml("<UpdateUser/>"), 0).await;
+        let job = change_job(
+            "update_user",
+            json!({"PartnerUserID": "EMP-1", "UserAddress": "JDoe.acme.glance.net", "UserFirst": "Jane"}),
+        );
+        let r = changer(&server).update_user(&job, FRESH).await.unwrap();
+        assert!(r.existing, "unchanged");
+        assert_eq!(r.vendor_user_id.as_deref(), Some("77"));
+    }
+
+    #[tokio::test]
+    async fn what_the_lookup_cannot_show_and_passwords_are_always_sent() {
+        // JANE_RECORD shows no UserEmail: equal cannot be proven.
+        let server = MockServer::start().await;
+        on(&server, "/PAPI/ShowUsers.asp", xml(JANE_RECORD), 2).await;
+        on(&server, "/PAPI/UpdateUser.asp", xml("<UpdateUser/>"), 2).await;
+        let a = changer(&server);
+        let email = change_job("update_user", json!({"PartnerUserID": "EMP-1", "UserEmail": "j@acme.example"}));
+        assert!(!a.update_user(&email, FRESH).await.unwrap().existing);
+        // Every other field equal, but a password cannot be compared.
+        let pw =
+            change_job("update_user", json!({"PartnerUserID": "EMP-1", "UserFirst": "Jane", "UserPW": "N3w-pw-1"}));
+        let r = a.update_user(&pw, FRESH).await.unwrap();
+        assert!(!r.existing);
+        assert!(!format!("{r:?}").contains("N3w-pw-1"));
+        assert!(bodies(&server, "/PAPI/UpdateUser.asp").await[1].contains("UserPW=N3w-pw-1"));
+    }
+
+    #[tokio::test]
+    async fn a_change_to_an_unknown_user_is_no_such_user_and_not_sent() {
+        for kind in ["update_user", "suspend_user", "restore_user"] {
+            let server = MockServer::start().await;
+            on(&server, "/PAPI/ShowUsers.asp", xml(NOBODY), 1).await;
+            on(&server, "/PAPI/UpdateUser.asp", xml("<UpdateUser/>"), 0).await;
+            let user =
+                if kind == "update_user" { json!({"PartnerUserID": "EMP-1", "UserFirst": "Jo"}) } else { emp1() };
+            let a = changer(&server);
+            let e = a.run_kind(&change_job(kind, user)).await.unwrap_err();
+            assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, "no_such_user"), "{kind}");
+            assert!(e.message.contains("PartnerUserID EMP-1") && e.message.contains("create_user"), "{}", e.message);
+        }
+    }
+
+    #[tokio::test]
+    async fn update_user_refusals_are_classified() {
+        for (message, class, code) in [
+            ("PartnerUserID EMP-1 not found", VendorFailure::Rejected, "no_such_user"),
+            ("UserAddress new.acme.glance.net is already taken", VendorFailure::Conflict, "user_address_taken"),
+            ("UserRole Boss is not provisioned", VendorFailure::Rejected, "role_not_provisioned"),
+            ("UserFirst is too long", VendorFailure::Rejected, "user_refused"),
+            ("Unknown or inactive PartnerLogin", VendorFailure::Auth, "credentials_refused"),
+        ] {
+            let server = MockServer::start().await;
+            on(&server, "/PAPI/ShowUsers.asp", xml(JANE_RECORD), 1).await;
+            on(&server, "/PAPI/UpdateUser.asp", failure(message), 1).await;
+            let job =
+                change_job("update_user", json!({"PartnerUserID": "EMP-1", "UserAddress": "new.acme.glance.net"}));
+            let e = changer(&server).update_user(&job, FRESH).await.unwrap_err();
+            assert_eq!((e.failure, e.code.as_str()), (class, code), "{message}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unrecognised_update_answer_is_checked_with_show_users() {
+        // Without success markers (the default) the second lookup decides.
+        for (after, outcome) in [("Janet", Ok(false)), ("Jane", Err("unrecognised_answer"))] {
+            let server = MockServer::start().await;
+            Mock::given(method("POST"))
+                .and(path("/PAPI/ShowUsers.asp"))
+                .respond_with(xml(JANE_RECORD))
+                .up_to_n_times(1)
+                .mount(&server)
+                .await;
+            on(&server, "/PAPI/ShowUsers.asp", xml(&JANE_RECORD.replace("Jane<", &format!("{after}<"))), 1).await;
+            on(&server, "/PAPI/UpdateUser.asp", xml("<Whatever/>"), 1).await;
+            let a = adapter_with(&server.uri(), &[], ("PartnerPW", PW), &VendorSettings::default());
+            let job = change_job("update_user", json!({"PartnerUserID": "EMP-1", "UserFirst": "Janet"}));
+            let got = a.update_user(&job, FRESH).await;
+            match outcome {
+                Ok(existing) => assert_eq!(got.unwrap().existing, existing),
+                Err(code) => {
+                    let e = got.unwrap_err();
+                    assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Transient, code));
+                    assert!(e.message.contains("UserFirst"), "{}", e.message);
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn suspend_and_restore_send_user_suspended_unless_the_record_already_shows_it() {
+        // (kind, what the record shows, what is sent, unchanged)
+        for (kind, state, sent, unchanged) in [
+            ("suspend_user", "<UserSuspended>0</UserSuspended>", Some("UserSuspended=1"), false),
+            ("suspend_user", "<UserSuspended>1</UserSuspended>", None, true),
+            ("suspend_user", "<UserSuspended>True</UserSuspended>", None, true),
+            ("restore_user", "<UserSuspended>1</UserSuspended>", Some("UserSuspended=0"), false),
+            ("restore_user", "<UserSuspended>no</UserSuspended>", None, true),
+            // The deprecated UserActive, read inversely.
+            ("suspend_user", "<UserActive>0</UserActive>", None, true),
+            ("restore_user", "<UserActive>0</UserActive>", Some("UserSuspended=0"), false),
+            // No state shown (or an unreadable one): sent anyway.
+            ("suspend_user", "", Some("UserSuspended=1"), false),
+            ("restore_user", "<UserSuspended>maybe</UserSuspended>", Some("UserSuspended=0"), false),
+        ] {
+            let server = MockServer::start().await;
+            on(&server, "/PAPI/ShowUsers.asp", xml(&record(state)), 1).await;
+            on(&server, "/PAPI/UpdateUser.asp", xml("<UpdateUser/>"), u64::from(sent.is_some())).await;
+            let r = changer(&server).run_kind(&change_job(kind, emp1())).await.unwrap();
+            assert_eq!(r.existing, unchanged, "{kind} {state}");
+            assert_eq!(r.details["UserSuspended"], kind == "suspend_user", "{kind} {state}");
+            if let Some(sent) = sent {
+                let body = bodies(&server, "/PAPI/UpdateUser.asp").await.remove(0);
+                assert!(body.ends_with(&format!("PartnerUserID=EMP-1&{sent}")), "{kind} {state}: {body}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_state_elements_are_settings() {
+        let with = |server: &MockServer, pairs: &[(&str, &str)]| {
+            let mut settings = vec![("success_markers", "updateuser")];
+            settings.extend_from_slice(pairs);
+            adapter_with(&server.uri(), &settings, ("PartnerPW", PW), &VendorSettings::default())
+        };
+        // An element the defaults do not know: unknown state, sent; named in the setting: read.
+        let server = MockServer::start().await;
+        on(&server, "/PAPI/ShowUsers.asp", xml(&record("<IsDisabled>yes</IsDisabled>")), 2).await;
+        on(&server, "/PAPI/UpdateUser.asp", xml("<UpdateUser/>"), 1).await;
+        let suspend = change_job("suspend_user", emp1());
+        assert!(!with(&server, &[]).suspend_user(&suspend, FRESH).await.unwrap().existing);
+        let custom = with(&server, &[("lookup_suspended_elements", "IsDisabled")]);
+        assert!(custom.suspend_user(&suspend, FRESH).await.unwrap().existing);
+        // Both emptied: the record is never read for the state, every suspend is sent.
+        let server = MockServer::start().await;
+        on(&server, "/PAPI/ShowUsers.asp", xml(&record("<UserSuspended>1</UserSuspended>")), 1).await;
+        on(&server, "/PAPI/UpdateUser.asp", xml("<UpdateUser/>"), 1).await;
+        let blind = with(&server, &[("lookup_suspended_elements", ""), ("lookup_active_elements", "")]);
+        assert!(!blind.suspend_user(&suspend, FRESH).await.unwrap().existing);
+    }
+
+    #[tokio::test]
+    async fn an_unrecognised_suspend_answer_is_checked_with_show_users() {
+        for (after, ok) in
+            [("<UserSuspended>1</UserSuspended>", true), ("<UserSuspended>0</UserSuspended>", false), ("", true)]
+        {
+            let server = MockServer::start().await;
+            Mock::given(method("POST"))
+                .and(path("/PAPI/ShowUsers.asp"))
+                .respond_with(xml(&record("<UserSuspended>0</UserSuspended>")))
+                .up_to_n_times(1)
+                .mount(&server)
+                .await;
+            on(&server, "/PAPI/ShowUsers.asp", xml(&record(after)), 1).await;
+            on(&server, "/PAPI/UpdateUser.asp", xml("<Whatever/>"), 1).await;
+            let a = adapter_with(&server.uri(), &[], ("PartnerPW", PW), &VendorSettings::default());
+            let got = a.suspend_user(&change_job("suspend_user", emp1()), FRESH).await;
+            // A state the record does not show cannot contradict the answer.
+            assert_eq!(got.is_ok(), ok, "{after}: {got:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_delete_is_refused_before_sending_unless_the_account_allows_it() {
+        let server = MockServer::start().await;
+        let a = adapter(&server);
+        let e = a.delete_user(&change_job("delete_user", emp1()), FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, "hard_delete_not_allowed"));
+        assert!(e.message.contains("is permanent"), "{}", e.message);
+        assert!(e.message.contains("set accounts.acme.settings.hard_delete = true"), "{}", e.message);
+        assert!(e.message.contains("suspend_user"), "{}", e.message);
+        assert!(server.received_requests().await.unwrap().is_empty(), "nothing was sent");
+    }
+
+    #[tokio::test]
+    async fn an_allowed_delete_looks_up_then_deletes() {
+        let server = MockServer::start().await;
+        on(&server, "/PAPI/ShowUsers.asp", xml(JANE_RECORD), 1).await;
+        on_body(&server, "/PAPI/DeleteUser.asp", "PartnerID=40123&PartnerUserID=EMP-1", xml("<DeleteUser/>"), 1).await;
+        let r = changer(&server).delete_user(&change_job("delete_user", emp1()), FRESH).await.unwrap();
+        assert!(!r.existing);
+        assert_eq!(r.vendor_user_id.as_deref(), Some("77"));
+    }
+
+    #[tokio::test]
+    async fn a_user_already_gone_is_unchanged_never_an_error() {
+        // Not shown by ShowUsers: nothing is sent.
+        let server = MockServer::start().await;
+        on(&server, "/PAPI/ShowUsers.asp", xml(NOBODY), 1).await;
+        on(&server, "/PAPI/DeleteUser.asp", xml("<DeleteUser/>"), 0).await;
+        let job = change_job("delete_user", emp1());
+        let r = changer(&server).delete_user(&job, FRESH).await.unwrap();
+        assert!(r.existing);
+        assert_eq!(r.vendor_user_id.as_deref(), Some("EMP-1"));
+        // Gone between the lookup and the delete: Glance's not-found answer.
+        let server = MockServer::start().await;
+        on(&server, "/PAPI/ShowUsers.asp", xml(JANE_RECORD), 1).await;
+        on(&server, "/PAPI/DeleteUser.asp", failure("No such PartnerUserID EMP-1"), 1).await;
+        assert!(changer(&server).delete_user(&job, FRESH).await.unwrap().existing);
+        // Its wording is unconfirmed: the patterns are a setting.
+        let server = MockServer::start().await;
+        on(&server, "/PAPI/ShowUsers.asp", xml(JANE_RECORD), 2).await;
+        on(&server, "/PAPI/DeleteUser.asp", failure("Nobody by that id"), 2).await;
+        let e = changer(&server).delete_user(&job, FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, "user_refused"));
+        let custom = adapter_with(
+            &server.uri(),
+            &[("hard_delete", "true"), ("not_found_error_patterns", "nobody by that id")],
+            ("PartnerPW", PW),
+            &VendorSettings::default(),
+        );
+        assert!(custom.delete_user(&job, FRESH).await.unwrap().existing);
+    }
+
+    #[tokio::test]
+    async fn an_unrecognised_delete_answer_is_checked_with_show_users() {
+        for (after, deleted) in [(NOBODY, true), (JANE_RECORD, false)] {
+            let server = MockServer::start().await;
+            Mock::given(method("POST"))
+                .and(path("/PAPI/ShowUsers.asp"))
+                .respond_with(xml(JANE_RECORD))
+                .up_to_n_times(1)
+                .mount(&server)
+                .await;
+            on(&server, "/PAPI/ShowUsers.asp", xml(after), 1).await;
+            on(&server, "/PAPI/DeleteUser.asp", xml("<Whatever/>"), 1).await;
+            let a =
+                adapter_with(&server.uri(), &[("hard_delete", "yes")], ("PartnerPW", PW), &VendorSettings::default());
+            match a.delete_user(&change_job("delete_user", emp1()), FRESH).await {
+                Ok(r) => assert!(deleted && !r.existing, "{r:?}"),
+                Err(e) => assert!(!deleted && e.code == "unrecognised_answer", "{e}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn lifecycle_calls_classify_like_the_create() {
+        for (kind, p) in [
+            ("update_user", "/PAPI/UpdateUser.asp"),
+            ("suspend_user", "/PAPI/UpdateUser.asp"),
+            ("restore_user", "/PAPI/UpdateUser.asp"),
+            ("delete_user", "/PAPI/DeleteUser.asp"),
+        ] {
+            let user =
+                if kind == "update_user" { json!({"PartnerUserID": "EMP-1", "UserFirst": "Jo"}) } else { emp1() };
+            let job = change_job(kind, user);
+            let state = if kind == "restore_user" { "<UserSuspended>1</UserSuspended>" } else { "" };
+            for (status, class) in [(503, VendorFailure::Transient), (429, VendorFailure::Throttled)] {
+                // The call itself, after a good lookup.
+                let server = MockServer::start().await;
+                on(&server, "/PAPI/ShowUsers.asp", xml(&record(state)), 1).await;
+                on(&server, p, ResponseTemplate::new(status).insert_header("retry-after", "12"), 1).await;
+                let e = changer(&server).run_kind(&job).await.unwrap_err();
+                assert_eq!((e.failure, e.code.clone()), (class, format!("http_{status}")), "{kind}");
+                assert_eq!(e.retry_after, Some(Duration::from_secs(12)), "{kind}");
+                // The lookup before it.
+                let server = MockServer::start().await;
+                on(&server, "/PAPI/ShowUsers.asp", ResponseTemplate::new(status), 1).await;
+                on(&server, p, xml("<UpdateUser/>"), 0).await;
+                assert_eq!(changer(&server).run_kind(&job).await.unwrap_err().failure, class, "{kind}");
+            }
+            let server = MockServer::start().await;
+            on(&server, "/PAPI/ShowUsers.asp", xml(&record(state)), 1).await;
+            on(&server, p, failure("Wrong PartnerPW for PartnerLogin"), 1).await;
+            let e = changer(&server).run_kind(&job).await.unwrap_err();
+            assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Auth, "credentials_refused"), "{kind}");
+            let server = MockServer::start().await;
+            on(&server, "/PAPI/ShowUsers.asp", xml(&record(state)), 1).await;
+            on(&server, p, ResponseTemplate::new(200).set_body_string("<html>Runtime Error"), 1).await;
+            let e = changer(&server).run_kind(&job).await.unwrap_err();
+            assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Transient, "unreadable_answer"), "{kind}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_login_key_on_an_update_is_minted_afresh_once() {
+        let server = MockServer::start().await;
+        on(&server, "/PAPI/ShowUsers.asp", xml(JANE_RECORD), 1).await;
+        Mock::given(method("POST"))
+            .and(path("/PAPI/UpdateUser.asp"))
+            .respond_with(failure("PartnerAuth expired"))
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(&server)
+            .await;
+        on(&server, "/PAPI/UpdateUser.asp", xml("<UpdateUser/>"), 1).await;
+        let a = adapter_with(
+            &server.uri(),
+            &[("PartnerID", "40123"), ("admin_partner_user_id", "ADMIN-1"), ("success_markers", "updateuser")],
+            ("api_key", "example-api-key"),
+            &VendorSettings::default(),
+        );
+        let job = change_job("update_user", json!({"PartnerUserID": "EMP-1", "UserFirst": "Jo"}));
+        assert!(!a.update_user(&job, FRESH).await.unwrap().existing);
+    }
+
+    #[tokio::test]
+    async fn passwords_never_surface_from_lifecycle_calls() {
+        let echo = |req: &MockRequest| {
+            let body = String::from_utf8_lossy(&req.body).replace('&', " ");
+            failure(&format!("cannot parse {}", quick_xml::escape::escape(body.as_str())))
+        };
+        let echo_ok = |req: &MockRequest| {
+            let body = String::from_utf8_lossy(&req.body).replace('&', " ");
+            xml(&format!("<UpdateUser><note>{}</note></UpdateUser>", quick_xml::escape::escape(body.as_str())))
+        };
+        let job = change_job("update_user", json!({"PartnerUserID": "EMP-1", "UserPW": "N3w-secret-pw"}));
+        for p in ["/PAPI/ShowUsers.asp", "/PAPI/UpdateUser.asp"] {
+            let server = MockServer::start().await;
+            if p == "/PAPI/UpdateUser.asp" {
+                on(&server, "/PAPI/ShowUsers.asp", xml(JANE_RECORD), 1).await;
+            }
+            Mock::given(method("POST")).and(path(p)).respond_with(echo).mount(&server).await;
+            let a = changer(&server);
+            let e = a.update_user(&job, FRESH).await.unwrap_err();
+            let shown = format!("{e} {e:?}");
+            assert!(shown.contains("PartnerPW=***"), "{shown}");
+            assert!(!shown.contains(PW) && !shown.contains("N3w-secret-pw"), "{shown}");
+        }
+        // An unrecognised answer that echoes everything, confirmed by the lookup.
+        let server = MockServer::start().await;
+        on(&server, "/PAPI/ShowUsers.asp", xml(JANE_RECORD), 2).await;
+        Mock::given(method("POST")).and(path("/PAPI/UpdateUser.asp")).respond_with(echo_ok).mount(&server).await;
+        let a = adapter_with(&server.uri(), &[], ("PartnerPW", PW), &VendorSettings::default());
+        let r = a.update_user(&job, FRESH).await.unwrap();
+        let shown = format!("{r:?}");
+        assert!(!shown.contains(PW) && !shown.contains("N3w-secret-pw"), "{shown}");
+        // The delete and the suspend carry the account's password only.
+        let server = MockServer::start().await;
+        on(&server, "/PAPI/ShowUsers.asp", xml(JANE_RECORD), 2).await;
+        Mock::given(method("POST")).and(path("/PAPI/DeleteUser.asp")).respond_with(echo).mount(&server).await;
+        Mock::given(method("POST")).and(path("/PAPI/UpdateUser.asp")).respond_with(echo).mount(&server).await;
+        for kind in ["delete_user", "suspend_user"] {
+            let e = changer(&server).run_kind(&change_job(kind, emp1())).await.unwrap_err();
+            assert!(!format!("{e} {e:?}").contains(PW), "{kind}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_identity_of_every_kind() {
+        let server = MockServer::start().await;
+        let a = adapter(&server);
+        let id = a.identity(&jane()).unwrap();
+        assert_eq!((id.key.as_str(), id.extra.as_deref()), ("EMP-1", Some("jdoe.acme.glance.net")));
+        let moved = change_job("update_user", json!({"PartnerUserID": "EMP-1", "UserAddress": "New.acme.glance.net"}));
+        let id = a.identity(&moved).unwrap();
+        assert_eq!((id.key.as_str(), id.extra.as_deref()), ("EMP-1", Some("new.acme.glance.net")));
+        let renamed = change_job("update_user", json!({"PartnerUserID": "EMP-1", "UserFirst": "Jo"}));
+        assert_eq!(a.identity(&renamed).unwrap().extra, None);
+        for kind in ["suspend_user", "restore_user", "delete_user"] {
+            let id = a.identity(&change_job(kind, emp1())).unwrap();
+            assert_eq!((id.key.as_str(), id.extra), ("EMP-1", None), "{kind}");
+        }
+        // The account's rules still apply: an address outside its suffixes is refused.
+        let strict = adapter_with(
+            &server.uri(),
+            &[("address_suffixes", ".acme.glance.net")],
+            ("PartnerPW", PW),
+            &VendorSettings::default(),
+        );
+        let elsewhere =
+            change_job("update_user", json!({"PartnerUserID": "EMP-1", "UserAddress": "x.other.glance.net"}));
+        let e = strict.identity(&elsewhere).unwrap_err();
+        assert_eq!(e.code, INVALID_FIELD);
+        let e = strict.update_user(&elsewhere, FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, INVALID_FIELD));
+        assert!(server.received_requests().await.unwrap().is_empty());
     }
 }

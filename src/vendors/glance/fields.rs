@@ -287,19 +287,17 @@ fn check<T>(name: &str, result: Result<T, String>, errors: &mut Vec<FieldError>)
     result.map_err(|m| errors.push(FieldError::new(format!("user.{name}"), m))).ok()
 }
 
-impl NewUser {
-    /// Every documented rule of the create call, all errors at once, each naming its field.
-    pub fn parse(user: &UserFields, rules: &Rules) -> Result<Self, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let e = &mut errors;
-        let partner_user_id = match text_field(user, "PartnerUserID", e) {
-            Some(raw) => check("PartnerUserID", PartnerUserId::parse(raw), e),
-            None => check("PartnerUserID", PartnerUserId::parse(""), e),
-        };
-        let address = match text_field(user, "UserAddress", e) {
-            Some(raw) => check("UserAddress", GlanceAddress::parse(raw, &rules.address_suffixes), e),
-            None => check("UserAddress", GlanceAddress::parse("", &rules.address_suffixes), e),
-        };
+/// The optional profile fields `NewUser` and `UpdateUser` share, each under its rule.
+struct Profile {
+    password: Option<UserPw>,
+    first: Option<PersonName>,
+    last: Option<PersonName>,
+    email: Option<Email>,
+    role: Option<UserRole>,
+}
+
+impl Profile {
+    fn parse(user: &UserFields, rules: &Rules, e: &mut Vec<FieldError>) -> Self {
         let password =
             text_field(user, "UserPW", e).and_then(|r| check("UserPW", UserPw::parse(r, rules.user_pw_min), e));
         let first = text_field(user, "UserFirst", e).and_then(|r| check("UserFirst", PersonName::parse(r), e));
@@ -307,6 +305,26 @@ impl NewUser {
         let email = text_field(user, "UserEmail", e).and_then(|r| check("UserEmail", Email::parse(r), e));
         let role =
             text_field(user, "UserRole", e).and_then(|r| check("UserRole", UserRole::parse(r, rules.user_role_max), e));
+        Self { password, first, last, email, role }
+    }
+}
+
+fn partner_user_id(user: &UserFields, e: &mut Vec<FieldError>) -> Option<PartnerUserId> {
+    let raw = text_field(user, "PartnerUserID", e).unwrap_or("");
+    check("PartnerUserID", PartnerUserId::parse(raw), e)
+}
+
+impl NewUser {
+    /// Every documented rule of the create call, all errors at once, each naming its field.
+    pub fn parse(user: &UserFields, rules: &Rules) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let e = &mut errors;
+        let partner_user_id = partner_user_id(user, e);
+        let address = match text_field(user, "UserAddress", e) {
+            Some(raw) => check("UserAddress", GlanceAddress::parse(raw, &rules.address_suffixes), e),
+            None => check("UserAddress", GlanceAddress::parse("", &rules.address_suffixes), e),
+        };
+        let Profile { password, first, last, email, role } = Profile::parse(user, rules, e);
         let audio = match user.get("AudioProvider") {
             None => None,
             Some(FieldValue::Integer(i)) => check("AudioProvider", AudioProvider::parse(*i), e),
@@ -323,6 +341,97 @@ impl NewUser {
             }
             _ => Err(errors),
         }
+    }
+}
+
+/// A valid `UpdateUser` call body (without the auth fields): the user, by its PartnerUserID,
+/// and only the fields to change, for Glance changes only the fields it is given.
+#[derive(Clone, Debug)]
+pub struct UserChange {
+    pub partner_user_id: PartnerUserId,
+    pub address: Option<GlanceAddress>,
+    pub password: Option<UserPw>,
+    pub first: Option<PersonName>,
+    pub last: Option<PersonName>,
+    pub email: Option<Email>,
+    pub role: Option<UserRole>,
+    /// `UserSuspended`: never from a job's `user` (no catalog field), only from a
+    /// `suspend_user` (`true`) or `restore_user` (`false`) job.
+    pub suspended: Option<bool>,
+}
+
+impl UserChange {
+    /// An `update_user` job's user under the account's rules: PartnerUserID and at least one
+    /// field `UpdateUser` takes.
+    pub fn parse(user: &UserFields, rules: &Rules) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let e = &mut errors;
+        let partner_user_id = partner_user_id(user, e);
+        let address = text_field(user, "UserAddress", e)
+            .and_then(|raw| check("UserAddress", GlanceAddress::parse(raw, &rules.address_suffixes), e));
+        let Profile { password, first, last, email, role } = Profile::parse(user, rules, e);
+        for (name, _) in user.iter() {
+            if !KNOWN.contains(&name) || super::NOT_UPDATABLE.contains(&name) {
+                errors.push(FieldError::new(format!("user.{name}"), "is not a field Glance's UpdateUser takes"));
+            }
+        }
+        if user.iter().all(|(name, _)| name == "PartnerUserID") {
+            errors.push(FieldError::new("user", "names no field to change besides PartnerUserID"));
+        }
+        match partner_user_id {
+            Some(partner_user_id) if errors.is_empty() => {
+                Ok(Self { partner_user_id, address, password, first, last, email, role, suspended: None })
+            }
+            _ => Err(errors),
+        }
+    }
+
+    /// The change a `suspend_user` (`true`) or `restore_user` (`false`) job makes.
+    pub fn suspension(user: &UserRef, suspended: bool) -> Self {
+        Self {
+            partner_user_id: user.partner_user_id.clone(),
+            address: None,
+            password: None,
+            first: None,
+            last: None,
+            email: None,
+            role: None,
+            suspended: Some(suspended),
+        }
+    }
+
+    /// The job's own words that Glance may echo back in a message (secrets are scrubbed apart).
+    pub fn echoes(&self) -> Vec<&str> {
+        [Some(self.partner_user_id.as_str()), self.address.as_ref().map(GlanceAddress::as_str)]
+            .into_iter()
+            .chain([&self.first, &self.last].into_iter().map(|v| v.as_ref().map(PersonName::as_str)))
+            .chain([self.email.as_ref().map(Email::as_str), self.role.as_ref().map(UserRole::as_str)])
+            .flatten()
+            .collect()
+    }
+}
+
+/// A user named by its PartnerUserID alone: what a suspend, restore or delete job carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRef {
+    pub partner_user_id: PartnerUserId,
+}
+
+impl UserRef {
+    pub fn parse(user: &UserFields) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let partner_user_id = partner_user_id(user, &mut errors);
+        for (name, _) in user.iter().filter(|(name, _)| *name != "PartnerUserID") {
+            errors.push(FieldError::new(format!("user.{name}"), "the user is named by PartnerUserID only"));
+        }
+        match partner_user_id {
+            Some(partner_user_id) if errors.is_empty() => Ok(Self { partner_user_id }),
+            _ => Err(errors),
+        }
+    }
+
+    pub fn echoes(&self) -> Vec<&str> {
+        vec![self.partner_user_id.as_str()]
     }
 }
 
@@ -507,6 +616,48 @@ pub(crate) mod tests {
     #[test]
     fn wrong_kinds_are_named() {
         assert!(refused(("UserFirst", FieldValue::Integer(3))).contains("string"));
+    }
+
+    #[test]
+    fn a_change_names_the_user_and_at_least_one_field_update_user_takes() {
+        let c = UserChange::parse(&user(&[("PartnerUserID", t("EMP-1")), ("UserLast", t("Smith"))]), &Rules::default())
+            .unwrap();
+        assert_eq!((c.partner_user_id.as_str(), c.last.as_ref().map(PersonName::as_str)), ("EMP-1", Some("Smith")));
+        assert!(c.address.is_none() && c.first.is_none() && c.suspended.is_none());
+        assert_eq!(c.echoes(), ["EMP-1", "Smith"]);
+        let fields = |pairs: &[(&'static str, FieldValue)]| {
+            let errs = UserChange::parse(&user(pairs), &Rules::default()).unwrap_err();
+            errs.into_iter().map(|e| e.field).collect::<Vec<_>>()
+        };
+        assert_eq!(fields(&[("PartnerUserID", t("EMP-1"))]), ["user"]);
+        assert_eq!(fields(&[("UserLast", t("Smith"))]), ["user.PartnerUserID"]);
+        assert_eq!(
+            fields(&[("PartnerUserID", t("EMP-1")), ("AudioProvider", FieldValue::Integer(1))]),
+            ["user.AudioProvider"]
+        );
+        assert_eq!(
+            fields(&[("PartnerUserID", t("EMP-1")), ("UserAddress", t("a..b.glance.net"))]),
+            ["user.UserAddress"]
+        );
+        assert_eq!(fields(&[("PartnerUserID", t("EMP*")), ("UserFirst", t("Jo"))]), ["user.PartnerUserID"]);
+        let custom = Rules { address_suffixes: vec![".partner.com".into()], ..Rules::default() };
+        let moved = user(&[("PartnerUserID", t("EMP-1")), ("UserAddress", t("Jo.Partner.com"))]);
+        assert_eq!(UserChange::parse(&moved, &custom).unwrap().address.unwrap().as_str(), "jo.partner.com");
+        let pw = user(&[("PartnerUserID", t("EMP-1")), ("UserPW", t("n3w-secret"))]);
+        assert!(!format!("{:?}", UserChange::parse(&pw, &Rules::default()).unwrap()).contains("n3w-secret"));
+    }
+
+    #[test]
+    fn a_reference_is_the_partner_user_id_alone() {
+        let r = UserRef::parse(&user(&[("PartnerUserID", t("EMP-1"))])).unwrap();
+        assert_eq!(r.partner_user_id.as_str(), "EMP-1");
+        let s = UserChange::suspension(&r, true);
+        assert_eq!((s.suspended, s.partner_user_id.as_str()), (Some(true), "EMP-1"));
+        assert!(s.password.is_none() && s.role.is_none() && s.address.is_none());
+        let errs = UserRef::parse(&user(&[("PartnerUserID", t("EMP-1")), ("UserFirst", t("Jo"))])).unwrap_err();
+        assert_eq!(errs[0].field, "user.UserFirst");
+        assert_eq!(UserRef::parse(&user(&[])).unwrap_err()[0].field, "user.PartnerUserID");
+        assert!(UserRef::parse(&user(&[("PartnerUserID", t("-none-"))])).is_err());
     }
 
     fn valid_address() -> impl Strategy<Value = String> {

@@ -1,4 +1,4 @@
-//! Glance (legacy Partner User API, `/PAPI/NewUser.asp` and `/PAPI/ShowUsers.asp`): field rules, account config, request building, answer reading, the adapter and its sandbox.
+//! Glance (legacy Partner User API, `/PAPI/NewUser.asp`, `UpdateUser.asp`, `DeleteUser.asp` and `ShowUsers.asp`): field rules, account config, request building, answer reading, the adapter and its sandbox.
 //!
 //! Layout, as for every vendor: `fields` (the job's values as types), `account` (config),
 //! `request` and `response` (pure), `adapter` (I/O and idempotency), `sandbox` (simulator).
@@ -15,7 +15,7 @@ mod xml;
 
 pub use account::{from_settings, Account};
 pub use adapter::{build, Adapter};
-pub use fields::{validate, GlanceAddress, NewUser, PartnerUserId, Rules};
+pub use fields::{validate, GlanceAddress, NewUser, PartnerUserId, Rules, UserChange, UserRef};
 pub use sandbox::{router, Sandbox};
 
 /// Catalog fields `UpdateUser.asp` does not take: the audio account is set up at creation

@@ -8,10 +8,12 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
 use super::account::{Account, Auth, LoginKeySubject};
-use super::fields::{GlanceAddress, NewUser, PartnerUserId};
+use super::fields::{GlanceAddress, NewUser, PartnerUserId, UserChange, UserRef, NO_ROLE};
 
 pub const NEW_USER_PATH: &str = "/PAPI/NewUser.asp";
 pub const SHOW_USERS_PATH: &str = "/PAPI/ShowUsers.asp";
+pub const UPDATE_USER_PATH: &str = "/PAPI/UpdateUser.asp";
+pub const DELETE_USER_PATH: &str = "/PAPI/DeleteUser.asp";
 pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 /// An exact lookup matches one user; a few more show an ambiguity instead of hiding it.
 pub const LOOKUP_PAGE_COUNT: u32 = 10;
@@ -132,6 +134,45 @@ pub fn new_user(account: &Account, user: &NewUser, now: i64) -> Request {
         form.push(("AudioProvider", FormValue::Plain(a.code().to_string())));
     }
     Request { path: NEW_USER_PATH, form }
+}
+
+/// `UpdateUser`: auth, the PartnerUserID, then only the fields the change names, in
+/// documented order (Glance changes only the fields it is given).
+pub fn update(account: &Account, change: &UserChange, now: i64) -> Request {
+    let mut form = auth_fields(account, &change.partner_user_id, now);
+    let plain = |s: &str| FormValue::Plain(s.to_owned());
+    form.push(("PartnerUserID", plain(change.partner_user_id.as_str())));
+    if let Some(v) = &change.address {
+        form.push(("UserAddress", plain(v.as_str())));
+    }
+    if let Some(pw) = &change.password {
+        form.push(("UserPW", FormValue::Secret(SecretString::from(pw.expose().to_owned()))));
+    }
+    if let Some(v) = &change.first {
+        form.push(("UserFirst", plain(v.as_str())));
+    }
+    if let Some(v) = &change.last {
+        form.push(("UserLast", plain(v.as_str())));
+    }
+    if let Some(v) = &change.email {
+        form.push(("UserEmail", plain(v.as_str())));
+    }
+    if let Some(v) = &change.role {
+        // "No role" is sent as the documented `-none-`: an empty value may read as a field
+        // not supplied, which UpdateUser leaves as it was.
+        form.push(("UserRole", plain(if v.is_none() { NO_ROLE } else { v.as_str() })));
+    }
+    if let Some(suspended) = change.suspended {
+        form.push(("UserSuspended", plain(if suspended { "1" } else { "0" })));
+    }
+    Request { path: UPDATE_USER_PATH, form }
+}
+
+/// `DeleteUser`: auth and the PartnerUserID; Glance deletes permanently.
+pub fn delete(account: &Account, user: &UserRef, now: i64) -> Request {
+    let mut form = auth_fields(account, &user.partner_user_id, now);
+    form.push(("PartnerUserID", FormValue::Plain(user.partner_user_id.as_str().to_owned())));
+    Request { path: DELETE_USER_PATH, form }
 }
 
 /// What a `ShowUsers` call looks for: one exact value, never a wildcard.
@@ -257,6 +298,50 @@ mod tests {
         assert!(req.body().contains("PartnerAuth=%241%241767225600%24BXwgNM0rm"), "{}", req.body());
         let (acc, _d) = account(&[("PartnerLogin", "p.acme.glance.net")], ("PartnerPW", "x"));
         assert!(!new_user(&acc, &jane(), 0).body().contains("PartnerID"));
+    }
+
+    #[test]
+    fn golden_update_sends_only_the_named_fields() {
+        let (acc, _d) = account(&[("PartnerLogin", "p.acme.glance.net"), ("PartnerID", "7")], ("PartnerPW", "pw"));
+        let u = user(&[("PartnerUserID", t("EMP-1")), ("UserLast", t("Smith")), ("UserRole", t(""))]);
+        let change = UserChange::parse(&u, &Rules::default()).unwrap();
+        let req = update(&acc, &change, 0);
+        assert_eq!((req.method(), req.path), ("POST", "/PAPI/UpdateUser.asp"));
+        assert_eq!(
+            req.body(),
+            "PartnerLogin=p.acme.glance.net&PartnerPW=pw&PartnerID=7&PartnerUserID=EMP-1&UserLast=Smith\
+             &UserRole=-none-"
+        );
+        let u = user(&[
+            ("PartnerUserID", t("EMP-1")),
+            ("UserAddress", t("New.acme.glance.net")),
+            ("UserPW", t("n3w-secret-pw")),
+            ("UserFirst", t("Jo")),
+            ("UserEmail", t("jo@acme.example")),
+            ("UserRole", t("Sales")),
+        ]);
+        let req = update(&acc, &UserChange::parse(&u, &Rules::default()).unwrap(), 0);
+        assert_eq!(
+            req.body(),
+            "PartnerLogin=p.acme.glance.net&PartnerPW=pw&PartnerID=7&PartnerUserID=EMP-1\
+             &UserAddress=new.acme.glance.net&UserPW=n3w-secret-pw&UserFirst=Jo&UserEmail=jo%40acme.example\
+             &UserRole=Sales"
+        );
+        assert!(!format!("{req:?}").contains("n3w-secret-pw"));
+        assert_eq!(req.secrets(), ["pw", "n3w-secret-pw"]);
+    }
+
+    #[test]
+    fn golden_suspend_restore_and_delete() {
+        let (acc, _d) = account(&[("PartnerLogin", "p.acme.glance.net")], ("PartnerPW", "pw"));
+        let who = UserRef::parse(&user(&[("PartnerUserID", t("EMP-1"))])).unwrap();
+        let auth = "PartnerLogin=p.acme.glance.net&PartnerPW=pw&PartnerUserID=EMP-1";
+        let suspend = update(&acc, &UserChange::suspension(&who, true), 0);
+        assert_eq!((suspend.path, suspend.body()), (UPDATE_USER_PATH, format!("{auth}&UserSuspended=1")));
+        let restore = update(&acc, &UserChange::suspension(&who, false), 0);
+        assert_eq!(restore.body(), format!("{auth}&UserSuspended=0"));
+        let gone = delete(&acc, &who, 0);
+        assert_eq!((gone.method(), gone.path, gone.body()), ("POST", "/PAPI/DeleteUser.asp", auth.to_owned()));
     }
 
     #[test]

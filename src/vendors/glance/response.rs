@@ -3,12 +3,13 @@
 //! The failure document's shape is unconfirmed, so failure is recognised by configurable
 //! markers (element names, status attributes or elements and their values) and classified by
 //! configurable message patterns, in this order: Login Key, credentials, role, duplicate,
-//! audio, else bad input.
+//! audio, else bad input (a create); Login Key, credentials, no such user, role, duplicate,
+//! else bad input (an update or a delete).
 
 use reqwest::header::HeaderMap;
 use serde_json::{Map, Value};
 
-use super::fields::NewUser;
+use super::fields::{NewUser, PartnerUserId, UserChange, UserRole, NO_ROLE};
 use super::xml::{self, Element};
 use crate::vendors::{http, Receipt, VendorError, VendorFailure};
 
@@ -28,12 +29,17 @@ pub struct Markers {
     pub(super) code_names: Vec<String>,
     pub(super) success_markers: Vec<String>,
     pub(super) lookup_user_element: String,
+    /// Record elements whose boolean says the user is suspended (`UserSuspended`).
+    pub(super) suspended_names: Vec<String>,
+    /// Record elements whose boolean says the user is active: the inverse (`UserActive`).
+    pub(super) active_names: Vec<String>,
     pub(super) login_key_patterns: Vec<String>,
     pub(super) auth_patterns: Vec<String>,
     pub(super) role_patterns: Vec<String>,
     pub(super) duplicate_patterns: Vec<String>,
     pub(super) audio_patterns: Vec<String>,
     pub(super) audio_secret_patterns: Vec<String>,
+    pub(super) not_found_patterns: Vec<String>,
 }
 
 fn strings(s: &str) -> Vec<String> {
@@ -50,6 +56,8 @@ impl Default for Markers {
             code_names: strings("code,errorcode,number,errornumber"),
             success_markers: Vec::new(),
             lookup_user_element: "user".into(),
+            suspended_names: strings("usersuspended,suspended"),
+            active_names: strings("useractive"),
             login_key_patterns: strings("partnerauth,login key,loginkey"),
             auth_patterns: strings(
                 "partnerlogin,partnerpw,partnerid,not authorized,unauthorized,authentication,invalid login,\
@@ -59,6 +67,9 @@ impl Default for Markers {
             duplicate_patterns: strings("already,duplicate,in use,exists,taken"),
             audio_patterns: strings("audio,conferenc"),
             audio_secret_patterns: strings("pin,pass,pw,host,secret,key"),
+            not_found_patterns: strings(
+                "not found,no such,does not exist,unknown user,unknown partneruserid,no user,already deleted",
+            ),
         }
     }
 }
@@ -96,6 +107,20 @@ pub struct FoundUser {
     pub last: Option<String>,
     pub email: Option<String>,
     pub role: Option<String>,
+    /// Whether the user is suspended, when the record shows it (see [`Markers`]).
+    pub suspended: Option<bool>,
+}
+
+/// What an `UpdateUser` or `DeleteUser` answer means, when it is not a failure to report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeAnswer {
+    /// A configured success marker proves the call was carried out.
+    Done,
+    /// Glance has no user with that PartnerUserID.
+    NoSuchUser,
+    /// XML without a failure marker and without a configured success marker (always so while
+    /// none is configured): the adapter checks it with ShowUsers.
+    Unrecognised { excerpt: String },
 }
 
 /// Printable, short, single-line: fit for an error message. Secrets are scrubbed by the
@@ -332,7 +357,16 @@ fn created_receipt(doc: &Element, m: &Markers, user: &NewUser) -> Receipt {
     }
 }
 
-fn record(e: &Element) -> FoundUser {
+/// Glance's documented boolean spellings: `1|0|yes|no|true|false`.
+fn flag(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "yes" | "true" => Some(true),
+        "0" | "no" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+fn record(e: &Element, m: &Markers) -> FoundUser {
     let get = |name: &str| {
         e.children
             .iter()
@@ -348,6 +382,11 @@ fn record(e: &Element) -> FoundUser {
         last: get("userlast"),
         email: get("useremail"),
         role: get("userrole"),
+        suspended: m
+            .suspended_names
+            .iter()
+            .find_map(|n| get(n).as_deref().and_then(flag))
+            .or_else(|| m.active_names.iter().find_map(|n| get(n).as_deref().and_then(flag)).map(|active| !active)),
     }
 }
 
@@ -383,7 +422,7 @@ pub fn interpret_lookup(
             .filter(|e| e.child("partneruserid").is_some() || e.attribute("partneruserid").is_some())
             .collect();
     }
-    Ok(records.into_iter().map(record).collect())
+    Ok(records.into_iter().map(|r| record(r, m)).collect())
 }
 
 /// Decides what a user holding our PartnerUserID means for this job: the same profile (a
@@ -401,6 +440,169 @@ pub fn reconcile(user: &NewUser, found: &FoundUser) -> Result<Receipt, VendorErr
             ),
         )),
     }
+}
+
+/// Interprets an `UpdateUser` answer (an update, a suspend or a restore).
+pub fn interpret_update(
+    status: u16,
+    headers: &HeaderMap,
+    body: &str,
+    m: &Markers,
+    echoes: &[&str],
+) -> Result<ChangeAnswer, VendorError> {
+    let refusal = match read_change(status, headers, body, m, echoes)? {
+        Read::Answer(a) => return Ok(a),
+        Read::Refused(v) => v,
+    };
+    if matches(&m.role_patterns, &refusal) {
+        return Err(VendorError::new(
+            VendorFailure::Rejected,
+            "role_not_provisioned",
+            format!(
+                "Glance refused UserRole: {}; provision the role for the group (see ShowRoles) or fix the job",
+                shown(&refusal)
+            ),
+        ));
+    }
+    if matches(&m.duplicate_patterns, &refusal) {
+        return Err(VendorError::new(
+            VendorFailure::Conflict,
+            "user_address_taken",
+            format!("Glance refused the new UserAddress: {}; choose another UserAddress", shown(&refusal)),
+        ));
+    }
+    Err(VendorError::new(
+        VendorFailure::Rejected,
+        "user_refused",
+        format!("Glance refused the change: {}; fix the job", shown(&refusal)),
+    ))
+}
+
+/// Interprets a `DeleteUser` answer.
+pub fn interpret_delete(
+    status: u16,
+    headers: &HeaderMap,
+    body: &str,
+    m: &Markers,
+    echoes: &[&str],
+) -> Result<ChangeAnswer, VendorError> {
+    match read_change(status, headers, body, m, echoes)? {
+        Read::Answer(a) => Ok(a),
+        Read::Refused(refusal) => Err(VendorError::new(
+            VendorFailure::Rejected,
+            "user_refused",
+            format!("Glance refused to delete the user: {}; check the user in Glance, then replay", shown(&refusal)),
+        )),
+    }
+}
+
+/// What the part every change answer shares found: an answer, or a refusal the caller
+/// classifies further.
+enum Read {
+    Answer(ChangeAnswer),
+    Refused(VendorMessage),
+}
+
+/// Status, body, credentials and "no such user": alike for `UpdateUser` and `DeleteUser`.
+fn read_change(
+    status: u16,
+    headers: &HeaderMap,
+    body: &str,
+    m: &Markers,
+    echoes: &[&str],
+) -> Result<Read, VendorError> {
+    if let Some(e) = http_status(status, headers) {
+        return Err(e);
+    }
+    let doc = parse_body(body)?;
+    if let Some(v) = failure(&doc, m, echoes) {
+        if let Some(e) = auth_failure(&v, m) {
+            return Err(e);
+        }
+        if matches(&m.not_found_patterns, &v) {
+            return Ok(Read::Answer(ChangeAnswer::NoSuchUser));
+        }
+        return Ok(Read::Refused(v));
+    }
+    // As for a create: without a configured success marker, an answer with no failure marker
+    // is no proof, and the adapter checks the user with ShowUsers (fail closed).
+    if m.success_markers.is_empty() || !doc.walk().iter().any(|(_, e)| m.success_markers.contains(&e.name)) {
+        return Ok(Read::Answer(ChangeAnswer::Unrecognised { excerpt: excerpt(body) }));
+    }
+    Ok(Read::Answer(ChangeAnswer::Done))
+}
+
+/// How a found user compares with a change: every named field as asked; some field the
+/// record does not show (a lookup cannot prove it); or a field shown with another value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shows {
+    Same,
+    Unknown(&'static str),
+    Differs(&'static str),
+}
+
+/// Compares what a change asks for with what ShowUsers shows. A password is never shown and
+/// never compared: the caller sends a change that carries one.
+pub fn compare(change: &UserChange, found: &FoundUser) -> Shows {
+    let text = |ours: &str, theirs: &Option<String>, fold: bool| {
+        theirs
+            .as_deref()
+            .map(|t| if fold { ours.trim().eq_ignore_ascii_case(t.trim()) } else { ours.trim() == t.trim() })
+    };
+    let role = |ours: &UserRole, theirs: &Option<String>| {
+        theirs.as_deref().map(|t| {
+            let theirs_none = t.trim().is_empty() || t.trim().eq_ignore_ascii_case(NO_ROLE);
+            if ours.is_none() {
+                theirs_none
+            } else {
+                ours.as_str().trim().eq_ignore_ascii_case(t.trim())
+            }
+        })
+    };
+    // Per field the change names: shown as asked, shown otherwise, or not shown (`None`).
+    let asked: [(&'static str, Option<Option<bool>>); 6] = [
+        ("UserAddress", change.address.as_ref().map(|v| text(v.as_str(), &found.address, true))),
+        ("UserFirst", change.first.as_ref().map(|v| text(v.as_str(), &found.first, false))),
+        ("UserLast", change.last.as_ref().map(|v| text(v.as_str(), &found.last, false))),
+        ("UserEmail", change.email.as_ref().map(|v| text(v.as_str(), &found.email, true))),
+        ("UserRole", change.role.as_ref().map(|v| role(v, &found.role))),
+        ("UserSuspended", change.suspended.map(|s| found.suspended.map(|f| f == s))),
+    ];
+    let mut shows = Shows::Same;
+    for (name, same) in asked {
+        match same {
+            Some(Some(false)) => return Shows::Differs(name),
+            Some(None) if shows == Shows::Same => shows = Shows::Unknown(name),
+            _ => {}
+        }
+    }
+    shows
+}
+
+/// The receipt of an update, suspend, restore or delete: the user as the lookup found it,
+/// with what the change set. `existing` when Glance already held it (`unchanged`).
+pub fn change_receipt(
+    id: &PartnerUserId,
+    found: Option<&FoundUser>,
+    change: Option<&UserChange>,
+    existing: bool,
+) -> Receipt {
+    let mut details = Map::new();
+    details.insert("PartnerUserID".into(), Value::from(id.as_str()));
+    let address = change
+        .and_then(|c| c.address.as_ref().map(|a| a.as_str().to_owned()))
+        .or_else(|| found.and_then(|f| f.address.clone()));
+    if let Some(address) = address {
+        details.insert("UserAddress".into(), Value::from(address));
+    }
+    let user_id = found.and_then(|f| f.user_id.clone());
+    if let Some(user_id) = &user_id {
+        details.insert("UserID".into(), Value::from(user_id.as_str()));
+    }
+    if let Some(suspended) = change.and_then(|c| c.suspended) {
+        details.insert("UserSuspended".into(), Value::from(suspended));
+    }
+    Receipt { existing, vendor_user_id: Some(user_id.unwrap_or_else(|| id.as_str().to_owned())), details }
 }
 
 /// Why a found user is not the job's user: the first field that differs.
@@ -426,7 +628,7 @@ pub fn difference(user: &NewUser, found: &FoundUser) -> Option<&'static str> {
         return Some("UserEmail");
     }
     if let (Some(ours), Some(theirs)) = (&user.role, &found.role) {
-        let theirs_none = theirs.trim().is_empty() || theirs.trim().eq_ignore_ascii_case(super::fields::NO_ROLE);
+        let theirs_none = theirs.trim().is_empty() || theirs.trim().eq_ignore_ascii_case(NO_ROLE);
         let same = if ours.is_none() { theirs_none } else { ours.as_str().trim().eq_ignore_ascii_case(theirs.trim()) };
         if !same {
             return Some("UserRole");
@@ -677,6 +879,133 @@ mod tests {
         let e = interpret_lookup(200, &h, &format!("{PROLOG}<error>PageCount missing</error>"), &m, &[]).unwrap_err();
         assert_eq!(e.failure, VendorFailure::Transient);
         assert!(interpret_lookup(502, &h, "", &m, &[]).unwrap_err().is_transient());
+    }
+
+    fn change(pairs: &[(&'static str, &str)]) -> UserChange {
+        let fields: Vec<_> = pairs.iter().map(|(k, v)| (*k, FieldValue::Text((*v).to_owned()))).collect();
+        UserChange::parse(&user(&fields), &Rules::default()).unwrap()
+    }
+
+    /// `interpret_update` or `interpret_delete`.
+    type Interpret = fn(u16, &HeaderMap, &str, &Markers, &[&str]) -> Result<ChangeAnswer, VendorError>;
+
+    fn answer(interpret: Interpret, body: &str) -> Result<ChangeAnswer, VendorError> {
+        let m = Markers { success_markers: vec!["updateuser".into(), "deleteuser".into()], ..Markers::default() };
+        interpret(200, &HeaderMap::new(), &format!("{PROLOG}{body}"), &m, &["EMP-1"])
+    }
+
+    #[test]
+    fn update_answers() {
+        let err = |body: &str| answer(interpret_update, body).unwrap_err();
+        assert_eq!(answer(interpret_update, "<UpdateUser><result>OK</result></UpdateUser>"), Ok(ChangeAnswer::Done));
+        assert!(matches!(answer(interpret_update, "<Other/>"), Ok(ChangeAnswer::Unrecognised { .. })));
+        for gone in ["PartnerUserID EMP-1 not found", "No such user", "User does not exist"] {
+            let a = answer(interpret_update, &format!("<error><message>{gone}</message></error>"));
+            assert!(matches!(a, Ok(ChangeAnswer::NoSuchUser)), "{gone}: {a:?}");
+        }
+        for (message, failure, code) in [
+            ("Wrong PartnerPW", VendorFailure::Auth, "credentials_refused"),
+            ("PartnerAuth expired", VendorFailure::Transient, LOGIN_KEY_REJECTED),
+            ("UserRole Boss is not provisioned", VendorFailure::Rejected, "role_not_provisioned"),
+            ("UserAddress x.glance.net is already taken", VendorFailure::Conflict, "user_address_taken"),
+            ("UserFirst is too long", VendorFailure::Rejected, "user_refused"),
+        ] {
+            let e = err(&format!("<error><message>{message}</message></error>"));
+            assert_eq!((e.failure, e.code.as_str()), (failure, code), "{message}");
+            assert!(e.message.contains(message), "{}", e.message);
+        }
+        let e = interpret_update(503, &HeaderMap::new(), "", &Markers::default(), &[]).unwrap_err();
+        assert_eq!(e.failure, VendorFailure::Transient);
+        assert_eq!(err("<html>").code, "unreadable_answer");
+        // Without success markers nothing is taken as done.
+        let a = interpret_update(200, &HeaderMap::new(), "<UpdateUser/>", &Markers::default(), &[]);
+        assert!(matches!(a, Ok(ChangeAnswer::Unrecognised { .. })), "{a:?}");
+    }
+
+    #[test]
+    fn delete_answers() {
+        assert_eq!(answer(interpret_delete, "<DeleteUser/>"), Ok(ChangeAnswer::Done));
+        let a = answer(interpret_delete, "<error><message>Unknown PartnerUserID EMP-1</message></error>");
+        assert!(matches!(a, Ok(ChangeAnswer::NoSuchUser)), "{a:?}");
+        // "Already" on a delete is no duplicate: it is refused, and the replay looks up first.
+        let e =
+            answer(interpret_delete, "<error><message>User is locked, already in use</message></error>").unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, "user_refused"));
+        let e =
+            answer(interpret_delete, "<error><message>Unknown or inactive PartnerLogin</message></error>").unwrap_err();
+        assert_eq!(e.failure, VendorFailure::Auth);
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "7".parse().unwrap());
+        let e = interpret_delete(429, &h, "", &Markers::default(), &[]).unwrap_err();
+        assert_eq!((e.failure, e.retry_after), (VendorFailure::Throttled, Some(std::time::Duration::from_secs(7))));
+    }
+
+    #[test]
+    fn the_suspended_state_is_read_from_the_configured_elements() {
+        let h = HeaderMap::new();
+        let state = |inner: &str, m: &Markers| {
+            let body = format!("{PROLOG}<users><user><PartnerUserID>EMP-1</PartnerUserID>{inner}</user></users>");
+            interpret_lookup(200, &h, &body, m, &[]).unwrap()[0].suspended
+        };
+        let m = Markers::default();
+        assert_eq!(state("<UserSuspended>1</UserSuspended>", &m), Some(true));
+        assert_eq!(state("<Suspended>false</Suspended>", &m), Some(false));
+        assert_eq!(state("<UserActive>Yes</UserActive>", &m), Some(false));
+        assert_eq!(state("<UserActive>0</UserActive>", &m), Some(true));
+        assert_eq!(state("<UserSuspended>1</UserSuspended><UserActive>1</UserActive>", &m), Some(true));
+        assert_eq!(state("<UserSuspended>perhaps</UserSuspended>", &m), None);
+        assert_eq!(state("<Disabled>1</Disabled>", &m), None);
+        let body = format!(r#"{PROLOG}<users><user PartnerUserID="EMP-1" UserSuspended="yes"/></users>"#);
+        assert_eq!(interpret_lookup(200, &h, &body, &m, &[]).unwrap()[0].suspended, Some(true));
+        let custom = Markers { suspended_names: vec!["disabled".into()], active_names: vec![], ..Markers::default() };
+        assert_eq!(state("<Disabled>1</Disabled>", &custom), Some(true));
+        assert_eq!(state("<UserActive>0</UserActive>", &custom), None);
+    }
+
+    #[test]
+    fn a_change_compared_with_the_record() {
+        let found = FoundUser {
+            partner_user_id: Some("EMP-1".into()),
+            address: Some("JDoe.acme.glance.net".into()),
+            first: Some("Jane".into()),
+            email: Some("Jane@Acme.example".into()),
+            role: Some("-none-".into()),
+            suspended: Some(false),
+            ..FoundUser::default()
+        };
+        let same = change(&[
+            ("PartnerUserID", "EMP-1"),
+            ("UserAddress", "jdoe.acme.glance.net"),
+            ("UserFirst", "Jane"),
+            ("UserEmail", "jane@acme.example"),
+            ("UserRole", ""),
+        ]);
+        assert_eq!(compare(&same, &found), Shows::Same);
+        assert_eq!(
+            compare(&change(&[("PartnerUserID", "EMP-1"), ("UserFirst", "jane")]), &found),
+            Shows::Differs("UserFirst")
+        );
+        assert_eq!(
+            compare(&change(&[("PartnerUserID", "EMP-1"), ("UserRole", "Sales")]), &found),
+            Shows::Differs("UserRole")
+        );
+        // Not shown: unknown, but a shown difference wins.
+        assert_eq!(
+            compare(&change(&[("PartnerUserID", "EMP-1"), ("UserLast", "Doe")]), &found),
+            Shows::Unknown("UserLast")
+        );
+        let both = change(&[("PartnerUserID", "EMP-1"), ("UserLast", "Doe"), ("UserFirst", "Jo")]);
+        assert_eq!(compare(&both, &found), Shows::Differs("UserFirst"));
+        let who = super::super::fields::UserRef::parse(&user(&[("PartnerUserID", FieldValue::Text("EMP-1".into()))]))
+            .unwrap();
+        assert_eq!(compare(&UserChange::suspension(&who, false), &found), Shows::Same);
+        assert_eq!(compare(&UserChange::suspension(&who, true), &found), Shows::Differs("UserSuspended"));
+        let unknown = FoundUser { suspended: None, ..found.clone() };
+        assert_eq!(compare(&UserChange::suspension(&who, true), &unknown), Shows::Unknown("UserSuspended"));
+        let r = change_receipt(&who.partner_user_id, Some(&found), Some(&UserChange::suspension(&who, true)), true);
+        assert_eq!((r.existing, r.vendor_user_id.as_deref()), (true, Some("EMP-1")));
+        assert_eq!(r.details["UserSuspended"], true);
+        assert_eq!(r.details["UserAddress"], "JDoe.acme.glance.net");
     }
 
     #[test]

@@ -1,9 +1,14 @@
-//! A faithful simulator of the Glance PAPI (`NewUser`, `ShowUsers`) with a ledger of the users
-//! it holds, for the demo, the integration tests and the benchmarks.
+//! A faithful simulator of the Glance PAPI (`NewUser`, `UpdateUser`, `DeleteUser`, `ShowUsers`)
+//! with a ledger of the users it holds, for the demo, the integration tests and the benchmarks.
 //!
 //! It answers like Glance: HTTP 200 and an XML document for success and failure alike. The
 //! failure document is `<error><code>…</code><message>…</message></error>` (Glance's real
 //! shape is unconfirmed; the adapter's default markers read it and several others).
+//! `UpdateUser` changes only the fields it is given, `UserSuspended` included, which
+//! `ShowUsers` shows as `<UserSuspended>0|1</UserSuspended>`; `DeleteUser` removes the user for
+//! good, so its PartnerUserID and UserAddress may be used again. An unknown PartnerUserID is
+//! `<error><code>UserNotFound</code><message>PartnerUserID … not found in this group</message>`
+//! (Glance's own words are unconfirmed).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -16,7 +21,7 @@ use axum::{Form, Router};
 use secrecy::ExposeSecret;
 
 use super::fields::NO_ROLE;
-use super::request::{login_key, NEW_USER_PATH, SHOW_USERS_PATH};
+use super::request::{login_key, DELETE_USER_PATH, NEW_USER_PATH, SHOW_USERS_PATH, UPDATE_USER_PATH};
 
 /// The sandbox group's admin login (`PartnerLogin`).
 pub const SANDBOX_PARTNER_LOGIN: &str = "provisioner.sandbox.glance.net";
@@ -35,6 +40,8 @@ pub const SANDBOX_INACTIVE_LOGIN: &str = "former.sandbox.glance.net";
 /// pointed at the sandbox may list it in `success_markers`, which spares the ShowUsers that
 /// confirms an unrecognised answer; Glance's own success document is unconfirmed.
 pub const SANDBOX_SUCCESS_MARKER: &str = "NewUser";
+/// The root elements of every sandbox success document, as a `success_markers` value.
+pub const SANDBOX_SUCCESS_MARKERS: &str = "NewUser, UpdateUser, DeleteUser";
 /// The roles provisioned for the sandbox group.
 pub const SANDBOX_ROLES: &[&str] = &["Support Tier 1", "Support Tier 2", "Sales"];
 /// Login Keys further ahead than this (plus a little clock skew) are refused.
@@ -49,12 +56,14 @@ struct StoredUser {
     last: String,
     email: String,
     role: String,
+    suspended: bool,
 }
 
 #[derive(Debug, Default)]
 struct Ledger {
-    /// In creation order, which ShowUsers pages through.
-    users: Vec<StoredUser>,
+    /// In creation order, which ShowUsers pages through; a deleted user leaves a `None`, so
+    /// the indexes below stay valid.
+    users: Vec<Option<StoredUser>>,
     /// Indexes into `users`: a create or an exact lookup must not walk every user (a
     /// benchmark run holds tens of thousands, under the one lock).
     by_partner_user_id: HashMap<String, usize>,
@@ -62,6 +71,12 @@ struct Ledger {
     creations: HashMap<String, u32>,
     foreign_addresses: HashSet<String>,
     next_id: u64,
+}
+
+impl Ledger {
+    fn user(&self, partner_user_id: &str) -> Option<&StoredUser> {
+        self.by_partner_user_id.get(partner_user_id).and_then(|&i| self.users[i].as_ref())
+    }
 }
 
 /// The simulated Glance group.
@@ -75,13 +90,20 @@ impl Sandbox {
         Self::default()
     }
 
-    /// How many times the user with this PartnerUserID was created. Never more than 1.
+    /// How many times the user with this PartnerUserID was created: never more than 1, unless
+    /// it was deleted in between.
     pub fn creations(&self, identity: &str) -> u32 {
         self.ledger.lock().expect("sandbox lock").creations.get(identity).copied().unwrap_or(0)
     }
 
     pub fn user_count(&self) -> usize {
-        self.ledger.lock().expect("sandbox lock").users.len()
+        self.ledger.lock().expect("sandbox lock").by_partner_user_id.len()
+    }
+
+    /// Whether the user with this PartnerUserID is suspended; `None` when there is none.
+    pub fn suspended(&self, identity: &str) -> Option<bool> {
+        let ledger = self.ledger.lock().expect("sandbox lock");
+        ledger.user(identity).map(|u| u.suspended)
     }
 
     /// Marks a Glance Address as held by some other Glance group: invisible to ShowUsers,
@@ -95,6 +117,8 @@ pub fn router(state: Arc<Sandbox>) -> Router {
     Router::new()
         .route(NEW_USER_PATH, post(new_user).get(new_user_by_get))
         .route(SHOW_USERS_PATH, post(show_users).get(show_users_by_get))
+        .route(UPDATE_USER_PATH, post(update_user).get(update_user_by_get))
+        .route(DELETE_USER_PATH, post(delete_user).get(delete_user_by_get))
         .with_state(state)
 }
 
@@ -297,12 +321,13 @@ fn create(sandbox: &Sandbox, form: &Fields) -> Result<axum::response::Response, 
         last: user.last.to_owned(),
         email: user.email.to_owned(),
         role: user.role.to_owned(),
+        suspended: false,
     };
     *ledger.creations.entry(stored.partner_user_id.clone()).or_default() += 1;
     let index = ledger.users.len();
     ledger.by_partner_user_id.insert(stored.partner_user_id.clone(), index);
     ledger.addresses.insert(stored.address.clone());
-    ledger.users.push(stored.clone());
+    ledger.users.push(Some(stored.clone()));
     drop(ledger);
     // Only `<dialIn>` is documented of the audio account data; no other element is invented.
     let audio =
@@ -313,6 +338,138 @@ fn create(sandbox: &Sandbox, form: &Fields) -> Result<axum::response::Response, 
         esc(&stored.partner_user_id),
         esc(&stored.address)
     )))
+}
+
+/// Glance's documented boolean spellings: `1|0|yes|no|true|false`.
+fn flag(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "yes" | "true" => Some(true),
+        "0" | "no" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// The user a call addresses by its PartnerUserID, or the sandbox's "not found".
+fn addressed<'a>(ledger: &Ledger, form: &'a Fields) -> Result<(&'a str, usize), Fail> {
+    let id = get(form, "PartnerUserID")
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| failure("InvalidInput", "PartnerUserID is required"))?;
+    within(form, "PartnerUserID", rule::PARTNER_USER_ID_MAX)?;
+    match ledger.by_partner_user_id.get(id) {
+        Some(&i) if ledger.users[i].is_some() => Ok((id, i)),
+        _ => Err(failure("UserNotFound", &format!("PartnerUserID {id} not found in this group"))),
+    }
+}
+
+async fn update_user(
+    State(sandbox): State<Arc<Sandbox>>,
+    Form(form): Form<Fields>,
+) -> Result<axum::response::Response, Fail> {
+    update(&sandbox, &form)
+}
+
+async fn update_user_by_get(
+    State(sandbox): State<Arc<Sandbox>>,
+    Query(form): Query<Fields>,
+) -> Result<axum::response::Response, Fail> {
+    update(&sandbox, &form)
+}
+
+/// `UpdateUser`: only the supplied fields change; `UserSuspended` wins over the deprecated
+/// `UserActive` when both are given.
+fn update(sandbox: &Sandbox, form: &Fields) -> Result<axum::response::Response, Fail> {
+    authenticate(form)?;
+    let invalid = |m: &str| failure("InvalidInput", m);
+    let mut ledger = sandbox.ledger.lock().expect("sandbox lock");
+    let (id, index) = addressed(&ledger, form)?;
+    for (name, max) in [
+        ("UserPW", rule::USER_PW_MAX),
+        ("UserFirst", rule::NAME_MAX),
+        ("UserLast", rule::NAME_MAX),
+        ("UserEmail", rule::EMAIL_MAX),
+        ("UserRole", rule::USER_ROLE_MAX),
+    ] {
+        if !get(form, name).is_none_or(|v| rule::at_most(v, max)) {
+            return Err(invalid(&format!("{name} must be at most {max} characters")));
+        }
+    }
+    let address = match get(form, "UserAddress") {
+        None => None,
+        Some(a) if rule::address(a) => Some(a.to_ascii_lowercase()),
+        Some(_) => return Err(invalid("UserAddress is not a valid Glance Address")),
+    };
+    let current = ledger.users[index].as_ref().map(|u| u.address.clone()).unwrap_or_default();
+    if let Some(a) = address.as_deref().filter(|a| *a != current) {
+        if ledger.foreign_addresses.contains(a) || ledger.addresses.contains(a) {
+            return Err(failure("DuplicateUserAddress", &format!("UserAddress {a} is already taken")));
+        }
+    }
+    let role = match get(form, "UserRole") {
+        None => None,
+        Some(r) if r.trim().is_empty() || r.trim().eq_ignore_ascii_case(NO_ROLE) => Some(String::new()),
+        Some(r) if SANDBOX_ROLES.iter().any(|known| known.eq_ignore_ascii_case(r.trim())) => Some(r.to_owned()),
+        Some(r) => {
+            return Err(failure("RoleNotProvisioned", &format!("UserRole {r} is not provisioned for this group")))
+        }
+    };
+    let boolean = |name: &str| match get(form, name) {
+        None => Ok(None),
+        Some(v) => flag(v).map(Some).ok_or_else(|| invalid(&format!("{name} must be 1, 0, yes, no, true or false"))),
+    };
+    let suspended = match (boolean("UserSuspended")?, boolean("UserActive")?) {
+        (Some(s), _) => Some(s),
+        (None, active) => active.map(|a| !a),
+    };
+    if let Some(a) = &address {
+        ledger.addresses.remove(&current);
+        ledger.addresses.insert(a.clone());
+    }
+    let user = ledger.users[index].as_mut().expect("addressed users exist");
+    if let Some(a) = address {
+        user.address = a;
+    }
+    for (name, slot) in [("UserFirst", &mut user.first), ("UserLast", &mut user.last), ("UserEmail", &mut user.email)] {
+        if let Some(v) = get(form, name) {
+            v.clone_into(slot);
+        }
+    }
+    if let Some(r) = role {
+        user.role = r;
+    }
+    if let Some(s) = suspended {
+        user.suspended = s;
+    }
+    Ok(xml(format!(
+        "<UpdateUser><result>OK</result><user><UserID>{}</UserID><PartnerUserID>{}</PartnerUserID></user></UpdateUser>",
+        user.user_id,
+        esc(id)
+    )))
+}
+
+async fn delete_user(
+    State(sandbox): State<Arc<Sandbox>>,
+    Form(form): Form<Fields>,
+) -> Result<axum::response::Response, Fail> {
+    delete(&sandbox, &form)
+}
+
+async fn delete_user_by_get(
+    State(sandbox): State<Arc<Sandbox>>,
+    Query(form): Query<Fields>,
+) -> Result<axum::response::Response, Fail> {
+    delete(&sandbox, &form)
+}
+
+/// `DeleteUser`: permanent; the PartnerUserID and UserAddress are free again.
+fn delete(sandbox: &Sandbox, form: &Fields) -> Result<axum::response::Response, Fail> {
+    authenticate(form)?;
+    let mut ledger = sandbox.ledger.lock().expect("sandbox lock");
+    let (id, index) = addressed(&ledger, form)?;
+    let id = id.to_owned();
+    let user = ledger.users[index].take().expect("addressed users exist");
+    ledger.by_partner_user_id.remove(&id);
+    ledger.addresses.remove(&user.address);
+    Ok(xml(format!("<DeleteUser><result>OK</result><PartnerUserID>{}</PartnerUserID></DeleteUser>", esc(&id))))
 }
 
 /// ShowUsers filters: exact, or `*` at the start and/or end as a wildcard.
@@ -375,8 +532,8 @@ fn list(sandbox: &Sandbox, form: &Fields) -> Result<axum::response::Response, Fa
     // An exact PartnerUserID (the adapter's lookup) is one index probe; wildcards walk.
     let exact = get(form, "PartnerUserID").filter(|p| !p.starts_with('*') && !p.ends_with('*'));
     let candidates: Box<dyn Iterator<Item = &StoredUser>> = match exact {
-        Some(p) => Box::new(ledger.by_partner_user_id.get(p).map(|&i| &ledger.users[i]).into_iter()),
-        None => Box::new(ledger.users.iter()),
+        Some(p) => Box::new(ledger.user(p).into_iter()),
+        None => Box::new(ledger.users.iter().flatten()),
     };
     let matching: Vec<&StoredUser> = candidates
         .filter(|u| {
@@ -401,14 +558,15 @@ fn list(sandbox: &Sandbox, form: &Fields) -> Result<axum::response::Response, Fa
             format!(
                 "<user><UserID>{}</UserID><PartnerUserID>{}</PartnerUserID><UserAddress>{}</UserAddress>\
                  <UserFirst>{}</UserFirst><UserLast>{}</UserLast><UserEmail>{}</UserEmail><UserRole>{}</UserRole>\
-                 <UserSuspended>0</UserSuspended></user>",
+                 <UserSuspended>{}</UserSuspended></user>",
                 u.user_id,
                 esc(&u.partner_user_id),
                 esc(&u.address),
                 esc(&u.first),
                 esc(&u.last),
                 esc(&u.email),
-                esc(if u.role.is_empty() { NO_ROLE } else { &u.role })
+                esc(if u.role.is_empty() { NO_ROLE } else { &u.role }),
+                u8::from(u.suspended)
             )
         })
         .collect();
@@ -427,7 +585,7 @@ mod tests {
 
     use super::*;
     use crate::config::VendorSettings;
-    use crate::vendors::glance::adapter::tests::{adapter_with, jane, job};
+    use crate::vendors::glance::adapter::tests::{adapter_with, change_job, jane, job};
     use crate::vendors::glance::adapter::Adapter as GlanceAdapter;
     use crate::vendors::testing::{FRESH, SEEN};
     use crate::vendors::{Adapter as _, VendorFailure};
@@ -682,6 +840,163 @@ mod tests {
         assert!(!receipt.existing && receipt.vendor_user_id.is_some(), "{receipt:?}");
         assert_eq!(show_users_calls.load(Ordering::SeqCst), 1, "the marked create was confirmed by its own answer");
         assert_eq!(sandbox.creations("EMP-2"), 1);
+    }
+
+    /// An account that may delete, reading answers by the sandbox's success markers or, with
+    /// `markers = false`, with none (Glance's success document is unconfirmed: every answer is
+    /// then checked with ShowUsers).
+    fn lifecycle_adapter(base: &str, markers: bool) -> GlanceAdapter {
+        let mut settings = vec![("PartnerLogin", SANDBOX_PARTNER_LOGIN), ("hard_delete", "true")];
+        if markers {
+            settings.push(("success_markers", SANDBOX_SUCCESS_MARKERS));
+        }
+        adapter_with(base, &settings, ("PartnerPW", SANDBOX_PARTNER_PW), &VendorSettings::default())
+    }
+
+    #[tokio::test]
+    async fn lifecycle_round_trip_with_and_without_success_markers() {
+        for markers in [true, false] {
+            let (sandbox, base) = serve().await;
+            let a = lifecycle_adapter(&base, markers);
+            let emp1 = || json!({"PartnerUserID": "EMP-1"});
+            assert!(!a.create_user(&jane(), FRESH).await.unwrap().existing);
+
+            let update = change_job(
+                "update_user",
+                json!({"PartnerUserID": "EMP-1", "UserLast": "Smith", "UserRole": "Sales", "UserEmail": "j@acme.example"}),
+            );
+            let updated = a.update_user(&update, FRESH).await.unwrap();
+            assert!(!updated.existing, "markers={markers}");
+            let listed = show(&base, &[("PageCount", "10"), ("PartnerUserID", "EMP-1")]).await;
+            assert!(listed.contains("<UserLast>Smith</UserLast>") && listed.contains("<UserRole>Sales</UserRole>"));
+            assert!(listed.contains("<UserFirst>Jane</UserFirst>"), "fields not named stay: {listed}");
+            assert!(a.update_user(&update, SEEN).await.unwrap().existing, "unchanged, markers={markers}");
+
+            let suspend = change_job("suspend_user", emp1());
+            assert!(!a.suspend_user(&suspend, FRESH).await.unwrap().existing);
+            assert_eq!(sandbox.suspended("EMP-1"), Some(true));
+            assert!(a.suspend_user(&suspend, FRESH).await.unwrap().existing);
+            let restore = change_job("restore_user", emp1());
+            assert!(!a.restore_user(&restore, FRESH).await.unwrap().existing);
+            assert_eq!(sandbox.suspended("EMP-1"), Some(false));
+            assert!(a.restore_user(&restore, FRESH).await.unwrap().existing);
+
+            let delete = change_job("delete_user", emp1());
+            let deleted = a.delete_user(&delete, FRESH).await.unwrap();
+            assert!(!deleted.existing);
+            assert_eq!(sandbox.user_count(), 0);
+            assert!(a.delete_user(&delete, FRESH).await.unwrap().existing, "already gone is unchanged");
+            for kind in ["suspend_user", "restore_user"] {
+                let e = a.run_kind(&change_job(kind, emp1())).await.unwrap_err();
+                assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, "no_such_user"), "{kind}");
+            }
+            let e = a.update_user(&update, FRESH).await.unwrap_err();
+            assert_eq!(e.code, "no_such_user");
+
+            // A deleted user's PartnerUserID and UserAddress may be used again.
+            assert!(!a.create_user(&jane(), FRESH).await.unwrap().existing);
+            assert_eq!(sandbox.creations("EMP-1"), 2);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_renamed_address_frees_the_old_one_and_a_taken_one_is_a_conflict() {
+        let (_sandbox, base) = serve().await;
+        let a = lifecycle_adapter(&base, true);
+        a.create_user(&jane(), FRESH).await.unwrap();
+        a.create_user(&job(json!({"PartnerUserID": "EMP-2", "UserAddress": "john.acme.glance.net"})), FRESH)
+            .await
+            .unwrap();
+        let taken = change_job("update_user", json!({"PartnerUserID": "EMP-1", "UserAddress": "John.acme.glance.net"}));
+        let e = a.update_user(&taken, FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Conflict, "user_address_taken"));
+        let moved = change_job("update_user", json!({"PartnerUserID": "EMP-1", "UserAddress": "jane.acme.glance.net"}));
+        assert!(!a.update_user(&moved, FRESH).await.unwrap().existing);
+        assert!(a.update_user(&moved, FRESH).await.unwrap().existing);
+        let reuse = job(json!({"PartnerUserID": "EMP-3", "UserAddress": "jdoe.acme.glance.net"}));
+        assert!(!a.create_user(&reuse, FRESH).await.unwrap().existing, "the old address is free");
+        let boss = change_job("update_user", json!({"PartnerUserID": "EMP-1", "UserRole": "Boss"}));
+        let e = a.update_user(&boss, FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, "role_not_provisioned"));
+    }
+
+    #[tokio::test]
+    async fn a_delete_the_account_does_not_allow_never_reaches_the_sandbox() {
+        let (sandbox, base) = serve().await;
+        let a = sandbox_adapter(&base);
+        a.create_user(&jane(), FRESH).await.unwrap();
+        let e = a.delete_user(&change_job("delete_user", json!({"PartnerUserID": "EMP-1"})), FRESH).await.unwrap_err();
+        assert_eq!(e.code, "hard_delete_not_allowed");
+        assert_eq!(sandbox.user_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_injected_fault_then_success() {
+        use crate::sandbox::faults::{FaultState, Faults};
+        let sandbox = Arc::new(Sandbox::new());
+        let faults = FaultState::new(Faults::default(), 7);
+        let app = crate::sandbox::with_faults(router(sandbox.clone()), faults.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let a = lifecycle_adapter(&base, true);
+        a.create_user(&jane(), FRESH).await.unwrap();
+        let update = change_job("update_user", json!({"PartnerUserID": "EMP-1", "UserFirst": "Janet"}));
+        let suspend = change_job("suspend_user", json!({"PartnerUserID": "EMP-1"}));
+        let delete = change_job("delete_user", json!({"PartnerUserID": "EMP-1"}));
+        for (job, check) in [(&update, "UserFirst"), (&suspend, "UserSuspended"), (&delete, "deleted")] {
+            faults.set(Faults { fail_next: 1, ..Faults::default() });
+            let e = a.run_kind(job).await.unwrap_err();
+            assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Transient, "http_503"), "{check}");
+            faults.set(Faults {
+                throttle_next: 1,
+                retry_after: std::time::Duration::from_secs(3),
+                ..Faults::default()
+            });
+            let e = a.run_kind(job).await.unwrap_err();
+            assert_eq!((e.failure, e.retry_after), (VendorFailure::Throttled, Some(std::time::Duration::from_secs(3))));
+            assert!(!a.run_kind(job).await.unwrap().existing, "{check} went through after the faults");
+        }
+        assert_eq!(sandbox.user_count(), 0);
+    }
+
+    /// The sandbox's UpdateUser and DeleteUser against forms sent by hand.
+    #[tokio::test]
+    async fn the_sandbox_update_and_delete_follow_the_vendor_facts() {
+        let (sandbox, base) = serve().await;
+        sandbox_adapter(&base).create_user(&jane(), FRESH).await.unwrap();
+        let auth = [("PartnerLogin", SANDBOX_PARTNER_LOGIN), ("PartnerPW", SANDBOX_PARTNER_PW)];
+        let call = |p: &'static str, extra: &'static [(&'static str, &'static str)]| {
+            let base = base.clone();
+            async move {
+                let mut form = auth.to_vec();
+                form.extend_from_slice(extra);
+                post_form(&base, p, &form).await
+            }
+        };
+        for (extra, answer) in [
+            (&[("PartnerUserID", "EMP-9"), ("UserFirst", "X")][..], "UserNotFound"),
+            (&[("UserFirst", "X")][..], "PartnerUserID is required"),
+            (&[("PartnerUserID", "EMP-1"), ("UserSuspended", "maybe")][..], "UserSuspended must be 1, 0"),
+            (&[("PartnerUserID", "EMP-1"), ("UserRole", "Boss")][..], "RoleNotProvisioned"),
+            (&[("PartnerUserID", "EMP-1"), ("UserAddress", "x..glance.net")][..], "not a valid Glance Address"),
+        ] {
+            let body = call(UPDATE_USER_PATH, extra).await;
+            assert!(body.contains(answer), "{extra:?}: {body}");
+        }
+        // The deprecated UserActive suspends; UserSuspended wins when both are given.
+        assert!(call(UPDATE_USER_PATH, &[("PartnerUserID", "EMP-1"), ("UserActive", "no")]).await.contains("OK"));
+        assert_eq!(sandbox.suspended("EMP-1"), Some(true));
+        let both = &[("PartnerUserID", "EMP-1"), ("UserActive", "no"), ("UserSuspended", "false")];
+        assert!(call(UPDATE_USER_PATH, both).await.contains("OK"));
+        assert_eq!(sandbox.suspended("EMP-1"), Some(false));
+        assert!(call(DELETE_USER_PATH, &[("PartnerUserID", "EMP-9")]).await.contains("UserNotFound"));
+        assert!(call(DELETE_USER_PATH, &[("PartnerUserID", "EMP-1")]).await.contains("<DeleteUser>"));
+        assert!(call(DELETE_USER_PATH, &[("PartnerUserID", "EMP-1")]).await.contains("UserNotFound"));
+        assert_eq!(sandbox.suspended("EMP-1"), None);
+        let wrong =
+            post_form(&base, DELETE_USER_PATH, &[("PartnerLogin", SANDBOX_PARTNER_LOGIN), ("PartnerPW", "x")]).await;
+        assert!(wrong.contains("Wrong PartnerPW"), "{wrong}");
     }
 
     async fn show(base: &str, extra: &[(&str, &str)]) -> String {
