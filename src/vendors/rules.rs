@@ -56,7 +56,12 @@ impl FieldRules {
         let create_errors = match self {
             FieldRules::Glance(rules) => glance::fields::validate_with(user, rules),
             FieldRules::Netsapiens => netsapiens::validate(user),
-            FieldRules::Clienttoolbox(rules) => clienttoolbox::fields::validate_with(user, rules),
+            FieldRules::Clienttoolbox(rules) if kind == JobKind::CreateUser => {
+                clienttoolbox::fields::validate_with(user, rules)
+            }
+            // A partial user never parses as a whole one, which would skip the account's
+            // allow-lists: a change is held to them field by field.
+            FieldRules::Clienttoolbox(rules) => clienttoolbox::fields::validate_change_with(user, rules),
         };
         match kind {
             JobKind::CreateUser => create_errors,

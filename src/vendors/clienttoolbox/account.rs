@@ -8,8 +8,9 @@ use std::collections::BTreeSet;
 
 use secrecy::SecretString;
 
-use super::fields::{LanguageSelector, NewUser, Rules, TimezoneSelector, UserRole};
+use super::fields::{Changes, ClientToolboxUserName, LanguageSelector, NewUser, Rules, TimezoneSelector, UserRole};
 use crate::config::{AccountSettings, ConfigError};
+use crate::contract::{FieldKind, FieldValue, UserFields, VendorKey};
 use crate::vendors::http;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.clienttoolbox.com";
@@ -152,6 +153,14 @@ pub struct Account {
     pub classifier: Classifier,
     /// The allow-lists and password length that narrow the job rules (decoding applies them).
     pub rules: Rules,
+    /// What `suspend_user` sets with `user_update`: ClientToolbox documents no suspend, so an
+    /// account says which fields take a user's access away. `None`: suspend jobs are refused.
+    pub suspend: Option<Changes>,
+    /// What `restore_user` sets with `user_update`; `None`: restore jobs are refused.
+    pub restore: Option<Changes>,
+    /// `delete_user` sends `action=permanent` (really deletes) instead of the default delete,
+    /// which only marks the user deleted.
+    pub hard_delete: bool,
 }
 
 /// Every key `settings` may hold; anything else is a typo worth stopping for.
@@ -176,6 +185,9 @@ pub const SETTINGS_KEYS: &[&str] = &[
     "languages",
     "timezones",
     "min_password_length",
+    "suspend",
+    "restore",
+    "hard_delete",
 ];
 pub const CREDENTIAL_KEYS: &[&str] = &["user_password", "api_access_key", "user_id"];
 
@@ -284,6 +296,14 @@ pub fn from_settings(name: &str, a: &AccountSettings) -> Result<Account, ConfigE
     };
 
     let rules = rules_from_settings(name, a)?;
+    let changes = |k: &str| get(k).map(|raw| changes_setting(raw, &rules).map_err(|m| invalid(k, m))).transpose();
+    let suspend = changes("suspend")?;
+    let restore = changes("restore")?;
+    let hard_delete = match get("hard_delete").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false" | "no" | "0") => false,
+        Some("true" | "yes" | "1") => true,
+        Some(_) => return Err(invalid("hard_delete", "must be true or false".into())),
+    };
 
     Ok(Account {
         name: name.to_owned(),
@@ -299,7 +319,65 @@ pub fn from_settings(name: &str, a: &AccountSettings) -> Result<Account, ConfigE
         on_unverified_duplicate,
         classifier,
         rules,
+        suspend,
+        restore,
+        hard_delete,
     })
+}
+
+/// `settings.suspend` / `settings.restore`: a JSON object of the user fields to set, by their
+/// wire names, exactly as in an `update_user` job's `user` (e.g.
+/// `{"allowed_campaigns": "none"}`). Settings are strings, so the table is written as one.
+/// Each value obeys its job rule and the account's allow-lists. The table names no user and
+/// holds no secret: a password or PIN in a config file would be a literal secret.
+fn changes_setting(raw: &str, rules: &Rules) -> Result<Changes, String> {
+    const EXAMPLE: &str = r#"e.g. '{"allowed_campaigns": "none"}'"#;
+    let object = match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(serde_json::Value::Object(object)) => object,
+        _ => return Err(format!("must be a JSON object of user fields by their wire names, {EXAMPLE}")),
+    };
+    let vendor = VendorKey::Clienttoolbox;
+    let mut fields = std::collections::BTreeMap::new();
+    for (name, value) in &object {
+        let shown = crate::contract::clip(name.clone(), 40);
+        let Some(spec) = vendor.field(name) else {
+            let known: Vec<&str> = crate::vendors::updatable_fields(vendor)
+                .filter(|n| vendor.field(n).is_some_and(|f| !f.secret))
+                .collect();
+            return Err(format!("{shown:?} is not a ClientToolbox user field; known: {}", known.join(", ")));
+        };
+        if spec.name == vendor.identity_field() {
+            return Err("names no user: user_name comes from each job".into());
+        }
+        if spec.secret {
+            return Err(format!("{} is a secret and cannot be a setting", spec.name));
+        }
+        let value = match (value, spec.kind) {
+            (serde_json::Value::String(s), _) => FieldValue::Text(s.clone()),
+            (serde_json::Value::Number(n), FieldKind::Integer | FieldKind::TextOrInteger) if n.is_i64() => {
+                FieldValue::Integer(n.as_i64().expect("checked"))
+            }
+            _ => return Err(format!("{} must be a string", spec.name)),
+        };
+        fields.insert(spec.name, value);
+    }
+    let user = UserFields::new(vendor, fields);
+    let changes = Changes::parse(&user).map_err(|errors| summary(&errors))?;
+    if changes.is_empty() {
+        return Err(format!("names no field to set, {EXAMPLE}"));
+    }
+    match rules.check_changes(&changes) {
+        errors if errors.is_empty() => Ok(changes),
+        errors => Err(summary(&errors)),
+    }
+}
+
+fn summary(errors: &[crate::contract::FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field.trim_start_matches("user."), e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The account's field rules (`roles`, `languages`, `timezones`, `min_password_length`),
@@ -322,9 +400,14 @@ pub fn rules_from_settings(name: &str, a: &AccountSettings) -> Result<Rules, Con
 impl Account {
     /// The `user_name` as it goes on the wire.
     pub fn wire_user_name(&self, user: &NewUser) -> String {
+        self.wire_name(&user.user_name)
+    }
+
+    /// A `user_name` as it goes on the wire, for every call that names a user.
+    pub fn wire_name(&self, name: &ClientToolboxUserName) -> String {
         match self.user_name_case {
-            NameCase::Lower => user.user_name.canonical(),
-            NameCase::Preserve => user.user_name.as_given().to_owned(),
+            NameCase::Lower => name.canonical(),
+            NameCase::Preserve => name.as_given().to_owned(),
         }
     }
 
@@ -415,6 +498,48 @@ mod tests {
         assert_eq!(a.on_unverified_duplicate, UnverifiedDuplicate::Conflict);
         assert_eq!(a.classifier, Classifier::default());
         assert_eq!(a.rules, Rules { account: "acme".into(), ..Rules::default() });
+        assert!(a.suspend.is_none() && a.restore.is_none() && !a.hard_delete);
+    }
+
+    #[test]
+    fn suspend_restore_and_hard_delete() {
+        let a = parse(&[
+            ("suspend", r#"{"allowed_campaigns": "none", "user_custom1": "Suspended", "timezone_selector": 68}"#),
+            ("restore", r#" {"allowed_campaigns": "all"} "#),
+            ("hard_delete", "TRUE"),
+        ])
+        .unwrap();
+        let suspend = a.suspend.unwrap();
+        assert_eq!(suspend.names(), ["user_custom1", "timezone_selector", "allowed_campaigns"]);
+        assert_eq!(a.restore.unwrap().names(), ["allowed_campaigns"]);
+        assert!(a.hard_delete);
+        assert!(!parse(&[("hard_delete", "no")]).unwrap().hard_delete);
+    }
+
+    #[test]
+    fn a_bad_suspend_or_restore_table_names_the_setting_and_says_why() {
+        let cases = [
+            ("allowed_campaigns=none", "JSON object"),
+            (r#"["allowed_campaigns"]"#, "JSON object"),
+            ("{}", "names no field"),
+            (r#"{"UserRole": "K"}"#, "not a ClientToolbox user field"),
+            (r#"{"user_name": "x"}"#, "names no user"),
+            (r#"{"user_new_password": "hunter2"}"#, "secret"),
+            (r#"{"user_PIN": "1234"}"#, "secret"),
+            (r#"{"user_role": "suspended"}"#, "user_role"),
+            (r#"{"allowed_campaigns": 0}"#, "must be a string"),
+            (r#"{"user_role": "A"}"#, "accounts.acme.settings.roles"),
+        ];
+        for setting in ["suspend", "restore"] {
+            for (raw, why) in cases {
+                let e = parse(&[(setting, raw), ("roles", "K,X")]).unwrap_err();
+                let shown = e.to_string();
+                assert_eq!(err_key(e), format!("accounts.acme.settings.{setting}"), "{raw}");
+                assert!(shown.contains(why), "{raw}: {shown}");
+                assert!(!shown.contains("hunter2") && !shown.contains("1234"), "{shown}");
+            }
+        }
+        assert_eq!(err_key(parse(&[("hard_delete", "maybe")]).unwrap_err()), "accounts.acme.settings.hard_delete");
     }
 
     #[test]

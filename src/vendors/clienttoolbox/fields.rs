@@ -101,6 +101,18 @@ impl AllowedCampaigns {
         ids.map(Self::Ids).map_err(|e| format!("{}; {e}", Self::RULE))
     }
 
+    /// Whether `raw`, as a lookup shows it, grants the same campaigns: ids in any order.
+    pub fn same_as(&self, raw: &str) -> bool {
+        let compact: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
+        match (self, Self::parse(&compact)) {
+            (Self::Ids(want), Ok(Self::Ids(have))) => {
+                want.iter().collect::<BTreeSet<_>>() == have.iter().collect::<BTreeSet<_>>()
+            }
+            (want, Ok(have)) => *want == have,
+            (_, Err(_)) => false,
+        }
+    }
+
     pub fn to_wire(&self) -> String {
         match self {
             Self::All => "all".into(),
@@ -291,11 +303,7 @@ impl NewUser {
         let custom1 = optional(user, "user_custom1", &mut errors, free_text);
         let pin = optional(user, "user_PIN", &mut errors, UserPin::parse);
         let language = optional(user, "language_selector", &mut errors, LanguageSelector::parse);
-        let timezone = match user.get("timezone_selector") {
-            None => None,
-            Some(FieldValue::Integer(n)) => keep(TimezoneSelector::from_integer(*n), "timezone_selector", &mut errors),
-            Some(FieldValue::Text(s)) => keep(TimezoneSelector::parse(s), "timezone_selector", &mut errors),
-        };
+        let timezone = timezone(user, &mut errors);
         let role = required(user, "user_role", &mut errors, UserRole::parse);
         let allowed_campaigns = required(user, "allowed_campaigns", &mut errors, AllowedCampaigns::parse);
         match (user_name, password, role, allowed_campaigns) {
@@ -312,6 +320,139 @@ impl NewUser {
                 allowed_campaigns,
             }),
             _ => Err(errors),
+        }
+    }
+}
+
+/// `timezone_selector`, documented as a string or an integer.
+fn timezone(user: &UserFields, errors: &mut Vec<FieldError>) -> Option<TimezoneSelector> {
+    match user.get("timezone_selector") {
+        None => None,
+        Some(FieldValue::Integer(n)) => keep(TimezoneSelector::from_integer(*n), "timezone_selector", errors),
+        Some(FieldValue::Text(s)) => keep(TimezoneSelector::parse(s), "timezone_selector", errors),
+    }
+}
+
+/// What a `user_update` sets besides the `user_name` it addresses, every field optional:
+/// the fields of an `update_user` job, or an account's `settings.suspend` and
+/// `settings.restore`. Each value obeys the same rule as in `user_new`.
+#[derive(Clone, Debug, Default)]
+pub struct Changes {
+    pub password: Option<NewUserPassword>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub custom1: Option<String>,
+    pub pin: Option<UserPin>,
+    pub language: Option<LanguageSelector>,
+    pub timezone: Option<TimezoneSelector>,
+    pub role: Option<UserRole>,
+    pub allowed_campaigns: Option<AllowedCampaigns>,
+}
+
+impl Changes {
+    /// Every field of `user` but `user_name`, each under its `user_new` rule, all errors at once.
+    pub fn parse(user: &UserFields) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let changes = Self {
+            password: optional(user, "user_new_password", &mut errors, NewUserPassword::parse),
+            first_name: optional(user, "user_first_name", &mut errors, free_text),
+            last_name: optional(user, "user_last_name", &mut errors, free_text),
+            custom1: optional(user, "user_custom1", &mut errors, free_text),
+            pin: optional(user, "user_PIN", &mut errors, UserPin::parse),
+            language: optional(user, "language_selector", &mut errors, LanguageSelector::parse),
+            timezone: timezone(user, &mut errors),
+            role: optional(user, "user_role", &mut errors, UserRole::parse),
+            allowed_campaigns: optional(user, "allowed_campaigns", &mut errors, AllowedCampaigns::parse),
+        };
+        if errors.is_empty() {
+            Ok(changes)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The wire names of the fields set, in the order `user_update` sends them.
+    pub fn names(&self) -> Vec<&'static str> {
+        let set = [
+            ("user_new_password", self.password.is_some()),
+            ("user_first_name", self.first_name.is_some()),
+            ("user_last_name", self.last_name.is_some()),
+            ("user_custom1", self.custom1.is_some()),
+            ("user_PIN", self.pin.is_some()),
+            ("language_selector", self.language.is_some()),
+            ("timezone_selector", self.timezone.is_some()),
+            ("user_role", self.role.is_some()),
+            ("allowed_campaigns", self.allowed_campaigns.is_some()),
+        ];
+        set.into_iter().filter(|(_, is_set)| *is_set).map(|(name, _)| name).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names().is_empty()
+    }
+
+    /// Whether a password or PIN is among the changes: no lookup shows one, so such an
+    /// update can never be proven made already and is always sent.
+    pub fn has_secret(&self) -> bool {
+        self.password.is_some() || self.pin.is_some()
+    }
+
+    /// The secret values, so vendor text that echoes one can be scrubbed.
+    pub fn secrets(&self) -> Vec<&str> {
+        let password = self.password.as_ref().map(NewUserPassword::expose);
+        password.into_iter().chain(self.pin.as_ref().map(UserPin::expose)).collect()
+    }
+
+    /// The free-text values ClientToolbox may echo back in a message.
+    pub fn echoes(&self) -> Vec<&str> {
+        [&self.first_name, &self.last_name, &self.custom1].into_iter().flatten().map(String::as_str).collect()
+    }
+}
+
+/// A valid `update_user` job's user: the `user_name` it addresses (which cannot be renamed)
+/// and at least one field to change.
+#[derive(Clone, Debug)]
+pub struct UserChange {
+    pub user_name: ClientToolboxUserName,
+    pub changes: Changes,
+}
+
+impl UserChange {
+    pub fn parse(user: &UserFields) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let user_name = required(user, "user_name", &mut errors, ClientToolboxUserName::parse);
+        let changes = Changes::parse(user).map_err(|e| errors.extend(e)).ok();
+        if changes.as_ref().is_some_and(Changes::is_empty) {
+            errors.push(FieldError::new(
+                "user",
+                "an update_user job names at least one field to change besides user_name",
+            ));
+        }
+        match (user_name, changes) {
+            (Some(user_name), Some(changes)) if errors.is_empty() => Ok(Self { user_name, changes }),
+            _ => Err(errors),
+        }
+    }
+
+    /// The job's own words ClientToolbox may echo back.
+    pub fn echoes(&self) -> Vec<&str> {
+        std::iter::once(self.user_name.as_given()).chain(self.changes.echoes()).collect()
+    }
+}
+
+/// A valid `suspend_user`, `restore_user` or `delete_user` job's user: its `user_name` only
+/// (decoding refuses any other field).
+#[derive(Clone, Debug)]
+pub struct UserRef {
+    pub user_name: ClientToolboxUserName,
+}
+
+impl UserRef {
+    pub fn parse(user: &UserFields) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        match required(user, "user_name", &mut errors, ClientToolboxUserName::parse) {
+            Some(user_name) => Ok(Self { user_name }),
+            None => Err(errors),
         }
     }
 }
@@ -333,15 +474,32 @@ pub struct Rules {
 impl Rules {
     /// Everything in `user` these rules refuse, each naming the field and the setting.
     pub fn check(&self, user: &NewUser) -> Vec<FieldError> {
+        self.check_values(Some(user.role), user.language, user.timezone, Some(&user.password))
+    }
+
+    /// Everything in an update's `changes` these rules refuse: only the fields it sets.
+    pub fn check_changes(&self, changes: &Changes) -> Vec<FieldError> {
+        self.check_values(changes.role, changes.language, changes.timezone, changes.password.as_ref())
+    }
+
+    fn check_values(
+        &self,
+        role: Option<UserRole>,
+        language: Option<LanguageSelector>,
+        timezone: Option<TimezoneSelector>,
+        password: Option<&NewUserPassword>,
+    ) -> Vec<FieldError> {
         let setting = |k: &str| format!("accounts.{}.settings.{k}", self.account);
         let mut errors = Vec::new();
-        if self.roles.as_ref().is_some_and(|roles| !roles.contains(&user.role)) {
-            errors.push(FieldError::new(
-                "user.user_role",
-                format!("role {} is not allowed for this account ({})", user.role, setting("roles")),
-            ));
+        if let (Some(roles), Some(role)) = (&self.roles, role) {
+            if !roles.contains(&role) {
+                errors.push(FieldError::new(
+                    "user.user_role",
+                    format!("role {role} is not allowed for this account ({})", setting("roles")),
+                ));
+            }
         }
-        if let (Some(list), Some(lang)) = (&self.languages, &user.language) {
+        if let (Some(list), Some(lang)) = (&self.languages, &language) {
             if !list.contains(lang) {
                 errors.push(FieldError::new(
                     "user.language_selector",
@@ -349,7 +507,7 @@ impl Rules {
                 ));
             }
         }
-        if let (Some(list), Some(tz)) = (&self.timezones, &user.timezone) {
+        if let (Some(list), Some(tz)) = (&self.timezones, &timezone) {
             if !list.contains(tz) {
                 errors.push(FieldError::new(
                     "user.timezone_selector",
@@ -357,7 +515,7 @@ impl Rules {
                 ));
             }
         }
-        if user.password.char_count() < self.min_password_length {
+        if password.is_some_and(|p| p.char_count() < self.min_password_length) {
             errors.push(FieldError::new(
                 "user.user_new_password",
                 format!(
@@ -383,6 +541,21 @@ pub fn validate_with(user: &UserFields, rules: &Rules) -> Vec<FieldError> {
         Ok(parsed) => rules.check(&parsed),
         Err(errors) => errors,
     }
+}
+
+/// The rules of a job that is not a create: each field it names under its `user_new` rule
+/// and this account's narrowing of it. Which fields such a job must or may name is
+/// [`crate::vendors::change_errors`]'s to say.
+pub fn validate_change_with(user: &UserFields, rules: &Rules) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if user.get("user_name").is_some() {
+        optional(user, "user_name", &mut errors, ClientToolboxUserName::parse);
+    }
+    match Changes::parse(user) {
+        Ok(changes) => errors.extend(rules.check_changes(&changes)),
+        Err(e) => errors.extend(e),
+    }
+    errors
 }
 
 fn required<T>(
@@ -617,6 +790,67 @@ mod tests {
         let shown = format!("{parsed:?}");
         assert!(!shown.contains("S3cure!pass") && !shown.contains("4321"), "{shown}");
         assert!(shown.contains("jdoe_front"));
+    }
+
+    #[test]
+    fn a_change_names_its_user_and_at_least_one_field() {
+        let c = UserChange::parse(&user(&[("user_name", t("JDoe")), ("user_role", t("A"))])).unwrap();
+        assert_eq!((c.user_name.as_given(), c.changes.names()), ("JDoe", vec!["user_role"]));
+        assert!(!c.changes.has_secret());
+        let errs = UserChange::parse(&user(&[("user_name", t("JDoe"))])).unwrap_err();
+        assert_eq!(errs[0].field, "user");
+        let errs = UserChange::parse(&user(&[("user_role", t("k")), ("user_PIN", t("12x"))])).unwrap_err();
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["user.user_name", "user.user_PIN", "user.user_role"]);
+        assert!(errs.iter().all(|e| !e.message.contains("12x")));
+        let secret = UserChange::parse(&user(&[("user_name", t("j")), ("user_new_password", t("pw"))])).unwrap();
+        assert!(secret.changes.has_secret());
+        assert_eq!(secret.changes.secrets(), ["pw"]);
+        assert!(!format!("{secret:?}").contains("\"pw\""));
+        assert_eq!(UserRef::parse(&user(&[("user_name", t("J_1"))])).unwrap().user_name.as_given(), "J_1");
+        assert_eq!(UserRef::parse(&user(&[])).unwrap_err()[0].field, "user.user_name");
+    }
+
+    #[test]
+    fn campaigns_compare_in_any_order() {
+        let ids = AllowedCampaigns::parse("12971184024723,0239471023412").unwrap();
+        assert!(ids.same_as("0239471023412, 12971184024723"));
+        assert!(!ids.same_as("12971184024723"));
+        assert!(!ids.same_as("239471023412,12971184024723"), "leading zeros matter");
+        assert!(AllowedCampaigns::All.same_as(" all "));
+        assert!(!AllowedCampaigns::All.same_as("none") && !AllowedCampaigns::None.same_as("garbage"));
+    }
+
+    /// Decoding an update holds the fields it names to the account's allow-lists, which a
+    /// partial user would otherwise skip.
+    #[test]
+    fn an_update_is_held_to_the_account_rules_field_by_field() {
+        let mut book = crate::vendors::Rulebook::default();
+        let rules = Rules {
+            account: "acme-ctb".into(),
+            roles: Some([UserRole::parse("K").unwrap()].into()),
+            min_password_length: 12,
+            ..Rules::default()
+        };
+        book.insert("acme-ctb", crate::vendors::FieldRules::Clienttoolbox(rules));
+        let decode = |user: serde_json::Value| {
+            let body = json!({"job_id": "u1", "kind": "update_user", "vendor": "clienttoolbox",
+                "account": "acme-ctb", "user": user});
+            crate::job::decode_with(body.to_string().as_bytes(), &book)
+        };
+        let refused = |user: serde_json::Value| match decode(user) {
+            Err(crate::job::Rejection::Invalid(inv)) => inv.errors.into_iter().map(|e| e.field).collect::<Vec<_>>(),
+            other => panic!("expected invalid, got {other:?}"),
+        };
+        assert_eq!(refused(json!({"user_name": "jdoe", "user_role": "A"})), ["user.user_role"]);
+        assert_eq!(refused(json!({"user_name": "jdoe", "user_new_password": "short"})), ["user.user_new_password"]);
+        assert_eq!(refused(json!({"user_name": "jdoe", "language_selector": "en"})), ["user.language_selector"]);
+        assert_eq!(refused(json!({"user_name": "bad name", "user_role": "K"})), ["user.user_name"]);
+        assert_eq!(refused(json!({"user_name": "jdoe"})), ["user"]);
+        assert!(decode(json!({"user_name": "jdoe", "user_role": "K", "user_last_name": "Roe"})).is_ok());
+        let delete = json!({"job_id": "d1", "kind": "delete_user", "vendor": "clienttoolbox", "account": "acme-ctb",
+            "user": {"user_name": "jdoe"}});
+        assert!(crate::job::decode_with(delete.to_string().as_bytes(), &book).is_ok());
     }
 
     proptest! {

@@ -88,4 +88,14 @@ pub(crate) mod testing {
             "account": "acme-ctb", "user": user});
         crate::job::decode(body.to_string().as_bytes()).unwrap()
     }
+
+    /// A decoded job of `kind` (`update_user`, `suspend_user`, …) for `user_name` with the
+    /// other `fields` of its `user`.
+    pub(crate) fn job_of(kind: &str, user_name: &str, fields: serde_json::Value) -> crate::contract::Job {
+        let mut user = fields;
+        user["user_name"] = user_name.into();
+        let body = serde_json::json!({"job_id": format!("{kind}-{user_name}"), "kind": kind,
+            "vendor": "clienttoolbox", "account": "acme-ctb", "user": user});
+        crate::job::decode(body.to_string().as_bytes()).unwrap()
+    }
 }

@@ -1,4 +1,4 @@
-//! Pure builders of the ClientToolbox calls (`user_new` and the user lookups) as small request values.
+//! Pure builders of the ClientToolbox calls (`user_new`, `user_update`, `user_delete` and the user lookups) as small request values.
 //!
 //! Everything rides in an `application/x-www-form-urlencoded` POST body, credentials
 //! included: the docs warn that GET puts them in server logs.
@@ -8,7 +8,7 @@ use std::fmt;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::account::{Account, Auth, LookupMethod};
-use super::fields::NewUser;
+use super::fields::{Changes, NewUser};
 
 pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
 /// The header that carries the caller's user API key (July-2025 docs).
@@ -131,6 +131,56 @@ pub fn create(account: &Account, user: &NewUser) -> ApiRequest {
     finish(account, r)
 }
 
+/// `type=user_update` for `wire_user_name`: only the fields `changes` sets, so the vendor
+/// keeps every other one as it is. The name itself cannot be renamed and only addresses the
+/// user.
+pub fn update(account: &Account, wire_user_name: &str, changes: &Changes) -> ApiRequest {
+    let mut r = base(account, "user_update");
+    r.form.push(("user_name", plain(wire_user_name)));
+    let secret = |s: &str| Value::Secret(SecretString::from(s.to_owned()));
+    if let Some(p) = &changes.password {
+        r.form.push(("user_new_password", secret(p.expose())));
+    }
+    let texts = [
+        ("user_first_name", &changes.first_name),
+        ("user_last_name", &changes.last_name),
+        ("user_custom1", &changes.custom1),
+    ];
+    for (k, v) in texts {
+        if let Some(v) = v {
+            r.form.push((k, plain(v)));
+        }
+    }
+    if let Some(pin) = &changes.pin {
+        r.form.push(("user_PIN", secret(pin.expose())));
+    }
+    if let Some(lang) = &changes.language {
+        r.form.push(("language_selector", plain(lang.as_str())));
+    }
+    if let Some(tz) = changes.timezone {
+        r.form.push(("timezone_selector", plain(tz.code().to_string())));
+    }
+    if let Some(role) = changes.role {
+        r.form.push(("user_role", plain(role.to_string())));
+    }
+    if let Some(c) = &changes.allowed_campaigns {
+        r.form.push(("allowed_campaigns", plain(c.to_wire())));
+    }
+    finish(account, r)
+}
+
+/// `type=user_delete` for `wire_user_name`: without `action` the vendor only marks the user
+/// deleted (its old transactions keep their person); `action=permanent`, sent only when the
+/// account sets `hard_delete`, really deletes it.
+pub fn delete(account: &Account, wire_user_name: &str) -> ApiRequest {
+    let mut r = base(account, "user_delete");
+    r.form.push(("user_name", plain(wire_user_name)));
+    if account.hard_delete {
+        r.form.push(("action", plain("permanent")));
+    }
+    finish(account, r)
+}
+
 /// The configured existence check for `user_name`, or `None` when the account has none.
 pub fn lookup(account: &Account, wire_user_name: &str) -> Option<ApiRequest> {
     match account.lookup {
@@ -225,5 +275,47 @@ mod tests {
             let secrets = r.secrets();
             assert!(secrets.contains(&"S3cure!pass") && secrets.contains(&"4321"), "{secrets:?}");
         }
+    }
+
+    fn changes(fields: serde_json::Value) -> Changes {
+        Changes::parse(&testing::job_of("update_user", "JDoe", fields).user).unwrap()
+    }
+
+    #[test]
+    fn update_golden_sends_only_the_given_fields() {
+        let r = update(&account(&[]), "jdoe", &changes(serde_json::json!({"user_last_name": "Roe"})));
+        assert_eq!(
+            r.body(),
+            "type=user_update&user_id=provisioner&user_password=sandbox-password&account_id=acmerewards\
+             &user_name=jdoe&user_last_name=Roe&output=XML"
+        );
+        let all = changes(serde_json::json!({"user_new_password": "N3w pass", "user_first_name": "Jane",
+            "user_last_name": "Doe", "user_custom1": "Back Office", "user_PIN": "0042", "language_selector": "FR",
+            "timezone_selector": 70, "user_role": "A", "allowed_campaigns": "none"}));
+        let acc = account(&[("auth", "api_access_key"), ("output", "JSON"), ("api_version", "1.6")]);
+        let r = update(&acc, "jdoe", &all);
+        assert_eq!(
+            r.body(),
+            "type=user_update&user_id=provisioner&account_id=acmerewards&user_name=jdoe&user_new_password=N3w+pass\
+             &user_first_name=Jane&user_last_name=Doe&user_custom1=Back+Office&user_PIN=0042&language_selector=FR\
+             &timezone_selector=70&user_role=A&allowed_campaigns=none&output=JSON&API=1.6"
+        );
+        let shown = format!("{r:?}");
+        assert!(!shown.contains("N3w pass") && !shown.contains("0042") && !shown.contains(API_KEY), "{shown}");
+        assert!(r.secrets().contains(&"N3w pass") && r.secrets().contains(&"0042"));
+    }
+
+    #[test]
+    fn delete_golden_soft_by_default_and_permanent_when_allowed() {
+        assert_eq!(
+            delete(&account(&[]), "jdoe").body(),
+            "type=user_delete&user_id=provisioner&user_password=sandbox-password&account_id=acmerewards\
+             &user_name=jdoe&output=XML"
+        );
+        assert_eq!(
+            delete(&account(&[("hard_delete", "true")]), "jdoe").body(),
+            "type=user_delete&user_id=provisioner&user_password=sandbox-password&account_id=acmerewards\
+             &user_name=jdoe&action=permanent&output=XML"
+        );
     }
 }

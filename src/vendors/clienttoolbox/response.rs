@@ -1,4 +1,4 @@
-//! Pure reading of ClientToolbox answers (XML or JSON) into receipts, lookup results or classified errors.
+//! Pure reading of ClientToolbox answers (XML or JSON) to every call into receipts, lookup results or classified errors.
 //!
 //! The vendor answers errors with HTTP 200 and `status="error"` in the body (very likely; the
 //! status code is undocumented), so the body decides and the status code only speaks when the
@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::header::HeaderMap;
 
 use super::account::{Classifier, LookupMethod};
-use super::fields::NewUser;
+use super::fields::{Changes, NewUser, TimezoneSelector};
 use crate::vendors::{http, Receipt, VendorError, VendorFailure};
 
 /// Codes of the errors this module produces; stable, so dashboards and tests can rely on them.
@@ -24,6 +24,10 @@ pub mod code {
     pub const REJECTED: &str = "rejected";
     pub const UNREADABLE: &str = "unreadable_body";
     pub const WRONG_ENDPOINT: &str = "wrong_endpoint";
+    /// An update, suspend or restore of a user the account does not hold.
+    pub const NO_SUCH_USER: &str = "no_such_user";
+    pub const SUSPEND_NOT_CONFIGURED: &str = "suspend_not_configured";
+    pub const RESTORE_NOT_CONFIGURED: &str = "restore_not_configured";
 }
 
 /// One element (XML) or member (JSON) of an answer.
@@ -370,13 +374,131 @@ pub fn interpret_create(
     }
     match read_answer(body) {
         Some(a) if a.status == Status::Error => Err(classify_error(&a.message, cls, retry_after, secrets, echoes)),
-        Some(_) if (200..300).contains(&status) => Ok(created(wire_user_name, false)),
+        Some(_) if (200..300).contains(&status) => Ok(receipt(wire_user_name, false)),
         _ => Err(by_status(status, retry_after, body, secrets)),
     }
 }
 
-/// `user_new` returns no id: the user is addressed by its `user_name`.
-pub fn created(wire_user_name: &str, existing: bool) -> Receipt {
+/// How a `status="error"` answer to a call that names an existing user reads.
+enum Refusal {
+    /// The vendor does not hold the user (the account's `not_found_patterns`).
+    NoSuchUser,
+    Other(VendorError),
+}
+
+/// Refusals of the caller, the account and the rate come first: "Account not found" is the
+/// account's problem, not the user's.
+fn refusal(
+    message: &str,
+    cls: &Classifier,
+    retry_after: Option<Duration>,
+    secrets: &[&str],
+    echoes: &[&str],
+) -> Refusal {
+    let e = classify_error(message, cls, retry_after, secrets, echoes);
+    let mine = matches!(e.failure, VendorFailure::Auth | VendorFailure::Throttled);
+    if !mine && cls.not_found.matches(&crate::vendors::unechoed(message, echoes)) {
+        return Refusal::NoSuchUser;
+    }
+    Refusal::Other(e)
+}
+
+/// The refusal of a change to a user ClientToolbox does not hold (or holds only marked deleted).
+pub fn no_such_user(wire_user_name: &str) -> VendorError {
+    VendorError::new(
+        VendorFailure::Rejected,
+        code::NO_SUCH_USER,
+        format!(
+            "ClientToolbox holds no user {wire_user_name} in this account (a deleted user counts as none); check the user_name, or send create_user first"
+        ),
+    )
+}
+
+/// Reads the answer to `user_update`; a user the vendor does not hold is `Rejected`
+/// [`code::NO_SUCH_USER`].
+pub fn interpret_update(
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    cls: &Classifier,
+    wire_user_name: &str,
+    secrets: &[&str],
+    echoes: &[&str],
+) -> Result<Receipt, VendorError> {
+    let retry_after = http::retry_after(headers);
+    if status == 429 || status >= 500 {
+        return Err(by_status(status, retry_after, body, secrets));
+    }
+    match read_answer(body) {
+        Some(a) if a.status == Status::Error => Err(match refusal(&a.message, cls, retry_after, secrets, echoes) {
+            Refusal::NoSuchUser => no_such_user(wire_user_name),
+            Refusal::Other(e) => e,
+        }),
+        Some(_) if (200..300).contains(&status) => Ok(receipt(wire_user_name, false)),
+        _ => Err(by_status(status, retry_after, body, secrets)),
+    }
+}
+
+/// Reads the answer to `user_delete`; a user the vendor does not hold is already deleted:
+/// `existing` (`unchanged`), never an error. `permanent` says which delete was sent.
+pub fn interpret_delete(
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    cls: &Classifier,
+    wire_user_name: &str,
+    permanent: bool,
+    secrets: &[&str],
+) -> Result<Receipt, VendorError> {
+    let retry_after = http::retry_after(headers);
+    if status == 429 || status >= 500 {
+        return Err(by_status(status, retry_after, body, secrets));
+    }
+    let done = |existing| {
+        let mut r = receipt(wire_user_name, existing);
+        r.details.insert("deletion".into(), if permanent { "permanent" } else { "marked_deleted" }.into());
+        r
+    };
+    match read_answer(body) {
+        Some(a) if a.status == Status::Error => match refusal(&a.message, cls, retry_after, secrets, &[wire_user_name])
+        {
+            Refusal::NoSuchUser => Ok(done(true)),
+            Refusal::Other(e) => Err(e),
+        },
+        Some(_) if (200..300).contains(&status) => Ok(done(false)),
+        _ => Err(by_status(status, retry_after, body, secrets)),
+    }
+}
+
+/// Whether the user as looked up already holds every value `changes` sets. A password or
+/// PIN is never shown, and a field the lookup does not return cannot be proven equal: both
+/// mean the update must be sent.
+pub fn already_applied(found: &FoundUser, changes: &Changes) -> bool {
+    if changes.has_secret() {
+        return false;
+    }
+    fn shown(have: &Option<String>) -> Option<&str> {
+        have.as_deref().map(str::trim)
+    }
+    let text = |want: &Option<String>, have: &Option<String>| {
+        want.as_deref().is_none_or(|w| shown(have).is_some_and(|h| h == w.trim()))
+    };
+    text(&changes.first_name, &found.first_name)
+        && text(&changes.last_name, &found.last_name)
+        && text(&changes.custom1, &found.custom1)
+        && changes.role.is_none_or(|r| shown(&found.role).is_some_and(|h| h == r.to_string()))
+        && changes.language.is_none_or(|l| shown(&found.language).is_some_and(|h| h.eq_ignore_ascii_case(l.as_str())))
+        && changes
+            .timezone
+            .is_none_or(|t| shown(&found.timezone).and_then(|h| TimezoneSelector::parse(h).ok()) == Some(t))
+        && changes
+            .allowed_campaigns
+            .as_ref()
+            .is_none_or(|c| shown(&found.allowed_campaigns).is_some_and(|h| c.same_as(h)))
+}
+
+/// A call's receipt: ClientToolbox returns no id, so the user is addressed by its `user_name`.
+pub fn receipt(wire_user_name: &str, existing: bool) -> Receipt {
     let mut details = serde_json::Map::new();
     details.insert("user_name".into(), wire_user_name.into());
     Receipt { existing, vendor_user_id: Some(wire_user_name.to_owned()), details }
@@ -392,6 +514,28 @@ pub struct FoundUser {
     /// `user_addtl_info` (or `user_custom1`).
     pub custom1: Option<String>,
     pub role: Option<String>,
+    pub language: Option<String>,
+    pub timezone: Option<String>,
+    pub allowed_campaigns: Option<String>,
+    /// The record says the user is marked deleted (see [`marked_deleted`]): it then counts
+    /// as absent.
+    pub marked_deleted: bool,
+}
+
+/// Whether a user record shows the user marked deleted. The lookups are undocumented, so a
+/// small set of spellings is read: `deleted`, `user_deleted` or `is_deleted` of `1`, `true`,
+/// `yes` or `y`, or `user_status` / `status` of `deleted`. A lookup that hides such users
+/// (as the sandbox's does) answers absent instead, which reads the same.
+fn marked_deleted(record: &Node) -> bool {
+    let flag = ["deleted", "user_deleted", "is_deleted"]
+        .iter()
+        .filter_map(|k| record.child_text(k))
+        .any(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "y"));
+    let status = ["user_status", "status"]
+        .iter()
+        .filter_map(|k| record.child_text(k))
+        .any(|v| v.eq_ignore_ascii_case("deleted"));
+    flag || status
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -415,6 +559,10 @@ fn records(root: &Node) -> Vec<FoundUser> {
                 last_name: text("user_last_name"),
                 custom1: text("user_addtl_info").or_else(|| text("user_custom1")),
                 role: text("user_role"),
+                language: text("language_selector"),
+                timezone: text("timezone_selector"),
+                allowed_campaigns: text("allowed_campaigns"),
+                marked_deleted: marked_deleted(n),
             })
         })
         .collect()
@@ -459,7 +607,8 @@ pub fn interpret_lookup(
     }
     let all = records(&answer.root);
     if let Some(found) = all.iter().find(|r| r.user_name.eq_ignore_ascii_case(wire_user_name)) {
-        return Ok(Lookup::Found(found.clone()));
+        // A user marked deleted keeps its name but is no one's account any more.
+        return Ok(if found.marked_deleted { Lookup::Absent } else { Lookup::Found(found.clone()) });
     }
     match method {
         // An empty list is a plausible answer; a user_info success without a user is not.
@@ -488,7 +637,7 @@ pub fn reconcile(record: &FoundUser, user: &NewUser, wire_user_name: &str) -> Re
         .map(|(name, _, _)| *name)
         .collect();
     if differing.is_empty() {
-        return Ok(created(wire_user_name, true));
+        return Ok(receipt(wire_user_name, true));
     }
     Err(VendorError::new(
         VendorFailure::Conflict,
@@ -696,6 +845,7 @@ mod tests {
             last_name: Some("Doe".into()),
             custom1: Some("Downtown Store".into()),
             role: Some("K".into()),
+            ..FoundUser::default()
         }
     }
 
@@ -758,5 +908,122 @@ mod tests {
         let e = reconcile(&bob, &user, "jdoe").unwrap_err();
         assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Conflict, code::USER_NAME_TAKEN));
         assert!(e.message.contains("user_first_name, user_role"), "{}", e.message);
+    }
+
+    // ---- update, delete ----
+
+    fn update(status: u16, body: &str) -> Result<Receipt, VendorError> {
+        interpret_update(status, &HeaderMap::new(), body.as_bytes(), &Classifier::default(), "jdoe", SECRETS, &[])
+    }
+
+    fn delete(status: u16, body: &str, permanent: bool) -> Result<Receipt, VendorError> {
+        interpret_delete(status, &HeaderMap::new(), body.as_bytes(), &Classifier::default(), "jdoe", permanent, SECRETS)
+    }
+
+    #[test]
+    fn update_answers() {
+        let r = update(200, "<response status=\"success\"/>").unwrap();
+        assert_eq!((r.existing, r.vendor_user_id.as_deref()), (false, Some("jdoe")));
+        let cases = [
+            ("User not found", VendorFailure::Rejected, code::NO_SUCH_USER),
+            ("No such user: jdoe", VendorFailure::Rejected, code::NO_SUCH_USER),
+            // The account's problem comes before the user's.
+            ("Account not found", VendorFailure::Auth, code::UNKNOWN_ACCOUNT),
+            ("Authentication failed", VendorFailure::Auth, code::AUTH),
+            ("User PIN already exists", VendorFailure::Conflict, code::DUPLICATE_PIN),
+            ("Invalid language_selector", VendorFailure::Rejected, code::REJECTED),
+        ];
+        for (message, failure, code) in cases {
+            let e = update(200, &xml_error(message)).unwrap_err();
+            assert_eq!((e.failure, e.code.as_str()), (failure, code), "{message}");
+        }
+        assert_eq!(update(503, "").unwrap_err().failure, VendorFailure::Transient);
+        assert_eq!(update(200, "nope").unwrap_err().code, code::UNREADABLE);
+        let e = update(200, &xml_error("Invalid user_new_password S3cure!pass")).unwrap_err();
+        assert!(!e.message.contains("S3cure!pass"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_job_value_that_reads_like_not_found_is_not_the_answer() {
+        let cls = Classifier::default();
+        let body = xml_error("Invalid user_last_name: Not Found");
+        let e = interpret_update(200, &HeaderMap::new(), body.as_bytes(), &cls, "jdoe", SECRETS, &["Not Found"]);
+        assert_eq!(e.unwrap_err().code, code::REJECTED);
+    }
+
+    #[test]
+    fn delete_answers() {
+        let r = delete(200, "<response status=\"success\"/>", false).unwrap();
+        assert_eq!((r.existing, &r.details["deletion"]), (false, &serde_json::json!("marked_deleted")));
+        let r = delete(200, "{\"status\": \"success\"}", true).unwrap();
+        assert_eq!((r.existing, &r.details["deletion"]), (false, &serde_json::json!("permanent")));
+        let r = delete(200, &xml_error("User does not exist"), true).unwrap();
+        assert!(r.existing, "a user already gone is unchanged");
+        let e = delete(200, &xml_error("Permission denied"), false).unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Auth, code::AUTH));
+        let e = delete(200, &xml_error("Invalid account_id"), false).unwrap_err();
+        assert_eq!(e.code, code::UNKNOWN_ACCOUNT);
+        let e = delete(200, &xml_error("Cannot delete the last Administrator"), false).unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, code::REJECTED));
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "5".parse().unwrap());
+        let e = interpret_delete(429, &h, b"", &Classifier::default(), "jdoe", false, SECRETS).unwrap_err();
+        assert_eq!((e.failure, e.retry_after), (VendorFailure::Throttled, Some(Duration::from_secs(5))));
+        assert_eq!(delete(500, "", false).unwrap_err().failure, VendorFailure::Transient);
+        assert_eq!(delete(404, "", false).unwrap_err().code, code::WRONG_ENDPOINT);
+    }
+
+    #[test]
+    fn a_record_marked_deleted_is_absent() {
+        for mark in [
+            "<user_deleted>1</user_deleted>",
+            "<deleted>true</deleted>",
+            "<is_deleted>Y</is_deleted>",
+            "<user_status>deleted</user_status>",
+            "<status>Deleted</status>",
+        ] {
+            let body =
+                format!("<response status=\"success\"><user><user_name>jdoe</user_name>{mark}</user></response>");
+            assert_eq!(lookup(LookupMethod::UserInfo, &body).unwrap(), Lookup::Absent, "{mark}");
+        }
+        for live in ["<user_deleted>0</user_deleted>", "<user_status>active</user_status>", ""] {
+            let body =
+                format!("<response status=\"success\"><user><user_name>jdoe</user_name>{live}</user></response>");
+            assert!(matches!(lookup(LookupMethod::UserInfo, &body).unwrap(), Lookup::Found(_)), "{live}");
+        }
+        let list = r#"{"status":"success","users":[{"user_name":"jdoe","deleted":"1"}]}"#;
+        assert_eq!(lookup(LookupMethod::UsersList, list).unwrap(), Lookup::Absent);
+    }
+
+    fn changes(fields: serde_json::Value) -> Changes {
+        Changes::parse(&testing::job_of("update_user", "jdoe", fields).user).unwrap()
+    }
+
+    #[test]
+    fn already_applied_needs_every_value_shown_and_equal() {
+        let found = FoundUser {
+            language: Some("EN".into()),
+            timezone: Some("68".into()),
+            allowed_campaigns: Some("all".into()),
+            ..jane()
+        };
+        for same in [
+            serde_json::json!({"user_first_name": "Jane"}),
+            serde_json::json!({"user_first_name": " Jane ", "user_role": "K", "user_custom1": "Downtown Store"}),
+            serde_json::json!({"language_selector": "EN", "timezone_selector": 68, "allowed_campaigns": "all"}),
+        ] {
+            assert!(already_applied(&found, &changes(same.clone())), "{same}");
+        }
+        for differs in [
+            serde_json::json!({"user_first_name": "jane"}),
+            serde_json::json!({"user_role": "A"}),
+            serde_json::json!({"timezone_selector": "69"}),
+            serde_json::json!({"allowed_campaigns": "none"}),
+            serde_json::json!({"user_first_name": "Jane", "user_new_password": "x"}),
+            serde_json::json!({"user_PIN": "1234"}),
+        ] {
+            assert!(!already_applied(&found, &changes(differs.clone())), "{differs}");
+        }
+        assert!(!already_applied(&jane(), &changes(serde_json::json!({"language_selector": "EN"}))), "not shown");
     }
 }

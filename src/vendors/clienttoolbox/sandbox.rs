@@ -2,9 +2,13 @@
 //!
 //! It answers like the vendor: HTTP 200 with `<response status="success|error">` (or the JSON
 //! equivalent for `output=JSON`), free-text `<error>` messages, one merchant account, a caller
-//! that may manage users and one that may not. `user_info` and `users_list`, which only public
-//! client code mentions, are served so the adapter's lookups can be exercised. Fault injection
-//! is left to the shared sandbox layer.
+//! that may manage users and one that may not. `user_new`, `user_update` (only the fields sent
+//! change) and `user_delete` (marks the user deleted; `action=permanent` removes it) follow the
+//! docs. `user_info` and `users_list`, which only public client code mentions, are served so
+//! the adapter's lookups can be exercised. A user marked deleted keeps its name (a `user_new`
+//! of it is a duplicate) but is otherwise gone: the lookups do not show it, and an update or a
+//! second plain delete of it is "User not found". Fault injection is left to the shared
+//! sandbox layer.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -46,6 +50,8 @@ struct StoredUser {
     timezone: String,
     allowed_campaigns: String,
     pin: Option<String>,
+    /// `user_delete` without `action=permanent`: kept, but no longer anyone's login.
+    deleted: bool,
 }
 
 #[derive(Debug, Default)]
@@ -66,14 +72,22 @@ impl Sandbox {
         Self::default()
     }
 
-    /// How many times `user_new` created this `user_name` (case-insensitive). Never above 1.
+    /// How many times `user_new` created this `user_name` (case-insensitive). Never above 1,
+    /// unless a permanent delete freed the name in between.
     pub fn creations(&self, identity: &str) -> u32 {
         let ledger = self.ledger.lock().expect("sandbox lock");
         ledger.creations.get(&identity.to_ascii_lowercase()).copied().unwrap_or(0)
     }
 
+    /// Users the account holds and has not marked deleted.
     pub fn user_count(&self) -> usize {
-        self.ledger.lock().expect("sandbox lock").users.len()
+        self.ledger.lock().expect("sandbox lock").users.values().filter(|u| !u.deleted).count()
+    }
+
+    /// Whether the account holds `user_name` marked deleted (kept for its old transactions).
+    pub fn marked_deleted(&self, user_name: &str) -> bool {
+        let ledger = self.ledger.lock().expect("sandbox lock");
+        ledger.users.get(&user_name.to_ascii_lowercase()).is_some_and(|u| u.deleted)
     }
 
     /// Puts a user in place as if someone else had created it (not counted as a creation),
@@ -89,6 +103,7 @@ impl Sandbox {
             timezone: "68".into(),
             allowed_campaigns: "all".into(),
             pin: None,
+            deleted: false,
         };
         self.ledger.lock().expect("sandbox lock").users.insert(user_name.to_ascii_lowercase(), user);
     }
@@ -164,7 +179,7 @@ impl Sandbox {
             Some(SANDBOX_ACCOUNT_ID) => {}
             Some(_) => return error("Invalid account_id"),
         }
-        if !matches!(kind, "user_new" | "user_info" | "users_list") {
+        if !matches!(kind, "user_new" | "user_update" | "user_delete" | "user_info" | "users_list") {
             return error(format!("Invalid type: {kind}"));
         }
         if user_id != SANDBOX_USER_ID {
@@ -174,12 +189,49 @@ impl Sandbox {
         match kind {
             "user_info" => {
                 let Some(name) = get("user_name") else { return error("Missing required field: user_name") };
-                match ledger.users.get(&name.to_ascii_lowercase()) {
+                match ledger.users.get(&name.to_ascii_lowercase()).filter(|u| !u.deleted) {
                     Some(u) => Reply::Success(vec![u.clone()], Listing::One),
                     None => error("User not found"),
                 }
             }
-            "users_list" => Reply::Success(ledger.users.values().cloned().collect(), Listing::Many),
+            "users_list" => {
+                Reply::Success(ledger.users.values().filter(|u| !u.deleted).cloned().collect(), Listing::Many)
+            }
+            "user_update" => {
+                let Some(name) = get("user_name") else { return error("Missing required field: user_name") };
+                let key = name.to_ascii_lowercase();
+                let Some(current) = ledger.users.get(&key).filter(|u| !u.deleted) else {
+                    return error("User not found");
+                };
+                match updated_user(current, p) {
+                    Err(message) => Reply::Error(message),
+                    Ok(user) => {
+                        let pin_taken = |(k, u): (&String, &StoredUser)| *k != key && !u.deleted && u.pin == user.pin;
+                        if user.pin.is_some() && user.pin != current.pin && ledger.users.iter().any(pin_taken) {
+                            return error("User PIN already exists");
+                        }
+                        ledger.users.insert(key, user);
+                        Reply::Success(Vec::new(), Listing::Nothing)
+                    }
+                }
+            }
+            "user_delete" => {
+                let Some(name) = get("user_name") else { return error("Missing required field: user_name") };
+                let key = name.to_ascii_lowercase();
+                match get("action") {
+                    None => match ledger.users.get_mut(&key).filter(|u| !u.deleted) {
+                        Some(u) => u.deleted = true,
+                        None => return error("User not found"),
+                    },
+                    Some("permanent") => {
+                        if ledger.users.remove(&key).is_none() {
+                            return error("User not found");
+                        }
+                    }
+                    Some(_) => return error("Invalid action: use permanent or leave it out"),
+                }
+                Reply::Success(Vec::new(), Listing::Nothing)
+            }
             _ => match new_user(p) {
                 Err(message) => Reply::Error(message),
                 Ok(user) => {
@@ -187,7 +239,7 @@ impl Sandbox {
                     if ledger.users.contains_key(&key) {
                         return error("User name already exists");
                     }
-                    if user.pin.is_some() && ledger.users.values().any(|u| u.pin == user.pin) {
+                    if user.pin.is_some() && ledger.users.values().any(|u| !u.deleted && u.pin == user.pin) {
                         return error("User PIN already exists");
                     }
                     ledger.users.insert(key.clone(), user);
@@ -238,30 +290,15 @@ fn new_user(p: &HashMap<String, String>) -> Result<StoredUser, String> {
     if !SANDBOX_ROLES.iter().any(|r| role.len() == 1 && role.starts_with(*r)) {
         return Err("Invalid user_role".into());
     }
+    role_rule(role)?;
     let campaigns = require("allowed_campaigns")?;
-    if role != rule::ADMINISTRATOR {
-        match rule::campaign_ids(campaigns) {
-            None => return Err("Invalid allowed_campaigns".into()),
-            Some(ids) => {
-                if let Some(bad) = ids.iter().find(|id| !SANDBOX_CAMPAIGNS.contains(id)) {
-                    return Err(format!("Invalid campaign id: {bad}"));
-                }
-            }
-        }
-    }
+    campaigns_rule(role, campaigns)?;
     let language = get("language_selector").unwrap_or("EN");
-    if !SANDBOX_LANGUAGES.contains(&language) {
-        return Err("Invalid language_selector".into());
-    }
+    language_rule(language)?;
     let timezone = get("timezone_selector").unwrap_or("68");
-    if !(rule::digits(timezone) && timezone.parse::<u32>().is_ok_and(|t| (1..=SANDBOX_MAX_TIMEZONE).contains(&t))) {
-        return Err("Invalid timezone_selector".into());
-    }
+    timezone_rule(timezone)?;
     let pin = get("user_PIN").map(str::to_owned);
-    // Never echo the PIN itself.
-    if pin.as_deref().is_some_and(|pin| !rule::digits(pin)) {
-        return Err("Invalid user_PIN: digits only".to_owned());
-    }
+    pin_rule(pin.as_deref())?;
     let text = |k: &str| get(k).unwrap_or_default().to_owned();
     Ok(StoredUser {
         user_name: user_name.to_owned(),
@@ -273,7 +310,97 @@ fn new_user(p: &HashMap<String, String>) -> Result<StoredUser, String> {
         timezone: timezone.to_owned(),
         allowed_campaigns: campaigns.to_owned(),
         pin,
+        deleted: false,
     })
+}
+
+/// `user_update`: every field but `user_name` optional, each under its `user_new` rule; the
+/// fields sent change and the others stay. The new role decides whether campaigns matter.
+fn updated_user(current: &StoredUser, p: &HashMap<String, String>) -> Result<StoredUser, String> {
+    let get = |k: &str| p.get(k).map(String::as_str).filter(|s| !s.is_empty());
+    let mut user = current.clone();
+    if let Some(role) = get("user_role") {
+        role_rule(role)?;
+        user.role = role.to_owned();
+    }
+    if let Some(campaigns) = get("allowed_campaigns") {
+        campaigns_rule(&user.role, campaigns)?;
+        user.allowed_campaigns = campaigns.to_owned();
+    }
+    if let Some(language) = get("language_selector") {
+        language_rule(language)?;
+        user.language = language.to_owned();
+    }
+    if let Some(timezone) = get("timezone_selector") {
+        timezone_rule(timezone)?;
+        user.timezone = timezone.to_owned();
+    }
+    if let Some(pin) = get("user_PIN") {
+        pin_rule(Some(pin))?;
+        user.pin = Some(pin.to_owned());
+    }
+    if let Some(language_custom) = get("language_custom") {
+        if !matches!(language_custom, "Yes" | "No") {
+            return Err("Invalid language_custom: use Yes or No".into());
+        }
+    }
+    // Free text may be cleared: a field sent empty is set empty.
+    for (k, field) in [
+        ("user_first_name", &mut user.first_name),
+        ("user_last_name", &mut user.last_name),
+        ("user_custom1", &mut user.custom1),
+    ] {
+        if let Some(v) = p.get(k) {
+            v.clone_into(field);
+        }
+    }
+    Ok(user)
+}
+
+fn role_rule(role: &str) -> Result<(), String> {
+    if SANDBOX_ROLES.iter().any(|r| role.len() == 1 && role.starts_with(*r)) {
+        Ok(())
+    } else {
+        Err("Invalid user_role".into())
+    }
+}
+
+fn campaigns_rule(role: &str, campaigns: &str) -> Result<(), String> {
+    if role == rule::ADMINISTRATOR {
+        return Ok(());
+    }
+    match rule::campaign_ids(campaigns) {
+        None => Err("Invalid allowed_campaigns".into()),
+        Some(ids) => match ids.iter().find(|id| !SANDBOX_CAMPAIGNS.contains(id)) {
+            Some(bad) => Err(format!("Invalid campaign id: {bad}")),
+            None => Ok(()),
+        },
+    }
+}
+
+fn language_rule(language: &str) -> Result<(), String> {
+    if SANDBOX_LANGUAGES.contains(&language) {
+        Ok(())
+    } else {
+        Err("Invalid language_selector".into())
+    }
+}
+
+fn timezone_rule(timezone: &str) -> Result<(), String> {
+    if rule::digits(timezone) && timezone.parse::<u32>().is_ok_and(|t| (1..=SANDBOX_MAX_TIMEZONE).contains(&t)) {
+        Ok(())
+    } else {
+        Err("Invalid timezone_selector".into())
+    }
+}
+
+/// Never echo the PIN itself.
+fn pin_rule(pin: Option<&str>) -> Result<(), String> {
+    if pin.is_some_and(|pin| !rule::digits(pin)) {
+        Err("Invalid user_PIN: digits only".to_owned())
+    } else {
+        Ok(())
+    }
 }
 
 /// What a lookup shows of a user: never the password or the PIN.
@@ -582,5 +709,172 @@ mod tests {
             }
             assert_eq!(sandbox.creations(name), u32::from(refused.is_none()), "{name}");
         }
+    }
+
+    // ---- update, suspend, restore, delete ----
+
+    const SUSPEND: (&str, &str) = ("suspend", r#"{"allowed_campaigns": "none"}"#);
+    const RESTORE: (&str, &str) = ("restore", r#"{"allowed_campaigns": "all", "user_role": "K"}"#);
+
+    fn stored(sandbox: &Sandbox, user_name: &str) -> StoredUser {
+        sandbox.ledger.lock().unwrap().users[user_name].clone()
+    }
+
+    fn of(kind: &str, fields: serde_json::Value) -> crate::contract::Job {
+        testing::job_of(kind, "JDoe", fields)
+    }
+
+    #[tokio::test]
+    async fn lifecycle_round_trip_in_every_lookup_mode() {
+        let modes: [(&[(&str, &str)], bool); 3] = [
+            (&[], true),
+            (&[("lookup", "users_list"), ("output", "JSON"), ("auth", "api_access_key")], true),
+            (&[("lookup", "none")], false),
+        ];
+        for (settings, proves) in modes {
+            let (sandbox, url) = serve().await;
+            let mut all = settings.to_vec();
+            all.extend([SUSPEND, RESTORE]);
+            let a = adapter(&url, &all);
+            assert!(!a.create_user(&testing::job("JDoe", json!({})), FRESH).await.unwrap().existing);
+
+            let update = of("update_user", json!({"user_first_name": "Janet", "allowed_campaigns": "12971184024723"}));
+            assert!(!a.update_user(&update, FRESH).await.unwrap().existing, "{settings:?}");
+            let u = stored(&sandbox, "jdoe");
+            assert_eq!((u.first_name.as_str(), u.last_name.as_str()), ("Janet", "Doe"), "only the named fields change");
+            assert_eq!(a.update_user(&update, SEEN).await.unwrap().existing, proves, "{settings:?}: update again");
+
+            assert!(!a.suspend_user(&of("suspend_user", json!({})), FRESH).await.unwrap().existing);
+            assert_eq!(stored(&sandbox, "jdoe").allowed_campaigns, "none");
+            let again = a.suspend_user(&of("suspend_user", json!({})), SEEN).await.unwrap();
+            assert_eq!(again.existing, proves, "{settings:?}: suspend again");
+
+            assert!(!a.restore_user(&of("restore_user", json!({})), FRESH).await.unwrap().existing);
+            assert_eq!(stored(&sandbox, "jdoe").allowed_campaigns, "all");
+
+            let r = a.delete_user(&of("delete_user", json!({})), FRESH).await.unwrap();
+            assert_eq!((r.existing, &r.details["deletion"]), (false, &json!("marked_deleted")), "{settings:?}");
+            assert!(sandbox.marked_deleted("jdoe"));
+            assert_eq!(sandbox.user_count(), 0);
+            assert!(a.delete_user(&of("delete_user", json!({})), SEEN).await.unwrap().existing, "delete again");
+
+            // Marked deleted is gone for every call but a new user_new of its name.
+            let e = a.update_user(&update, FRESH).await.unwrap_err();
+            assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, code::NO_SUCH_USER), "{settings:?}");
+            let e = a.create_user(&testing::job("JDoe", json!({})), FRESH).await.unwrap_err();
+            assert_eq!(e.failure, VendorFailure::Conflict, "{settings:?}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn hard_delete_really_deletes_even_a_user_marked_deleted() {
+        let (sandbox, url) = serve().await;
+        let soft = adapter(&url, &[]);
+        let hard = adapter(&url, &[("hard_delete", "true")]);
+        soft.create_user(&testing::job("JDoe", json!({})), FRESH).await.unwrap();
+        assert!(!soft.delete_user(&of("delete_user", json!({})), FRESH).await.unwrap().existing);
+        let r = hard.delete_user(&of("delete_user", json!({})), FRESH).await.unwrap();
+        assert_eq!((r.existing, &r.details["deletion"]), (false, &json!("permanent")));
+        assert!(!sandbox.marked_deleted("jdoe"));
+        assert!(hard.delete_user(&of("delete_user", json!({})), SEEN).await.unwrap().existing, "delete again");
+        // The name is free again.
+        assert!(!soft.create_user(&testing::job("JDoe", json!({})), FRESH).await.unwrap().existing);
+        assert_eq!(sandbox.creations("jdoe"), 2);
+    }
+
+    #[tokio::test]
+    async fn lifecycle_refusals_come_back_classified() {
+        let (sandbox, url) = serve().await;
+        let a = adapter(&url, &[SUSPEND]);
+        a.create_user(&testing::job("JDoe", json!({})), FRESH).await.unwrap();
+        a.create_user(&testing::job("other", json!({"user_PIN": "7777"})), FRESH).await.unwrap();
+        let e = a.update_user(&of("update_user", json!({"user_PIN": "7777"})), FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Conflict, code::DUPLICATE_PIN));
+        assert!(!e.message.contains("7777"));
+        let e = a.update_user(&of("update_user", json!({"allowed_campaigns": "999"})), FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, code::REJECTED));
+        let e = a.restore_user(&of("restore_user", json!({})), FRESH).await.unwrap_err();
+        assert_eq!(e.code, code::RESTORE_NOT_CONFIGURED);
+        let e = a.suspend_user(&testing::job_of("suspend_user", "nobody", json!({})), FRESH).await.unwrap_err();
+        assert_eq!(e.code, code::NO_SUCH_USER);
+        let clerk = adapter(&url, &[("user_id", SANDBOX_CLERK_USER_ID), ("lookup", "none")]);
+        let e = clerk.delete_user(&of("delete_user", json!({})), FRESH).await.unwrap_err();
+        assert_eq!(
+            (e.failure, e.code.as_str()),
+            (VendorFailure::Auth, code::AUTH),
+            "user_delete is Administrator-only"
+        );
+        assert_eq!(sandbox.user_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_fault_fails_the_call_and_the_next_one_goes_through() {
+        let sandbox = Arc::new(Sandbox::new());
+        let faults = crate::sandbox::FaultState::new(crate::sandbox::Faults::default(), 7);
+        let app = crate::sandbox::with_faults(router(sandbox.clone()), faults.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let a = adapter(&url, &[SUSPEND]);
+        a.create_user(&testing::job("JDoe", json!({})), FRESH).await.unwrap();
+
+        faults.set(crate::sandbox::Faults { fail_next: 1, ..Default::default() });
+        let update = of("update_user", json!({"user_last_name": "Roe"}));
+        let e = a.update_user(&update, FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Transient, "http_503"));
+        assert_eq!(stored(&sandbox, "jdoe").last_name, "Doe", "a faulted call changes nothing");
+        assert!(!a.update_user(&update, SEEN).await.unwrap().existing);
+        assert_eq!(stored(&sandbox, "jdoe").last_name, "Roe");
+
+        faults.set(crate::sandbox::Faults {
+            throttle_next: 1,
+            retry_after: std::time::Duration::from_secs(2),
+            ..Default::default()
+        });
+        let e = a.suspend_user(&of("suspend_user", json!({})), FRESH).await.unwrap_err();
+        assert_eq!(e.failure, VendorFailure::Throttled);
+        assert_eq!(e.retry_after, Some(std::time::Duration::from_secs(2)));
+        assert!(!a.suspend_user(&of("suspend_user", json!({})), SEEN).await.unwrap().existing);
+        assert!(!a.delete_user(&of("delete_user", json!({})), FRESH).await.unwrap().existing);
+    }
+
+    #[tokio::test]
+    async fn update_and_delete_follow_the_documented_rules() {
+        let (sandbox, url) = serve().await;
+        let mut new = vec![("type", "user_new"), ("user_name", "clerk"), ("user_new_password", "pw")];
+        new.extend(AUTH);
+        new.extend([("user_role", "K"), ("allowed_campaigns", "all"), ("user_custom1", "Front")]);
+        post(&url, &new).await;
+        let call = |extra: &[(&'static str, &'static str)], kind: &'static str| {
+            let mut form = vec![("type", kind)];
+            form.extend(AUTH);
+            form.extend_from_slice(extra);
+            form
+        };
+        // (type, the other fields, what the answer says)
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: [Case<'_>; 7] = [
+            ("user_update", &[("user_first_name", "X")], "Missing required field: user_name"),
+            ("user_update", &[("user_name", "ghost"), ("user_first_name", "X")], "User not found"),
+            ("user_update", &[("user_name", "clerk"), ("user_role", "Z")], "Invalid user_role"),
+            ("user_update", &[("user_name", "CLERK"), ("user_custom1", "")], "status=\"success\""),
+            ("user_delete", &[("user_name", "clerk"), ("action", "forever")], "Invalid action"),
+            ("user_delete", &[("user_name", "clerk")], "status=\"success\""),
+            ("user_delete", &[("user_name", "clerk")], "User not found"),
+        ];
+        for (kind, extra, expected) in cases {
+            let (_, body) = post(&url, &call(extra, kind)).await;
+            assert!(body.contains(expected), "{kind} {extra:?}: {body}");
+        }
+        let u = stored(&sandbox, "clerk");
+        assert_eq!((u.custom1.as_str(), u.deleted), ("", true), "an empty free-text field clears it");
+        let mut info = vec![("type", "user_info"), ("user_name", "clerk")];
+        info.extend(AUTH);
+        assert!(post(&url, &info).await.1.contains("User not found"), "a user marked deleted is not shown");
+        let (_, body) = post(&url, &new).await;
+        assert!(body.contains("User name already exists"), "it keeps its name: {body}");
+        let (_, body) = post(&url, &call(&[("user_name", "clerk"), ("action", "permanent")], "user_delete")).await;
+        assert!(body.contains("status=\"success\""), "{body}");
+        assert!(post(&url, &new).await.1.contains("status=\"success\""), "the name is free again");
     }
 }
