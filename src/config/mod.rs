@@ -594,6 +594,22 @@ impl Default for LogSettings {
     }
 }
 
+/// Reads account settings of any TOML shape as text, so the vendors read one form whether a
+/// value came from a file (`hard_delete = true`, a table) or the environment (always text).
+fn settings_as_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, text)
+        })
+        .collect())
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EventSettings {
@@ -616,8 +632,9 @@ pub struct AccountSettings {
     #[serde(default)]
     pub base_url: Option<String>,
     /// Vendor-level settings that are not secret (e.g. NetSapiens `domain`, ClientToolbox
-    /// `account_id`).
-    #[serde(default)]
+    /// `account_id`), each as text: a boolean or number as written, a table (NetSapiens
+    /// `suspend = { "user-scope" = "No Portal" }`) as the JSON object it spells.
+    #[serde(default, deserialize_with = "settings_as_text")]
     pub settings: BTreeMap<String, String>,
     /// Credentials, each an `env:NAME` or `file:PATH` reference.
     #[serde(default)]
@@ -1067,6 +1084,24 @@ pub fn default_dir() -> &'static Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn account_settings_of_any_toml_shape_are_read_as_text() {
+        use figment::providers::{Format, Serialized, Toml};
+        let toml = r#"
+[accounts.acme-ns]
+vendor = "netsapiens"
+settings = { domain = "acme.example", hard_delete = true, retries = 3, suspend = { "user-scope" = "No Portal" } }
+"#;
+        let s: Settings =
+            figment::Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(toml)).extract().unwrap();
+        let settings = &s.accounts["acme-ns"].settings;
+        assert_eq!(settings["domain"], "acme.example");
+        assert_eq!(settings["hard_delete"], "true");
+        assert_eq!(settings["retries"], "3");
+        let suspend: serde_json::Value = serde_json::from_str(&settings["suspend"]).unwrap();
+        assert_eq!(suspend, serde_json::json!({"user-scope": "No Portal"}));
+    }
 
     fn sources(dir: &Path) -> Sources {
         Sources { dir: dir.to_owned(), environment: None, use_env_vars: false }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::fields::{Domain, EmailField};
+use super::fields::{Changes, Domain, EmailField};
 use crate::config::{AccountSettings, ConfigError};
 use crate::vendors::http;
 
@@ -19,6 +19,9 @@ pub const SETTINGS_KEYS: &[&str] = &[
     "domain_not_found",
     "log_tag",
     "allow_http",
+    "hard_delete",
+    "suspend",
+    "restore",
 ];
 
 /// Every `credentials` key this adapter reads.
@@ -83,6 +86,13 @@ pub struct Account {
     pub domain_not_found: DomainNotFound,
     /// Sent as `X-NetSapiens-Log` to switch on the platform's on-demand request logging.
     pub log_tag: Option<String>,
+    /// `DELETE /domains/{domain}/users/{user}` is permanent: sent only when this is set.
+    pub hard_delete: bool,
+    /// NetSapiens has no suspend: the fields a `suspend_user` job sets, when the account
+    /// says (e.g. `{"user-scope": "No Portal"}`). Unset: such jobs are refused.
+    pub suspend: Option<Changes>,
+    /// The fields a `restore_user` job sets (e.g. `{"user-scope": "Basic User"}`).
+    pub restore: Option<Changes>,
 }
 
 impl Account {
@@ -162,6 +172,22 @@ pub fn from_settings(name: &str, a: &AccountSettings) -> Result<Account, ConfigE
         }
     };
 
+    // Spelled as `allow_http` is: true/yes/1 or false/no/0.
+    let hard_delete = match get("hard_delete").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false" | "no" | "0") => false,
+        Some("true" | "yes" | "1") => true,
+        Some(_) => {
+            return Err(invalid(
+                setting_key("hard_delete"),
+                "must be \"true\" (delete_user jobs delete for good) or \"false\" (they are refused; the default)"
+                    .into(),
+            ))
+        }
+    };
+    let changes = |k: &str| get(k).map(Changes::from_setting).transpose().map_err(|m| invalid(setting_key(k), m));
+    let suspend = changes("suspend")?;
+    let restore = changes("restore")?;
+
     let resolve = |k: &str| a.credentials.get(k).map(|s| s.resolve(&credential_key(k))).transpose();
     let api_key = resolve("api_key")?;
     let present: Vec<&str> = OAUTH_KEYS.iter().copied().filter(|k| a.credentials.contains_key(*k)).collect();
@@ -207,6 +233,9 @@ pub fn from_settings(name: &str, a: &AccountSettings) -> Result<Account, ConfigE
         token_refresh_margin,
         domain_not_found,
         log_tag,
+        hard_delete,
+        suspend,
+        restore,
     })
 }
 
@@ -280,6 +309,8 @@ pub(crate) mod tests {
         assert_eq!(a.token_refresh_margin, Duration::from_secs(60));
         assert_eq!(a.domain_not_found, DomainNotFound::Auth);
         assert_eq!(a.log_tag, None);
+        assert!(!a.hard_delete, "a permanent delete is never the default");
+        assert_eq!((a.suspend.as_ref(), a.restore.as_ref()), (None, None));
         match &a.auth {
             Auth::ApiKey(k) => assert_eq!(k.expose_secret(), "nsd_sekrit"),
             other => panic!("{other:?}"),
@@ -301,6 +332,9 @@ pub(crate) mod tests {
                 ("token_refresh_margin", "5m"),
                 ("domain_not_found", "transient"),
                 ("log_tag", "provisioner-debug"),
+                ("hard_delete", "true"),
+                ("suspend", r#"{"user-scope": "No Portal"}"#),
+                ("restore", r#"{"user-scope": "Basic User", "directory-name-visible-in-list-enabled": "yes"}"#),
             ],
             &[("client_id", "cid"), ("client_secret", "csecret"), ("username", "admin@acme"), ("password", "pw-1")],
         );
@@ -312,6 +346,10 @@ pub(crate) mod tests {
         assert_eq!(a.token_refresh_margin, Duration::from_secs(300));
         assert_eq!(a.domain_not_found, DomainNotFound::Transient);
         assert_eq!(a.log_tag.as_deref(), Some("provisioner-debug"));
+        assert!(a.hard_delete);
+        let names = |c: &Option<Changes>| c.as_ref().unwrap().iter().map(|(n, _)| n).collect::<Vec<_>>();
+        assert_eq!(names(&a.suspend), ["user-scope"]);
+        assert_eq!(names(&a.restore), ["directory-name-visible-in-list-enabled", "user-scope"]);
         assert!(matches!(a.auth, Auth::OAuth(_)));
         let shown = format!("{a:?}");
         for secret in ["csecret", "pw-1", "admin@acme"] {
@@ -335,6 +373,11 @@ pub(crate) mod tests {
             (&[("token_refresh_margin", "soon")], key, "accounts.a.settings.token_refresh_margin"),
             (&[("domain_not_found", "retry")], key, "accounts.a.settings.domain_not_found"),
             (&[("log_tag", "has space")], key, "accounts.a.settings.log_tag"),
+            (&[("hard_delete", "always")], key, "accounts.a.settings.hard_delete"),
+            (&[("suspend", "user-scope=No Portal")], key, "accounts.a.settings.suspend"),
+            (&[("suspend", r#"{"user-scope": "Nobody"}"#)], key, "accounts.a.settings.suspend"),
+            (&[("restore", r#"{"voicemail-login-pin": "1234"}"#)], key, "accounts.a.settings.restore"),
+            (&[("restore", "{}")], key, "accounts.a.settings.restore"),
             (&[], &[], "accounts.a.credentials.api_key"),
             (&[], &[("api_key", "k"), ("client_id", "c")], "accounts.a.credentials.api_key"),
             (&[], &[("client_id", "c"), ("client_secret", "s"), ("username", "u")], "accounts.a.credentials.password"),
@@ -369,6 +412,40 @@ pub(crate) mod tests {
         let mut s = settings(&dir, base, &[], key);
         s.base_url = None;
         assert_eq!(key_of(from_settings("a", &s).unwrap_err()), "accounts.a.base_url");
+    }
+
+    #[test]
+    fn hard_delete_reads_like_allow_http() {
+        let dir = tempfile::tempdir().unwrap();
+        for (raw, want) in [("true", true), ("YES", true), ("1", true), ("false", false), ("no", false), ("0", false)] {
+            let s = settings(&dir, "https://pbx.example.com/ns-api/v2", &[("hard_delete", raw)], &[("api_key", "k")]);
+            assert_eq!(from_settings("a", &s).unwrap().hard_delete, want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_bad_suspend_table_says_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(
+            &dir,
+            "https://pbx.example.com/ns-api/v2",
+            &[("suspend", r#"{"user-scope": "Nobody"}"#)],
+            &[("api_key", "k")],
+        );
+        let e = from_settings("acme", &s).unwrap_err().to_string();
+        assert!(e.contains("accounts.acme.settings.suspend") && e.contains("user-scope"), "{e}");
+    }
+
+    /// The development config shows the syntax operators copy: it must stay valid.
+    #[test]
+    fn the_development_configs_suspend_and_restore_tables_are_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/development.toml");
+        let config: toml::Value = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let settings = &config["accounts"]["acme-netsapiens"]["settings"];
+        for key in ["suspend", "restore"] {
+            let raw = settings[key].as_str().unwrap_or_else(|| panic!("{key} is a string setting"));
+            assert!(Changes::from_setting(raw).is_ok(), "{key}: {raw}");
+        }
     }
 
     #[test]

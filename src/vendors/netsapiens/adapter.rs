@@ -1,4 +1,4 @@
-//! The NetSapiens adapter: one pooled client and one token cache per account, build → send → interpret, looking the user up whenever a create might be a repeat.
+//! The NetSapiens adapter: one pooled client and one token cache per account, build → send → interpret, looking the user up whenever a create might be a repeat and before every update, suspend, restore and delete.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,11 +7,11 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::account::{self, Account, Auth, OAuthClient};
-use super::fields::{Domain, Extension, NewUser};
+use super::fields::{Changes, Domain, Extension, NewUser, UserChange, UserRef};
 use super::request::{self, Request};
 use super::response::{self, code, Answer, FoundUser, Token};
 use crate::config::{AccountSettings, ConfigError, VendorSettings};
-use crate::contract::{Job, VendorKey};
+use crate::contract::{FieldError, Job, JobKind, VendorKey};
 use crate::vendors::{http, CallContext, Receipt, VendorError, VendorFailure, INVALID_FIELD};
 
 /// One NetSapiens account's client. Cheap to clone: clones share the connection pool and
@@ -75,31 +75,87 @@ impl Adapter {
                 VendorFailure::Auth,
                 code::NO_DOMAIN,
                 format!(
-                    "no domain to create the user in: set accounts.{}.settings.domain or give the job a top-level domain",
+                    "no domain for the user: set accounts.{}.settings.domain or give the job a top-level domain",
                     self.inner.account.name
                 ),
             )),
         }
     }
 
-    /// The job's user under the vendor's rules; a refusal is never sent.
+    /// A create job's user under the vendor's rules; a refusal is never sent.
     fn parse_user(&self, job: &Job) -> Result<NewUser, VendorError> {
-        NewUser::parse(&job.user).map_err(|errors| {
-            let summary: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
-            VendorError::new(VendorFailure::Rejected, INVALID_FIELD, summary.join("; "))
-        })
+        NewUser::parse(&job.user).map_err(invalid_fields)
     }
 
-    /// The whole flow: parse, look before a create that might repeat one, create, settle.
+    /// An update job's user: the extension and the changes.
+    fn parse_change(&self, job: &Job) -> Result<UserChange, VendorError> {
+        UserChange::parse(&job.user).map_err(invalid_fields)
+    }
+
+    /// A suspend, restore or delete job's user: the extension only.
+    fn parse_ref(&self, job: &Job) -> Result<UserRef, VendorError> {
+        UserRef::parse(&job.user).map_err(invalid_fields)
+    }
+
+    /// The whole create flow: parse, look before a create that might repeat one, create,
+    /// settle.
     async fn run(&self, job: &Job, ctx: CallContext) -> Result<Receipt, VendorError> {
         let user = self.parse_user(job)?;
         let domain = self.domain_for(job)?;
         let result = self.look_then_create(&user, &domain, ctx).await;
-        // Vendor text may echo what it was sent; no secret of this call may leave in an error.
+        self.scrubbed(result, user.secrets()).await
+    }
+
+    /// Vendor text may echo what it was sent: no credential, token or secret field of the
+    /// call leaves in an error or a receipt.
+    async fn scrubbed(&self, result: Result<Receipt, VendorError>, sent: Vec<&str>) -> Result<Receipt, VendorError> {
         let mut secrets = self.account_secrets().await;
-        secrets.extend(user.secrets().into_iter().map(str::to_owned));
+        secrets.extend(sent.into_iter().map(str::to_owned));
         let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-        result.map_err(|e| http::scrub_error(e, &secrets))
+        result.map(|r| http::scrub_receipt(r, &secrets)).map_err(|e| http::scrub_error(e, &secrets))
+    }
+
+    /// A suspend or restore: the account's configured changes, applied as an update. Refused
+    /// before any call when the account has none, since NetSapiens has no suspend of its own.
+    async fn set_state(&self, job: &Job, to: State) -> Result<Receipt, VendorError> {
+        let user = self.parse_ref(job)?;
+        let account = &self.inner.account;
+        let changes = match to {
+            State::Suspended => account.suspend.as_ref(),
+            State::Restored => account.restore.as_ref(),
+        }
+        .ok_or_else(|| to.not_configured(&account.name))?;
+        let domain = self.domain_for(job)?;
+        let result = self.look_then_update(&domain, user.user(), changes).await;
+        self.scrubbed(result, changes.secrets()).await
+    }
+
+    /// Update, suspend and restore alike: the user must exist, and what its record already
+    /// shows is not sent again. Nothing left to send is `existing` (`unchanged`).
+    async fn look_then_update(
+        &self,
+        domain: &Domain,
+        user: &Extension,
+        changes: &Changes,
+    ) -> Result<Receipt, VendorError> {
+        let found = self.send_lookup(domain, user).await?.ok_or_else(|| response::no_such_user(domain, user))?;
+        let pending = found.pending(changes);
+        if pending.is_empty() {
+            tracing::debug!(%domain, %user, "netsapiens user already as asked; no update sent");
+            return Ok(response::receipt(domain, user, Some(&found), true));
+        }
+        self.send_update(domain, user, &changes.only(&pending)).await
+    }
+
+    /// A delete, only where the account allows it (NetSapiens deletes for good). A user
+    /// already gone is `existing` (`unchanged`): looked up first, and a 404 to the DELETE
+    /// itself (gone since the lookup) reads the same.
+    async fn look_then_delete(&self, domain: &Domain, user: &Extension) -> Result<Receipt, VendorError> {
+        if self.send_lookup(domain, user).await?.is_none() {
+            tracing::debug!(%domain, %user, "netsapiens user already gone; no delete sent");
+            return Ok(response::receipt(domain, user, None, true));
+        }
+        self.send_delete(domain, user).await
     }
 
     async fn look_then_create(
@@ -136,6 +192,26 @@ impl Adapter {
         self.call(
             |bearer| request::create_user(account, domain, user, bearer),
             |answer| response::interpret_create(answer, domain, user.user(), account.domain_not_found),
+        )
+        .await
+    }
+
+    /// One `PUT /domains/{domain}/users/{user}` with `changes` only.
+    async fn send_update(&self, domain: &Domain, user: &Extension, changes: &Changes) -> Result<Receipt, VendorError> {
+        let account = &self.inner.account;
+        self.call(
+            |bearer| request::update(account, domain, user, changes, bearer),
+            |answer| response::interpret_update(answer, domain, user, changes, account.domain_not_found),
+        )
+        .await
+    }
+
+    /// One `DELETE /domains/{domain}/users/{user}`.
+    async fn send_delete(&self, domain: &Domain, user: &Extension) -> Result<Receipt, VendorError> {
+        let account = &self.inner.account;
+        self.call(
+            |bearer| request::delete(account, domain, user, bearer),
+            |answer| response::interpret_delete(answer, domain, user, account.domain_not_found),
         )
         .await
     }
@@ -280,31 +356,92 @@ impl crate::vendors::Adapter for Adapter {
         self.run(job, ctx).await
     }
 
+    /// `PUT` only where the lookup shows a change not yet made. An update is a repeatable
+    /// write, so a redelivery needs no care beyond the lookup.
     async fn update_user(&self, job: &Job, _ctx: CallContext) -> Result<Receipt, VendorError> {
-        Err(crate::vendors::unsupported(crate::contract::VendorKey::Netsapiens, job.kind))
+        let change = self.parse_change(job)?;
+        let domain = self.domain_for(job)?;
+        let result = self.look_then_update(&domain, change.user(), change.changes()).await;
+        self.scrubbed(result, change.changes().secrets()).await
     }
 
     async fn suspend_user(&self, job: &Job, _ctx: CallContext) -> Result<Receipt, VendorError> {
-        Err(crate::vendors::unsupported(crate::contract::VendorKey::Netsapiens, job.kind))
+        self.set_state(job, State::Suspended).await
     }
 
     async fn restore_user(&self, job: &Job, _ctx: CallContext) -> Result<Receipt, VendorError> {
-        Err(crate::vendors::unsupported(crate::contract::VendorKey::Netsapiens, job.kind))
+        self.set_state(job, State::Restored).await
     }
 
     async fn delete_user(&self, job: &Job, _ctx: CallContext) -> Result<Receipt, VendorError> {
-        Err(crate::vendors::unsupported(crate::contract::VendorKey::Netsapiens, job.kind))
+        let user = self.parse_ref(job)?;
+        let account = &self.inner.account;
+        if !account.hard_delete {
+            return Err(VendorError::new(
+                VendorFailure::Rejected,
+                code::HARD_DELETE_NOT_ALLOWED,
+                format!(
+                    "NetSapiens DELETE /domains/{{domain}}/users/{{user}} is permanent; set \
+                     accounts.{}.settings.hard_delete = \"true\" to allow it, or send suspend_user",
+                    account.name
+                ),
+            ));
+        }
+        let domain = self.domain_for(job)?;
+        let result = self.look_then_delete(&domain, user.user()).await;
+        self.scrubbed(result, Vec::new()).await
     }
 
+    /// `user@domain` for every kind of job: a create's whole user must parse (the create's
+    /// own error otherwise), the other kinds need only the extension.
     fn identity(&self, job: &Job) -> Result<crate::vendors::VendorIdentity, VendorError> {
-        let user = self.parse_user(job)?;
+        let user = match job.kind {
+            JobKind::CreateUser => self.parse_user(job)?.user().clone(),
+            JobKind::UpdateUser => self.parse_change(job)?.user().clone(),
+            JobKind::SuspendUser | JobKind::RestoreUser | JobKind::DeleteUser => self.parse_ref(job)?.user().clone(),
+        };
         let domain = self.domain_for(job)?;
-        Ok(crate::vendors::VendorIdentity { key: format!("{}@{domain}", user.user().as_str()), extra: None })
+        Ok(crate::vendors::VendorIdentity { key: format!("{}@{domain}", user.as_str()), extra: None })
     }
 
     /// `GET /domains/{domain}/users/{user}` reads back the record the job asked for.
     fn proves_identity(&self) -> bool {
         true
+    }
+}
+
+/// A job's user the vendor's rules refuse: `rejected`, every problem named, never sent.
+fn invalid_fields(errors: Vec<FieldError>) -> VendorError {
+    let summary: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
+    VendorError::new(VendorFailure::Rejected, INVALID_FIELD, summary.join("; "))
+}
+
+/// The state a suspend or restore puts the user in, through the account's configured changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Suspended,
+    Restored,
+}
+
+impl State {
+    /// The refusal when the account does not say which fields make this state.
+    fn not_configured(self, account: &str) -> VendorError {
+        let (setting, code, example, job) = match self {
+            State::Suspended => {
+                ("suspend", code::SUSPEND_NOT_CONFIGURED, r#"{"user-scope": "No Portal"}"#, "suspend_user")
+            }
+            State::Restored => {
+                ("restore", code::RESTORE_NOT_CONFIGURED, r#"{"user-scope": "Basic User"}"#, "restore_user")
+            }
+        };
+        VendorError::new(
+            VendorFailure::Rejected,
+            code,
+            format!(
+                "NetSapiens has no suspend of its own, and accounts.{account}.settings.{setting} is not set; set it to \
+                 the user fields a {job} job applies, e.g. '{example}', then replay the dead letter"
+            ),
+        )
     }
 }
 
@@ -784,5 +921,446 @@ mod tests {
             ConfigError::Invalid { key, .. } => assert_eq!(key, "accounts.g.vendor"),
             other => panic!("{other}"),
         }
+    }
+
+    // ---- update, suspend, restore, delete ----
+
+    const SUSPEND: (&str, &str) = ("suspend", r#"{"user-scope": "No Portal"}"#);
+    const RESTORE: (&str, &str) = ("restore", r#"{"user-scope": "Basic User"}"#);
+    const HARD_DELETE: (&str, &str) = ("hard_delete", "true");
+
+    fn kind_job(kind: &str, user: Value) -> Job {
+        let v = json!({"job_id": "life-1", "kind": kind, "vendor": "netsapiens", "account": "acme", "user": user});
+        crate::job::decode(v.to_string().as_bytes()).unwrap()
+    }
+
+    fn update_job(changes: Value) -> Job {
+        let mut user = json!({"user": "1042"});
+        user.as_object_mut().unwrap().extend(changes.as_object().unwrap().clone());
+        kind_job("update_user", user)
+    }
+
+    fn ref_job(kind: &str) -> Job {
+        kind_job(kind, json!({"user": "1042"}))
+    }
+
+    /// The user as GET shows it, with `extra` fields merged in.
+    fn remote_with(extra: Value) -> ResponseTemplate {
+        let mut v = remote("Jane");
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        ResponseTemplate::new(200).set_body_json(v)
+    }
+
+    async fn lookup_answers(f: &Fixture, template: ResponseTemplate) {
+        Mock::given(method("GET")).and(path(USER)).respond_with(template).mount(&f.server).await;
+    }
+
+    /// Mounts a PUT that must be called `times` times.
+    async fn expect_put(f: &Fixture, template: ResponseTemplate, times: u64) {
+        Mock::given(method("PUT")).and(path(USER)).respond_with(template).expect(times).mount(&f.server).await;
+    }
+
+    async fn sent_bodies(f: &Fixture, verb: &str) -> Vec<Value> {
+        f.server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.method.as_str() == verb)
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_update_sends_only_what_the_record_does_not_show() {
+        let f = with_key().await;
+        lookup_answers(&f, remote_with(json!({"department": "Sales", "area-code": 858}))).await;
+        expect_put(&f, ResponseTemplate::new(202).set_body_json(json!({"code": 202, "message": "Accepted"})), 1).await;
+        let job = update_job(json!({"department": "Support", "area-code": 858, "name-last-name": "Doe"}));
+        let r = f.adapter.update_user(&job, FRESH).await.unwrap();
+        assert!(!r.existing);
+        assert_eq!(r.vendor_user_id.as_deref(), Some("1042@acme.example"));
+        assert_eq!(r.details["changed"], json!(["department"]));
+        assert_eq!(sent_bodies(&f, "PUT").await, [json!({"department": "Support"})]);
+    }
+
+    #[tokio::test]
+    async fn an_update_the_record_already_shows_is_unchanged_and_sends_nothing() {
+        let f = with_key().await;
+        // Numbers shown as strings, e-mails in another case and order, v1 names: all equal.
+        lookup_answers(
+            &f,
+            ResponseTemplate::new(200).set_body_json(json!({"user": "1042", "first_name": "Jane",
+                "scope": "Office Manager", "email": "B@acme.example;a@acme.example", "area-code": "858",
+                "time_zone": "US/Eastern"})),
+        )
+        .await;
+        expect_put(&f, ResponseTemplate::new(202), 0).await;
+        let job = update_job(json!({"name-first-name": "Jane", "user-scope": "Office Manager", "area-code": 858,
+            "email-address": "a@acme.example;b@acme.example", "time-zone": "US/Eastern"}));
+        let r = f.adapter.update_user(&job, FRESH).await.unwrap();
+        assert!(r.existing, "{r:?}");
+        assert_eq!(r.details["user-scope"], "Office Manager");
+    }
+
+    #[tokio::test]
+    async fn a_field_the_record_does_not_show_is_sent() {
+        let f = with_key().await;
+        lookup_answers(&f, remote_with(json!({}))).await;
+        expect_put(&f, ResponseTemplate::new(202), 1).await;
+        let r = f.adapter.update_user(&update_job(json!({"site": "HQ"})), FRESH).await.unwrap();
+        assert!(!r.existing);
+    }
+
+    #[tokio::test]
+    async fn the_email_of_an_update_goes_out_under_the_accounts_wire_name() {
+        let f = fixture(&[("email_field", "email-address")], &[("api_key", KEY)]).await;
+        lookup_answers(&f, remote_with(json!({}))).await;
+        expect_put(&f, ResponseTemplate::new(202), 1).await;
+        f.adapter.update_user(&update_job(json!({"email": "jane@new.example"})), FRESH).await.unwrap();
+        assert_eq!(sent_bodies(&f, "PUT").await, [json!({"email-address": "jane@new.example"})]);
+    }
+
+    #[tokio::test]
+    async fn a_pin_is_always_sent_and_never_shown() {
+        let f = with_key().await;
+        // The vendor shows the PIN (it should not): it is still never compared, nor kept.
+        lookup_answers(&f, remote_with(json!({"voicemail-login-pin": PIN}))).await;
+        Mock::given(method("PUT"))
+            .and(path(USER))
+            .and(body_json(json!({"voicemail-login-pin": PIN})))
+            .respond_with(error(400, &format!("PIN {PIN} is too easy; key {KEY}")))
+            .expect(1)
+            .mount(&f.server)
+            .await;
+        let e = f.adapter.update_user(&update_job(json!({"voicemail-login-pin": PIN})), FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, code::BAD_REQUEST));
+        let shown = format!("{e}\n{e:?}");
+        assert!(!shown.contains(PIN) && !shown.contains(KEY), "{shown}");
+        assert!(e.message.contains("PIN *** is too easy"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn a_pin_echoed_into_a_receipt_is_scrubbed() {
+        let f = with_key().await;
+        lookup_answers(&f, remote_with(json!({"user-scope": format!("pin {PIN}")}))).await;
+        expect_put(&f, ResponseTemplate::new(202), 1).await;
+        let r = f.adapter.update_user(&update_job(json!({"voicemail-login-pin": PIN})), FRESH).await.unwrap();
+        assert!(!format!("{r:?}").contains(PIN), "{r:?}");
+        // And an unchanged receipt, which carries what the record shows.
+        let f = with_key().await;
+        lookup_answers(&f, remote_with(json!({"account-status": format!("key {KEY}")}))).await;
+        let r = f.adapter.update_user(&update_job(json!({"name-first-name": "Jane"})), FRESH).await.unwrap();
+        assert!(r.existing);
+        assert!(!format!("{r:?}").contains(KEY), "{r:?}");
+    }
+
+    /// The spec lists no 404 for the lookup (siblings answer `404 Record not found`), so any
+    /// 404 in the vendor's JSON shape that does not name a missing domain means "no user";
+    /// one that does is the domain's problem, not the user's.
+    #[tokio::test]
+    async fn a_missing_user_is_no_such_user_whatever_the_404_says() {
+        for message in ["Record not found", "User 1042 not found", ""] {
+            let f = with_key().await;
+            lookup_answers(&f, error(404, message)).await;
+            expect_put(&f, ResponseTemplate::new(202), 0).await;
+            let e = f.adapter.update_user(&update_job(json!({"site": "HQ"})), FRESH).await.unwrap_err();
+            assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, code::NO_SUCH_USER), "{message}");
+            assert!(e.message.contains("1042") && e.message.contains("create_user"), "{}", e.message);
+        }
+        let f = with_key().await;
+        lookup_answers(&f, error(404, "Domain acme.example does not exist")).await;
+        let e = f.adapter.update_user(&update_job(json!({"site": "HQ"})), FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Auth, code::DOMAIN_NOT_FOUND));
+    }
+
+    #[tokio::test]
+    async fn a_user_gone_between_lookup_and_update_is_no_such_user_and_a_login_clash_is_a_conflict() {
+        let f = with_key().await;
+        lookup_answers(&f, remote_with(json!({}))).await;
+        expect_put(&f, error(404, "Record not found"), 1).await;
+        let e = f.adapter.update_user(&update_job(json!({"site": "HQ"})), FRESH).await.unwrap_err();
+        assert_eq!(e.code, code::NO_SUCH_USER);
+
+        let f = with_key().await;
+        lookup_answers(&f, remote_with(json!({}))).await;
+        expect_put(&f, error(409, "login-username already exists"), 1).await;
+        let e = f
+            .adapter
+            .update_user(&update_job(json!({"login-username": "jane@acme.example"})), FRESH)
+            .await
+            .unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Conflict, code::LOGIN_USERNAME_TAKEN));
+    }
+
+    /// The same classes as a create, for the lookup, the PUT and the DELETE alike.
+    #[tokio::test]
+    async fn every_lifecycle_call_classifies_errors_like_the_create() {
+        let cases = || -> Vec<(ResponseTemplate, VendorFailure, &'static str)> {
+            vec![
+                (error(401, "Authentication Required"), VendorFailure::Auth, code::UNAUTHORIZED),
+                (error(403, "Domain not found or access denied"), VendorFailure::Auth, code::FORBIDDEN),
+                (
+                    error(429, "Too Many Requests").insert_header("Retry-After", "4"),
+                    VendorFailure::Throttled,
+                    code::RATE_LIMITED,
+                ),
+                (error(500, "Internal Server Error"), VendorFailure::Transient, "http_500"),
+                (ResponseTemplate::new(503).set_body_string("<html>down</html>"), VendorFailure::Transient, "http_503"),
+                (
+                    ResponseTemplate::new(404).set_body_raw("<html>nginx</html>", "text/html"),
+                    VendorFailure::Auth,
+                    code::WRONG_HOST,
+                ),
+                (error(400, "Invalid value for site"), VendorFailure::Rejected, code::BAD_REQUEST),
+            ]
+        };
+        // (where the failure answers: the lookup, or the write after a lookup that finds the user)
+        for at_write in [false, true] {
+            for (template, failure, code) in cases() {
+                for op in ["update_user", "suspend_user", "delete_user"] {
+                    let f = fixture(&[SUSPEND, HARD_DELETE], &[("api_key", KEY)]).await;
+                    if at_write {
+                        lookup_answers(&f, remote_with(json!({}))).await;
+                        let verb = if op == "delete_user" { "DELETE" } else { "PUT" };
+                        Mock::given(method(verb))
+                            .and(path(USER))
+                            .respond_with(template.clone())
+                            .expect(1)
+                            .mount(&f.server)
+                            .await;
+                    } else {
+                        lookup_answers(&f, template.clone()).await;
+                    }
+                    let result = match op {
+                        "update_user" => f.adapter.update_user(&update_job(json!({"site": "HQ"})), FRESH).await,
+                        "suspend_user" => f.adapter.suspend_user(&ref_job(op), FRESH).await,
+                        _ => f.adapter.delete_user(&ref_job(op), FRESH).await,
+                    };
+                    let e = result.unwrap_err();
+                    assert_eq!((e.failure, e.code.as_str()), (failure, code), "{op} at_write={at_write}: {e}");
+                    if code == code::RATE_LIMITED {
+                        assert_eq!(e.retry_after, Some(std::time::Duration::from_secs(4)));
+                    }
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn suspend_and_restore_unconfigured_are_refused_before_any_call() {
+        let f = with_key().await;
+        Mock::given(wiremock::matchers::any())
+            .respond_with(ResponseTemplate::new(500))
+            .expect(0)
+            .mount(&f.server)
+            .await;
+        let e = f.adapter.suspend_user(&ref_job("suspend_user"), FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, code::SUSPEND_NOT_CONFIGURED));
+        assert!(e.message.contains("accounts.acme.settings.suspend"), "{}", e.message);
+        let e = f.adapter.restore_user(&ref_job("restore_user"), FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, code::RESTORE_NOT_CONFIGURED));
+        assert!(e.message.contains("accounts.acme.settings.restore"), "{}", e.message);
+        // Each is its own setting: a suspend alone leaves restore refused.
+        let f = fixture(&[SUSPEND], &[("api_key", KEY)]).await;
+        let e = f.adapter.restore_user(&ref_job("restore_user"), FRESH).await.unwrap_err();
+        assert_eq!(e.code, code::RESTORE_NOT_CONFIGURED);
+    }
+
+    #[tokio::test]
+    async fn suspend_applies_the_configured_fields_once() {
+        let f = fixture(&[SUSPEND, RESTORE], &[("api_key", KEY)]).await;
+        lookup_answers(&f, remote_with(json!({}))).await;
+        Mock::given(method("PUT"))
+            .and(path(USER))
+            .and(body_json(json!({"user-scope": "No Portal"})))
+            .respond_with(ResponseTemplate::new(202))
+            .expect(1)
+            .mount(&f.server)
+            .await;
+        let r = f.adapter.suspend_user(&ref_job("suspend_user"), FRESH).await.unwrap();
+        assert!(!r.existing);
+        assert_eq!(r.details["changed"], json!(["user-scope"]));
+        // Basic User already: a restore sends nothing.
+        let r = f.adapter.restore_user(&ref_job("restore_user"), FRESH).await.unwrap();
+        assert!(r.existing);
+    }
+
+    #[tokio::test]
+    async fn a_suspended_user_is_unchanged_by_a_suspend_and_restored_by_a_restore() {
+        let f = fixture(&[SUSPEND, RESTORE], &[("api_key", KEY)]).await;
+        lookup_answers(&f, remote_with(json!({"user-scope": "No Portal"}))).await;
+        Mock::given(method("PUT"))
+            .and(path(USER))
+            .and(body_json(json!({"user-scope": "Basic User"})))
+            .respond_with(ResponseTemplate::new(202))
+            .expect(1)
+            .mount(&f.server)
+            .await;
+        assert!(f.adapter.suspend_user(&ref_job("suspend_user"), FRESH).await.unwrap().existing);
+        assert!(!f.adapter.restore_user(&ref_job("restore_user"), FRESH).await.unwrap().existing);
+    }
+
+    #[tokio::test]
+    async fn suspending_a_missing_user_is_no_such_user() {
+        let f = fixture(&[SUSPEND], &[("api_key", KEY)]).await;
+        lookup_answers(&f, error(404, "Record not found")).await;
+        expect_put(&f, ResponseTemplate::new(202), 0).await;
+        let e = f.adapter.suspend_user(&ref_job("suspend_user"), FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, code::NO_SUCH_USER));
+    }
+
+    #[tokio::test]
+    async fn a_delete_is_refused_before_any_call_unless_hard_deletes_are_allowed() {
+        for set in [&[][..], &[("hard_delete", "false")][..]] {
+            let f = fixture(set, &[("api_key", KEY)]).await;
+            Mock::given(wiremock::matchers::any())
+                .respond_with(ResponseTemplate::new(202))
+                .expect(0)
+                .mount(&f.server)
+                .await;
+            let e = f.adapter.delete_user(&ref_job("delete_user"), FRESH).await.unwrap_err();
+            assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, code::HARD_DELETE_NOT_ALLOWED));
+            for words in ["is permanent", r#"accounts.acme.settings.hard_delete = "true""#, "suspend_user"] {
+                assert!(e.message.contains(words), "{words}: {}", e.message);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_allowed_delete_deletes_and_a_user_already_gone_is_unchanged() {
+        let f = fixture(&[HARD_DELETE], &[("api_key", KEY)]).await;
+        lookup_answers(&f, remote_with(json!({}))).await;
+        Mock::given(method("DELETE"))
+            .and(path(USER))
+            .and(header("authorization", format!("Bearer {KEY}").as_str()))
+            .respond_with(ResponseTemplate::new(202).set_body_json(json!({"code": 202, "message": "Accepted"})))
+            .expect(1)
+            .mount(&f.server)
+            .await;
+        let r = f.adapter.delete_user(&ref_job("delete_user"), FRESH).await.unwrap();
+        assert_eq!((r.existing, r.vendor_user_id.as_deref()), (false, Some("1042@acme.example")));
+
+        let f = fixture(&[HARD_DELETE], &[("api_key", KEY)]).await;
+        lookup_answers(&f, error(404, "Record not found")).await;
+        Mock::given(method("DELETE")).respond_with(ResponseTemplate::new(202)).expect(0).mount(&f.server).await;
+        assert!(f.adapter.delete_user(&ref_job("delete_user"), FRESH).await.unwrap().existing);
+    }
+
+    /// Whether DELETE answers 404 for a user already gone is unconfirmed: if it does (gone
+    /// since the lookup), that is `unchanged`; a 404 naming the domain is still the domain's.
+    #[tokio::test]
+    async fn a_delete_answered_404_is_unchanged_unless_the_domain_is_missing() {
+        let f = fixture(&[HARD_DELETE], &[("api_key", KEY)]).await;
+        lookup_answers(&f, remote_with(json!({}))).await;
+        Mock::given(method("DELETE")).respond_with(error(404, "Record not found")).expect(1).mount(&f.server).await;
+        assert!(f.adapter.delete_user(&ref_job("delete_user"), FRESH).await.unwrap().existing);
+
+        let f = fixture(&[HARD_DELETE], &[("api_key", KEY)]).await;
+        lookup_answers(&f, remote_with(json!({}))).await;
+        Mock::given(method("DELETE"))
+            .respond_with(error(404, "Domain acme.example does not exist"))
+            .expect(1)
+            .mount(&f.server)
+            .await;
+        let e = f.adapter.delete_user(&ref_job("delete_user"), FRESH).await.unwrap_err();
+        assert_eq!(e.code, code::DOMAIN_NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn an_oauth_401_on_a_write_replaces_the_token_once() {
+        let f = fixture(&[HARD_DELETE], OAUTH).await;
+        Mock::given(method("POST"))
+            .and(path("/ns-api/v2/tokens"))
+            .and(body_partial_json(json!({"grant_type": "password"})))
+            .respond_with(token_body("tok-1", 3600))
+            .mount(&f.server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/ns-api/v2/tokens"))
+            .and(body_partial_json(json!({"grant_type": "refresh_token"})))
+            .respond_with(token_body("tok-2", 3600))
+            .expect(1)
+            .mount(&f.server)
+            .await;
+        lookup_answers(&f, remote_with(json!({}))).await;
+        Mock::given(method("DELETE"))
+            .and(header("authorization", "Bearer tok-1"))
+            .respond_with(error(401, "Authentication Required"))
+            .expect(1)
+            .mount(&f.server)
+            .await;
+        Mock::given(method("DELETE"))
+            .and(header("authorization", "Bearer tok-2"))
+            .respond_with(ResponseTemplate::new(202))
+            .expect(1)
+            .mount(&f.server)
+            .await;
+        assert!(!f.adapter.delete_user(&ref_job("delete_user"), FRESH).await.unwrap().existing);
+    }
+
+    #[tokio::test]
+    async fn oauth_secrets_never_reach_a_lifecycle_error() {
+        let f = fixture(&[SUSPEND, HARD_DELETE], OAUTH).await;
+        let echo = "login admin@acme/pa55word client-s3cret token tok-1";
+        Mock::given(method("POST"))
+            .and(path("/ns-api/v2/tokens"))
+            .respond_with(token_body("tok-1", 3600))
+            .mount(&f.server)
+            .await;
+        lookup_answers(&f, remote_with(json!({}))).await;
+        Mock::given(method("PUT")).respond_with(error(400, echo)).mount(&f.server).await;
+        Mock::given(method("DELETE")).respond_with(error(500, echo)).mount(&f.server).await;
+        let errors = [
+            f.adapter.update_user(&update_job(json!({"site": "HQ"})), FRESH).await.unwrap_err(),
+            f.adapter.suspend_user(&ref_job("suspend_user"), FRESH).await.unwrap_err(),
+            f.adapter.delete_user(&ref_job("delete_user"), FRESH).await.unwrap_err(),
+        ];
+        let shown = format!("{errors:?}");
+        for secret in ["pa55word", "client-s3cret", "admin@acme", "tok-1"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lifecycle_job_naming_no_valid_extension_is_never_sent() {
+        let f = fixture(&[SUSPEND, HARD_DELETE], &[("api_key", KEY)]).await;
+        Mock::given(wiremock::matchers::any())
+            .respond_with(ResponseTemplate::new(202))
+            .expect(0)
+            .mount(&f.server)
+            .await;
+        // Decoding refuses these; an adapter handed one anyway refuses it too.
+        let mut job = ref_job("delete_user");
+        job.user = crate::vendors::netsapiens::fields::tests::fields(json!({"user": "front-desk"}));
+        for e in [
+            f.adapter.delete_user(&job, FRESH).await.unwrap_err(),
+            f.adapter.suspend_user(&job, FRESH).await.unwrap_err(),
+            f.adapter.update_user(&job, FRESH).await.unwrap_err(),
+        ] {
+            assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, INVALID_FIELD), "{e}");
+        }
+    }
+
+    #[test]
+    fn identity_is_user_at_domain_for_every_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings(&dir, "https://pbx.example.com/ns-api/v2", &[("domain", "acme.example")], &[("api_key", KEY)]);
+        let a = build("acme", &s, &VendorSettings::default()).unwrap();
+        let jobs = [
+            job(),
+            update_job(json!({"site": "HQ"})),
+            ref_job("suspend_user"),
+            ref_job("restore_user"),
+            ref_job("delete_user"),
+        ];
+        for j in jobs {
+            let id = a.identity(&j).unwrap();
+            assert_eq!((id.key.as_str(), id.extra), ("1042@acme.example", None), "{}", j.kind);
+        }
+        // A create still needs its whole user.
+        let mut partial = ref_job("delete_user");
+        partial.kind = JobKind::CreateUser;
+        assert_eq!(a.identity(&partial).unwrap_err().code, INVALID_FIELD);
     }
 }

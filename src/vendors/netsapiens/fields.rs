@@ -685,6 +685,11 @@ pub enum Wire {
     Transcription(Transcription),
     Recording(RecordingConfiguration),
     Phone(PhoneNumber),
+    /// The fields a create requires; an update may change them like any other.
+    Name(PersonName),
+    Login(LoginUsername),
+    Email(EmailList),
+    Scope(UserScope),
 }
 
 impl Wire {
@@ -704,11 +709,53 @@ impl Wire {
             Wire::Transcription(v) => Value::from(v.as_str()),
             Wire::Recording(v) => Value::from(v.as_str()),
             Wire::Phone(v) => Value::from(v.as_str()),
+            Wire::Name(v) => Value::from(v.as_str()),
+            Wire::Login(v) => Value::from(v.as_str()),
+            Wire::Email(v) => Value::from(v.to_wire()),
+            Wire::Scope(v) => Value::from(v.as_str()),
         }
     }
 
     pub fn is_secret(&self) -> bool {
         matches!(self, Wire::Pin(_))
+    }
+
+    /// Whether a value the vendor shows for this field is this one, as the vendor would
+    /// compare it: numbers may come back as strings (and the reverse), e-mail and extension
+    /// lists compare as sets, login names and yes/no ignore case, surrounding blanks are
+    /// not kept. A secret never compares equal: the vendor does not show it, so a change to
+    /// it is always sent.
+    pub fn same_as(&self, shown: &serde_json::Value) -> bool {
+        use serde_json::Value;
+        let shown = match shown {
+            Value::String(s) => s.trim().to_owned(),
+            Value::Number(n) => n.to_string(),
+            _ => return false,
+        };
+        let exact = |want: &str| shown == want.trim();
+        match self {
+            Wire::Pin(_) => false,
+            Wire::Int(v) => shown.parse::<i64>().is_ok_and(|n| n == v.get()),
+            Wire::Email(v) => v.same_as(&shown),
+            Wire::Extensions(v) => {
+                let set = |s: &str| -> std::collections::BTreeSet<String> {
+                    s.split(',').map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect()
+                };
+                set(&shown) == set(&v.to_wire())
+            }
+            Wire::Login(v) => shown.eq_ignore_ascii_case(v.as_str()),
+            Wire::YesNo(v) => shown.eq_ignore_ascii_case(v.as_str()),
+            Wire::Text(v) => exact(v.as_str()),
+            Wire::Existing(v) => exact(v.as_str()),
+            Wire::Name(v) => exact(v.as_str()),
+            Wire::TimeZone(v) => exact(v.as_str()),
+            Wire::Language(v) => exact(v.as_str()),
+            Wire::Behavior(v) => exact(v.as_str()),
+            Wire::Transcription(v) => exact(v.as_str()),
+            Wire::Recording(v) => exact(v.as_str()),
+            Wire::Phone(v) => exact(v.as_str()),
+            Wire::Scope(v) => exact(v.as_str()),
+        }
     }
 }
 
@@ -926,6 +973,181 @@ impl NewUser {
                 _ => None,
             })
             .collect()
+    }
+}
+
+/// The value of one field an update changes, by the create's rule for it.
+fn parse_change(rule: Rule, value: &FieldValue) -> Result<Wire, String> {
+    Ok(match rule {
+        Rule::Name => Wire::Name(PersonName::parse(text(value)?)?),
+        Rule::Login => Wire::Login(LoginUsername::parse(text(value)?)?),
+        Rule::Email => Wire::Email(EmailList::parse(text(value)?)?),
+        Rule::Scope => Wire::Scope(UserScope::parse(text(value)?)?),
+        Rule::Extension => return Err("is the user's address and cannot be changed".into()),
+        other => parse_optional(other, value)?,
+    })
+}
+
+/// Changes to an existing user: documented fields by wire name, each parsed by the create's
+/// rule for it, never the extension (the user's address). The e-mail is kept under `email`
+/// whichever of its two names it came under; the request builder sends it under the
+/// account's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Changes(BTreeMap<&'static str, Wire>);
+
+impl Changes {
+    /// The fields of `fields` other than `user`, collecting every problem. At least one is
+    /// required: an update that changes nothing is a mistake in the job or the setting.
+    pub fn parse(fields: &UserFields) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut out = BTreeMap::new();
+        if fields.get("email").is_some() && fields.get("email-address").is_some() {
+            errors.push(FieldError::new(
+                "user.email-address",
+                "give the e-mail once, as either `email` or `email-address`, not both",
+            ));
+        }
+        for (name, value) in fields.iter().filter(|(n, _)| *n != "user") {
+            let Some(rule) = rule(name) else {
+                errors.push(FieldError::new(format!("user.{name}"), "is not a documented NetSapiens user field"));
+                continue;
+            };
+            match parse_change(rule, value) {
+                Ok(w) => {
+                    out.insert(if rule == Rule::Email { "email" } else { name }, w);
+                }
+                Err(m) => errors.push(FieldError::new(format!("user.{name}"), m)),
+            }
+        }
+        if out.is_empty() && errors.is_empty() {
+            errors.push(FieldError::new("user", "names no field to change besides user"));
+        }
+        if errors.is_empty() {
+            Ok(Self(out))
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// An account setting's table of changes (`settings.suspend`, `settings.restore`): a JSON
+    /// object of wire names to values, as in an `update_user` job's `user`, without `user`
+    /// and without secrets (a secret is never written in a config file). The error names the
+    /// field and says what is wrong with it.
+    pub fn from_setting(raw: &str) -> Result<Self, String> {
+        use crate::contract::VendorKey;
+        const SHAPE: &str = r#"a JSON object of user fields to set, e.g. '{"user-scope": "No Portal"}'"#;
+        let table: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(raw).map_err(|_| format!("must be {SHAPE}"))?;
+        let mut fields = BTreeMap::new();
+        for (name, value) in &table {
+            let spec = VendorKey::Netsapiens
+                .field(name)
+                .ok_or_else(|| format!("{name:?} is not a NetSapiens user field; must be {SHAPE}"))?;
+            if spec.name == "user" {
+                return Err("must not name `user`: the job names the user, the setting only what to change".into());
+            }
+            if spec.secret {
+                return Err(format!("must not set {name}: a secret is never written in a config file"));
+            }
+            let value = match value {
+                serde_json::Value::String(s) => FieldValue::Text(s.clone()),
+                serde_json::Value::Number(n) if n.is_i64() => FieldValue::Integer(n.as_i64().unwrap_or_default()),
+                _ => return Err(format!("{name} must be a string or an integer, as in an update_user job")),
+            };
+            fields.insert(spec.name, value);
+        }
+        Self::parse(&UserFields::new(VendorKey::Netsapiens, fields)).map_err(|errors| {
+            let all: Vec<String> = errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field.strip_prefix("user.").unwrap_or(&e.field), e.message))
+                .collect();
+            all.join("; ")
+        })
+    }
+
+    /// The changes by wire name (the e-mail as `email`), in a stable order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Wire)> {
+        self.0.iter().map(|(k, v)| (*k, v))
+    }
+
+    /// Only the named changes: what is left to send once a lookup shows the others done.
+    pub fn only(&self, names: &[&str]) -> Self {
+        Self(self.0.iter().filter(|(k, _)| names.contains(k)).map(|(k, v)| (*k, v.clone())).collect())
+    }
+
+    pub fn has_secret(&self) -> bool {
+        self.0.values().any(Wire::is_secret)
+    }
+
+    /// Secret values, so the adapter can scrub any vendor text that echoes one.
+    pub(crate) fn secrets(&self) -> Vec<&str> {
+        self.0
+            .values()
+            .filter_map(|w| match w {
+                Wire::Pin(p) => Some(p.expose()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// An `update_user` job's user, parsed: the extension to change and the changes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserChange {
+    user: Extension,
+    changes: Changes,
+}
+
+impl UserChange {
+    pub fn parse(fields: &UserFields) -> Result<Self, Vec<FieldError>> {
+        let user = UserRef::extension(fields);
+        let changes = Changes::parse(fields);
+        match (user, changes) {
+            (Ok(user), Ok(changes)) => Ok(Self { user, changes }),
+            (user, changes) => Err(user.err().into_iter().chain(changes.err().into_iter().flatten()).collect()),
+        }
+    }
+
+    pub fn user(&self) -> &Extension {
+        &self.user
+    }
+
+    pub fn changes(&self) -> &Changes {
+        &self.changes
+    }
+}
+
+/// A `suspend_user`, `restore_user` or `delete_user` job's user, parsed: the extension, and
+/// nothing else.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRef {
+    user: Extension,
+}
+
+impl UserRef {
+    pub fn parse(fields: &UserFields) -> Result<Self, Vec<FieldError>> {
+        let mut errors: Vec<FieldError> = fields
+            .iter()
+            .filter(|(n, _)| *n != "user")
+            .map(|(n, _)| FieldError::new(format!("user.{n}"), "this job names its user by `user` only"))
+            .collect();
+        match Self::extension(fields) {
+            Ok(user) if errors.is_empty() => Ok(Self { user }),
+            Ok(_) => Err(errors),
+            Err(e) => {
+                errors.insert(0, e);
+                Err(errors)
+            }
+        }
+    }
+
+    fn extension(fields: &UserFields) -> Result<Extension, FieldError> {
+        let value = fields.get("user").ok_or_else(|| FieldError::new("user.user", "is required"))?;
+        text(value).and_then(Extension::parse).map_err(|m| FieldError::new("user.user", m))
+    }
+
+    pub fn user(&self) -> &Extension {
+        &self.user
     }
 }
 
@@ -1155,6 +1377,104 @@ pub(crate) mod tests {
         assert_eq!(l.to_wire(), "a@x.example;B@x.example");
         assert!(l.same_as("b@x.example;a@X.example"));
         assert!(!l.same_as("a@x.example"));
+    }
+
+    fn field_names(errors: &[FieldError]) -> Vec<&str> {
+        errors.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    #[test]
+    fn an_update_parses_its_changes_by_the_create_rules() {
+        let c = UserChange::parse(&fields(json!({"user": "1042", "email-address": "a@acme.example",
+            "user-scope": "No Portal", "area-code": 212, "name-first-name": "Janet"})))
+        .unwrap();
+        assert_eq!(c.user().as_str(), "1042");
+        let names: Vec<&str> = c.changes().iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["area-code", "email", "name-first-name", "user-scope"], "the e-mail kept as `email`");
+        let errors = UserChange::parse(&fields(json!({"user": "x", "user-scope": "Boss", "area-code": 5,
+            "email": "a@acme.example", "email-address": "b@acme.example"})))
+        .unwrap_err();
+        assert_eq!(field_names(&errors), ["user.user", "user.email-address", "user.area-code", "user.user-scope"]);
+        assert_eq!(field_names(&UserChange::parse(&fields(json!({"user": "1042"}))).unwrap_err()), ["user"]);
+        assert_eq!(field_names(&UserChange::parse(&fields(json!({"site": "HQ"}))).unwrap_err()), ["user.user"]);
+    }
+
+    #[test]
+    fn a_pin_change_is_secret_and_never_echoed() {
+        let c = UserChange::parse(&fields(json!({"user": "1042", "voicemail-login-pin": "918273"}))).unwrap();
+        assert!(c.changes().has_secret());
+        assert_eq!(c.changes().secrets(), ["918273"]);
+        assert!(!format!("{c:?}").contains("918273"));
+        let errors = UserChange::parse(&fields(json!({"user": "1042", "voicemail-login-pin": "91x273"}))).unwrap_err();
+        assert!(!format!("{errors:?}").contains("91x273"));
+    }
+
+    #[test]
+    fn a_user_ref_is_the_extension_alone() {
+        assert_eq!(UserRef::parse(&fields(json!({"user": "1042"}))).unwrap().user().as_str(), "1042");
+        let errors = UserRef::parse(&fields(json!({"user": "1042", "site": "HQ"}))).unwrap_err();
+        assert_eq!(field_names(&errors), ["user.site"]);
+        let errors = UserRef::parse(&fields(json!({"user": "12345678901234567", "site": "HQ"}))).unwrap_err();
+        assert_eq!(field_names(&errors), ["user.user", "user.site"]);
+        assert_eq!(field_names(&UserRef::parse(&fields(json!({}))).unwrap_err()), ["user.user"]);
+    }
+
+    #[test]
+    fn a_settings_table_is_an_update_without_user_or_secrets() {
+        let c = Changes::from_setting(r#"{"user-scope": "No Portal", "limits-max-active-calls-total": 0}"#).unwrap();
+        let sent: Vec<(&str, Value)> = c.iter().map(|(n, w)| (n, w.to_json())).collect();
+        assert_eq!(sent, [("limits-max-active-calls-total", json!(0)), ("user-scope", json!("No Portal"))]);
+        let refused = [
+            ("", "must be a JSON object"),
+            ("user-scope = No Portal", "must be a JSON object"),
+            (r#"["No Portal"]"#, "must be a JSON object"),
+            ("{}", "names no field to change"),
+            (r#"{"scope": "No Portal"}"#, r#""scope" is not a NetSapiens user field"#),
+            (r#"{"user": "1042"}"#, "must not name `user`"),
+            (r#"{"voicemail-login-pin": "1234"}"#, "a secret is never written in a config file"),
+            (r#"{"privacy": true}"#, "privacy must be a string or an integer"),
+            (r#"{"area-code": 2.5}"#, "area-code must be a string or an integer"),
+            (r#"{"user-scope": "No Portal "}"#, "user-scope: must be a user scope exactly"),
+            (r#"{"area-code": "212"}"#, "area-code: must be an integer"),
+        ];
+        for (raw, want) in refused {
+            let e = Changes::from_setting(raw).unwrap_err();
+            assert!(e.contains(want), "{raw}: {e}");
+        }
+    }
+
+    #[test]
+    fn shown_values_compare_as_the_vendor_keeps_them() {
+        let wire = |name: &str, v: Value| {
+            let c = UserChange::parse(&fields(json!({"user": "1042", name: v}))).unwrap();
+            let w = c.changes().iter().next().unwrap().1.clone();
+            w
+        };
+        let same = [
+            (wire("area-code", json!(212)), json!("212")),
+            (wire("area-code", json!(212)), json!(212)),
+            (wire("caller-id-number-emergency", json!(18585551234_i64)), json!(18585551234_i64)),
+            (wire("email", json!("a@x.example;b@x.example")), json!("B@x.example; a@x.example")),
+            (wire("email-send-alert-new-voicemail-cc-list-csv", json!("1001,1002")), json!("1002, 1001")),
+            (wire("login-username", json!("Jane@acme.example")), json!("jane@ACME.example")),
+            (wire("privacy", json!("no")), json!("No")),
+            (wire("department", json!("Support")), json!(" Support ")),
+        ];
+        for (w, shown) in same {
+            assert!(w.same_as(&shown), "{w:?} vs {shown}");
+        }
+        let different = [
+            (wire("area-code", json!(212)), json!("213")),
+            (wire("area-code", json!(212)), json!(null)),
+            (wire("department", json!("Support")), json!("support")),
+            (wire("user-scope", json!("No Portal")), json!("Basic User")),
+            (wire("email", json!("a@x.example")), json!("a@x.example;b@x.example")),
+            (wire("privacy", json!("no")), json!(["no"])),
+            (wire("voicemail-login-pin", json!("1234")), json!("1234")),
+        ];
+        for (w, shown) in different {
+            assert!(!w.same_as(&shown), "{w:?} vs {shown}");
+        }
     }
 
     proptest! {

@@ -13,7 +13,7 @@ pub mod schema;
 
 pub use account::{from_settings, Account};
 pub use adapter::{build, Adapter};
-pub use fields::{validate, Domain, EmailField, Extension, NewUser, UserScope};
+pub use fields::{validate, Changes, Domain, EmailField, Extension, NewUser, UserChange, UserRef, UserScope};
 pub use sandbox::{router, Sandbox};
 
 /// Catalog fields `PUT /domains/{domain}/users/{user}` does not take: none, it takes the

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use serde_json::{Map, Value};
 
 use super::account::DomainNotFound;
-use super::fields::{Domain, Extension, NewUser};
+use super::fields::{Changes, Domain, Extension, NewUser};
 use crate::vendors::{http, Receipt, VendorError, VendorFailure};
 
 /// The stable error codes this adapter emits.
@@ -28,6 +28,15 @@ pub mod code {
     pub const RATE_LIMITED: &str = "rate_limited";
     pub const UNREADABLE_BODY: &str = "unreadable_body";
     pub const TOKEN_REFUSED: &str = "token_refused";
+    /// An update, suspend or restore of an extension the domain does not hold.
+    pub const NO_SUCH_USER: &str = "no_such_user";
+    /// A suspend or restore for an account without `settings.suspend` / `settings.restore`:
+    /// NetSapiens has no suspend of its own, so the account says which fields make one.
+    pub const SUSPEND_NOT_CONFIGURED: &str = "suspend_not_configured";
+    pub const RESTORE_NOT_CONFIGURED: &str = "restore_not_configured";
+    /// A delete for an account without `settings.hard_delete = "true"`: NetSapiens deletes
+    /// for good.
+    pub const HARD_DELETE_NOT_ALLOWED: &str = "hard_delete_not_allowed";
 }
 
 /// What came back from one HTTP call.
@@ -54,6 +63,9 @@ pub struct FoundUser {
     pub login_username: Option<String>,
     pub account_status: Option<String>,
     pub created_datetime: Option<String>,
+    /// Every field the vendor returned with a text or number value, secrets left out: what
+    /// an update compares its changes with.
+    pub record: Map<String, Value>,
 }
 
 impl FoundUser {
@@ -70,7 +82,41 @@ impl FoundUser {
             login_username: pick(&["login-username", "subscriber_login"]),
             account_status: pick(&["account-status", "account_status"]),
             created_datetime: pick(&["created-datetime", "created_datetime"]),
+            record: obj
+                .iter()
+                .filter(|(k, v)| !is_secret_name(k) && (v.is_string() || v.is_number()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         })
+    }
+
+    /// What the record shows for a field, under its v2 wire name or, since the spec's own
+    /// example answers with v1 names, under the v1 name of the fields that have one, or the
+    /// v2 name with `_` for `-` (`time_zone`).
+    fn shown(&self, name: &str) -> Option<&Value> {
+        let aliases: &[&str] = match name {
+            "name-first-name" => &["first_name"],
+            "name-last-name" => &["last_name"],
+            "email" => &["email-address", "email_address"],
+            "user-scope" => &["scope"],
+            "login-username" => &["subscriber_login"],
+            _ => &[],
+        };
+        self.record
+            .get(name)
+            .or_else(|| aliases.iter().find_map(|a| self.record.get(*a)))
+            .or_else(|| self.record.get(&name.replace('-', "_")))
+    }
+
+    /// The wire names of the changes this record does not show done: a field the record
+    /// does not show, or shows with another value, and every secret (never shown). Empty:
+    /// the user already is as the changes ask, and nothing needs sending.
+    pub fn pending(&self, changes: &Changes) -> Vec<&'static str> {
+        changes
+            .iter()
+            .filter(|(name, wire)| !self.shown(name).is_some_and(|v| wire.same_as(v)))
+            .map(|(n, _)| n)
+            .collect()
     }
 
     /// The wire names of the identity fields where this user differs from the wanted one.
@@ -105,6 +151,13 @@ impl FoundUser {
 fn user_record(a: &Answer<'_>, user: &Extension) -> Option<FoundUser> {
     let found = json_body(a).as_ref().and_then(FoundUser::from_json)?;
     found.user.as_deref().is_some_and(|u| u.trim().eq_ignore_ascii_case(user.as_str())).then_some(found)
+}
+
+/// A field that holds a PIN or password: never kept from an answer, so it cannot reach a
+/// receipt, an error or a debug line.
+fn is_secret_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.contains("pin") || n.contains("password") || n.contains("secret")
 }
 
 fn scalar(obj: &Map<String, Value>, name: &str) -> Option<String> {
@@ -211,7 +264,76 @@ pub fn interpret_lookup(
 ) -> Result<Option<FoundUser>, VendorError> {
     match a.status {
         StatusCode::OK => user_record(a, user).map(Some).ok_or_else(|| unreadable(a)),
-        StatusCode::NOT_FOUND if json_body(a).is_some() && !names_missing_domain(a) => Ok(None),
+        StatusCode::NOT_FOUND if user_missing(a) => Ok(None),
+        _ => Err(failure(a, domain, policy)),
+    }
+}
+
+/// The refusal of a change to an extension the domain does not hold.
+pub fn no_such_user(domain: &Domain, user: &Extension) -> VendorError {
+    VendorError::new(
+        VendorFailure::Rejected,
+        code::NO_SUCH_USER,
+        format!(
+            "extension {user} does not exist in domain {domain} at NetSapiens; correct the job's user or domain, or \
+             send a create_user job first"
+        ),
+    )
+}
+
+/// A 404 that says the user, not the domain or the host, is missing: the vendor's JSON
+/// error shape (`Record not found` for sibling reads; the exact words for users are
+/// unconfirmed), without naming a missing domain or reseller.
+fn user_missing(a: &Answer<'_>) -> bool {
+    a.status == StatusCode::NOT_FOUND && json_body(a).is_some() && !names_missing_domain(a)
+}
+
+/// Reads the answer to `PUT /domains/{domain}/users/{user}` that sent `sent`.
+///
+/// 202 is documented; 200 and other 2xx mean the change was taken as well. A 404 about the
+/// user (deleted since the lookup) is [`code::NO_SUCH_USER`]. A 409 can only be the one
+/// platform-wide unique field an update may collide on, `login-username`.
+pub fn interpret_update(
+    a: &Answer<'_>,
+    domain: &Domain,
+    user: &Extension,
+    sent: &Changes,
+    policy: DomainNotFound,
+) -> Result<Receipt, VendorError> {
+    match a.status {
+        s if s.is_success() => {
+            let mut r = receipt(domain, user, None, false);
+            let changed: Vec<Value> = sent.iter().map(|(name, _)| Value::from(name)).collect();
+            r.details.insert("changed".into(), Value::Array(changed));
+            Ok(r)
+        }
+        StatusCode::NOT_FOUND if user_missing(a) => Err(no_such_user(domain, user)),
+        StatusCode::CONFLICT => Err(VendorError::new(
+            VendorFailure::Conflict,
+            code::LOGIN_USERNAME_TAKEN,
+            format!(
+                "NetSapiens refused the change to extension {user} in domain {domain} as a duplicate ({}): the \
+                 login-username is unique on the whole platform and another user holds it; choose another \
+                 login-username",
+                message_or(a, "no message")
+            ),
+        )),
+        _ => Err(failure(a, domain, policy)),
+    }
+}
+
+/// Reads the answer to `DELETE /domains/{domain}/users/{user}`: 202 (documented) or any 2xx
+/// is deleted; a 404 about the user means it is gone already (deleted since the lookup), so
+/// `existing`, never an error.
+pub fn interpret_delete(
+    a: &Answer<'_>,
+    domain: &Domain,
+    user: &Extension,
+    policy: DomainNotFound,
+) -> Result<Receipt, VendorError> {
+    match a.status {
+        s if s.is_success() => Ok(receipt(domain, user, None, false)),
+        StatusCode::NOT_FOUND if user_missing(a) => Ok(receipt(domain, user, None, true)),
         _ => Err(failure(a, domain, policy)),
     }
 }
@@ -287,7 +409,7 @@ fn failure(a: &Answer<'_>, domain: &Domain, policy: DomainNotFound) -> VendorErr
             VendorFailure::Auth,
             code::FORBIDDEN,
             format!(
-                "NetSapiens denied access to domain {domain} ({}); the key or login needs a scope that may create \
+                "NetSapiens denied access to domain {domain} ({}); the key or login needs a scope that may manage \
                  users there (Reseller or Super User), write access and an allow-listed IP",
                 msg("access denied")
             ),
@@ -622,6 +744,109 @@ mod tests {
         v["login-username"] = json!("jane@acme.example");
         let wanted = NewUser::parse(&fields(v)).unwrap();
         assert_eq!(same.differences(&wanted), ["login-username"]);
+    }
+
+    fn changes(v: Value) -> Changes {
+        let mut user = json!({"user": "1042"});
+        user.as_object_mut().unwrap().extend(v.as_object().unwrap().clone());
+        crate::vendors::netsapiens::fields::UserChange::parse(&fields(user)).unwrap().changes().clone()
+    }
+
+    fn answer<'a>(status: u16, h: &'a HeaderMap, body: &'a str) -> Answer<'a> {
+        Answer { status: StatusCode::from_u16(status).unwrap(), headers: h, body: body.as_bytes() }
+    }
+
+    #[test]
+    fn pending_names_what_the_record_does_not_show_done() {
+        let found = FoundUser::from_json(&serde_json::from_str(SYNC_USER).unwrap()).unwrap();
+        let c = changes(json!({"name-first-name": "Jane", "user-scope": "No Portal", "site": "HQ",
+                               "email": "JANE.DOE@acme.example"}));
+        assert_eq!(found.pending(&c), ["site", "user-scope"]);
+        assert_eq!(found.pending(&c.only(&["name-first-name", "email"])), Vec::<&str>::new());
+        // The PIN the vendor showed is not kept, and a PIN is never done.
+        assert!(!format!("{found:?}").contains("482913"));
+        assert_eq!(found.pending(&changes(json!({"voicemail-login-pin": "482913"}))), ["voicemail-login-pin"]);
+        // v1 names, and `_` for `-`.
+        let v1 = FoundUser::from_json(&json!({"user": "1042", "first_name": "Jane", "scope": "No Portal",
+            "subscriber_login": "1042@acme.example", "time_zone": "US/Eastern", "area-code": {"n": 1}}))
+        .unwrap();
+        let c = changes(json!({"name-first-name": "Jane", "user-scope": "No Portal", "time-zone": "US/Eastern",
+                               "login-username": "1042@ACME.example", "area-code": 212}));
+        assert_eq!(v1.pending(&c), ["area-code"], "a value that is no scalar shows nothing");
+    }
+
+    #[test]
+    fn update_answers_are_read_like_the_create() {
+        let h = json_headers();
+        let c = changes(json!({"site": "HQ", "department": "Support"}));
+        let read =
+            |status: u16, body: &str| interpret_update(&answer(status, &h, body), &d(), &u(), &c, DomainNotFound::Auth);
+        for (status, body) in [(202, r#"{"code":202,"message":"Accepted"}"#), (200, SYNC_USER), (204, "")] {
+            let r = read(status, body).unwrap();
+            assert!(!r.existing);
+            assert_eq!(
+                Value::Object(r.details),
+                json!({"domain": "acme.example", "user": "1042", "changed": ["department", "site"]})
+            );
+        }
+        let cases = [
+            (404, r#"{"code":404,"message":"Record not found"}"#, VendorFailure::Rejected, code::NO_SUCH_USER),
+            (
+                404,
+                r#"{"code":404,"message":"Domain acme.example does not exist"}"#,
+                VendorFailure::Auth,
+                code::DOMAIN_NOT_FOUND,
+            ),
+            (404, "<html>nginx</html>", VendorFailure::Auth, code::WRONG_HOST),
+            (409, r#"{"code":409,"message":"login taken"}"#, VendorFailure::Conflict, code::LOGIN_USERNAME_TAKEN),
+            (400, r#"{"code":400,"message":"Invalid value"}"#, VendorFailure::Rejected, code::BAD_REQUEST),
+            (401, "{}", VendorFailure::Auth, code::UNAUTHORIZED),
+            (403, "{}", VendorFailure::Auth, code::FORBIDDEN),
+            (429, "{}", VendorFailure::Throttled, code::RATE_LIMITED),
+            (503, "", VendorFailure::Transient, "http_503"),
+        ];
+        for (status, body, failure, code) in cases {
+            let e = read(status, body).unwrap_err();
+            assert_eq!((e.failure, e.code.as_str()), (failure, code), "{status} {body}");
+        }
+        let e = read(404, r#"{"code":404,"message":"Record not found"}"#).unwrap_err();
+        assert!(e.message.contains("1042") && e.message.contains("acme.example"), "{}", e.message);
+    }
+
+    #[test]
+    fn delete_answers_treat_a_user_already_gone_as_existing() {
+        let h = json_headers();
+        let read =
+            |status: u16, body: &str| interpret_delete(&answer(status, &h, body), &d(), &u(), DomainNotFound::Auth);
+        let r = read(202, r#"{"code":202,"message":"Accepted"}"#).unwrap();
+        assert_eq!((r.existing, Value::Object(r.details)), (false, json!({"domain": "acme.example", "user": "1042"})));
+        assert!(read(200, "").is_ok_and(|r| !r.existing));
+        assert!(read(404, r#"{"code":404,"message":"Record not found"}"#).unwrap().existing);
+        let cases = [
+            (
+                404,
+                r#"{"code":404,"message":"Domain acme.example does not exist"}"#,
+                VendorFailure::Auth,
+                code::DOMAIN_NOT_FOUND,
+            ),
+            (404, "", VendorFailure::Auth, code::WRONG_HOST),
+            (403, "{}", VendorFailure::Auth, code::FORBIDDEN),
+            (429, "{}", VendorFailure::Throttled, code::RATE_LIMITED),
+            (500, "{}", VendorFailure::Transient, "http_500"),
+            (409, "{}", VendorFailure::Rejected, "http_409"),
+        ];
+        for (status, body, failure, code) in cases {
+            let e = read(status, body).unwrap_err();
+            assert_eq!((e.failure, e.code.as_str()), (failure, code), "{status} {body}");
+        }
+        let e = interpret_delete(
+            &answer(404, &h, r#"{"code":404,"message":"Domain acme.example does not exist"}"#),
+            &d(),
+            &u(),
+            DomainNotFound::Transient,
+        )
+        .unwrap_err();
+        assert_eq!(e.failure, VendorFailure::Transient);
     }
 
     #[test]

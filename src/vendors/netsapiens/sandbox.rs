@@ -1,10 +1,12 @@
-//! A faithful in-process simulator of the NetSapiens API v2 user calls and token endpoint, with a ledger of the users it holds, for demos and tests.
+//! A faithful in-process simulator of the NetSapiens API v2 user calls (create, get, update, delete) and token endpoint, with a ledger of the users it holds, for demos and tests.
 //!
 //! It answers on the vendor's real paths under `/ns-api/v2`, enforces the documented field
 //! rules from its own table (not the adapter's validators, so the two can disagree and a test
 //! then shows it), Bearer auth, per-domain extension and platform-wide login uniqueness, and
-//! uses the vendor's `{"code": …, "message": …}` error shape. Fault injection is not here:
-//! a shared layer wraps the router for that.
+//! uses the vendor's `{"code": …, "message": …}` error shape. An update changes only the
+//! properties it sends; a delete removes the user for good (NetSapiens has no soft delete
+//! and no suspend: a suspend is whatever update the account configures). Fault injection
+//! is not here: a shared layer wraps the router for that.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -55,6 +57,9 @@ struct SandboxState {
     /// login-username (lower-cased) → (domain, user): unique on the whole platform.
     logins: BTreeMap<String, (String, String)>,
     creations: BTreeMap<(String, String), u32>,
+    /// (domain, user) → updates and deletes taken: what proves an `unchanged` sent nothing.
+    updates: BTreeMap<(String, String), u32>,
+    deletions: BTreeMap<(String, String), u32>,
     access_tokens: BTreeMap<String, Instant>,
     refresh_tokens: BTreeSet<String>,
     issued: u64,
@@ -86,6 +91,21 @@ impl Sandbox {
         }
     }
 
+    /// How many updates (`PUT`) the user at `user@domain` took.
+    pub fn updates(&self, identity: &str) -> u32 {
+        Self::count(&self.lock().updates, identity)
+    }
+
+    /// How many deletes (`DELETE`) the user at `user@domain` took.
+    pub fn deletions(&self, identity: &str) -> u32 {
+        Self::count(&self.lock().deletions, identity)
+    }
+
+    fn count(counts: &BTreeMap<(String, String), u32>, identity: &str) -> u32 {
+        let Some((user, domain)) = identity.split_once('@') else { return 0 };
+        counts.get(&(domain.to_owned(), user.to_owned())).copied().unwrap_or(0)
+    }
+
     pub fn user_count(&self) -> usize {
         self.lock().users.len()
     }
@@ -108,7 +128,7 @@ pub fn router(state: Arc<Sandbox>) -> Router {
         .route("/ns-api/v2/version", get(version))
         .route("/ns-api/v2/tokens", post(tokens))
         .route("/ns-api/v2/domains/{domain}/users", post(create_user))
-        .route("/ns-api/v2/domains/{domain}/users/{user}", get(get_user))
+        .route("/ns-api/v2/domains/{domain}/users/{user}", get(get_user).put(update_user).delete(delete_user))
         .fallback(|| async { answer(StatusCode::NOT_FOUND, "Record not found") })
         .with_state(state)
 }
@@ -261,6 +281,99 @@ async fn create_user(
     } else {
         answer(StatusCode::ACCEPTED, "Accepted")
     }
+}
+
+/// The checks every write makes before it looks at the body: a key that may write, a
+/// domain the sandbox holds, a user addressable by path.
+fn writable(sandbox: &Sandbox, headers: &HeaderMap, domain: &str, user: &str) -> Result<(), Refusal> {
+    match authorize(sandbox, headers)? {
+        Access::Write => {}
+        Access::Read => {
+            return Err((StatusCode::FORBIDDEN, "Read-only API key: only GET requests are allowed".to_owned()));
+        }
+    }
+    check_domain(sandbox, domain)?;
+    if user.len() > rule::USER_PATH_MAX {
+        return Err((StatusCode::BAD_REQUEST, format!("user must be at most {} characters", rule::USER_PATH_MAX)));
+    }
+    Ok(())
+}
+
+/// `PUT /ns-api/v2/domains/{domain}/users/{user}`: changes the properties sent and only
+/// those, by the create's rules, and answers 202 (200 with the user for `synchronous: yes`,
+/// as a create does; unconfirmed for updates). A user that does not exist is `404 Record not
+/// found`: the update never creates one.
+async fn update_user(
+    State(sandbox): State<Arc<Sandbox>>,
+    Path((domain, user)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err((status, message)) = writable(&sandbox, &headers, &domain, &user) {
+        return answer(status, message);
+    }
+    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&body) else {
+        return answer(StatusCode::BAD_REQUEST, "Request body must be a JSON object");
+    };
+    let change = match read_change(&body, &user) {
+        Ok(c) => c,
+        Err(message) => return answer(StatusCode::BAD_REQUEST, message),
+    };
+    let key = (domain.clone(), user.clone());
+    let mut state = sandbox.lock();
+    let Some(current) = state.users.get(&key) else {
+        return answer(StatusCode::NOT_FOUND, "Record not found");
+    };
+    let old_login = current.get("login-username").and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
+    let new_login = change.fields.get("login-username").and_then(Value::as_str).map(str::to_ascii_lowercase);
+    if let Some(login) = &new_login {
+        if state.logins.get(login).is_some_and(|holder| *holder != key) {
+            return answer(StatusCode::CONFLICT, "login-username already exists on this platform.");
+        }
+    }
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let stored = state.users.get_mut(&key).expect("looked up above under the same lock");
+    for (name, value) in change.fields {
+        // GET never shows the PIN: it is taken, and not kept where a GET could show it.
+        if name != "voicemail-login-pin" {
+            stored.insert(name, value);
+        }
+    }
+    stored.insert("last-modified-datetime".into(), Value::from(now));
+    let stored = stored.clone();
+    if let Some(login) = new_login {
+        state.logins.remove(&old_login);
+        state.logins.insert(login, key.clone());
+    }
+    *state.updates.entry(key).or_default() += 1;
+    if change.synchronous {
+        (StatusCode::OK, Json(Value::Object(stored))).into_response()
+    } else {
+        answer(StatusCode::ACCEPTED, "Accepted")
+    }
+}
+
+/// `DELETE /ns-api/v2/domains/{domain}/users/{user}`: removes the user and frees its login
+/// for good, 202. A user that does not exist is `404 Record not found` (the vendor's words
+/// for sibling reads; unconfirmed for this call).
+async fn delete_user(
+    State(sandbox): State<Arc<Sandbox>>,
+    Path((domain, user)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err((status, message)) = writable(&sandbox, &headers, &domain, &user) {
+        return answer(status, message);
+    }
+    let key = (domain, user);
+    let mut state = sandbox.lock();
+    let Some(removed) = state.users.remove(&key) else {
+        return answer(StatusCode::NOT_FOUND, "Record not found");
+    };
+    if let Some(login) = removed.get("login-username").and_then(Value::as_str) {
+        state.logins.remove(&login.to_ascii_lowercase());
+    }
+    *state.deletions.entry(key).or_default() += 1;
+    answer(StatusCode::ACCEPTED, "Accepted")
 }
 
 /// The documented create-user properties (vendors/netsapiens.md) as this simulator's own
@@ -502,6 +615,40 @@ fn read_user(body: &Map<String, Value>) -> Result<Created, String> {
     Ok(Created { fields, synchronous })
 }
 
+/// Applies the documented rules to an update body: the create's rules for each property
+/// sent, nothing required. `user` may be repeated but not changed: it is the address.
+fn read_change(body: &Map<String, Value>, path_user: &str) -> Result<Created, String> {
+    let mut fields = Map::new();
+    let mut synchronous = false;
+    for (name, value) in body {
+        match name.as_str() {
+            "synchronous" => {
+                synchronous = match value.as_str() {
+                    Some("yes") => true,
+                    Some("no") => false,
+                    _ => return Err("synchronous must be \"yes\" or \"no\"".into()),
+                };
+                continue;
+            }
+            "user" if value.as_str() == Some(path_user) => continue,
+            "user" => return Err("user cannot be changed".into()),
+            n if READ_ONLY.contains(&n) => return Err(format!("{name} is read-only")),
+            _ => {}
+        }
+        let Some(kind) = rule::kind(name) else { continue };
+        if !rule::accepts(kind, value) {
+            return Err(format!("Invalid value for {name}"));
+        }
+        // Stored under the current e-mail name, which wins when both come, as on a create.
+        if name == "email-address" && body.contains_key("email") {
+            continue;
+        }
+        let name = if name == "email-address" { "email" } else { name.as_str() };
+        fields.insert(name.to_owned(), value.clone());
+    }
+    Ok(Created { fields, synchronous })
+}
+
 /// `GET /ns-api/v2/domains/{domain}/users/{user}`.
 async fn get_user(
     State(sandbox): State<Arc<Sandbox>>,
@@ -533,10 +680,10 @@ mod tests {
     use crate::vendors::testing::{FRESH, SEEN};
     use crate::vendors::{Adapter as _, VendorFailure};
 
-    async fn serve(sandbox: Arc<Sandbox>) -> String {
+    async fn serve(app: Router) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router(sandbox)).await.unwrap() });
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         format!("http://{addr}/ns-api/v2")
     }
 
@@ -549,8 +696,16 @@ mod tests {
     impl Env {
         async fn start() -> Self {
             let sandbox = Arc::new(Sandbox::with_domains([SANDBOX_DOMAIN, "other.example"]));
-            let base = serve(sandbox.clone()).await;
+            let base = serve(router(sandbox.clone())).await;
             Self { sandbox, base, dir: tempfile::tempdir().unwrap() }
+        }
+
+        /// Behind the shared fault layer, whose settings the test changes while it runs.
+        async fn start_with_faults() -> (Self, crate::sandbox::FaultState) {
+            let sandbox = Arc::new(Sandbox::new());
+            let faults = crate::sandbox::FaultState::new(crate::sandbox::Faults::default(), 7);
+            let base = serve(crate::sandbox::with_faults(router(sandbox.clone()), faults.clone())).await;
+            (Self { sandbox, base, dir: tempfile::tempdir().unwrap() }, faults)
         }
 
         fn adapter(&self, set: &[(&str, &str)], creds: &[(&str, &str)]) -> Adapter {
@@ -924,5 +1079,185 @@ mod tests {
         assert_eq!((s, e["message"].clone()), (404, json!("Domain nowhere.example does not exist")));
         let (s, _) = get(format!("/domains/{SANDBOX_DOMAIN}/users/1042"), "nope").await;
         assert_eq!(s, 401);
+    }
+
+    // ---- update, suspend, restore, delete ----
+
+    const LIFECYCLE: &[(&str, &str)] = &[
+        ("suspend", r#"{"user-scope": "No Portal", "directory-name-visible-in-list-enabled": "no"}"#),
+        ("restore", r#"{"user-scope": "Basic User", "directory-name-visible-in-list-enabled": "yes"}"#),
+        ("hard_delete", "true"),
+    ];
+    const JANE: &str = "1042@sandbox.example";
+
+    fn kind_job(kind: &str, user: Value) -> Job {
+        let v = json!({"job_id": format!("{kind}-1"), "kind": kind, "vendor": "netsapiens", "account": "sbx",
+                       "user": user});
+        crate::job::decode(v.to_string().as_bytes()).unwrap()
+    }
+
+    fn lifecycle_adapter(env: &Env) -> Adapter {
+        let mut set = LIFECYCLE.to_vec();
+        set.push(("email_field", "email-address"));
+        env.adapter(&set, &[("api_key", SANDBOX_API_KEY)])
+    }
+
+    /// The real adapter against the simulator, through a user's whole life: every second
+    /// call of a kind finds the work done and sends nothing.
+    #[tokio::test]
+    async fn a_users_whole_life_round_trips_and_repeats_change_nothing() {
+        let env = Env::start().await;
+        let a = lifecycle_adapter(&env);
+        let stored = || env.sandbox.user(SANDBOX_DOMAIN, "1042");
+        assert!(!a.create_user(&job("c", jane()), FRESH).await.unwrap().existing);
+
+        let change = kind_job(
+            "update_user",
+            json!({"user": "1042", "department": "Support", "email": "jane@new.example", "area-code": 212}),
+        );
+        let r = a.update_user(&change, FRESH).await.unwrap();
+        assert_eq!((r.existing, r.details["changed"].clone()), (false, json!(["area-code", "department", "email"])));
+        let u = stored().unwrap();
+        assert_eq!(
+            (u["department"].clone(), u["email"].clone(), u["area-code"].clone()),
+            (json!("Support"), json!("jane@new.example"), json!(212))
+        );
+        assert_eq!(
+            (u["name-first-name"].clone(), u["time-zone"].clone()),
+            (json!("Jane"), json!("America/New_York")),
+            "fields the update did not name are as they were"
+        );
+        assert!(a.update_user(&change, SEEN).await.unwrap().existing, "the same update again is unchanged");
+        assert_eq!(env.sandbox.updates(JANE), 1);
+
+        assert!(!a.suspend_user(&kind_job("suspend_user", json!({"user": "1042"})), FRESH).await.unwrap().existing);
+        assert_eq!(stored().unwrap()["user-scope"], "No Portal");
+        assert!(a.suspend_user(&kind_job("suspend_user", json!({"user": "1042"})), FRESH).await.unwrap().existing);
+        assert_eq!(env.sandbox.updates(JANE), 2);
+
+        assert!(!a.restore_user(&kind_job("restore_user", json!({"user": "1042"})), FRESH).await.unwrap().existing);
+        let u = stored().unwrap();
+        assert_eq!(
+            (u["user-scope"].clone(), u["directory-name-visible-in-list-enabled"].clone()),
+            (json!("Basic User"), json!("yes"))
+        );
+        assert!(a.restore_user(&kind_job("restore_user", json!({"user": "1042"})), FRESH).await.unwrap().existing);
+        assert_eq!(env.sandbox.updates(JANE), 3);
+
+        let delete = kind_job("delete_user", json!({"user": "1042"}));
+        let r = a.delete_user(&delete, FRESH).await.unwrap();
+        assert_eq!((r.existing, r.vendor_user_id.as_deref()), (false, Some(JANE)));
+        assert!(stored().is_none());
+        assert!(a.delete_user(&delete, SEEN).await.unwrap().existing, "a user already gone is unchanged");
+        assert_eq!((env.sandbox.deletions(JANE), env.sandbox.user_count()), (1, 0));
+
+        // Gone for good: changes to it name the missing user.
+        for e in [
+            a.update_user(&change, FRESH).await.unwrap_err(),
+            a.suspend_user(&kind_job("suspend_user", json!({"user": "1042"})), FRESH).await.unwrap_err(),
+        ] {
+            assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, code::NO_SUCH_USER));
+        }
+        // A new hire may take the extension and its login again.
+        assert!(!a.create_user(&job("c2", jane()), FRESH).await.unwrap().existing);
+    }
+
+    #[tokio::test]
+    async fn a_pin_change_is_always_sent_and_never_shown() {
+        let env = Env::start().await;
+        let a = env.key_adapter();
+        a.create_user(&job("c", jane()), FRESH).await.unwrap();
+        let pin = kind_job("update_user", json!({"user": "1042", "voicemail-login-pin": "482913"}));
+        for _ in 0..2 {
+            assert!(!a.update_user(&pin, FRESH).await.unwrap().existing, "a secret cannot be compared");
+        }
+        assert_eq!(env.sandbox.updates(JANE), 2);
+        assert!(env.sandbox.user(SANDBOX_DOMAIN, "1042").unwrap().get("voicemail-login-pin").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_login_username_taken_elsewhere_is_a_conflict_on_update() {
+        let env = Env::start().await;
+        let a = env.key_adapter();
+        a.create_user(&job("c", jane()), FRESH).await.unwrap();
+        let mut john = jane();
+        john["user"] = json!("1043");
+        john["name-first-name"] = json!("John");
+        a.create_user(&job("c2", john), FRESH).await.unwrap();
+        let clash = kind_job("update_user", json!({"user": "1043", "login-username": "1042@sandbox.example"}));
+        let e = a.update_user(&clash, FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Conflict, code::LOGIN_USERNAME_TAKEN));
+        // Its own login is no clash, and a new one frees the old.
+        let own = kind_job("update_user", json!({"user": "1043", "login-username": "john@sandbox.example"}));
+        assert!(!a.update_user(&own, FRESH).await.unwrap().existing);
+        let take_old = kind_job("update_user", json!({"user": "1042", "login-username": "1043@sandbox.example"}));
+        assert!(!a.update_user(&take_old, FRESH).await.unwrap().existing);
+    }
+
+    /// A 503 the fault layer puts in front of the lookup, then of the write: each is
+    /// transient, the job's next attempt succeeds, and nothing is done twice.
+    #[tokio::test]
+    async fn a_fault_is_transient_and_the_next_attempt_succeeds() {
+        use crate::sandbox::Faults;
+        let (env, faults) = Env::start_with_faults().await;
+        let a = env.adapter(LIFECYCLE, &[("api_key", SANDBOX_API_KEY)]);
+        a.create_user(&job("c", jane()), FRESH).await.unwrap();
+        let suspend = kind_job("suspend_user", json!({"user": "1042"}));
+
+        faults.set(Faults { fail_next: 1, ..Faults::default() });
+        let e = a.suspend_user(&suspend, FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Transient, "http_503"));
+        assert_eq!(env.sandbox.updates(JANE), 0);
+        assert!(!a.suspend_user(&suspend, SEEN).await.unwrap().existing);
+
+        faults.set(Faults { throttle_next: 1, retry_after: Duration::from_secs(2), ..Faults::default() });
+        let e = a.delete_user(&kind_job("delete_user", json!({"user": "1042"})), FRESH).await.unwrap_err();
+        assert_eq!((e.failure, e.retry_after), (VendorFailure::Throttled, Some(Duration::from_secs(2))));
+        assert!(env.sandbox.user(SANDBOX_DOMAIN, "1042").is_some());
+        assert!(!a.delete_user(&kind_job("delete_user", json!({"user": "1042"})), SEEN).await.unwrap().existing);
+        assert_eq!((env.sandbox.updates(JANE), env.sandbox.deletions(JANE)), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn writes_need_a_writable_key_an_existing_user_and_valid_fields() {
+        let env = Env::start().await;
+        env.key_adapter().create_user(&job("c", jane()), FRESH).await.unwrap();
+        let call = |verb: reqwest::Method, user: &'static str, key: &'static str, body: Option<Value>| {
+            let url = format!("{}/domains/{SANDBOX_DOMAIN}/users/{user}", env.base);
+            async move {
+                let mut r = reqwest::Client::new().request(verb, url).bearer_auth(key);
+                if let Some(b) = body {
+                    r = r.json(&b);
+                }
+                let r = r.send().await.unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            }
+        };
+        use reqwest::Method;
+        let site = || Some(json!({"site": "HQ"}));
+        let cases = [
+            (Method::PUT, "1042", SANDBOX_READONLY_API_KEY, site(), 403),
+            (Method::DELETE, "1042", SANDBOX_READONLY_API_KEY, None, 403),
+            (Method::PUT, "1042", "nope", site(), 401),
+            (Method::PUT, "1043", SANDBOX_API_KEY, site(), 404),
+            (Method::DELETE, "1043", SANDBOX_API_KEY, None, 404),
+            (Method::PUT, "1042", SANDBOX_API_KEY, Some(json!({"user-scope": "Boss"})), 400),
+            (Method::PUT, "1042", SANDBOX_API_KEY, Some(json!({"user": "1043"})), 400),
+            (Method::PUT, "1042", SANDBOX_API_KEY, Some(json!({"account-status": "standard"})), 400),
+            (Method::PUT, "1042", SANDBOX_API_KEY, Some(json!([1])), 400),
+        ];
+        for (verb, user, key, body, want) in cases {
+            let (status, answer) = call(verb.clone(), user, key, body.clone()).await;
+            assert_eq!((status, answer["code"].clone()), (want, json!(want)), "{verb} {user} {body:?}: {answer}");
+        }
+        let u = env.sandbox.user(SANDBOX_DOMAIN, "1042").unwrap();
+        assert_eq!((u["user-scope"].clone(), u.get("site")), (json!("Basic User"), None), "nothing was changed");
+        assert_eq!((env.sandbox.updates(JANE), env.sandbox.deletions(JANE)), (0, 0));
+        let (status, answer) =
+            call(Method::PUT, "1042", SANDBOX_API_KEY, Some(json!({"synchronous": "yes", "site": "HQ"}))).await;
+        assert_eq!(
+            (status, answer["site"].clone(), answer["name-first-name"].clone()),
+            (200, json!("HQ"), json!("Jane"))
+        );
     }
 }
