@@ -1093,8 +1093,10 @@ mod tests {
 vendor = "netsapiens"
 settings = { domain = "acme.example", hard_delete = true, retries = 3, suspend = { "user-scope" = "No Portal" } }
 "#;
-        let s: Settings =
-            figment::Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(toml)).extract().unwrap();
+        let s: Settings = figment::Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(toml))
+            .extract()
+            .unwrap();
         let settings = &s.accounts["acme-ns"].settings;
         assert_eq!(settings["domain"], "acme.example");
         assert_eq!(settings["hard_delete"], "true");

@@ -109,16 +109,6 @@ pub fn user_schema(vendor: VendorKey) -> serde_json::Value {
 /// every vendor's result events.
 pub const INVALID_FIELD: &str = "invalid_field";
 
-/// The refusal of a job kind an adapter does not carry out (yet): rejected, so it is
-/// dead-lettered with a code that says so and can be replayed once it is supported.
-pub(crate) fn unsupported(vendor: VendorKey, kind: JobKind) -> VendorError {
-    VendorError::new(
-        VendorFailure::Rejected,
-        "job_kind_unsupported",
-        format!("this build cannot carry out {kind} jobs at {vendor}; replay the dead letter once it can"),
-    )
-}
-
 /// What a vendor call produced when it succeeded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Receipt {

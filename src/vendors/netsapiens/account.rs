@@ -440,10 +440,15 @@ pub(crate) mod tests {
     #[test]
     fn the_development_configs_suspend_and_restore_tables_are_valid() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/development.toml");
-        let config: toml::Value = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let settings = &config["accounts"]["acme-netsapiens"]["settings"];
+        use figment::providers::{Format, Serialized, Toml};
+        let config: crate::config::Settings =
+            figment::Figment::from(Serialized::defaults(crate::config::Settings::default()))
+                .merge(Toml::file(path))
+                .extract()
+                .unwrap();
+        let settings = &config.accounts["acme-netsapiens"].settings;
         for key in ["suspend", "restore"] {
-            let raw = settings[key].as_str().unwrap_or_else(|| panic!("{key} is a string setting"));
+            let raw = settings.get(key).unwrap_or_else(|| panic!("{key} is set"));
             assert!(Changes::from_setting(raw).is_ok(), "{key}: {raw}");
         }
     }

@@ -382,7 +382,7 @@ impl crate::vendors::Adapter for Adapter {
                 code::HARD_DELETE_NOT_ALLOWED,
                 format!(
                     "NetSapiens DELETE /domains/{{domain}}/users/{{user}} is permanent; set \
-                     accounts.{}.settings.hard_delete = \"true\" to allow it, or send suspend_user",
+                     accounts.{}.settings.hard_delete = true to allow it, or send suspend_user",
                     account.name
                 ),
             ));
@@ -1221,7 +1221,7 @@ mod tests {
                 .await;
             let e = f.adapter.delete_user(&ref_job("delete_user"), FRESH).await.unwrap_err();
             assert_eq!((e.failure, e.code.as_str()), (VendorFailure::Rejected, code::HARD_DELETE_NOT_ALLOWED));
-            for words in ["is permanent", r#"accounts.acme.settings.hard_delete = "true""#, "suspend_user"] {
+            for words in ["is permanent", "accounts.acme.settings.hard_delete = true", "suspend_user"] {
                 assert!(e.message.contains(words), "{words}: {}", e.message);
             }
         }

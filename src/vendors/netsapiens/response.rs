@@ -34,7 +34,7 @@ pub mod code {
     /// NetSapiens has no suspend of its own, so the account says which fields make one.
     pub const SUSPEND_NOT_CONFIGURED: &str = "suspend_not_configured";
     pub const RESTORE_NOT_CONFIGURED: &str = "restore_not_configured";
-    /// A delete for an account without `settings.hard_delete = "true"`: NetSapiens deletes
+    /// A delete for an account without `settings.hard_delete = true`: NetSapiens deletes
     /// for good.
     pub const HARD_DELETE_NOT_ALLOWED: &str = "hard_delete_not_allowed";
 }
