@@ -179,6 +179,25 @@ impl Mapper {
                     FieldRules::from_settings(&target.account, account).map_err(config_error)?,
                 );
                 let on_leave = target.on_leave.unwrap_or(OnLeave::default_for(vendor));
+                // A leave must not find out at 3 a.m. that its suspend cannot be carried out:
+                // vendors without a suspend of their own need the account's update for it.
+                if on_leave == OnLeave::Suspend
+                    && vendor != VendorKey::Glance
+                    && !account.settings.contains_key("suspend")
+                {
+                    return Err(err(
+                        format!("{key}.on_leave"),
+                        format!(
+                            "{vendor} has no suspend of its own: set accounts.{}.settings.suspend (the update that \
+                             takes access away, e.g. {}), or on_leave = \"delete\" or \"none\"",
+                            target.account,
+                            match vendor {
+                                VendorKey::Netsapiens => r#"{ "user-scope" = "No Portal" }"#,
+                                _ => r#"{ allowed_campaigns = "none" }"#,
+                            }
+                        ),
+                    ));
+                }
                 targets.insert(
                     vendor,
                     Target { account: target.account.clone(), domain: target.domain.clone(), fields, policy, on_leave },
@@ -315,7 +334,7 @@ pub(crate) mod testing {
 vendor = "glance"
 [accounts.acme-ns]
 vendor = "netsapiens"
-settings = { domain = "acme.example" }
+settings = { domain = "acme.example", suspend = { "user-scope" = "No Portal" }, restore = { "user-scope" = "Basic User" } }
 [accounts.acme-ctb]
 vendor = "clienttoolbox"
 
@@ -475,6 +494,20 @@ mod tests {
         let secret = ctb.body["user"]["user_new_password"].as_str().unwrap().to_owned();
         assert_eq!(secret.len(), 20);
         assert!(!ctb.redacted().to_string().contains(&secret));
+    }
+
+    #[test]
+    fn a_suspending_leave_needs_the_accounts_suspend_where_the_vendor_has_none() {
+        let mut s = settings();
+        s.accounts.get_mut("acme-ns").unwrap().settings.remove("suspend");
+        let e = Mapper::new(&s).unwrap_err();
+        assert_eq!(e.key, "tenants.acme.netsapiens.on_leave");
+        assert!(e.message.contains("accounts.acme-ns.settings.suspend"), "{}", e.message);
+        // Glance suspends by itself; ClientToolbox's default is its soft delete.
+        s.tenants.get_mut("acme").unwrap().netsapiens.as_mut().unwrap().on_leave = Some(OnLeave::None);
+        assert!(Mapper::new(&s).is_ok());
+        s.tenants.get_mut("acme").unwrap().clienttoolbox.as_mut().unwrap().on_leave = Some(OnLeave::Suspend);
+        assert_eq!(Mapper::new(&s).unwrap_err().key, "tenants.acme.clienttoolbox.on_leave");
     }
 
     #[test]

@@ -138,7 +138,12 @@ pub fn account(vendor: VendorKey, base: &str) -> crate::config::AccountSettings 
         ),
         VendorKey::Netsapiens => (
             format!("{base}/ns-api/v2"),
-            map(&[("domain", netsapiens::sandbox::SANDBOX_DOMAIN)]),
+            // NetSapiens documents no suspend: a leaver loses the portal (see docs/vendors.md).
+            map(&[
+                ("domain", netsapiens::sandbox::SANDBOX_DOMAIN),
+                ("suspend", r#"{"user-scope": "No Portal"}"#),
+                ("restore", r#"{"user-scope": "Basic User"}"#),
+            ]),
             [("api_key".to_owned(), secret(netsapiens::sandbox::SANDBOX_API_KEY))].into(),
         ),
         VendorKey::Clienttoolbox => (
@@ -146,6 +151,9 @@ pub fn account(vendor: VendorKey, base: &str) -> crate::config::AccountSettings 
             map(&[
                 ("account_id", clienttoolbox::sandbox::SANDBOX_ACCOUNT_ID),
                 ("user_id", clienttoolbox::sandbox::SANDBOX_USER_ID),
+                // ClientToolbox documents no suspend either: a suspended clerk keeps no campaign.
+                ("suspend", r#"{"allowed_campaigns": "none"}"#),
+                ("restore", r#"{"allowed_campaigns": "all"}"#),
             ]),
             [("user_password".to_owned(), secret(clienttoolbox::sandbox::SANDBOX_PASSWORD))].into(),
         ),
