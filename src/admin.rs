@@ -25,6 +25,7 @@ pub struct Health {
     circuits: Arc<RwLock<CircuitBoard>>,
     ledger: Arc<RwLock<LedgerHealth>>,
     limits: Arc<RwLock<Option<Arc<RedisLink>>>>,
+    safeguard: Arc<RwLock<Option<Arc<crate::safeguard::Safeguard>>>>,
 }
 
 /// What `/readyz` says about the ledger.
@@ -53,6 +54,29 @@ impl Health {
             Some(link) if link.is_up() => "limits: shared by every replica through Redis\n",
             Some(_) => "limits: local fallback, Redis unreachable: each replica keeps rate_limit.replicas_hint's share of every account\n",
         }
+    }
+
+    /// Shows the accounts whose safeguard is tripped on `/readyz`.
+    pub fn watch_safeguard(&self, safeguard: Arc<crate::safeguard::Safeguard>) {
+        *self.safeguard.write().expect("never poisoned") = Some(safeguard);
+    }
+
+    fn tripped(&self) -> Vec<crate::safeguard::Tripped> {
+        self.safeguard.read().expect("never poisoned").as_ref().map(|s| s.tripped()).unwrap_or_default()
+    }
+
+    /// One line per tripped account, or nothing. A trip does not make the replica unready:
+    /// only that account's removals wait, and every other job must go on.
+    pub fn safeguard_report(&self) -> String {
+        self.tripped()
+            .iter()
+            .map(|t| {
+                format!(
+                    "safeguard: account {} ({}) TRIPPED, {} removal(s) held; see `provisioner held list --account {}`\n",
+                    t.account, t.vendor, t.held, t.account
+                )
+            })
+            .collect()
     }
 
     /// Shows these breakers on `/readyz`.
@@ -180,10 +204,17 @@ async fn ready_handler(State(s): State<AdminState>, headers: HeaderMap) -> Respo
             "ledger": s.health.ledger_json(),
             "limits": s.health.limits_report().trim_end(),
             "circuits": s.health.circuit_json(),
+            "safeguard": {"tripped": s.health.tripped()},
         });
         return (status, axum::Json(body)).into_response();
     }
-    let circuits = format!("{}{}{}", s.health.ledger_report(), s.health.limits_report(), s.health.circuit_report());
+    let circuits = format!(
+        "{}{}{}{}",
+        s.health.ledger_report(),
+        s.health.limits_report(),
+        s.health.safeguard_report(),
+        s.health.circuit_report()
+    );
     if ready {
         (StatusCode::OK, format!("ready: connected to the broker and consuming\n{circuits}"))
     } else {

@@ -126,7 +126,16 @@ pub fn interpret(msg: &Inbound, topology: &TopologySettings, now: DateTime<Utc>)
         }
     } else if let Some(step) = kind.strip_prefix(STEP_TYPE_PREFIX) {
         let Some(kind) = HistoryKind::parse(step).filter(|k| {
-            matches!(k, HistoryKind::Parked | HistoryKind::Published | HistoryKind::Replayed | HistoryKind::Purged)
+            matches!(
+                k,
+                HistoryKind::Parked
+                    | HistoryKind::Published
+                    | HistoryKind::Replayed
+                    | HistoryKind::Purged
+                    | HistoryKind::Held
+                    | HistoryKind::Approved
+                    | HistoryKind::Rejected
+            )
         }) else {
             return Interpreted::Ignored("unknown step");
         };

@@ -380,6 +380,14 @@ fn log_settled(d: &Disposition) {
             tracing::debug!(job_id, vendor, outcome = "retry_scheduled", tier, kind = why.as_str(), "job parked")
         }
         Report::Deferred => tracing::debug!(job_id, vendor, outcome = "deferred", "job requeued untouched"),
+        Report::Held => {
+            tracing::warn!(
+                job_id,
+                vendor,
+                outcome = "held",
+                "removal held by the safeguard; see `provisioner held list`"
+            )
+        }
         Report::Undecodable => {}
     }
 }

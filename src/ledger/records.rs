@@ -118,10 +118,16 @@ pub enum HistoryKind {
     DeadLettered,
     Replayed,
     Purged,
+    /// A removal the safeguard held for an operator (detail: account, reason, held_at).
+    Held,
+    /// Released from the held queue by an operator (detail: by, reason).
+    Approved,
+    /// Dropped from the held queue by an operator, never sent (detail: by, reason).
+    Rejected,
 }
 
 impl HistoryKind {
-    pub const ALL: [HistoryKind; 13] = [
+    pub const ALL: [HistoryKind; 16] = [
         HistoryKind::Published,
         HistoryKind::Parked,
         HistoryKind::Created,
@@ -135,6 +141,9 @@ impl HistoryKind {
         HistoryKind::DeadLettered,
         HistoryKind::Replayed,
         HistoryKind::Purged,
+        HistoryKind::Held,
+        HistoryKind::Approved,
+        HistoryKind::Rejected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -152,6 +161,9 @@ impl HistoryKind {
             HistoryKind::DeadLettered => "dead_lettered",
             HistoryKind::Replayed => "replayed",
             HistoryKind::Purged => "purged",
+            HistoryKind::Held => "held",
+            HistoryKind::Approved => "approved",
+            HistoryKind::Rejected => "rejected",
         }
     }
 
