@@ -91,6 +91,10 @@ async fn removals_past_the_threshold_are_held_and_creates_never_are() {
     for id in ["rm-1", "rm-2"] {
         publish_removal(&probe, id, "suspend_user").await;
     }
+    // Jobs run concurrently: these two must be decided before the ones to hold.
+    for id in ["rm-1", "rm-2"] {
+        next_of_type(&mut events, "user.", id).await;
+    }
     // The third trips the account; the fourth is held because it is tripped.
     publish_removal(&probe, "rm-3", "delete_user").await;
     let held = next_of_type(&mut events, "job.held", "rm-3").await;
@@ -129,7 +133,9 @@ async fn removals_past_the_threshold_are_held_and_creates_never_are() {
 
 #[tokio::test]
 async fn approved_jobs_run_uncounted_and_rejected_ones_are_dropped_with_the_reason() {
-    let (settings, _vendors) = setup(1).await;
+    let (mut settings, _vendors) = setup(1).await;
+    // With the ledger: the history must record the operator's reasons.
+    settings.ledger.enabled = true;
     let probe = Probe::new(&settings).await;
     let mut events = probe.observe_all_events().await;
     let mut worker = WorkerProcess::start(&settings);
@@ -138,6 +144,8 @@ async fn approved_jobs_run_uncounted_and_rejected_ones_are_dropped_with_the_reas
     let dir = config_dir(&settings);
 
     publish_removal(&probe, "ok-1", "delete_user").await;
+    // Jobs run concurrently: the one that passes must be decided before the ones to hold.
+    next_of_type(&mut events, "user.", "ok-1").await;
     for id in ["h-1", "h-2", "h-3"] {
         publish_removal(&probe, id, "delete_user").await;
         next_of_type(&mut events, "job.held", id).await;
@@ -174,6 +182,24 @@ async fn approved_jobs_run_uncounted_and_rejected_ones_are_dropped_with_the_reas
         assert_eq!(e["data"]["reason"], "HR feed bug");
     }
     assert_eq!(probe.ready_count(&held_queue).await, 0);
+
+    // The ledger's history of each job tells what the operator did, and why.
+    for (id, step, reason) in [("h-1", "approved", "HR confirmed the layoff"), ("h-2", "rejected", "HR feed bug")] {
+        wait_until_async(WAIT, &format!("the history of {id} records {step}"), || async {
+            let out = cli_command(&settings, &dir, &["history", id, "--json"]).output().unwrap();
+            let Ok(h) = serde_json::from_slice::<Value>(&out.stdout) else { return false };
+            let entries = h["entries"].as_array().cloned().unwrap_or_default();
+            let has = |kind: &str| entries.iter().any(|e| e["kind"] == kind);
+            has("held") && entries.iter().any(|e| e["kind"] == step && e["detail"]["reason"] == reason)
+        })
+        .await;
+    }
+    let out = cli_command(&settings, &dir, &["history", "h-2", "--json"]).output().unwrap();
+    let h: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        h["entries"].as_array().unwrap().iter().all(|e| e["kind"] != "failed" && e["kind"] != "dead_lettered"),
+        "a rejection is not a failure: {h}"
+    );
 
     // The held queue is empty: the trip clears (after its grace) and a fresh window starts.
     let admin = worker.admin().await;

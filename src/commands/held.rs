@@ -16,8 +16,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions};
 use lapin::{Channel, Connection};
 use serde::Serialize;
 use serde_json::Value;
@@ -145,6 +144,7 @@ struct Walk {
     conn: Connection,
     channel: Channel,
     queue: String,
+    /// The message id of this walk's marker.
     marker: String,
 }
 
@@ -183,11 +183,6 @@ impl Walk {
         Ok(Self { conn, channel, queue, marker })
     }
 
-    async fn ready(&self) -> Result<u32, DlqError> {
-        let opts = QueueDeclareOptions { passive: true, ..Default::default() };
-        Ok(self.channel.queue_declare(self.queue.as_str().into(), opts, FieldTable::default()).await?.message_count())
-    }
-
     async fn next(&self) -> Result<Option<lapin::message::Delivery>, DlqError> {
         let got = self.channel.basic_get(self.queue.as_str().into(), BasicGetOptions { no_ack: false }).await?;
         Ok(got.map(|m| m.delivery))
@@ -199,20 +194,28 @@ impl Walk {
         Ok(())
     }
 
-    /// Removes this walk's marker (messages before it are handed back when the channel
-    /// closes), then closes.
-    async fn close(self) {
-        for _ in 0..1000 {
-            match self.next().await {
-                Ok(Some(d)) if d.properties.message_id().as_ref().map(|m| m.as_str()) == Some(self.marker.as_str()) => {
-                    let _ = self.remove(&d).await;
-                    break;
-                }
-                Ok(Some(_)) => continue,
-                _ => break,
-            }
-        }
+    /// Whether this delivery is this walk's own marker: the end of the walk.
+    fn is_own_marker(&self, d: &lapin::message::Delivery) -> bool {
+        d.properties.message_id().as_ref().map(|m| m.as_str()) == Some(self.marker.as_str())
+    }
+
+    /// Closes the walk; every message not removed goes back to the queue, in order. The
+    /// broker returns them asynchronously: waiting until `kept` are back means the queue is
+    /// whole again when the command exits, for the next command and for the replicas.
+    async fn close(self, kept: u32) {
+        use lapin::options::QueueDeclareOptions;
         let _ = self.channel.close(200, "done".into()).await;
+        if let Ok(check) = self.conn.create_channel().await {
+            let opts = QueueDeclareOptions { passive: true, ..Default::default() };
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            while tokio::time::Instant::now() < deadline {
+                match check.queue_declare(self.queue.as_str().into(), opts, Default::default()).await {
+                    Ok(q) if q.message_count() < kept => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                    _ => break,
+                }
+            }
+            let _ = check.close(200, "done".into()).await;
+        }
         let _ = self.conn.close(200, "done".into()).await;
     }
 }
@@ -308,12 +311,14 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
     }
     for account in accounts(&settings, &filter)? {
         let walk = Walk::open(&settings, &account).await?;
-        // The marker is the last message now: the walk stops before it.
-        let total = walk.ready().await?.saturating_sub(1);
         let mut result = Ok(());
-        for _ in 0..total {
+        // Messages taken and not removed: they go back when the walk closes.
+        let mut kept = 0u32;
+        // The walk ends at its own marker: jobs held after it started are left for the next.
+        loop {
             let d = match walk.next().await {
                 Ok(Some(d)) => d,
+                // The marker is gone (another command took it): the queue is walked.
                 Ok(None) => break,
                 Err(e) => {
                     result = Err(e);
@@ -321,15 +326,20 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
                 }
             };
             let msg = rabbitmq::inbound(&d);
-            if msg.headers.contains_key(MARKER) {
-                // A marker a killed command left behind.
+            if walk.is_own_marker(&d) || msg.headers.contains_key(MARKER) {
+                // Ours ends the walk; another is one a killed command left behind.
+                let own = walk.is_own_marker(&d);
                 if let Err(e) = walk.remove(&d).await {
                     result = Err(e);
+                    break;
+                }
+                if own {
                     break;
                 }
                 continue;
             }
             let job = HeldJob::read(&msg, &account);
+            kept += 1;
             if filter.limit.is_some_and(|l| matched >= l) || !filter.matches(&job) {
                 continue;
             }
@@ -364,9 +374,10 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
                 result = Err(e);
                 break;
             }
+            kept -= 1;
             print_line(&mut out, &job, what.step(), *json)?;
         }
-        walk.close().await;
+        walk.close(kept).await;
         result?;
     }
     match action {
