@@ -1,5 +1,6 @@
 //! The admin HTTP port: `/metrics`, `/healthz` (the process is alive) and `/readyz`
-//! (connected to the broker and consuming, with each account's circuit breaker as detail;
+//! (connected to the broker and consuming, with each account's circuit breaker and tripped
+//! safeguard as detail;
 //! text, or JSON when asked with `Accept: application/json`).
 
 use std::net::SocketAddr;
@@ -187,7 +188,8 @@ async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {
 /// restarting or unrouting pods would not help. It is shown so `kubectl describe` and a
 /// curl tell the on-call engineer which accounts are parked. A ledger that is down, or
 /// limits that fell back to each replica's local share, are shown the same way, for the same
-/// reason: every replica shares them. Text by default (what probes and people read); JSON
+/// reason: every replica shares them. So is an account whose safeguard tripped: only its
+/// removals wait. Text by default (what probes and people read); JSON
 /// for a client whose `Accept` names `application/json`.
 async fn ready_handler(State(s): State<AdminState>, headers: HeaderMap) -> Response {
     let ready = s.health.is_ready();

@@ -402,7 +402,7 @@ impl Pipeline {
         h::set_text(&mut headers, h::VENDOR, job.vendor.as_str());
         let mut copy = msg.forward(OutboundKind::Held, "", headers);
         copy.routing_key = self.topology.held_queue(job.account.as_str());
-        tracing::warn!(kind = %job.kind, reason, "removal held by the safeguard");
+        tracing::warn!(kind = %job.kind, reason, "removal held by the safeguard; see `provisioner held list`");
         let step = json!({"kind": job.kind, "reason": reason, "held_at": at});
         let event = self.step_event(job, "held", h::traceparent(&msg.headers), step);
         Disposition {

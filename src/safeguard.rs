@@ -310,12 +310,24 @@ pub async fn refresh(
         let opts = QueueDeclareOptions { passive: true, ..Default::default() };
         let held = channel.queue_declare(queue.as_str().into(), opts, Default::default()).await?.message_count();
         let active = match ledger {
-            Some(l) if safeguard.enabled() => l.count_active(*vendor, account).await.ok().map(|n| n.max(0) as u64),
+            Some(l) if safeguard.enabled() => active_links(l, *vendor, account).await,
             _ => None,
         };
         safeguard.observe(*vendor, account, held.into(), active).await;
     }
     Ok(())
+}
+
+/// The account's active links in the ledger; `None` when the ledger does not answer (the
+/// last figure stays).
+async fn active_links(ledger: &crate::ledger::Ledger, vendor: VendorKey, account: &str) -> Option<u64> {
+    match ledger.count_active(vendor, account).await {
+        Ok(n) => Some(n.max(0) as u64),
+        Err(e) => {
+            tracing::debug!(error = %e, "the ledger did not say how many links are active; safeguard.max_share keeps its last figure");
+            None
+        }
+    }
 }
 
 /// Refreshes every `safeguard.refresh` until `stop`, on a connection of its own (so a worker
@@ -462,6 +474,47 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn the_share_is_of_the_accounts_active_links_in_the_ledger() {
+        use crate::ledger::{ActiveLink, IdentityKey, Ledger, Write};
+        let ledger = Ledger::in_memory().await.unwrap();
+        let link = |account: &str, identity: &str| {
+            Write::Active(ActiveLink {
+                key: IdentityKey { vendor: VendorKey::Glance, account: account.into(), identity: identity.into() },
+                identity_extra: None,
+                person: None,
+                job_id: format!("job-{identity}"),
+                correlation_id: None,
+                vendor_user_id: None,
+                at: 1,
+            })
+        };
+        ledger.apply(&[link("acme", "a"), link("acme", "b"), link("acme", "c"), link("other", "d")]).await.unwrap();
+        assert_eq!(active_links(&ledger, VendorKey::Glance, "acme").await, Some(3));
+        assert_eq!(active_links(&ledger, VendorKey::Netsapiens, "acme").await, Some(0), "another vendor's account");
+        assert_eq!(active_links(&ledger, VendorKey::Glance, "other").await, Some(1));
+    }
+
+    #[test]
+    fn bad_settings_name_their_key() {
+        type Edit = fn(&mut Settings);
+        let cases: [(Edit, &str); 5] = [
+            (|s| s.safeguard.max_removals = 0, "safeguard.max_removals"),
+            (|s| s.safeguard.window = Duration::ZERO, "safeguard.window"),
+            (|s| s.safeguard.max_share = 0.0, "safeguard.max_share"),
+            (|s| s.safeguard.max_share = 1.5, "safeguard.max_share"),
+            (|s| s.topology.held_queue_prefix = "p".repeat(200), "topology.held_queue_prefix"),
+        ];
+        for (edit, key) in cases {
+            let mut s = settings(20, Duration::from_secs(600));
+            s.accounts.insert("a".repeat(64), crate::sandbox::account(VendorKey::Glance, "http://127.0.0.1:1"));
+            assert!(s.check().is_ok(), "the defaults pass");
+            edit(&mut s);
+            let e = s.check().unwrap_err().to_string();
+            assert!(e.contains(key), "{key}: {e}");
+        }
+    }
+
     #[test]
     fn reasons_name_the_setting_to_look_at() {
         let w = Duration::from_secs(600);
@@ -471,7 +524,7 @@ mod tests {
     }
 
     /// Against a real Redis (`PROVISIONER_TEST_REDIS_URL`, else the local one).
-    async fn redis_guard(max_removals: u32) -> Option<(Safeguard, Safeguard)> {
+    async fn redis_guard(max_removals: u32) -> (Safeguard, Safeguard) {
         let url = std::env::var("PROVISIONER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
         let mut s = settings(max_removals, Duration::from_secs(600));
         s.rate_limit.redis_key_prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
@@ -480,12 +533,12 @@ mod tests {
         let link = RedisLink::start(&secrecy::SecretString::from(url), &s.rate_limit).unwrap();
         assert!(link.wait_up(Duration::from_secs(5)).await, "these tests need a Redis at 127.0.0.1:6379");
         // Two replicas sharing one Redis.
-        Some((Safeguard::new(&s, Some(link.clone())), Safeguard::new(&s, Some(link))))
+        (Safeguard::new(&s, Some(link.clone())), Safeguard::new(&s, Some(link)))
     }
 
     #[tokio::test]
     async fn with_redis_the_window_and_the_trip_are_shared_by_replicas() {
-        let Some((a, b)) = redis_guard(3).await else { return };
+        let (a, b) = redis_guard(3).await;
         let g = VendorKey::Glance;
         assert_eq!(a.admit(g, "acme", true).await, Ok(()));
         assert_eq!(b.admit(g, "acme", true).await, Ok(()));
@@ -505,5 +558,22 @@ mod tests {
         // A non-empty held queue trips every replica again.
         assert!(b.observe(g, "acme", 1, None).await);
         assert_eq!(a.admit(g, "acme", true).await, Err(Hold::AlreadyTripped));
+    }
+
+    #[tokio::test]
+    async fn without_redis_each_replica_keeps_its_share_of_the_limit() {
+        // Nothing listens on port 1: the link never comes up.
+        let mut s = settings(3, Duration::from_secs(600));
+        s.rate_limit.replicas_hint = 3;
+        let link =
+            RedisLink::start(&secrecy::SecretString::from("redis://127.0.0.1:1/0".to_owned()), &s.rate_limit).unwrap();
+        let guard = Safeguard::new(&s, Some(link));
+        let g = VendorKey::Glance;
+        assert_eq!(guard.admit(g, "acme", true).await, Ok(()));
+        assert_eq!(
+            guard.admit(g, "acme", true).await,
+            Err(Hold::Tripped { count: 1, limit: 1, by: Limit::MaxRemovals }),
+            "3 removals over a hint of 3 replicas: 1 each"
+        );
     }
 }

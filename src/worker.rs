@@ -380,14 +380,8 @@ fn log_settled(d: &Disposition) {
             tracing::debug!(job_id, vendor, outcome = "retry_scheduled", tier, kind = why.as_str(), "job parked")
         }
         Report::Deferred => tracing::debug!(job_id, vendor, outcome = "deferred", "job requeued untouched"),
-        Report::Held => {
-            tracing::warn!(
-                job_id,
-                vendor,
-                outcome = "held",
-                "removal held by the safeguard; see `provisioner held list`"
-            )
-        }
+        // Logged at warn, with its reason, where it is decided.
+        Report::Held => tracing::debug!(job_id, vendor, outcome = "held", "job held"),
         Report::Undecodable => {}
     }
 }

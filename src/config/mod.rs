@@ -937,6 +937,15 @@ impl Settings {
             }
         }
         self.ledger.check()?;
+        // AMQP names are at most 255 bytes: `<held_queue_prefix>.<account>` must fit.
+        if let Some(longest) = self.accounts.keys().map(String::len).max() {
+            if self.topology.held_queue_prefix.len() + 1 + longest > 255 {
+                return Err(ConfigError::invalid(
+                    "topology.held_queue_prefix",
+                    "with the longest account name it makes a held queue name longer than 255 bytes; shorten it",
+                ));
+            }
+        }
         let guard = &self.safeguard;
         if guard.max_removals == 0 {
             return Err(ConfigError::invalid("safeguard.max_removals", "must be at least 1"));
