@@ -92,7 +92,8 @@ pub enum Command {
         command: DlqCommand,
     },
     /// List, approve (release) or reject (drop) the suspends and deletes the safeguard held
-    /// (AMQP only). Nothing held is ever released without `held approve`. Exit 0 done, 2 on error.
+    /// (AMQP only). Nothing held is ever released without `held approve`. Exit 0 done, 1 some
+    /// held message could not be released (it stays held), 2 on error.
     Held {
         #[command(flatten)]
         broker: BrokerArgs,

@@ -78,6 +78,19 @@ async fn next_of_type(obs: &mut common::Observer, ty: &str, job_id: &str) -> Val
     }
 }
 
+/// Waits for an outcome event of each of `job_ids`, in any order.
+async fn outcomes_of(obs: &mut common::Observer, job_ids: &[&str]) {
+    let mut left: Vec<&str> = job_ids.to_vec();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !left.is_empty() {
+        let within = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let e = obs.next_json(within, &format!("outcomes of {left:?}")).await;
+        if e["type"].as_str().is_some_and(|t| t.contains("user.")) {
+            left.retain(|id| e["data"]["job_id"] != *id);
+        }
+    }
+}
+
 #[tokio::test]
 async fn removals_past_the_threshold_are_held_and_creates_never_are() {
     let (settings, _vendors) = setup(2).await;
@@ -92,9 +105,7 @@ async fn removals_past_the_threshold_are_held_and_creates_never_are() {
         publish_removal(&probe, id, "suspend_user").await;
     }
     // Jobs run concurrently: these two must be decided before the ones to hold.
-    for id in ["rm-1", "rm-2"] {
-        next_of_type(&mut events, "user.", id).await;
-    }
+    outcomes_of(&mut events, &["rm-1", "rm-2"]).await;
     // The third trips the account; the fourth is held because it is tripped.
     publish_removal(&probe, "rm-3", "delete_user").await;
     let held = next_of_type(&mut events, "job.held", "rm-3").await;
@@ -258,22 +269,26 @@ async fn an_approve_killed_while_releasing_loses_and_duplicates_nothing() {
 
     let released = probe.drain_ids(&job_queue).await;
     assert!(!released.is_empty() && released.len() < n as usize, "killed halfway: {} released", released.len());
-    // The broker returns the killed walk's unacked jobs (and the marker it left) to the held queue.
-    let mut still_held = Vec::new();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while released.len() + still_held.len() < n as usize {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "jobs missing: {} released, {} held",
-            released.len(),
-            still_held.len()
-        );
-        still_held.extend(probe.drain_ids(&held_queue).await.into_iter().filter(|id| !id.starts_with("marker-")));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut all: Vec<String> = released.iter().chain(&still_held).cloned().collect();
+    // The broker hands the killed walk's jobs back: every job not released is still held,
+    // with the marker the killed command left.
+    let left = n - released.len() as u32;
+    wait_until_async(WAIT, "the rest is held again", || async { probe.ready_count(&held_queue).await == left + 1 })
+        .await;
+
+    // Someone's junk in the held queue (the default exchange is open to every client).
+    let junk = held_message(&settings, "junk");
+    probe.publish_many(vec![Outbound { headers: Headers::new(), body: b"not a job".to_vec(), ..junk }]).await;
+    // Run to the end, an approve releases the rest, removes the dead marker and refuses the junk.
+    let out = cli_command(&settings, &dir, &["held", "approve", "--reason", "go", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = json_lines(&out);
+    assert_eq!(lines.iter().filter(|l| l["action"] == "approved").count(), left as usize);
+    assert!(lines.iter().any(|l| l["action"].as_str().unwrap().starts_with("refused")), "{lines:?}");
+    let rest = probe.drain_ids(&job_queue).await;
+    let mut all: Vec<String> = released.iter().chain(&rest).cloned().collect();
     all.sort();
-    assert_eq!(all, ids, "every job either released or still held, exactly once");
+    assert_eq!(all, ids, "every job released exactly once");
+    assert_eq!(probe.drain_ids(&held_queue).await, ["junk"], "only the junk stays held; no marker is left");
     probe.teardown().await;
 }
 

@@ -302,6 +302,8 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
         Action::List { filter, .. } | Action::Decide { filter, .. } => filter.clone(),
     };
     let mut matched = 0usize;
+    // Held jobs an approve left held because they could not be released.
+    let mut refused = 0usize;
     if let Action::List { json: false, .. } = action {
         writeln!(
             out,
@@ -349,6 +351,14 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
                     print_row(&mut out, &job, *json)?;
                     continue;
                 }
+                // Anyone who can publish to the default exchange can put a message in a held
+                // queue: one that names no job kind and vendor would be unroutable once
+                // released, so it stays where it is for a person to look at.
+                Action::Decide { what: Move::Approve, json, .. } if job.kind.is_none() => {
+                    refused += 1;
+                    print_line(&mut out, &job, "refused: no <kind>.<vendor> routing key", *json)?;
+                    continue;
+                }
                 Action::Decide { dry_run: true, what, json, .. } => {
                     let action = if *what == Move::Approve { "would approve" } else { "would reject" };
                     print_line(&mut out, &job, action, *json)?;
@@ -392,6 +402,10 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
             writeln!(out, "{matched} {done}")?;
         }
         _ => {}
+    }
+    if refused > 0 {
+        eprintln!("provisioner: {refused} held message(s) name no job kind and vendor and were left held");
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }
