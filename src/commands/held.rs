@@ -140,21 +140,29 @@ pub struct Line<'a> {
 }
 
 /// A walk of one account's held queue.
-struct Walk {
-    conn: Connection,
+struct Walk<'c> {
+    conn: &'c Connection,
     channel: Channel,
     queue: String,
     /// The message id of this walk's marker.
     marker: String,
 }
 
-impl Walk {
-    async fn open(settings: &Settings, account: &str) -> Result<Self, DlqError> {
-        let conn = rabbitmq::connect(settings).await?;
+/// Connects and makes sure the topology exists: the jobs exchange and its bindings must, or
+/// a released job would be unroutable, and a transaction (unlike a confirm) does not report
+/// returns.
+async fn connect(settings: &Settings) -> Result<Connection, DlqError> {
+    let conn = rabbitmq::connect(settings).await?;
+    let channel = conn.create_channel().await?;
+    rabbitmq::declare(&channel, settings).await?;
+    let _ = channel.close(200, "declared".into()).await;
+    Ok(conn)
+}
+
+impl<'c> Walk<'c> {
+    /// A transactional channel on the account's held queue, with this walk's marker at its end.
+    async fn open(conn: &'c Connection, settings: &Settings, account: &str) -> Result<Self, DlqError> {
         let channel = conn.create_channel().await?;
-        // The jobs exchange and its bindings must exist, or a released job would be
-        // unroutable, and a transaction (unlike a confirm) does not report returns.
-        rabbitmq::declare(&channel, settings).await?;
         channel.tx_select().await?;
         let queue = settings.topology.held_queue(account);
         let marker = format!("marker-{}", uuid::Uuid::new_v4().simple());
@@ -170,15 +178,8 @@ impl Walk {
             timestamp: None,
             headers,
         };
-        channel
-            .basic_publish(
-                "".into(),
-                queue.as_str().into(),
-                BasicPublishOptions::default(),
-                &m.body,
-                rabbitmq::properties(&m),
-            )
-            .await?;
+        let (exchange, key) = ("".into(), queue.as_str().into());
+        channel.basic_publish(exchange, key, BasicPublishOptions::default(), &m.body, rabbitmq::properties(&m)).await?;
         channel.tx_commit().await?;
         Ok(Self { conn, channel, queue, marker })
     }
@@ -216,13 +217,12 @@ impl Walk {
             }
             let _ = check.close(200, "done".into()).await;
         }
-        let _ = self.conn.close(200, "done".into()).await;
     }
 }
 
 /// Publishes, in the walk's transaction, the `approved` or `rejected` step of a held job.
 async fn record(
-    walk: &Walk,
+    walk: &Walk<'_>,
     settings: &Settings,
     msg: &Inbound,
     job: &HeldJob,
@@ -311,8 +311,10 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
             "JOB_ID", "VENDOR", "ACCOUNT", "KIND", "HELD_AT (UTC)"
         )?;
     }
-    for account in accounts(&settings, &filter)? {
-        let walk = Walk::open(&settings, &account).await?;
+    let accounts = accounts(&settings, &filter)?;
+    let conn = connect(&settings).await?;
+    for account in accounts {
+        let walk = Walk::open(&conn, &settings, &account).await?;
         let mut result = Ok(());
         // Messages taken and not removed: they go back when the walk closes.
         let mut kept = 0u32;
@@ -388,8 +390,12 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
             print_line(&mut out, &job, what.step(), *json)?;
         }
         walk.close(kept).await;
-        result?;
+        if let Err(e) = result {
+            let _ = conn.close(200, "done".into()).await;
+            return Err(e);
+        }
     }
+    let _ = conn.close(200, "done".into()).await;
     match action {
         Action::List { json: false, .. } => writeln!(out, "{matched} held job(s)")?,
         Action::Decide { json: false, dry_run, what, .. } => {
