@@ -405,7 +405,10 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
                 (Move::Approve, false) => "approved and released",
                 (Move::Reject, false) => "rejected and dropped",
             };
-            writeln!(out, "{matched} {done}")?;
+            writeln!(out, "{} {done}", matched - refused)?;
+            if refused > 0 {
+                writeln!(out, "{refused} refused (left held)")?;
+            }
         }
         _ => {}
     }
