@@ -1,5 +1,6 @@
 //! The admin HTTP port: `/metrics`, `/healthz` (the process is alive) and `/readyz`
-//! (connected to the broker and consuming, with each account's circuit breaker as detail;
+//! (connected to the broker and consuming, with each account's circuit breaker and tripped
+//! safeguard as detail;
 //! text, or JSON when asked with `Accept: application/json`).
 
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ pub struct Health {
     circuits: Arc<RwLock<CircuitBoard>>,
     ledger: Arc<RwLock<LedgerHealth>>,
     limits: Arc<RwLock<Option<Arc<RedisLink>>>>,
+    safeguard: Arc<RwLock<Option<Arc<crate::safeguard::Safeguard>>>>,
 }
 
 /// What `/readyz` says about the ledger.
@@ -53,6 +55,29 @@ impl Health {
             Some(link) if link.is_up() => "limits: shared by every replica through Redis\n",
             Some(_) => "limits: local fallback, Redis unreachable: each replica keeps rate_limit.replicas_hint's share of every account\n",
         }
+    }
+
+    /// Shows the accounts whose safeguard is tripped on `/readyz`.
+    pub fn watch_safeguard(&self, safeguard: Arc<crate::safeguard::Safeguard>) {
+        *self.safeguard.write().expect("never poisoned") = Some(safeguard);
+    }
+
+    fn tripped(&self) -> Vec<crate::safeguard::Tripped> {
+        self.safeguard.read().expect("never poisoned").as_ref().map(|s| s.tripped()).unwrap_or_default()
+    }
+
+    /// One line per tripped account, or nothing. A trip does not make the replica unready:
+    /// only that account's removals wait, and every other job must go on.
+    pub fn safeguard_report(&self) -> String {
+        self.tripped()
+            .iter()
+            .map(|t| {
+                format!(
+                    "safeguard: account {} ({}) TRIPPED, {} removal(s) held; see `provisioner held list --account {}`\n",
+                    t.account, t.vendor, t.held, t.account
+                )
+            })
+            .collect()
     }
 
     /// Shows these breakers on `/readyz`.
@@ -163,7 +188,8 @@ async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {
 /// restarting or unrouting pods would not help. It is shown so `kubectl describe` and a
 /// curl tell the on-call engineer which accounts are parked. A ledger that is down, or
 /// limits that fell back to each replica's local share, are shown the same way, for the same
-/// reason: every replica shares them. Text by default (what probes and people read); JSON
+/// reason: every replica shares them. So is an account whose safeguard tripped: only its
+/// removals wait. Text by default (what probes and people read); JSON
 /// for a client whose `Accept` names `application/json`.
 async fn ready_handler(State(s): State<AdminState>, headers: HeaderMap) -> Response {
     let ready = s.health.is_ready();
@@ -180,10 +206,17 @@ async fn ready_handler(State(s): State<AdminState>, headers: HeaderMap) -> Respo
             "ledger": s.health.ledger_json(),
             "limits": s.health.limits_report().trim_end(),
             "circuits": s.health.circuit_json(),
+            "safeguard": {"tripped": s.health.tripped()},
         });
         return (status, axum::Json(body)).into_response();
     }
-    let circuits = format!("{}{}{}", s.health.ledger_report(), s.health.limits_report(), s.health.circuit_report());
+    let circuits = format!(
+        "{}{}{}{}",
+        s.health.ledger_report(),
+        s.health.limits_report(),
+        s.health.safeguard_report(),
+        s.health.circuit_report()
+    );
     if ready {
         (StatusCode::OK, format!("ready: connected to the broker and consuming\n{circuits}"))
     } else {

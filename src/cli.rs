@@ -91,6 +91,15 @@ pub enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// List, approve (release) or reject (drop) the suspends and deletes the safeguard held
+    /// (AMQP only). Nothing held is ever released without `held approve`. Exit 0 done, 1 some
+    /// held message could not be released (it stays held), 2 on error.
+    Held {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        #[command(subcommand)]
+        command: HeldCommand,
+    },
     /// Every account the ledger links to an employee id or a vendor identity (a ClientToolbox
     /// user name, a NetSapiens user@domain, a Glance PartnerUserID or address), with its state.
     /// Exit 0 found, 1 nothing linked, 2 on error.
@@ -286,6 +295,83 @@ pub enum DlqCommand {
     },
 }
 
+#[derive(Debug, Clone, clap::Args)]
+pub struct HeldFilterArgs {
+    /// Only held jobs of this vendor.
+    #[arg(long)]
+    pub vendor: Option<crate::contract::VendorKey>,
+    /// Only held jobs of this account (its name in the config).
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Only the held job(s) of this job id.
+    #[arg(long)]
+    pub job_id: Option<String>,
+    /// Held at or after: an RFC 3339 time, or an age like 2h (two hours ago).
+    #[arg(long, value_parser = parse_when)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Held before: an RFC 3339 time, or an age like 30m.
+    #[arg(long, value_parser = parse_when)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Stop after this many matching jobs.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+impl HeldFilterArgs {
+    fn filter(&self) -> crate::commands::held::Filter {
+        crate::commands::held::Filter {
+            vendor: self.vendor,
+            account: self.account.clone(),
+            job_id: self.job_id.clone(),
+            since: self.since,
+            until: self.until,
+            limit: self.limit,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HeldCommand {
+    /// A table of the matching held jobs, with why each was held (--json for NDJSON).
+    List {
+        #[command(flatten)]
+        filter: HeldFilterArgs,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release the matching held jobs to the jobs exchange; they run without counting
+    /// against the safeguard. An account stays tripped while any of its jobs is held.
+    Approve {
+        #[command(flatten)]
+        filter: HeldFilterArgs,
+        /// Why, recorded in each job's history (required).
+        #[arg(long)]
+        reason: String,
+        /// List what would be released and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// One JSON line per job instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop the matching held jobs: never sent, recorded as rejected (not failed) in each
+    /// job's history.
+    Reject {
+        #[command(flatten)]
+        filter: HeldFilterArgs,
+        /// Why, recorded in each job's history (required).
+        #[arg(long)]
+        reason: String,
+        /// List what would be dropped and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// One JSON line per job instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// Exit code for usage, I/O and configuration errors.
 const EXIT_USAGE: u8 = 2;
 
@@ -327,6 +413,7 @@ pub fn main() -> ExitCode {
         Command::Demo { amqp, json } => demo(amqp, json),
         Command::Run { config } => run(config),
         Command::Dlq { broker, command } => dlq(broker, command),
+        Command::Held { broker, command } => held(broker, command),
         Command::Sandbox { listen, faults, seed } => sandbox(listen, faults, seed),
         Command::Publish { file, broker, json } => publish(file, broker, json),
         Command::Whois { query, config, json } => ledger_query(&config, |ledger, out| {
@@ -488,6 +575,34 @@ fn dlq(broker: BrokerArgs, command: DlqCommand) -> ExitCode {
         },
     };
     match runtime().block_on(dlq::execute(settings, action, std::io::stdout().lock())) {
+        Ok(code) => code,
+        Err(e) => fail(e),
+    }
+}
+
+fn held(broker: BrokerArgs, command: HeldCommand) -> ExitCode {
+    use crate::commands::held::{self, Action, Move};
+    let settings = match broker_settings(&broker) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let actor = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let decide = |filter: HeldFilterArgs, what, reason: String, dry_run, json| {
+        if reason.trim().is_empty() {
+            return Err("--reason must say why; it goes into each job's history");
+        }
+        Ok(Action::Decide { filter: filter.filter(), what, dry_run, json, actor: actor.clone(), reason })
+    };
+    let action = match command {
+        HeldCommand::List { filter, json } => Ok(Action::List { filter: filter.filter(), json }),
+        HeldCommand::Approve { filter, reason, dry_run, json } => decide(filter, Move::Approve, reason, dry_run, json),
+        HeldCommand::Reject { filter, reason, dry_run, json } => decide(filter, Move::Reject, reason, dry_run, json),
+    };
+    let action = match action {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    match runtime().block_on(held::execute(settings, action, std::io::stdout().lock())) {
         Ok(code) => code,
         Err(e) => fail(e),
     }

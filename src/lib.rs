@@ -70,6 +70,7 @@ pub mod accounts;
 pub mod admin;
 pub mod pipeline;
 pub mod projection;
+pub mod safeguard;
 
 // The top floor.
 pub mod cli;

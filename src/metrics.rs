@@ -39,6 +39,8 @@ pub struct Metrics {
     pub ledger_projection_lag: prometheus::Gauge,
     pub ledger_projected: IntCounterVec,
     pub limits_shared: IntGaugeVec,
+    pub jobs_held: IntCounterVec,
+    pub safeguard_tripped: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -80,6 +82,11 @@ impl Metrics {
             "circuit_transitions_total",
             "Circuit breaker state changes of the vendor's accounts, by vendor and new state.",
             &["vendor", "to"],
+        );
+        let jobs_held = counter(
+            "jobs_held_total",
+            "Suspends and deletes the safeguard held for an operator (provisioner held), by vendor.",
+            &["vendor"],
         );
         let dead_lettered = counter(
             "dead_lettered_total",
@@ -131,6 +138,14 @@ impl Metrics {
             &["backend"],
         )
         .expect("valid metric");
+        let safeguard_tripped = IntGaugeVec::new(
+            Opts::new(
+                "safeguard_tripped",
+                "Accounts of the vendor whose safeguard is tripped, as this replica sees them: their removals are held until an operator approves or rejects them.",
+            ),
+            &["vendor"],
+        )
+        .expect("valid metric");
         let jobs_in_flight =
             IntGaugeVec::new(Opts::new("jobs_in_flight", "Jobs being processed now, by vendor."), &["vendor"])
                 .expect("valid metric");
@@ -170,7 +185,14 @@ impl Metrics {
         for c in [&job_duration, &end_to_end_latency, &admission_wait] {
             registry.register(Box::new(c.clone())).expect("unique metric");
         }
-        for g in [&jobs_in_flight, &consumers_active, &build_info, &circuit_open_accounts, &limits_shared] {
+        for g in [
+            &jobs_in_flight,
+            &consumers_active,
+            &build_info,
+            &circuit_open_accounts,
+            &limits_shared,
+            &safeguard_tripped,
+        ] {
             registry.register(Box::new(g.clone())).expect("unique metric");
         }
         registry.register(Box::new(broker_reconnects.clone())).expect("unique metric");
@@ -200,6 +222,8 @@ impl Metrics {
             ledger_projection_lag,
             ledger_projected,
             limits_shared,
+            jobs_held,
+            safeguard_tripped,
         };
         m.touch_series();
         m
@@ -230,6 +254,8 @@ impl Metrics {
                 self.handler_failures.with_label_values(&[vendor, kind]);
             }
             self.circuit_open_accounts.with_label_values(&[vendor]);
+            self.jobs_held.with_label_values(&[vendor]);
+            self.safeguard_tripped.with_label_values(&[vendor]);
             for to in ["open", "half_open", "closed"] {
                 self.circuit_transitions.with_label_values(&[vendor, to]);
             }
@@ -238,7 +264,7 @@ impl Metrics {
         for result in ["written", "ignored", "refused"] {
             self.ledger_projected.with_label_values(&[result]);
         }
-        for kind in [OutboundKind::Event, OutboundKind::Retry, OutboundKind::DeadLetter] {
+        for kind in [OutboundKind::Event, OutboundKind::Retry, OutboundKind::DeadLetter, OutboundKind::Held] {
             for reason in ["nacked", "unroutable", "connection", "unconfirmed"] {
                 self.publish_failures.with_label_values(&[kind.as_str(), reason]);
             }
@@ -266,6 +292,7 @@ impl Metrics {
             Report::RetryScheduled { why, .. } => self.retries.with_label_values(&[vendor, why.as_str()]).inc(),
             Report::Undecodable => self.dead_lettered.with_label_values(&[vendor, "undecodable"]).inc(),
             Report::Deferred => {}
+            Report::Held => self.jobs_held.with_label_values(&[vendor]).inc(),
         }
     }
 

@@ -60,6 +60,8 @@ pub struct Pipeline {
     circuits: CircuitBoard,
     /// Decides identities before creates; `None` when `ledger.enabled` is off.
     ledger: Option<Ledger>,
+    /// Holds mass suspends and deletes for an operator.
+    safeguard: std::sync::Arc<crate::safeguard::Safeguard>,
 }
 
 /// Why a job stops before its vendor call, on the ledger's word.
@@ -108,7 +110,13 @@ impl Pipeline {
             rules,
             circuits,
             ledger,
+            safeguard: std::sync::Arc::new(crate::safeguard::Safeguard::new(settings, link.cloned())),
         }
+    }
+
+    /// The safeguard of every account, for its refresher and `/readyz`.
+    pub fn safeguard(&self) -> std::sync::Arc<crate::safeguard::Safeguard> {
+        self.safeguard.clone()
     }
 
     /// Every account's circuit breaker, for `/readyz`.
@@ -172,6 +180,9 @@ impl Pipeline {
                     return self.retry_later(msg, &job, &why, tier, Parked::LedgerDown, history.attempts, &history);
                 }
             };
+            if let Err(hold) = self.safeguard_check(&job, msg, &history).await {
+                return self.held(msg, &job, &hold);
+            }
             let seen_before = msg.redelivered || history.attempts > 0 || history.replayed;
             // The vendor's own words for the last failure, for when a later call is refused
             // before it is sent (budget, shutdown).
@@ -360,6 +371,48 @@ impl Pipeline {
             ))),
             Some((Owner::ThisJob | Owner::ThisPerson, _)) => Ok(LedgerProof::ThisPerson),
             _ => Ok(LedgerProof::Nothing),
+        }
+    }
+
+    /// Whether the safeguard lets this removal through (suspends and deletes only). A job an
+    /// operator released with `held approve` passes without counting; one that passed before
+    /// (it comes back from a retry tier) is held only while the account is tripped.
+    async fn safeguard_check(&self, job: &Job, msg: &Inbound, history: &History) -> Result<(), crate::safeguard::Hold> {
+        if !self.safeguard.enabled()
+            || !matches!(job.kind, JobKind::SuspendUser | JobKind::DeleteUser)
+            || msg.headers.contains_key(h::APPROVED)
+        {
+            return Ok(());
+        }
+        let counts = history.attempts == 0 && !history.replayed;
+        self.safeguard.admit(job.vendor, job.account.as_str(), counts).await
+    }
+
+    /// The job, as it came, to its account's held queue (through the default exchange), with
+    /// why and when; and a `held` step for its history. Acked once both are confirmed.
+    fn held(&self, msg: &Inbound, job: &Job, hold: &crate::safeguard::Hold) -> Disposition {
+        let reason = hold.reason(self.safeguard.window());
+        let at = h::timestamp(Utc::now());
+        let mut headers = msg.headers.clone();
+        h::set_text(&mut headers, h::HELD_ACCOUNT, job.account.as_str());
+        h::set_text(&mut headers, h::HELD_REASON, reason.clone());
+        h::set_text(&mut headers, h::HELD_AT, at.clone());
+        h::set_text(&mut headers, h::ORIGINAL_ROUTING_KEY, msg.routing_key.clone());
+        h::set_text(&mut headers, h::JOB_ID, job.id.as_str());
+        h::set_text(&mut headers, h::VENDOR, job.vendor.as_str());
+        let mut copy = msg.forward(OutboundKind::Held, "", headers);
+        copy.routing_key = self.topology.held_queue(job.account.as_str());
+        tracing::warn!(kind = %job.kind, reason, "removal held by the safeguard; see `provisioner held list`");
+        let step = json!({"kind": job.kind, "reason": reason, "held_at": at});
+        let event = self.step_event(job, "held", h::traceparent(&msg.headers), step);
+        Disposition {
+            publish: vec![copy, event],
+            after: After::Ack,
+            report: Report::Held,
+            vendor: Some(job.vendor),
+            job_id: Some(job.id.to_string()),
+            inline_retries: 0,
+            requested_at: None,
         }
     }
 

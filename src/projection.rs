@@ -133,6 +133,9 @@ pub fn interpret(msg: &Inbound, topology: &TopologySettings, now: DateTime<Utc>)
                     | HistoryKind::Replayed
                     | HistoryKind::Purged
                     | HistoryKind::Noted
+                    | HistoryKind::Held
+                    | HistoryKind::Approved
+                    | HistoryKind::Rejected
             )
         }) else {
             return Interpreted::Ignored("unknown step");

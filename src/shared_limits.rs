@@ -143,7 +143,10 @@ impl RedisLink {
 
     /// Runs one script, or says Redis is down. Never waits longer than the timeout, and never
     /// tries at all while the link is down (the monitor brings it back).
-    async fn run<T: redis::FromRedisValue>(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<T, Down> {
+    pub(crate) async fn run<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, Down> {
         if !self.is_up() {
             return Err(Down);
         }
@@ -159,6 +162,12 @@ impl RedisLink {
                 Err(Down)
             }
         }
+    }
+
+    /// A key of one account beside those of [`RedisLink::keys`], for another module's state
+    /// (the safeguard's), in the same Redis Cluster slot.
+    pub(crate) fn account_key(&self, vendor: &str, account: &str, name: &str) -> String {
+        format!("{}:{{{vendor}:{account}}}:{name}", self.prefix)
     }
 
     /// The keys of one account. Names only: vendor and account names are configuration,

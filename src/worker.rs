@@ -388,6 +388,8 @@ fn log_settled(d: &Disposition) {
             tracing::debug!(job_id, vendor, outcome = "retry_scheduled", tier, kind = why.as_str(), "job parked")
         }
         Report::Deferred => tracing::debug!(job_id, vendor, outcome = "deferred", "job requeued untouched"),
+        // Logged at warn, with its reason, where it is decided.
+        Report::Held => tracing::debug!(job_id, vendor, outcome = "held", "job held"),
         Report::Undecodable => {}
     }
 }

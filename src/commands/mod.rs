@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod dlq;
+pub mod held;
 pub mod map;
 pub mod publish;
 pub mod run;

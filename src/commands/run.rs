@@ -44,6 +44,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         ledger.clone(),
     ));
     health.watch_circuits(pipeline.circuits());
+    let safeguard = pipeline.safeguard();
+    health.watch_safeguard(safeguard.clone());
     let admin_stop = CancellationToken::new();
     if let Some(ledger) = &ledger {
         if let Err(e) = ledger.ready().await {
@@ -56,7 +58,15 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on admin.listen = {}: {e}", settings.admin.listen))?;
     tracing::info!(admin = %addr, broker = %settings.amqp.redacted(), accounts = settings.accounts.len(), "provisioner starting");
+    crate::safeguard::refresh_once(&safeguard, &settings, ledger.as_ref()).await;
     let settings = Arc::new(settings);
+    tokio::spawn(crate::safeguard::watch(
+        safeguard,
+        settings.clone(),
+        ledger.clone(),
+        metrics.clone(),
+        admin_stop.clone(),
+    ));
     // The intake stops taking hires as soon as shutdown begins; requests in flight finish.
     let intake = crate::hire::intake::serve(settings.clone(), shutdown.clone()).await?;
     if let Some((addr, _)) = &intake {

@@ -59,6 +59,39 @@ pub struct Settings {
     pub http: crate::http_server::ServerLimits,
     /// Per-tenant mappings from hire events to vendor jobs (see `crate::hire`).
     pub tenants: BTreeMap<String, TenantSettings>,
+    /// Mass suspends and deletes held for an operator (see `crate::safeguard`).
+    pub safeguard: SafeguardSettings,
+}
+
+/// When an account's removals (suspends and deletes) are held instead of sent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SafeguardSettings {
+    pub enabled: bool,
+    /// More removals than this for one account within `window` trips it.
+    pub max_removals: u32,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// More removals within `window` than this share of the account's active links in the
+    /// ledger trips it too (only with the ledger, and only once it knows an active link).
+    pub max_share: f64,
+    /// How often each replica reads every account's held queue (and its active links):
+    /// what keeps an account tripped across restarts and replicas, and clears it once an
+    /// operator emptied its held queue.
+    #[serde(with = "humantime_serde")]
+    pub refresh: Duration,
+}
+
+impl Default for SafeguardSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_removals: 20,
+            window: Duration::from_secs(600),
+            max_share: 0.05,
+            refresh: Duration::from_secs(5),
+        }
+    }
 }
 
 /// The ledger's database and its projection.
@@ -329,6 +362,9 @@ pub struct TopologySettings {
     /// Oldest entries are dropped beyond this many, so a ledger left down for days cannot
     /// fill the broker; the lag alert fires long before.
     pub ledger_max_length: u32,
+    /// Removals the safeguard holds wait in `<held_queue_prefix>.<account>`, one quorum queue
+    /// per configured account (see `crate::safeguard`).
+    pub held_queue_prefix: String,
 }
 
 impl Default for TopologySettings {
@@ -348,6 +384,7 @@ impl Default for TopologySettings {
             hr_queue: "provisioning.hr".into(),
             ledger_queue: "provisioning.ledger".into(),
             ledger_max_length: 1_000_000,
+            held_queue_prefix: "provisioning.held".into(),
         }
     }
 }
@@ -391,12 +428,18 @@ impl TopologySettings {
             hr_exchange: n(d.hr_exchange),
             hr_queue: n(d.hr_queue),
             ledger_queue: n(d.ledger_queue),
+            held_queue_prefix: n(d.held_queue_prefix),
             ..d
         }
     }
 
     pub fn job_queue(&self, vendor: VendorKey) -> String {
         format!("{}.{vendor}", self.job_queue_prefix)
+    }
+
+    /// The queue holding the account's removals that wait for an operator.
+    pub fn held_queue(&self, account: &str) -> String {
+        format!("{}.{account}", self.held_queue_prefix)
     }
 }
 
@@ -886,6 +929,7 @@ impl Settings {
             ("retry_queue_prefix", &t.retry_queue_prefix),
             ("hr_exchange", &t.hr_exchange),
             ("hr_queue", &t.hr_queue),
+            ("held_queue_prefix", &t.held_queue_prefix),
         ] {
             if value.is_empty() || value.len() > 200 {
                 return Err(ConfigError::invalid(format!("topology.{key}"), "must be 1 to 200 characters"));
@@ -932,6 +976,28 @@ impl Settings {
             }
         }
         self.ledger.check()?;
+        // AMQP names are at most 255 bytes: `<held_queue_prefix>.<account>` must fit.
+        if let Some(longest) = self.accounts.keys().map(String::len).max() {
+            if self.topology.held_queue_prefix.len() + 1 + longest > 255 {
+                return Err(ConfigError::invalid(
+                    "topology.held_queue_prefix",
+                    "with the longest account name it makes a held queue name longer than 255 bytes; shorten it",
+                ));
+            }
+        }
+        let guard = &self.safeguard;
+        if guard.max_removals == 0 {
+            return Err(ConfigError::invalid("safeguard.max_removals", "must be at least 1"));
+        }
+        if guard.window.is_zero() {
+            return Err(ConfigError::invalid("safeguard.window", "must be longer than 0s"));
+        }
+        if !(guard.max_share > 0.0 && guard.max_share <= 1.0) {
+            return Err(ConfigError::invalid("safeguard.max_share", "must be above 0 and at most 1"));
+        }
+        if guard.refresh < Duration::from_millis(100) {
+            return Err(ConfigError::invalid("safeguard.refresh", "must be at least 100ms"));
+        }
         if self.hire.prefetch == 0 {
             return Err(ConfigError::invalid("hire.prefetch", "must be at least 1"));
         }

@@ -2,6 +2,8 @@
 
 use sqlx::any::AnyRow;
 
+use crate::contract::VendorKey;
+
 use super::{
     int, opt_text, person, text, vendor, ActiveLink, Claim, IdentityKey, Ledger, LedgerError, Link, LinkState,
     MovedLink, Person,
@@ -97,6 +99,14 @@ impl Ledger {
         );
         let rows = self.bounded(sqlx::query(&sql).bind(identity).fetch_all(&self.pool)).await?;
         rows.iter().map(read_link).collect()
+    }
+
+    /// How many of the account's links are active: what the safeguard's `max_share` is a
+    /// share of.
+    pub async fn count_active(&self, vendor: VendorKey, account: &str) -> Result<i64, LedgerError> {
+        let sql = "SELECT COUNT(*) AS n FROM links WHERE vendor = $1 AND account = $2 AND state = 'active'";
+        let row = self.bounded(sqlx::query(sql).bind(vendor.as_str()).bind(account).fetch_one(&self.pool)).await?;
+        int(&row, "n", "links")
     }
 
     /// How many links are in each state; for the metrics and `stats`.

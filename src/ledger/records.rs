@@ -121,10 +121,16 @@ pub enum HistoryKind {
     /// A person event found something it did not act on (detail: notes), e.g. a leave of
     /// someone who holds no account.
     Noted,
+    /// A removal the safeguard held for an operator (detail: account, reason, held_at).
+    Held,
+    /// Released from the held queue by an operator (detail: by, reason).
+    Approved,
+    /// Dropped from the held queue by an operator, never sent (detail: by, reason).
+    Rejected,
 }
 
 impl HistoryKind {
-    pub const ALL: [HistoryKind; 14] = [
+    pub const ALL: [HistoryKind; 17] = [
         HistoryKind::Published,
         HistoryKind::Parked,
         HistoryKind::Created,
@@ -139,6 +145,9 @@ impl HistoryKind {
         HistoryKind::Replayed,
         HistoryKind::Purged,
         HistoryKind::Noted,
+        HistoryKind::Held,
+        HistoryKind::Approved,
+        HistoryKind::Rejected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -157,6 +166,9 @@ impl HistoryKind {
             HistoryKind::Replayed => "replayed",
             HistoryKind::Purged => "purged",
             HistoryKind::Noted => "noted",
+            HistoryKind::Held => "held",
+            HistoryKind::Approved => "approved",
+            HistoryKind::Rejected => "rejected",
         }
     }
 

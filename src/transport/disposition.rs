@@ -28,6 +28,8 @@ pub enum Report {
     Undecodable,
     /// Shutdown began before the vendor was called.
     Deferred,
+    /// A removal the safeguard held for an operator.
+    Held,
 }
 
 /// Why a job was parked in a retry tier. Only a failure uses up a tier.

@@ -32,6 +32,14 @@ pub const ACCOUNT: &str = "provisioner-account";
 pub const REPLAY_COUNT: &str = "provisioner-replay-count";
 /// JSON audit record of the latest replay: who, when, why, and the patch applied.
 pub const REPLAY_AUDIT: &str = "provisioner-replay-audit";
+/// The account whose safeguard held this job (on a held job).
+pub const HELD_ACCOUNT: &str = "provisioner-held-account";
+/// Why the safeguard held it: the limit that tripped, or `tripped` for a later one.
+pub const HELD_REASON: &str = "provisioner-held-reason";
+pub const HELD_AT: &str = "provisioner-held-at";
+/// JSON record of the operator's `held approve` (who, when, why): the job passes the
+/// safeguard without counting.
+pub const APPROVED: &str = "provisioner-approved";
 /// W3C trace context, carried through from the producer when present and well-formed
 /// ([`checked_traceparent`]).
 pub const TRACEPARENT: &str = "traceparent";
@@ -45,8 +53,9 @@ pub const OWN_PREFIX: &str = "provisioner-";
 /// keeps them: they are the service's own record of the job. Any other message is a
 /// producer's, and a `provisioner-*` header on it (say, one copied from a dead letter it
 /// consumed) must not count attempts, pose as a failure reason, or reach a dead letter.
+/// A job released by `held approve` (`provisioner-approved`) is the service's own too.
 pub fn without_producer_set(headers: &Headers) -> Option<Headers> {
-    if headers.contains_key(RETRY_TIER) || headers.contains_key(REPLAY_AUDIT) {
+    if headers.contains_key(RETRY_TIER) || headers.contains_key(REPLAY_AUDIT) || headers.contains_key(APPROVED) {
         return None;
     }
     if !headers.keys().any(|k| k.starts_with(OWN_PREFIX)) {
@@ -136,7 +145,7 @@ mod tests {
         let kept = without_producer_set(&producer).expect("a producer's provisioner-* header is removed");
         assert_eq!((int(&kept, ATTEMPTS), text(&kept, TRACEPARENT)), (None, Some("00-x")));
 
-        for own in [RETRY_TIER, REPLAY_AUDIT] {
+        for own in [RETRY_TIER, REPLAY_AUDIT, APPROVED] {
             let mut ours = producer.clone();
             set_text(&mut ours, own, "x");
             assert!(without_producer_set(&ours).is_none(), "{own}");

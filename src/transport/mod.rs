@@ -105,6 +105,8 @@ pub enum OutboundKind {
     Retry,
     DeadLetter,
     Job,
+    /// A removal the safeguard parks in its account's held queue.
+    Held,
 }
 
 impl OutboundKind {
@@ -114,6 +116,7 @@ impl OutboundKind {
             OutboundKind::Retry => "retry",
             OutboundKind::DeadLetter => "dead_letter",
             OutboundKind::Job => "job",
+            OutboundKind::Held => "held",
         }
     }
 }

@@ -90,6 +90,14 @@ pub async fn declare(ch: &Channel, settings: &Settings) -> Result<(), BrokerErro
         }
     }
 
+    // The safeguard's held queues, one per account so that a replica reads whether an
+    // account has held jobs from the queue's length alone. Like the DLQ: a `held` walk hands
+    // back every message it looks at, so the delivery limit is out of reach, and nothing
+    // leaves them but an operator's approve or reject.
+    for account in settings.accounts.keys() {
+        queue(ch, &t.held_queue(account), held_queue_args()).await?;
+    }
+
     // Hire events: the same quorum and dead-letter arguments as the job queues.
     exchange(ch, &t.hr_exchange, ExchangeKind::Topic).await?;
     queue(ch, &t.hr_queue, declare_job_queue_args(settings)).await?;
@@ -138,6 +146,14 @@ pub async fn declare(ch: &Channel, settings: &Settings) -> Result<(), BrokerErro
     Ok(())
 }
 
+/// Arguments of a held queue.
+fn held_queue_args() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), text("quorum"));
+    args.insert("x-delivery-limit".into(), AMQPValue::LongInt(i32::MAX));
+    args
+}
+
 fn retry_queue(settings: &Settings, delay: std::time::Duration) -> String {
     format!("{}.{}", settings.topology.retry_queue_prefix, tier_name(delay))
 }
@@ -149,6 +165,7 @@ pub async fn delete_topology(ch: &Channel, settings: &Settings) {
     let mut queues = vec![t.dead_queue.clone(), t.hr_queue.clone()];
     queues.extend(TopologySettings::HR_WAITS.map(|w| t.hr_wait_queue(w)));
     queues.extend(VendorKey::ALL.map(|v| t.job_queue(v)));
+    queues.extend(settings.accounts.keys().map(|a| t.held_queue(a)));
     queues.extend(settings.all_retry_tiers().into_iter().map(|d| retry_queue(settings, d)));
     if !t.audit_queue.is_empty() {
         queues.push(t.audit_queue.clone());
