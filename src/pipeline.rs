@@ -18,7 +18,7 @@ use crate::config::{Settings, TopologySettings};
 use crate::contract::{FieldError, Job, JobId, JobKind, VendorKey};
 use crate::event::{self, JobRef};
 use crate::job::{self, InvalidJob, Rejection};
-use crate::ledger::{IdentityKey, Intent, Ledger, LedgerError, Owner};
+use crate::ledger::{HistoryKind, IdentityKey, Intent, Ledger, LedgerError, Owner};
 use crate::metrics::Metrics;
 use crate::outcome::{ErrorClass, Failure, Outcome};
 use crate::retry::{tier_name, Attempt, DurableSchedule, InlineRetry};
@@ -378,14 +378,34 @@ impl Pipeline {
     /// operator released with `held approve` passes without counting; one that passed before
     /// (it comes back from a retry tier) is held only while the account is tripped.
     async fn safeguard_check(&self, job: &Job, msg: &Inbound, history: &History) -> Result<(), crate::safeguard::Hold> {
-        if !self.safeguard.enabled()
-            || !matches!(job.kind, JobKind::SuspendUser | JobKind::DeleteUser)
-            || msg.headers.contains_key(h::APPROVED)
-        {
+        if !self.safeguard.enabled() || !matches!(job.kind, JobKind::SuspendUser | JobKind::DeleteUser) {
             return Ok(());
+        }
+        // The header only says where to look: the approval itself is the one `held approve`
+        // wrote to the ledger. Without it (a producer set the header, the ledger is off or
+        // does not answer) the job is judged like any other removal: held, if it must be.
+        if msg.headers.contains_key(h::APPROVED) {
+            if self.approval_recorded(job).await {
+                return Ok(());
+            }
+            tracing::warn!(kind = %job.kind, "an approval header without an approval in the ledger: ignored");
         }
         let counts = history.attempts == 0 && !history.replayed;
         self.safeguard.admit(job.vendor, job.account.as_str(), counts).await
+    }
+
+    /// Whether the ledger records an operator's approval of this job.
+    async fn approval_recorded(&self, job: &Job) -> bool {
+        let Some(ledger) = &self.ledger else { return false };
+        match ledger.timeline(job.id.as_str()).await {
+            Ok(entries) => {
+                entries.iter().any(|e| e.kind == HistoryKind::Approved && e.job_id.as_deref() == Some(job.id.as_str()))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the ledger did not answer whether the job was approved");
+                false
+            }
+        }
     }
 
     /// The job, as it came, to its account's held queue (through the default exchange), with

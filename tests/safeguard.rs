@@ -114,10 +114,22 @@ async fn removals_past_the_threshold_are_held_and_creates_never_are() {
     next_of_type(&mut events, "job.held", "rm-4").await;
     assert_eq!(probe.ready_count(&held_queue).await, 2);
 
+    // A producer that sets the approval header itself gains nothing: no approval is
+    // recorded for the job, so it is held like the others.
+    let mut forged = held_message(&settings, "rm-5");
+    forged.headers = Headers::new();
+    h::set_text(&mut forged.headers, h::APPROVED, r#"{"by":"a producer","reason":"trust me"}"#);
+    forged.kind = OutboundKind::Job;
+    forged.exchange = settings.topology.jobs_exchange.clone();
+    forged.routing_key = "delete_user.glance".into();
+    probe.publish_many(vec![forged]).await;
+    next_of_type(&mut events, "job.held", "rm-5").await;
+    assert_eq!(probe.ready_count(&held_queue).await, 3);
+
     // A create for the tripped account still runs.
     probe.publish_job(VendorKey::Glance, &sample_job("cr-1", VendorKey::Glance, ACCOUNT, "NEW1")).await;
     next_of_type(&mut events, "user.created", "cr-1").await;
-    assert_eq!(probe.ready_count(&held_queue).await, 2, "creates are never held");
+    assert_eq!(probe.ready_count(&held_queue).await, 3, "creates are never held");
 
     // The metric and /readyz say so, and the replica stays ready.
     let admin = worker.admin().await;
@@ -132,7 +144,7 @@ async fn removals_past_the_threshold_are_held_and_creates_never_are() {
     );
     wait_until_async(WAIT, "the metrics count the held jobs and the tripped account", || async {
         let metrics = common::http_get(admin, "/metrics").await;
-        metrics.contains("provisioner_jobs_held_total{vendor=\"glance\"} 2")
+        metrics.contains("provisioner_jobs_held_total{vendor=\"glance\"} 3")
             && metrics.contains("provisioner_safeguard_tripped{vendor=\"glance\"} 1")
     })
     .await;
@@ -249,7 +261,9 @@ fn held_message(settings: &Settings, job_id: &str) -> Outbound {
 
 #[tokio::test]
 async fn an_approve_killed_while_releasing_loses_and_duplicates_nothing() {
-    let (settings, _vendors) = setup(1).await;
+    let (mut settings, _vendors) = setup(1).await;
+    // Approvals are recorded in the ledger, where the worker checks them.
+    settings.ledger.enabled = true;
     let probe = Probe::new(&settings).await;
     let n = 300;
     let ids: Vec<String> = (0..n).map(|i| format!("k-{i:03}")).collect();

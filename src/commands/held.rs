@@ -220,10 +220,14 @@ impl<'c> Walk<'c> {
     }
 }
 
-/// Publishes, in the walk's transaction, the `approved` or `rejected` step of a held job.
+/// Publishes, in the walk's transaction, the `approved` or `rejected` step of a held job. An
+/// approval is first written to `ledger` under the step's id: the worker lets a released job
+/// pass the safeguard only once it finds the approval there, so a producer who sets the
+/// approval header on a job of its own gets nothing by it.
 async fn record(
     walk: &Walk<'_>,
     settings: &Settings,
+    ledger: Option<&crate::ledger::Ledger>,
     msg: &Inbound,
     job: &HeldJob,
     step: &str,
@@ -238,7 +242,26 @@ async fn record(
         correlation_id,
         person: None,
     };
-    let (id, body) = crate::event::step(&settings.events.source, step, &about, None, detail, Utc::now());
+    let now = Utc::now();
+    let (id, body) = crate::event::step(&settings.events.source, step, &about, None, detail.clone(), now);
+    if let (Some(ledger), "approved") = (ledger, step) {
+        let entry = crate::ledger::HistoryEntry {
+            // The projected step event has the same id: the ledger keeps one entry.
+            entry_id: id.clone(),
+            at: now.timestamp_millis(),
+            kind: crate::ledger::HistoryKind::Approved,
+            job_id: job.job_id.clone(),
+            correlation_id: correlation_id.map(str::to_owned),
+            person: None,
+            vendor: about.vendor,
+            account: Some(job.account.clone()),
+            detail,
+        };
+        ledger
+            .apply(&[crate::ledger::Write::History(entry)])
+            .await
+            .map_err(|e| DlqError::Usage(format!("the approval could not be recorded in the ledger: {e}")))?;
+    }
     let event = Outbound {
         kind: OutboundKind::Event,
         exchange: settings.topology.events_exchange.clone(),
@@ -312,6 +335,22 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
         )?;
     }
     let accounts = accounts(&settings, &filter)?;
+    // An approval is recorded in the ledger, where the worker checks it.
+    let ledger = match &action {
+        Action::Decide { what: Move::Approve, dry_run: false, .. } => {
+            let ledger = crate::ledger::from_settings(&settings.ledger)
+                .map_err(|e| DlqError::Usage(format!("the ledger could not be opened: {e}")))?;
+            if ledger.is_none() {
+                return Err(DlqError::Usage(
+                    "approving needs the ledger (ledger.enabled): the worker releases a held job only once it finds \
+                     the approval there. Without it, reject the jobs and send them again once the safeguard allows"
+                        .into(),
+                ));
+            }
+            ledger
+        }
+        _ => None,
+    };
     let conn = connect(&settings).await?;
     for account in accounts {
         let walk = Walk::open(&conn, &settings, &account).await?;
@@ -377,7 +416,7 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
                     walk.channel.basic_publish(exchange, key, publish, &copy.body, rabbitmq::properties(&copy)).await?;
                 }
                 let detail = serde_json::json!({"by": actor, "reason": reason, "filter": filter.describe()});
-                record(&walk, &settings, &msg, &job, what.step(), detail).await?;
+                record(&walk, &settings, ledger.as_ref(), &msg, &job, what.step(), detail).await?;
                 // Until this commits, a failure or a kill drops the copy and the step and
                 // returns the held job: the move happens whole or not at all.
                 walk.remove(&d).await
