@@ -701,9 +701,9 @@ async fn a_leave_effective_later_waits_in_the_broker_and_acts_once_it_comes_back
     assert_eq!(s.glance.suspended("EMP-000732"), Some(false), "nothing is suspended yet");
     assert_eq!(s.glance.updates("EMP-000732"), 0);
 
-    // The queue's TTL is a minute; the return path is the broker's dead-lettering back to the
+    // The queue's TTL is a minute; its return is the broker's dead-lettering back to the
     // person-event exchange under the wait queue's name, done here by hand once the leave is
-    // due, as the broker would.
+    // due (the next test lets the broker do it, under a shorter TTL).
     common::wait_until(WAIT, "the leave is due", || Utc::now() >= effective).await;
     let waited = env
         .probe
@@ -799,4 +799,52 @@ async fn a_person_event_never_touches_an_identity_the_ledger_links_to_someone_el
         env.link_becomes(VendorKey::Glance, "acme-glance", "EMP-000731", LinkState::Active).await;
         env.stop().await;
     }
+}
+
+/// A broker policy giving one queue a 300 ms message TTL, cleared when dropped.
+struct ShortTtl(String);
+
+impl ShortTtl {
+    fn on(queue: &str) -> Self {
+        let name = format!("lifecycle-test-{}", uuid::Uuid::new_v4().simple());
+        let pattern = format!("^{}$", queue.replace('.', "\\."));
+        let definition = r#"{"message-ttl": 300}"#;
+        common::rabbitmqctl(&["set_policy", "--apply-to", "queues", "--priority", "1000", &name, &pattern, definition]);
+        Self(name)
+    }
+}
+
+impl Drop for ShortTtl {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl").args(["clear_policy", &self.0]).output();
+    }
+}
+
+#[tokio::test]
+async fn a_waiting_leave_comes_back_through_the_brokers_own_dead_lettering() {
+    let (settings, vendors) = person_settings().await;
+    let env = Env::start(settings, vendors, Kind::Sqlite).await;
+    let mut events = env.probe.observe_events().await;
+    let s = &env.vendors.sandboxes;
+    env.publish_person_event(&person_event("hire-733", "hire", employee("000733", "Rui", "Costa", "1733"))).await;
+    outcomes_of(&mut events, "hire-733", &ALL).await;
+    env.link_becomes(VendorKey::Glance, "acme-glance", "EMP-000733", LinkState::Active).await;
+
+    // A policy of this test's own shortens its 1m wait queue's TTL (the lower of the two
+    // wins): the leave expires, the broker dead-letters it back to the person-event exchange,
+    // and it waits again until it is due.
+    let wait_queue = env.settings.topology.hr_wait_queue(Duration::from_secs(60));
+    let policy = ShortTtl::on(&wait_queue);
+    let effective = Utc::now() + chrono::Duration::seconds(1);
+    env.publish_person_event(&json!({"event_id": "lv-733", "type": "leave", "tenant": "acme",
+        "employee": {"id": "000733"}, "targets": ["glance"],
+        "effective_at": effective.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}))
+        .await;
+    let left = outcomes_of(&mut events, "lv-733", &[VendorKey::Glance]).await;
+    drop(policy);
+    assert_eq!(left[&VendorKey::Glance]["outcome"], "suspended", "{left:?}");
+    assert!(Utc::now() >= effective, "not before it was due");
+    assert_eq!(s.glance.suspended("EMP-000733"), Some(true));
+    env.link_becomes(VendorKey::Glance, "acme-glance", "EMP-000733", LinkState::Suspended).await;
+    env.stop().await;
 }
