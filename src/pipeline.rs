@@ -18,7 +18,7 @@ use crate::config::{Settings, TopologySettings};
 use crate::contract::{FieldError, Job, JobId, JobKind, VendorKey};
 use crate::event::{self, JobRef};
 use crate::job::{self, InvalidJob, Rejection};
-use crate::ledger::{HistoryKind, IdentityKey, Intent, Ledger, LedgerError, Owner};
+use crate::ledger::{HistoryKind, IdentityKey, Intent, Ledger, LedgerError, LinkState, Owner};
 use crate::metrics::Metrics;
 use crate::outcome::{ErrorClass, Failure, Outcome};
 use crate::retry::{tier_name, Attempt, DurableSchedule, InlineRetry};
@@ -321,6 +321,10 @@ impl Pipeline {
         match claim.owner {
             // Claimed just now: an "already exists" would be a user the ledger never saw.
             Owner::Nobody | Owner::Unknown => Ok(LedgerProof::Nothing),
+            // This person's user was deleted: a vendor that keeps the name of a deleted user
+            // (ClientToolbox marks them) says "already exists" of one nobody can log in as,
+            // which must not pass for this person's account. The lookup decides instead.
+            Owner::ThisJob | Owner::ThisPerson if claim.link.state == LinkState::Deleted => Ok(LedgerProof::Nothing),
             Owner::ThisJob | Owner::ThisPerson => Ok(LedgerProof::ThisPerson),
             Owner::SomeoneElse => Err(Refused::Conflict(Failure::new(
                 ErrorClass::Conflict,

@@ -56,6 +56,25 @@ impl Sandboxes {
         }
     }
 
+    /// How many updates the vendor took for this identity (NetSapiens: `user@domain`): a
+    /// suspend and a restore are updates everywhere but nowhere else.
+    pub fn updates(&self, vendor: VendorKey, identity: &str) -> u32 {
+        match vendor {
+            VendorKey::Glance => self.glance.updates(identity),
+            VendorKey::Netsapiens => self.netsapiens.updates(identity),
+            VendorKey::Clienttoolbox => self.clienttoolbox.updates(identity),
+        }
+    }
+
+    /// How many deletes the vendor took for this identity (NetSapiens: `user@domain`).
+    pub fn deletions(&self, vendor: VendorKey, identity: &str) -> u32 {
+        match vendor {
+            VendorKey::Glance => self.glance.deletions(identity),
+            VendorKey::Netsapiens => self.netsapiens.deletions(identity),
+            VendorKey::Clienttoolbox => self.clienttoolbox.deletions(identity),
+        }
+    }
+
     pub fn user_count(&self, vendor: VendorKey) -> usize {
         match vendor {
             VendorKey::Glance => self.glance.user_count(),

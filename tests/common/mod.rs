@@ -571,3 +571,67 @@ pub async fn jobs_in_flight(admin: std::net::SocketAddr) -> u32 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u32>().ok())
         .sum()
 }
+
+/// An HTTP relay in front of the sandboxes that passes every call on and, while it holds,
+/// keeps the answer of each `PUT` and `DELETE` it passed on: the vendor acted, and the
+/// caller never hears so, as a worker killed in the middle of a call would not.
+pub struct HoldingRelay {
+    pub url: String,
+    hold: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HoldingRelay {
+    /// Relays to `target` (e.g. [`TestVendors::url`]), passing answers on until [`Self::hold_writes`].
+    pub async fn start(target: &str) -> Self {
+        use axum::http::{header, Method, StatusCode};
+        use axum::response::IntoResponse;
+        let hold = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let http = reqwest::Client::new();
+        let (holding, target) = (hold.clone(), target.to_owned());
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let (http, target, holding) = (http.clone(), target.clone(), holding.clone());
+            async move {
+                let (parts, body) = req.into_parts();
+                let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+                let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                let mut out = http.request(parts.method.clone(), format!("{target}{path}")).body(body);
+                for (name, value) in &parts.headers {
+                    if name != header::HOST && name != header::CONTENT_LENGTH {
+                        out = out.header(name, value);
+                    }
+                }
+                let answer = out.send().await;
+                if holding.load(std::sync::atomic::Ordering::SeqCst)
+                    && matches!(parts.method, Method::PUT | Method::DELETE)
+                {
+                    std::future::pending::<()>().await;
+                }
+                let Ok(answer) = answer else { return StatusCode::BAD_GATEWAY.into_response() };
+                let status = answer.status();
+                let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
+                let bytes = answer.bytes().await.unwrap_or_default();
+                let mut response = (status, bytes).into_response();
+                if let Some(ct) = content_type {
+                    response.headers_mut().insert(header::CONTENT_TYPE, ct);
+                }
+                response
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url: format!("http://{addr}"), hold, task }
+    }
+
+    /// From now on, keeps (`true`) or passes on (`false`) the answers of writes.
+    pub fn hold_writes(&self, on: bool) {
+        self.hold.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for HoldingRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

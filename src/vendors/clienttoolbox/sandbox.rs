@@ -59,6 +59,10 @@ struct Ledger {
     /// Keyed by lower-case `user_name`: uniqueness is treated as case-insensitive.
     users: BTreeMap<String, StoredUser>,
     creations: HashMap<String, u32>,
+    /// `user_update` and `user_delete` calls taken per lower-case `user_name`: what proves an
+    /// `unchanged` sent nothing.
+    updates: HashMap<String, u32>,
+    deletions: HashMap<String, u32>,
 }
 
 /// The sandbox's state. Share it with `Arc`; the ledger outlives any one request.
@@ -88,6 +92,28 @@ impl Sandbox {
     pub fn marked_deleted(&self, user_name: &str) -> bool {
         let ledger = self.ledger.lock().expect("sandbox lock");
         ledger.users.get(&user_name.to_ascii_lowercase()).is_some_and(|u| u.deleted)
+    }
+
+    /// How many `user_update` calls changed this `user_name` (case-insensitive).
+    pub fn updates(&self, user_name: &str) -> u32 {
+        let ledger = self.ledger.lock().expect("sandbox lock");
+        ledger.updates.get(&user_name.to_ascii_lowercase()).copied().unwrap_or(0)
+    }
+
+    /// How many `user_delete` calls (marking or permanent) took this `user_name`.
+    pub fn deletions(&self, user_name: &str) -> u32 {
+        let ledger = self.ledger.lock().expect("sandbox lock");
+        ledger.deletions.get(&user_name.to_ascii_lowercase()).copied().unwrap_or(0)
+    }
+
+    /// The user the account holds under `user_name` (marked deleted or not), in the API's
+    /// field names, without its PIN; `None` when there is none.
+    pub fn user(&self, user_name: &str) -> Option<serde_json::Value> {
+        let ledger = self.ledger.lock().expect("sandbox lock");
+        ledger.users.get(&user_name.to_ascii_lowercase()).map(|u| {
+            json!({"user_name": u.user_name, "user_first_name": u.first_name, "user_last_name": u.last_name,
+                   "user_role": u.role, "allowed_campaigns": u.allowed_campaigns, "deleted": u.deleted})
+        })
     }
 
     /// Puts a user in place as if someone else had created it (not counted as a creation),
@@ -210,7 +236,8 @@ impl Sandbox {
                         if user.pin.is_some() && user.pin != current.pin && ledger.users.iter().any(pin_taken) {
                             return error("User PIN already exists");
                         }
-                        ledger.users.insert(key, user);
+                        ledger.users.insert(key.clone(), user);
+                        *ledger.updates.entry(key).or_default() += 1;
                         Reply::Success(Vec::new(), Listing::Nothing)
                     }
                 }
@@ -230,6 +257,7 @@ impl Sandbox {
                     }
                     Some(_) => return error("Invalid action: use permanent or leave it out"),
                 }
+                *ledger.deletions.entry(key).or_default() += 1;
                 Reply::Success(Vec::new(), Listing::Nothing)
             }
             _ => match new_user(p) {

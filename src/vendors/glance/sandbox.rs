@@ -69,6 +69,10 @@ struct Ledger {
     by_partner_user_id: HashMap<String, usize>,
     addresses: HashSet<String>,
     creations: HashMap<String, u32>,
+    /// UpdateUser and DeleteUser calls taken per PartnerUserID: what proves an `unchanged`
+    /// sent nothing.
+    updates: HashMap<String, u32>,
+    deletions: HashMap<String, u32>,
     foreign_addresses: HashSet<String>,
     next_id: u64,
 }
@@ -104,6 +108,26 @@ impl Sandbox {
     pub fn suspended(&self, identity: &str) -> Option<bool> {
         let ledger = self.ledger.lock().expect("sandbox lock");
         ledger.user(identity).map(|u| u.suspended)
+    }
+
+    /// How many UpdateUser calls the user with this PartnerUserID took.
+    pub fn updates(&self, identity: &str) -> u32 {
+        self.ledger.lock().expect("sandbox lock").updates.get(identity).copied().unwrap_or(0)
+    }
+
+    /// How many DeleteUser calls the user with this PartnerUserID took.
+    pub fn deletions(&self, identity: &str) -> u32 {
+        self.ledger.lock().expect("sandbox lock").deletions.get(identity).copied().unwrap_or(0)
+    }
+
+    /// The user with this PartnerUserID, in the PAPI's field names (no password); `None` when
+    /// there is none.
+    pub fn user(&self, identity: &str) -> Option<serde_json::Value> {
+        let ledger = self.ledger.lock().expect("sandbox lock");
+        ledger.user(identity).map(|u| {
+            serde_json::json!({"PartnerUserID": u.partner_user_id, "UserAddress": u.address, "UserFirst": u.first,
+                               "UserLast": u.last, "UserEmail": u.email, "UserRole": u.role, "UserSuspended": u.suspended})
+        })
     }
 
     /// Marks a Glance Address as held by some other Glance group: invisible to ShowUsers,
@@ -439,10 +463,11 @@ fn update(sandbox: &Sandbox, form: &Fields) -> Result<axum::response::Response, 
     if let Some(s) = suspended {
         user.suspended = s;
     }
+    let (user_id, id) = (user.user_id, id.to_owned());
+    *ledger.updates.entry(id.clone()).or_default() += 1;
     Ok(xml(format!(
-        "<UpdateUser><result>OK</result><user><UserID>{}</UserID><PartnerUserID>{}</PartnerUserID></user></UpdateUser>",
-        user.user_id,
-        esc(id)
+        "<UpdateUser><result>OK</result><user><UserID>{user_id}</UserID><PartnerUserID>{}</PartnerUserID></user></UpdateUser>",
+        esc(&id)
     )))
 }
 
@@ -469,6 +494,7 @@ fn delete(sandbox: &Sandbox, form: &Fields) -> Result<axum::response::Response, 
     let user = ledger.users[index].take().expect("addressed users exist");
     ledger.by_partner_user_id.remove(&id);
     ledger.addresses.remove(&user.address);
+    *ledger.deletions.entry(id.clone()).or_default() += 1;
     Ok(xml(format!("<DeleteUser><result>OK</result><PartnerUserID>{}</PartnerUserID></DeleteUser>", esc(&id))))
 }
 
