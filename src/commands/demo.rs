@@ -51,6 +51,9 @@ pub struct Summary {
     /// What the ledger says of the hire and its namesake, at the end (the in-memory demo).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub whois: Vec<crate::commands::whois::Whois>,
+    /// The lifecycle story in person events (the in-memory demo).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub story: Vec<super::demo_story::Act>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -241,31 +244,13 @@ pub async fn run_in_memory() -> anyhow::Result<Summary> {
 
     // What the RabbitMQ worker's projection does from its queue: every event and dead letter
     // into the ledger.
-    let now = chrono::Utc::now();
-    let topology = &settings.topology;
-    for out in broker.events().iter().chain(broker.dead_letters().iter()) {
-        let msg = crate::transport::Inbound {
-            body: out.body.clone(),
-            exchange: if out.kind == OutboundKind::DeadLetter {
-                topology.dead_exchange.clone()
-            } else {
-                out.exchange.clone()
-            },
-            routing_key: out.routing_key.clone(),
-            message_id: out.message_id.clone(),
-            timestamp: out.timestamp,
-            headers: out.headers.clone(),
-            ..Default::default()
-        };
-        if let crate::projection::Interpreted::Writes { writes, .. } = crate::projection::interpret(&msg, topology, now)
-        {
-            ledger.apply(&writes).await?;
-        }
-    }
-    let mut summary = summarise(samples.len() + 2, &broker.events(), &broker.dead_letters());
+    let (events, dead) = (broker.events(), broker.dead_letters());
+    super::demo_story::project(&ledger, &settings.topology, events.iter().chain(&dead)).await?;
+    let mut summary = summarise(samples.len() + 2, &events, &dead);
     for who in ["jane_smith", "000999"] {
         summary.whois.push(crate::commands::whois::whois(&ledger, who).await?);
     }
+    summary.story = super::demo_story::run(&vendors).await?;
     Ok(summary)
 }
 
@@ -330,6 +315,29 @@ impl Summary {
             let mut table = Vec::new();
             let _ = crate::commands::whois::print_whois(&mut table, w);
             out.push_str(&String::from_utf8_lossy(&table));
+        }
+        if !self.story.is_empty() {
+            out.push_str("\nA person's story, in person events (hire, update, leave, rehire):\n");
+        }
+        for act in &self.story {
+            out.push_str(&format!("\n== {}\n", act.title));
+            let w = act.rows.iter().map(|r| r.job_id.len()).max().unwrap_or(6);
+            let mut rows: Vec<&Row> = act.rows.iter().collect();
+            rows.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+            for r in rows {
+                let detail: String = r.detail.chars().take(90).collect();
+                out.push_str(&format!("  {:<w$}  {:<10}  {}\n", r.job_id, r.outcome, detail));
+            }
+            for n in &act.notes {
+                out.push_str(&format!("  note: {n}\n"));
+            }
+            if act.held > 0 {
+                out.push_str(&format!(
+                    "  {} removal(s) held by the safeguard for an operator: `provisioner held list`, then \
+                     `held approve|reject --reason ...`\n",
+                    act.held
+                ));
+            }
         }
         out
     }

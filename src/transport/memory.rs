@@ -18,6 +18,8 @@ struct State {
     queues: HashMap<VendorKey, VecDeque<Inbound>>,
     events: Vec<Outbound>,
     dead: Vec<Outbound>,
+    /// Removals the safeguard held: they wait for an operator, like an account's held queue.
+    held: Vec<Outbound>,
     /// Messages sitting in a retry tier; they count as work still to do.
     parked: usize,
     /// Messages taken from a queue and not yet settled.
@@ -78,6 +80,11 @@ impl MemoryBroker {
         self.lock().dead.clone()
     }
 
+    /// What the safeguard held, in the order it was held.
+    pub fn held(&self) -> Vec<Outbound> {
+        self.lock().held.clone()
+    }
+
     /// The next message of any queue, as a delivery to settle; waits while retries are parked
     /// or deliveries are in flight (either may bring work back). `None` once there is no work
     /// left at all, or on shutdown.
@@ -120,6 +127,9 @@ impl Publisher for MemoryBroker {
             self.lock().events.push(msg.clone());
         } else if msg.exchange == t.dead_exchange {
             self.lock().dead.push(msg.clone());
+        } else if msg.kind == super::OutboundKind::Held && msg.exchange.is_empty() {
+            // An account's held queue, through the default exchange.
+            self.lock().held.push(msg.clone());
         } else if msg.exchange == t.retry_exchange {
             let delay = h::text(&msg.headers, h::RETRY_TIER)
                 .and_then(|t| humantime::parse_duration(t).ok())
