@@ -25,8 +25,13 @@ fn schema_prints_the_job_schema() {
     assert!(out.status.success());
     let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("schema is JSON");
     assert_eq!(schema["additionalProperties"], false);
-    assert_eq!(schema["allOf"].as_array().map(Vec::len), Some(3), "one branch per vendor");
+    assert_eq!(schema["allOf"].as_array().map(Vec::len), Some(15), "one branch per vendor and kind");
     assert_eq!(schema["$defs"]["GlanceUser"]["properties"]["UserPW"]["maxLength"], 49);
+    // An update may change what the vendor's update takes; a suspend names the user only.
+    assert_eq!(schema["$defs"]["GlanceUserUpdate"]["required"], serde_json::json!(["PartnerUserID"]));
+    assert!(schema["$defs"]["GlanceUserUpdate"]["properties"].get("AudioProvider").is_none());
+    assert_eq!(schema["$defs"]["NetsapiensUserRef"]["required"], serde_json::json!(["user"]));
+    assert!(schema["$defs"]["NetsapiensUserRef"]["properties"].get("name-first-name").is_none());
 }
 
 #[test]
