@@ -56,6 +56,38 @@ impl Sandboxes {
         }
     }
 
+    /// How many updates (a suspend and a restore are updates too) the user took. A bare
+    /// NetSapiens extension is taken in [`netsapiens::sandbox::SANDBOX_DOMAIN`].
+    pub fn updates(&self, vendor: VendorKey, identity: &str) -> u32 {
+        match vendor {
+            VendorKey::Glance => self.glance.updates(identity),
+            VendorKey::Netsapiens => self.netsapiens.updates(&in_sandbox_domain(identity)),
+            VendorKey::Clienttoolbox => self.clienttoolbox.updates(identity),
+        }
+    }
+
+    /// How many deletes the user took.
+    pub fn deletions(&self, vendor: VendorKey, identity: &str) -> u32 {
+        match vendor {
+            VendorKey::Glance => self.glance.deletions(identity),
+            VendorKey::Netsapiens => self.netsapiens.deletions(&in_sandbox_domain(identity)),
+            VendorKey::Clienttoolbox => self.clienttoolbox.deletions(identity),
+        }
+    }
+
+    /// The user as the vendor's lookup shows it, under its wire names; `None` when it is gone.
+    pub fn user(&self, vendor: VendorKey, identity: &str) -> Option<serde_json::Value> {
+        match vendor {
+            VendorKey::Glance => self.glance.user(identity),
+            VendorKey::Netsapiens => {
+                let qualified = in_sandbox_domain(identity);
+                let (user, domain) = qualified.split_once('@').expect("qualified above");
+                self.netsapiens.user(domain, user)
+            }
+            VendorKey::Clienttoolbox => self.clienttoolbox.user(identity),
+        }
+    }
+
     pub fn user_count(&self, vendor: VendorKey) -> usize {
         match vendor {
             VendorKey::Glance => self.glance.user_count(),
@@ -106,6 +138,15 @@ impl Sandboxes {
             crate::http_server::serve(listener, app, SANDBOX_LIMITS, shutdown).await;
         });
         Ok((addr, handle))
+    }
+}
+
+/// `user@domain`: a bare NetSapiens extension is taken in the sandbox's domain.
+fn in_sandbox_domain(identity: &str) -> String {
+    if identity.contains('@') {
+        identity.to_owned()
+    } else {
+        format!("{identity}@{}", netsapiens::sandbox::SANDBOX_DOMAIN)
     }
 }
 

@@ -59,6 +59,10 @@ struct Ledger {
     /// Keyed by lower-case `user_name`: uniqueness is treated as case-insensitive.
     users: BTreeMap<String, StoredUser>,
     creations: HashMap<String, u32>,
+    /// Lower-case `user_name` → `user_update` and `user_delete` calls taken: what proves a
+    /// repeat sent nothing.
+    updates: HashMap<String, u32>,
+    deletions: HashMap<String, u32>,
 }
 
 /// The sandbox's state. Share it with `Arc`; the ledger outlives any one request.
@@ -77,6 +81,26 @@ impl Sandbox {
     pub fn creations(&self, identity: &str) -> u32 {
         let ledger = self.ledger.lock().expect("sandbox lock");
         ledger.creations.get(&identity.to_ascii_lowercase()).copied().unwrap_or(0)
+    }
+
+    /// How many updates (`user_update`) this `user_name` took.
+    pub fn updates(&self, identity: &str) -> u32 {
+        let ledger = self.ledger.lock().expect("sandbox lock");
+        ledger.updates.get(&identity.to_ascii_lowercase()).copied().unwrap_or(0)
+    }
+
+    /// How many deletes (`user_delete`, marking or permanent) this `user_name` took.
+    pub fn deletions(&self, identity: &str) -> u32 {
+        let ledger = self.ledger.lock().expect("sandbox lock");
+        ledger.deletions.get(&identity.to_ascii_lowercase()).copied().unwrap_or(0)
+    }
+
+    /// The user as `user_info` shows it, under its wire names; `None` when the account does
+    /// not hold it or marked it deleted.
+    pub fn user(&self, identity: &str) -> Option<serde_json::Value> {
+        let ledger = self.ledger.lock().expect("sandbox lock");
+        let user = ledger.users.get(&identity.to_ascii_lowercase()).filter(|u| !u.deleted)?;
+        Some(user_fields(user).into_iter().map(|(k, v)| (k.to_owned(), serde_json::Value::from(v))).collect())
     }
 
     /// Users the account holds and has not marked deleted.
@@ -210,6 +234,7 @@ impl Sandbox {
                         if user.pin.is_some() && user.pin != current.pin && ledger.users.iter().any(pin_taken) {
                             return error("User PIN already exists");
                         }
+                        *ledger.updates.entry(key.clone()).or_default() += 1;
                         ledger.users.insert(key, user);
                         Reply::Success(Vec::new(), Listing::Nothing)
                     }
@@ -230,6 +255,7 @@ impl Sandbox {
                     }
                     Some(_) => return error("Invalid action: use permanent or leave it out"),
                 }
+                *ledger.deletions.entry(key).or_default() += 1;
                 Reply::Success(Vec::new(), Listing::Nothing)
             }
             _ => match new_user(p) {

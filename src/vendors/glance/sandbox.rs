@@ -69,6 +69,9 @@ struct Ledger {
     by_partner_user_id: HashMap<String, usize>,
     addresses: HashSet<String>,
     creations: HashMap<String, u32>,
+    /// PartnerUserID → UpdateUser and DeleteUser calls taken: what proves a repeat sent nothing.
+    updates: HashMap<String, u32>,
+    deletions: HashMap<String, u32>,
     foreign_addresses: HashSet<String>,
     next_id: u64,
 }
@@ -98,6 +101,25 @@ impl Sandbox {
 
     pub fn user_count(&self) -> usize {
         self.ledger.lock().expect("sandbox lock").by_partner_user_id.len()
+    }
+
+    /// How many updates (`UpdateUser`) the user with this PartnerUserID took.
+    pub fn updates(&self, identity: &str) -> u32 {
+        self.ledger.lock().expect("sandbox lock").updates.get(identity).copied().unwrap_or(0)
+    }
+
+    /// How many deletes (`DeleteUser`) the user with this PartnerUserID took.
+    pub fn deletions(&self, identity: &str) -> u32 {
+        self.ledger.lock().expect("sandbox lock").deletions.get(identity).copied().unwrap_or(0)
+    }
+
+    /// The stored user under its wire names, as ShowUsers shows it; `None` when there is none.
+    pub fn user(&self, identity: &str) -> Option<serde_json::Value> {
+        let ledger = self.ledger.lock().expect("sandbox lock");
+        ledger.user(identity).map(|u| {
+            serde_json::json!({"PartnerUserID": u.partner_user_id, "UserAddress": u.address, "UserFirst": u.first,
+                "UserLast": u.last, "UserEmail": u.email, "UserRole": u.role, "UserSuspended": u.suspended})
+        })
     }
 
     /// Whether the user with this PartnerUserID is suspended; `None` when there is none.
@@ -420,6 +442,7 @@ fn update(sandbox: &Sandbox, form: &Fields) -> Result<axum::response::Response, 
         (Some(s), _) => Some(s),
         (None, active) => active.map(|a| !a),
     };
+    *ledger.updates.entry(id.to_owned()).or_default() += 1;
     if let Some(a) = &address {
         ledger.addresses.remove(&current);
         ledger.addresses.insert(a.clone());
@@ -469,6 +492,7 @@ fn delete(sandbox: &Sandbox, form: &Fields) -> Result<axum::response::Response, 
     let user = ledger.users[index].take().expect("addressed users exist");
     ledger.by_partner_user_id.remove(&id);
     ledger.addresses.remove(&user.address);
+    *ledger.deletions.entry(id.clone()).or_default() += 1;
     Ok(xml(format!("<DeleteUser><result>OK</result><PartnerUserID>{}</PartnerUserID></DeleteUser>", esc(&id))))
 }
 
