@@ -1,7 +1,9 @@
-//! The chaos suite: over 2,000 jobs through the real worker process, RabbitMQ and the vendor
-//! sandboxes while injected faults, SIGKILLs, a forced disconnect, a SIGTERM and a vendor
-//! outage hit them; proves nothing is lost, nothing is created twice and retries keep
-//! their budget, and prints a summary table (also written to `target/chaos-summary.md`).
+//! The chaos suite: over 2,000 create jobs and a few hundred update, suspend, restore and
+//! delete jobs through the real worker process, RabbitMQ and the vendor sandboxes while
+//! injected faults, SIGKILLs, a forced disconnect, a SIGTERM and a vendor outage hit them;
+//! proves nothing is lost, nothing is created twice, no change is made twice, every user ends
+//! as its last job intended and retries keep their budget, and prints a summary table (also
+//! written to `target/chaos-summary.md`).
 
 mod common;
 
@@ -16,17 +18,27 @@ use common::{
 };
 use lapin::options::BasicGetOptions;
 use provisioner::config::Settings;
-use provisioner::contract::{Job, VendorKey};
+use provisioner::contract::{JobKind, VendorKey};
 use provisioner::pipeline::sample_job;
 use provisioner::retry::tier_name;
 use provisioner::sandbox::Faults;
 use provisioner::transport::headers as h;
 use provisioner::transport::rabbitmq::{self, ConfirmPublisher};
 use provisioner::transport::{Headers, Outbound, OutboundKind, Publisher};
+use provisioner::vendors::{build_adapters, CallContext};
+use serde_json::{json, Value};
 use tokio::time::Instant;
 
 /// Distinct job ids; every 20th is invalid and another every 20th is published twice.
 const DISTINCT_JOBS: usize = 2_100;
+/// Lifecycle jobs per vendor and kind, each for a user of its own that the sandboxes hold
+/// before the storm. One job per user: a redelivered or parked copy of a suspend can then
+/// never run after that user's restore, so what each user should end as is well defined.
+const CHANGES_PER_KIND: usize = 20;
+const CHANGE_KINDS: [JobKind; 4] =
+    [JobKind::UpdateUser, JobKind::SuspendUser, JobKind::RestoreUser, JobKind::DeleteUser];
+/// What every `update_user` job of the storm sets (the users are created as "Jane").
+const NEW_FIRST_NAME: &str = "Janet";
 /// Messages per second the producer publishes, so the chaos below meets jobs in flight.
 const PUBLISH_RATE: f64 = 45.0;
 const PUBLISH_BATCH: usize = 15;
@@ -65,9 +77,23 @@ fn chaos_settings(main: &TestVendors, down: &TestVendors) -> Settings {
     let mut s = test_settings();
     for vendor in VendorKey::ALL {
         let sandboxes = if vendor == OUTAGE_VENDOR { down } else { main };
-        s.accounts.insert(account_name(vendor), sandboxes.account(vendor));
+        let mut account = sandboxes.account(vendor);
+        // Every lifecycle kind allowed: Glance's and NetSapiens' only delete is permanent,
+        // ClientToolbox keeps its default (it marks the user deleted).
+        if vendor != VendorKey::Clienttoolbox {
+            account.settings.insert("hard_delete".into(), "true".into());
+        }
+        if let Some((field, on, off)) = suspension(vendor) {
+            account.settings.insert("suspend".into(), json!({ field: on }).to_string());
+            account.settings.insert("restore".into(), json!({ field: off }).to_string());
+        }
+        s.accounts.insert(account_name(vendor), account);
         s.vendors.get_mut(vendor).request_timeout = REQUEST_TIMEOUT;
     }
+    // The storm's 120 removals are all meant, and most of its users are not in the ledger
+    // (they were made before the storm): the safeguard, which has its own suite
+    // (tests/safeguard.rs), would hold them for an operator.
+    s.safeguard.enabled = false;
     // 79 s of tiers: a job that meets the first second of the outage has used six of them
     // when it ends and still gets three more tries, so no valid job runs out of tiers.
     s.retry.tiers = [1, 2, 4, 8, 16, 16, 16, 16].map(Duration::from_secs).to_vec();
@@ -106,10 +132,95 @@ struct Planned {
     kind: Kind,
 }
 
-/// The jobs, and the messages in publishing order: each duplicate follows its original
-/// after 0 to 39 other jobs, so some are processed at the same time and some after.
-fn plan() -> (BTreeMap<String, Planned>, Vec<(VendorKey, serde_json::Value)>) {
+/// A lifecycle job of the storm, for a user the sandboxes held before it began.
+struct Change {
+    vendor: VendorKey,
+    identity: String,
+    kind: JobKind,
+}
+
+impl Change {
+    /// The outcome of the job that made the change itself (a repeat is `unchanged`).
+    fn outcome(&self) -> &'static str {
+        match self.kind {
+            JobKind::UpdateUser => "updated",
+            JobKind::SuspendUser => "suspended",
+            JobKind::RestoreUser => "restored",
+            JobKind::DeleteUser => "deleted",
+            JobKind::CreateUser => unreachable!("the storm's changes are lifecycle jobs"),
+        }
+    }
+
+    fn body(&self, job_id: &str) -> Value {
+        let mut user = json!({ self.vendor.identity_field(): self.identity });
+        if self.kind == JobKind::UpdateUser {
+            user[first_name_field(self.vendor)] = NEW_FIRST_NAME.into();
+        }
+        json!({"job_id": job_id, "kind": self.kind.as_str(), "vendor": self.vendor,
+               "account": account_name(self.vendor), "correlation_id": format!("corr-{job_id}"),
+               "requested_at": "2026-11-22T09:30:00Z", "user": user})
+    }
+
+    /// Whether the user, as the sandbox shows it (`None`: gone), is what this job intended.
+    fn intended(&self, user: Option<&Value>) -> bool {
+        match (self.kind, user) {
+            (JobKind::DeleteUser, gone) => gone.is_none(),
+            (_, None) => false,
+            (JobKind::UpdateUser, Some(u)) => {
+                u[first_name_field(self.vendor)] == NEW_FIRST_NAME && !shows_suspended(self.vendor, u)
+            }
+            (JobKind::SuspendUser, Some(u)) => shows_suspended(self.vendor, u),
+            (_, Some(u)) => !shows_suspended(self.vendor, u),
+        }
+    }
+}
+
+fn first_name_field(vendor: VendorKey) -> &'static str {
+    match vendor {
+        VendorKey::Glance => "UserFirst",
+        VendorKey::Netsapiens => "name-first-name",
+        VendorKey::Clienttoolbox => "user_first_name",
+    }
+}
+
+/// For the vendors that document no suspend: the field the account's `suspend` and `restore`
+/// settings set, and its suspended and active values. Glance has a suspended flag of its own.
+fn suspension(vendor: VendorKey) -> Option<(&'static str, &'static str, &'static str)> {
+    match vendor {
+        VendorKey::Glance => None,
+        VendorKey::Netsapiens => Some(("user-scope", "No Portal", "Basic User")),
+        VendorKey::Clienttoolbox => Some(("allowed_campaigns", "none", "all")),
+    }
+}
+
+/// Whether a sandbox user (under its wire names) is suspended.
+fn shows_suspended(vendor: VendorKey, user: &Value) -> bool {
+    match suspension(vendor) {
+        None => user["UserSuspended"] == true,
+        Some((field, on, _)) => user[field] == on,
+    }
+}
+
+type Plan = (BTreeMap<String, Planned>, BTreeMap<String, Change>, Vec<(VendorKey, Value)>);
+
+/// The create jobs, the lifecycle jobs, and the messages in publishing order: each duplicate
+/// follows its original after 0 to 39 other jobs, so some are processed at the same time and
+/// some after; the lifecycle jobs are spread evenly among the creates, so each disruption and
+/// the outage meet some of every kind.
+fn plan() -> Plan {
     let mut jobs = BTreeMap::new();
+    let mut changes = BTreeMap::new();
+    let mut lifecycle = (0..CHANGES_PER_KIND * CHANGE_KINDS.len() * 3).map(|j| {
+        let vendor = VendorKey::ALL[j % 3];
+        let kind = CHANGE_KINDS[(j / 3) % CHANGE_KINDS.len()];
+        let identity = match vendor {
+            VendorKey::Glance => format!("LC-{j:05}"),
+            VendorKey::Netsapiens => format!("{}", 6_000_000 + j),
+            VendorKey::Clienttoolbox => format!("chaos_lc_{j}"),
+        };
+        (format!("chaos-lc-{j:05}-{kind}-{vendor}"), Change { vendor, identity, kind })
+    });
+    let every = DISTINCT_JOBS / lifecycle.len();
     let mut messages = Vec::new();
     let mut pending: Vec<(usize, VendorKey, serde_json::Value)> = Vec::new();
     for i in 0..DISTINCT_JOBS {
@@ -139,19 +250,60 @@ fn plan() -> (BTreeMap<String, Planned>, Vec<(VendorKey, serde_json::Value)>) {
         }
         messages.push((vendor, body));
         jobs.insert(job_id, Planned { vendor, identity, kind });
+        if i % every == every / 2 {
+            if let Some((id, change)) = lifecycle.next() {
+                messages.push((change.vendor, change.body(&id)));
+                changes.insert(id, change);
+            }
+        }
         let (due, later): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(at, _, _)| *at <= i);
         messages.extend(due.into_iter().map(|(_, v, b)| (v, b)));
         pending = later;
     }
     messages.extend(pending.into_iter().map(|(_, v, b)| (v, b)));
-    (jobs, messages)
+    for (id, change) in lifecycle {
+        messages.push((change.vendor, change.body(&id)));
+        changes.insert(id, change);
+    }
+    (jobs, changes, messages)
 }
 
-fn job_message(settings: &Settings, vendor: VendorKey, body: &serde_json::Value) -> Outbound {
+/// Puts each lifecycle job's user in its sandbox as the vendor would hold it before the
+/// storm: created as [`sample_job`] makes it, and suspended for a restore. Through the
+/// worker's own adapters, with the sandboxes' faults off for the moment.
+async fn seed_users(settings: &Settings, changes: &BTreeMap<String, Change>) {
+    use futures_util::stream::{self, StreamExt as _};
+    let adapters = build_adapters(settings).expect("the chaos accounts build");
+    let run = |body: Value| {
+        let adapters = &adapters;
+        async move {
+            let job = provisioner::job::decode(body.to_string().as_bytes())
+                .unwrap_or_else(|e| panic!("a seeding job does not decode: {e:?}\n{body}"));
+            let receipt = adapters[job.account.as_str()].run(&job, CallContext::default()).await;
+            let receipt = receipt.unwrap_or_else(|e| panic!("seeding {}: {}: {}", job.id.as_str(), e.code, e.message));
+            assert!(!receipt.existing, "{}: the sandbox already had the state being seeded", job.id.as_str());
+        }
+    };
+    let seeds = |suspend: bool| {
+        changes.iter().filter(move |(_, c)| !suspend || c.kind == JobKind::RestoreUser).map(move |(id, c)| {
+            let seed_id = format!("seed-{id}");
+            match suspend {
+                false => sample_job(&seed_id, c.vendor, &account_name(c.vendor), &c.identity),
+                true => Change { kind: JobKind::SuspendUser, identity: c.identity.clone(), ..*c }.body(&seed_id),
+            }
+        })
+    };
+    for suspend in [false, true] {
+        stream::iter(seeds(suspend).map(run)).buffer_unordered(16).collect::<Vec<()>>().await;
+    }
+}
+
+fn job_message(settings: &Settings, vendor: VendorKey, body: &Value) -> Outbound {
+    let kind = body["kind"].as_str().and_then(JobKind::parse).unwrap_or(JobKind::CreateUser);
     Outbound {
         kind: OutboundKind::Job,
         exchange: settings.topology.jobs_exchange.clone(),
-        routing_key: Job::routing_key(vendor),
+        routing_key: kind.routing_key(vendor),
         body: body.to_string().into_bytes(),
         message_id: body["job_id"].as_str().map(str::to_owned),
         content_type: Some("application/json".into()),
@@ -347,7 +499,27 @@ async fn thousands_of_jobs_survive_faults_kills_a_disconnect_a_sigterm_and_an_ou
     let sandboxes_of = |vendor| if vendor == OUTAGE_VENDOR { &down } else { &main };
     let probe = Probe::new(&settings).await;
     let recorder = EventRecorder::start(&probe).await;
-    let (jobs, messages) = plan();
+    let (jobs, changes, messages) = plan();
+    for sandboxes in [&main, &down] {
+        sandboxes.sandboxes.faults.set(Faults::default());
+    }
+    seed_users(&settings, &changes).await;
+    for sandboxes in [&main, &down] {
+        sandboxes.sandboxes.faults.set(base_faults());
+    }
+    // What each user took before the storm (a restore's user, its seeding suspend): the
+    // storm's writes are counted from here.
+    let writes_of = |c: &Change| {
+        let s = &sandboxes_of(c.vendor).sandboxes;
+        (s.updates(c.vendor, &c.identity), s.deletions(c.vendor, &c.identity))
+    };
+    let seeded: HashMap<&str, (u32, u32)> = changes.iter().map(|(id, c)| (id.as_str(), writes_of(c))).collect();
+    for (id, c) in &changes {
+        let user = sandboxes_of(c.vendor).sandboxes.user(c.vendor, &c.identity);
+        let user = user.unwrap_or_else(|| panic!("{id}: the user was not seeded"));
+        assert_eq!(shows_suspended(c.vendor, &user), c.kind == JobKind::RestoreUser, "{id}: seeded as {user}");
+        assert!(!c.intended(Some(&user)), "{id}: the seeded user already is as the job intends: {user}");
+    }
     let mut published: HashMap<String, usize> = HashMap::new();
     for (_, body) in &messages {
         *published.entry(body["job_id"].as_str().unwrap().to_owned()).or_default() += 1;
@@ -469,11 +641,10 @@ async fn thousands_of_jobs_survive_faults_kills_a_disconnect_a_sigterm_and_an_ou
     let in_a_disruption = |from: Instant, to: Instant| windows.iter().any(|d| d.between(from, to));
     let no_parking = Vec::new();
     let parked_at = |id: &str| retries.parked_at.get(id).unwrap_or(&no_parking);
-    let crash_duplicates =
-        jobs.iter().filter(|(id, _)| events.get(id.as_str()).map_or(0, Vec::len) > published[id.as_str()]).count();
-    let split_duplicates = jobs
+    let crash_duplicates = published.iter().filter(|(id, n)| events.get(id.as_str()).map_or(0, Vec::len) > **n).count();
+    let split_duplicates = published
         .iter()
-        .filter(|(id, _)| events.get(id.as_str()).map_or(0, Vec::len) > published[id.as_str()])
+        .filter(|(id, n)| events.get(id.as_str()).map_or(0, Vec::len) > **n)
         .filter(|(id, _)| split_while_parked(parked_at(id), &windows))
         .count();
     let unannounced: Vec<&String> = jobs
@@ -484,6 +655,39 @@ async fn thousands_of_jobs_survive_faults_kills_a_disconnect_a_sigterm_and_an_ou
     // The sandboxes, like the vendors, refuse a second user with the same identity, so a
     // worker that forgot a user it made would show it here, as a second `created`.
     let created_twice = events.values().filter(|evs| evs.iter().filter(|e| e.outcome == "created").count() > 1).count();
+    // The lifecycle jobs: the writes each user took during the storm, and its state now.
+    let storm_writes = |id: &str, c: &Change| {
+        let (updates, deletions) = writes_of(c);
+        let (seeded_updates, seeded_deletions) = seeded[id];
+        (updates - seeded_updates, deletions - seeded_deletions)
+    };
+    // One write per job: each job's change differs from what its user held before.
+    let double_actions: BTreeMap<&str, u32> = CHANGE_KINDS
+        .iter()
+        .map(|kind| {
+            let extra = changes
+                .iter()
+                .filter(|(_, c)| c.kind == *kind)
+                .map(|(id, c)| {
+                    let (updates, deletions) = storm_writes(id, c);
+                    (updates + deletions).saturating_sub(1)
+                })
+                .sum();
+            (kind.as_str(), extra)
+        })
+        .collect();
+    let double_actions_total: u32 = double_actions.values().sum();
+    let not_as_intended: Vec<&String> = changes
+        .iter()
+        .filter(|(_, c)| !c.intended(sandboxes_of(c.vendor).sandboxes.user(c.vendor, &c.identity).as_ref()))
+        .map(|(id, _)| id)
+        .collect();
+    // A lost job has no events: it is reported as lost, not here.
+    let announced =
+        |id: &str, c: &Change| events.get(id).map(|evs| evs.iter().filter(|e| e.outcome == c.outcome()).count());
+    let only_unchanged: Vec<&String> =
+        changes.iter().filter(|(id, c)| announced(id, c) == Some(0)).map(|(id, _)| id).collect();
+    let changed_twice = changes.iter().filter(|(id, c)| announced(id, c) > Some(1)).count();
     let inline_retries: u64 = retries.inline.iter().map(|(calls, _, _)| calls - 1).sum();
     let widest_span = retries.inline.iter().map(|(_, span, _)| *span).max().unwrap_or(0);
     let budget_ms = settings.retry.inline.budget.as_millis();
@@ -495,13 +699,31 @@ async fn thousands_of_jobs_survive_faults_kills_a_disconnect_a_sigterm_and_an_ou
     row("jobs published (messages)", messages.len().to_string());
     row(
         "distinct job ids",
-        format!("{} ({valid} valid, {} invalid, {twice} published twice)", jobs.len(), jobs.len() - valid),
+        format!(
+            "{} ({} create_user: {valid} valid, {} invalid, {twice} published twice; {} lifecycle)",
+            jobs.len() + changes.len(),
+            jobs.len(),
+            jobs.len() - valid,
+            changes.len()
+        ),
     );
     row("terminal events", seen.len().to_string());
     row("created", count("created").to_string());
     row("existing", count("existing").to_string());
     for (class, n) in &failed_by_class {
         row(&format!("failed: {class}"), n.to_string());
+    }
+    for kind in CHANGE_KINDS {
+        let ids: Vec<&String> = changes.iter().filter(|(_, c)| c.kind == kind).map(|(id, _)| id).collect();
+        let mut by_outcome: BTreeMap<&str, usize> = BTreeMap::new();
+        for e in ids.iter().flat_map(|id| events.get(id.as_str()).into_iter().flatten()) {
+            *by_outcome.entry(e.outcome.as_str()).or_default() += 1;
+        }
+        let outcomes: Vec<String> = by_outcome.iter().map(|(o, n)| format!("{o} {n}")).collect();
+        row(
+            &format!("`{kind}` jobs (one per user held before the storm): events by outcome"),
+            format!("{} jobs: {}", ids.len(), outcomes.join(", ")),
+        );
     }
     row("retries: inline (calls beyond the first)", format!("{inline_retries} in {} deliveries", retries.inline.len()));
     row("retries: inline, widest span / budget", format!("{widest_span} ms / {budget_ms} ms"));
@@ -531,6 +753,21 @@ async fn thousands_of_jobs_survive_faults_kills_a_disconnect_a_sigterm_and_an_ou
     row("**lost**", lost.len().to_string());
     row("**duplicate creations** (sandbox ledgers)", duplicate_creations.to_string());
     row("**jobs announced `created` twice**", created_twice.to_string());
+    let by_vendor: Vec<String> = VendorKey::ALL
+        .iter()
+        .map(|v| format!("{v} {}", only_unchanged.iter().filter(|id| changes[id.as_str()].vendor == *v).count()))
+        .collect();
+    row(
+        "lifecycle jobs announced only as `unchanged` (the vendor acted, the worker did not hear it)",
+        format!("{} ({})", only_unchanged.len(), by_vendor.join(", ")),
+    );
+    let by_kind: Vec<String> = double_actions.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    row(
+        "**double actions** (sandbox writes beyond one per lifecycle job)",
+        format!("{double_actions_total} ({})", by_kind.join(", ")),
+    );
+    row("**lifecycle jobs announced as acting twice**", changed_twice.to_string());
+    row("**users not as their lifecycle job intended**", not_as_intended.len().to_string());
     row(
         "faults injected",
         "10% 5xx, 5% 429 (Retry-After 1 s), 2% hangs past the 1 s timeout, all three vendors".to_owned(),
@@ -613,6 +850,37 @@ async fn thousands_of_jobs_survive_faults_kills_a_disconnect_a_sigterm_and_an_ou
             "{id}: the user exists but no delivery announced `created`, with no crash or failed call to explain it"
         );
     }
+    // The lifecycle jobs: each user written once, by the job's own kind, and left as the job
+    // intended; each event the job's own outcome or, for a repeat, `unchanged`.
+    assert_eq!(double_actions_total, 0, "a change was made twice: {double_actions:?}");
+    assert!(not_as_intended.is_empty(), "users not as their job intended: {not_as_intended:?}");
+    assert_eq!(changed_twice, 0, "lifecycle jobs were announced as acting twice");
+    for (id, c) in &changes {
+        let evs = &events[id.as_str()];
+        let expected = if c.kind == JobKind::DeleteUser { (0, 1) } else { (1, 0) };
+        assert_eq!(storm_writes(id, c), expected, "{id}: (updates, deletions) the sandbox took");
+        assert!(evs.iter().all(|e| e.outcome == c.outcome() || e.outcome == "unchanged"), "{id}: {evs:?}");
+        // A redelivery finds the change made: only the first ending may announce it.
+        assert!(evs.iter().skip(1).all(|e| e.outcome == "unchanged"), "{id}: {evs:?}");
+        if evs.len() > published[id.as_str()] {
+            let endings: Vec<Instant> = evs.iter().map(|e| e.at).collect();
+            assert!(
+                repeated_ending_explained(&endings, parked_at(id), &windows),
+                "{id} ended twice with no crash in between nor one that caught it being parked: {evs:?}; parked at \
+                 {:?}; disruptions {disruptions:?}",
+                parked_at(id)
+            );
+        }
+    }
+    // As for a create announced only as `existing`: the change was made by a delivery that
+    // did not live to announce it, or whose call timed out after the vendor had served it.
+    for id in &only_unchanged {
+        let last = events[id.as_str()].iter().map(|e| e.at).max().unwrap();
+        assert!(
+            in_a_disruption(first_published[id.as_str()], last) || retries.failed_calls.contains(id.as_str()),
+            "{id}: the change was made but no delivery announced it, with no crash or failed call to explain it"
+        );
+    }
     let twice_created = jobs
         .iter()
         .filter(|(id, j)| j.kind == Kind::Twice && events[id.as_str()].iter().any(|e| e.outcome == "created"))
@@ -677,4 +945,37 @@ fn a_repeated_ending_needs_a_disruption_between_or_one_that_caught_it_being_park
     assert!(repeated_ending_explained(&[at(75.2), at(91.4)], &[wall_at(9.0), wall_at(20.49)], &kill));
     // A parking that settled seconds before the kill split nothing.
     assert!(!repeated_ending_explained(&[at(75.2), at(91.4)], &[wall_at(17.0)], &kill));
+}
+
+/// What "as the job intended" means for each kind and vendor, on made-up sandbox users.
+#[test]
+fn a_user_is_as_intended_only_in_the_state_its_job_asked_for() {
+    let change = |vendor, kind| Change { vendor, identity: "u".into(), kind };
+    let users = |vendor| match vendor {
+        VendorKey::Glance => (
+            json!({"UserFirst": "Jane", "UserSuspended": false}),
+            json!({"UserFirst": "Janet", "UserSuspended": false}),
+            json!({"UserFirst": "Jane", "UserSuspended": true}),
+        ),
+        VendorKey::Netsapiens => (
+            json!({"name-first-name": "Jane", "user-scope": "Basic User"}),
+            json!({"name-first-name": "Janet", "user-scope": "Basic User"}),
+            json!({"name-first-name": "Jane", "user-scope": "No Portal"}),
+        ),
+        VendorKey::Clienttoolbox => (
+            json!({"user_first_name": "Jane", "allowed_campaigns": "all"}),
+            json!({"user_first_name": "Janet", "allowed_campaigns": "all"}),
+            json!({"user_first_name": "Jane", "allowed_campaigns": "none"}),
+        ),
+    };
+    for vendor in VendorKey::ALL {
+        let (active, renamed, suspended) = users(vendor);
+        let intended = |kind, user: Option<&Value>| change(vendor, kind).intended(user);
+        assert!(intended(JobKind::UpdateUser, Some(&renamed)) && !intended(JobKind::UpdateUser, Some(&active)));
+        assert!(!intended(JobKind::UpdateUser, None), "{vendor}: an update of a user that is gone");
+        assert!(intended(JobKind::SuspendUser, Some(&suspended)) && !intended(JobKind::SuspendUser, Some(&active)));
+        assert!(intended(JobKind::RestoreUser, Some(&active)) && !intended(JobKind::RestoreUser, Some(&suspended)));
+        assert!(!intended(JobKind::RestoreUser, None), "{vendor}: a restore of a user that is gone");
+        assert!(intended(JobKind::DeleteUser, None) && !intended(JobKind::DeleteUser, Some(&suspended)));
+    }
 }

@@ -56,22 +56,36 @@ impl Sandboxes {
         }
     }
 
-    /// How many updates the vendor took for this identity (NetSapiens: `user@domain`): a
-    /// suspend and a restore are updates everywhere but nowhere else.
+    /// How many updates (a suspend and a restore are updates too) the user took. A bare
+    /// NetSapiens extension is taken in [`netsapiens::sandbox::SANDBOX_DOMAIN`].
     pub fn updates(&self, vendor: VendorKey, identity: &str) -> u32 {
         match vendor {
             VendorKey::Glance => self.glance.updates(identity),
-            VendorKey::Netsapiens => self.netsapiens.updates(identity),
+            VendorKey::Netsapiens => self.netsapiens.updates(&in_sandbox_domain(identity)),
             VendorKey::Clienttoolbox => self.clienttoolbox.updates(identity),
         }
     }
 
-    /// How many deletes the vendor took for this identity (NetSapiens: `user@domain`).
+    /// How many deletes the user took.
     pub fn deletions(&self, vendor: VendorKey, identity: &str) -> u32 {
         match vendor {
             VendorKey::Glance => self.glance.deletions(identity),
-            VendorKey::Netsapiens => self.netsapiens.deletions(identity),
+            VendorKey::Netsapiens => self.netsapiens.deletions(&in_sandbox_domain(identity)),
             VendorKey::Clienttoolbox => self.clienttoolbox.deletions(identity),
+        }
+    }
+
+    /// The user as the vendor's lookup shows it, under its wire names; `None` when it is gone.
+    pub fn user(&self, vendor: VendorKey, identity: &str) -> Option<serde_json::Value> {
+        match vendor {
+            VendorKey::Glance => self.glance.user(identity),
+            VendorKey::Netsapiens => {
+                let qualified = in_sandbox_domain(identity);
+                let (user, domain) = qualified.split_once('@').expect("qualified above");
+                self.netsapiens.user(domain, user)
+            }
+            // A user marked deleted is gone to its lookup, as to every API caller.
+            VendorKey::Clienttoolbox => self.clienttoolbox.user(identity).filter(|u| u["deleted"] != true),
         }
     }
 
@@ -125,6 +139,15 @@ impl Sandboxes {
             crate::http_server::serve(listener, app, SANDBOX_LIMITS, shutdown).await;
         });
         Ok((addr, handle))
+    }
+}
+
+/// `user@domain`: a bare NetSapiens extension is taken in the sandbox's domain.
+fn in_sandbox_domain(identity: &str) -> String {
+    if identity.contains('@') {
+        identity.to_owned()
+    } else {
+        format!("{identity}@{}", netsapiens::sandbox::SANDBOX_DOMAIN)
     }
 }
 
