@@ -18,7 +18,10 @@ static HIRES: LazyLock<Vec<Hire>> = LazyLock::new(|| {
             "employee": {"id": "7", "first_name": "王 🙂 伟", "last_name": "Nguyễn\u00a0Đặng‐Ǆ", "location": " - "}}"#,
     ]
     .iter()
-    .map(|json| provisioner::hire::decode(json.as_bytes()).expect("the fixed hires are valid"))
+    .map(|json| match provisioner::hire::decode(json.as_bytes()) {
+        Ok(provisioner::hire::PersonEvent::Hire(hire)) => hire,
+        other => panic!("the fixed hires are valid hires: {other:?}"),
+    })
     .collect()
 });
 

@@ -1,5 +1,5 @@
-//! What the fuzz targets share: how an input becomes an HTTP answer, and the fixed jobs and
-//! hires the inputs are read against.
+//! What the fuzz targets share: how an input becomes an HTTP answer, and the fixed jobs,
+//! hires and links the inputs are read against.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -83,7 +83,7 @@ pub const MAPPING: &str = r#"
 vendor = "glance"
 [accounts.acme-ns]
 vendor = "netsapiens"
-settings = { domain = "acme.example" }
+settings = { domain = "acme.example", suspend = { "user-scope" = "No Portal" }, restore = { "user-scope" = "Basic User" } }
 [accounts.acme-ctb]
 vendor = "clienttoolbox"
 
@@ -122,4 +122,31 @@ pub fn mapping_settings() -> provisioner::config::Settings {
         .merge(Toml::string(MAPPING))
         .extract()
         .expect("the example mapping is valid settings")
+}
+
+/// The accounts employee 000731 of tenant `acme` holds in [`MAPPING`]'s accounts, in every
+/// state: what a person event's update, leave and rehire act on.
+pub fn links() -> Vec<provisioner::ledger::Link> {
+    use provisioner::contract::VendorKey;
+    use provisioner::ledger::{Link, LinkState};
+    let link = |vendor, account: &str, identity: &str, state| Link {
+        vendor,
+        account: account.to_owned(),
+        identity: identity.to_owned(),
+        identity_extra: None,
+        person: Some(provisioner::contract::Person { tenant: "acme".into(), employee_id: "000731".into() }),
+        job_id: "hire-000731:glance:acme-glance".into(),
+        correlation_id: None,
+        vendor_user_id: None,
+        state,
+        created_at: 0,
+        updated_at: 0,
+    };
+    vec![
+        link(VendorKey::Glance, "acme-glance", "EMP-000731", LinkState::Active),
+        link(VendorKey::Netsapiens, "acme-ns", "1731@acme.example", LinkState::Suspended),
+        link(VendorKey::Clienttoolbox, "acme-ctb", "jane_doe", LinkState::Active),
+        link(VendorKey::Clienttoolbox, "acme-ctb", "jane_doe_2", LinkState::Deleted),
+        link(VendorKey::Glance, "acme-glance", "EMP-000731-b", LinkState::Intent),
+    ]
 }
