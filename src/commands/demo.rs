@@ -17,11 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::Health;
 use crate::config::{Settings, TopologySettings};
-use crate::contract::{Job, VendorKey};
+use crate::contract::VendorKey;
 use crate::metrics::Metrics;
 use crate::pipeline::{sample_job, Pipeline};
 use crate::sandbox::{self, Faults, Sandboxes};
-use crate::transport::headers as h;
 use crate::transport::memory::MemoryBroker;
 use crate::transport::rabbitmq::{self, ConfirmPublisher};
 use crate::transport::{Outbound, OutboundKind, Publisher};
@@ -47,21 +46,13 @@ pub struct Summary {
     pub failed: usize,
     pub dead_lettered: usize,
     #[serde(skip)]
-    pub rows: Vec<Row>,
+    pub rows: Vec<super::demo_outcomes::Row>,
     /// What the ledger says of the hire and its namesake, at the end (the in-memory demo).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub whois: Vec<crate::commands::whois::Whois>,
     /// The lifecycle story in person events (the in-memory demo).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub story: Vec<super::demo_story::Act>,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub struct Row {
-    pub job_id: String,
-    pub vendor: String,
-    pub outcome: String,
-    pub detail: String,
 }
 
 /// The vendor sandboxes the demo runs against: a healthy one, one that fails its next
@@ -245,55 +236,27 @@ pub async fn run_in_memory() -> anyhow::Result<Summary> {
     // What the RabbitMQ worker's projection does from its queue: every event and dead letter
     // into the ledger.
     let (events, dead) = (broker.events(), broker.dead_letters());
-    super::demo_story::project(&ledger, &settings.topology, events.iter().chain(&dead)).await?;
+    super::demo_outcomes::project(&ledger, &settings.topology, events.iter().chain(&dead)).await?;
     let mut summary = summarise(samples.len() + 2, &events, &dead);
     for who in ["jane_smith", "000999"] {
         summary.whois.push(crate::commands::whois::whois(&ledger, who).await?);
     }
-    summary.story = super::demo_story::run(&vendors).await?;
+    summary.story = super::demo_story::run(&vendors.healthy_url).await?;
     Ok(summary)
 }
 
 /// Builds the summary from what was published to the events exchange and the DLQ.
 pub fn summarise(jobs: usize, events: &[Outbound], dead: &[Outbound]) -> Summary {
-    let mut s = Summary { jobs, dead_lettered: dead.len(), ..Default::default() };
-    // Outcomes only: step events (`job.parked.*`) tell the history, not the result.
-    for e in events.iter().filter(|e| e.routing_key.starts_with("user.")) {
-        let body: serde_json::Value = serde_json::from_slice(&e.body).unwrap_or_default();
-        let data = &body["data"];
-        let outcome = data["outcome"].as_str().unwrap_or("?").to_owned();
-        match outcome.as_str() {
-            "created" => s.created += 1,
-            "existing" => s.existing += 1,
-            "failed" => s.failed += 1,
-            _ => {}
-        }
-        let detail = match outcome.as_str() {
-            "failed" => format!(
-                "{}: {}",
-                data["error"]["class"].as_str().unwrap_or("?"),
-                data["error"]["message"].as_str().unwrap_or("")
-            ),
-            _ => {
-                format!("vendor id {}, {} attempt(s)", data["vendor_user_id"].as_str().unwrap_or("-"), data["attempts"])
-            }
-        };
-        s.rows.push(Row {
-            job_id: data["job_id"].as_str().unwrap_or("?").to_owned(),
-            vendor: data["vendor"].as_str().unwrap_or("?").to_owned(),
-            outcome,
-            detail,
-        });
+    let t = super::demo_outcomes::tally(events, dead);
+    Summary {
+        jobs,
+        created: t.created,
+        existing: t.existing,
+        failed: t.failed,
+        dead_lettered: dead.len(),
+        rows: t.rows,
+        ..Default::default()
     }
-    for d in dead.iter().filter(|d| h::text(&d.headers, h::REASON) == Some("undecodable")) {
-        s.rows.push(Row {
-            job_id: "(none)".into(),
-            vendor: Job::vendor_of_routing_key(&d.routing_key).map_or("?", |v| v.as_str()).to_owned(),
-            outcome: "dead-lettered".into(),
-            detail: format!("undecodable: {}", h::text(&d.headers, h::ERROR_MESSAGE).unwrap_or("")),
-        });
-    }
-    s
 }
 
 impl Summary {
@@ -322,7 +285,7 @@ impl Summary {
         for act in &self.story {
             out.push_str(&format!("\n== {}\n", act.title));
             let w = act.rows.iter().map(|r| r.job_id.len()).max().unwrap_or(6);
-            let mut rows: Vec<&Row> = act.rows.iter().collect();
+            let mut rows: Vec<&super::demo_outcomes::Row> = act.rows.iter().collect();
             rows.sort_by(|a, b| a.job_id.cmp(&b.job_id));
             for r in rows {
                 let detail: String = r.detail.chars().take(90).collect();

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::demo::DemoVendors;
+use super::demo_outcomes::{project, tally, Row};
 use crate::config::{Settings, TopologySettings};
 use crate::contract::VendorKey;
 use crate::hire::Mapper;
@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::sandbox;
 use crate::transport::memory::MemoryBroker;
-use crate::transport::{Inbound, Outbound, OutboundKind, Publisher};
+use crate::transport::{Inbound, Outbound, Publisher};
 use crate::vendors::build_adapters;
 
 /// At most this many suspends and deletes per account in ten minutes, so the mass leave
@@ -72,15 +72,15 @@ pub struct Act {
     /// Removals the safeguard held for an operator.
     pub held: usize,
     #[serde(skip)]
-    pub rows: Vec<super::demo::Row>,
+    pub rows: Vec<Row>,
     /// What the events found and did not act on (the `noted` step).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
 
-/// The settings of the story: three accounts on the healthy sandboxes, the tenant mapping,
+/// The settings of the story: three accounts on the sandboxes at `sandbox_url`, the tenant mapping,
 /// and a safeguard that trips after [`STORY_MAX_REMOVALS`].
-pub fn story_settings(vendors: &DemoVendors) -> anyhow::Result<Settings> {
+pub fn story_settings(sandbox_url: &str) -> anyhow::Result<Settings> {
     use figment::providers::{Format, Toml};
     #[derive(serde::Deserialize)]
     struct Tenants {
@@ -90,7 +90,7 @@ pub fn story_settings(vendors: &DemoVendors) -> anyhow::Result<Settings> {
     s.retry.tiers = vec![std::time::Duration::from_millis(200)];
     s.safeguard.max_removals = STORY_MAX_REMOVALS;
     for vendor in VendorKey::ALL {
-        s.accounts.insert(format!("story-{vendor}"), sandbox::account(vendor, &vendors.healthy_url));
+        s.accounts.insert(format!("story-{vendor}"), sandbox::account(vendor, sandbox_url));
     }
     s.tenants = figment::Figment::from(Toml::string(TENANT)).extract::<Tenants>()?.tenants;
     Ok(s)
@@ -153,13 +153,13 @@ impl Stage {
         let notes = self.send(events).await?;
         self.settle().await?;
         let fresh = &self.broker.events()[seen..];
-        let summary = super::demo::summarise(0, fresh, &[]);
+        let rows = tally(fresh, &[]).rows;
         let mut outcomes = BTreeMap::new();
-        for r in &summary.rows {
+        for r in &rows {
             *outcomes.entry(r.outcome.clone()).or_default() += 1;
         }
         let held = self.broker.held().len() - held_before;
-        Ok(Act { title: title.to_owned(), outcomes, held, rows: summary.rows, notes })
+        Ok(Act { title: title.to_owned(), outcomes, held, rows, notes })
     }
 }
 
@@ -172,44 +172,14 @@ fn noted(out: &Outbound) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// What the RabbitMQ worker's projection does from its queue: events and dead letters into
-/// the ledger.
-pub(super) async fn project<'a>(
-    ledger: &Ledger,
-    topology: &TopologySettings,
-    messages: impl Iterator<Item = &'a Outbound>,
-) -> anyhow::Result<()> {
-    let now = chrono::Utc::now();
-    for out in messages {
-        let msg = Inbound {
-            body: out.body.clone(),
-            exchange: if out.kind == OutboundKind::DeadLetter {
-                topology.dead_exchange.clone()
-            } else {
-                out.exchange.clone()
-            },
-            routing_key: out.routing_key.clone(),
-            message_id: out.message_id.clone(),
-            timestamp: out.timestamp,
-            headers: out.headers.clone(),
-            ..Default::default()
-        };
-        if let crate::projection::Interpreted::Writes { writes, .. } = crate::projection::interpret(&msg, topology, now)
-        {
-            ledger.apply(&writes).await?;
-        }
-    }
-    Ok(())
-}
-
 fn person_event(event_id: &str, kind: &str, employee: Value) -> Value {
     json!({"event_id": event_id, "type": kind, "tenant": "acme", "employee": employee})
 }
 
 /// Zoë's hire, her surname change, her leave and her rehire; then [`MASS_LEAVE`] colleagues
 /// hired at Glance and let go at once, of whom the safeguard holds all past the limit.
-pub async fn run(vendors: &DemoVendors) -> anyhow::Result<Vec<Act>> {
-    let settings = story_settings(vendors)?;
+pub async fn run(sandbox_url: &str) -> anyhow::Result<Vec<Act>> {
+    let settings = story_settings(sandbox_url)?;
     let mapper = Mapper::new(&settings).map_err(|e| anyhow::anyhow!("{e}"))?;
     let ledger = Ledger::in_memory().await?;
     let pipeline =

@@ -1,6 +1,7 @@
 //! The subcommands of the `provisioner` binary, each a function the tests can call.
 
 pub mod demo;
+pub mod demo_outcomes;
 pub mod demo_story;
 pub mod dlq;
 pub mod held;
