@@ -66,7 +66,10 @@ pub struct TargetSettings {
 pub enum OnLeave {
     /// A `suspend_user` job: Glance's own suspend; at NetSapiens and ClientToolbox, which
     /// document none, the update the account configures as its suspend
-    /// (`accounts.<name>.suspend`).
+    /// (`accounts.<name>.settings.suspend`). `update` is accepted for it too: at those two it
+    /// is exactly that configured update, and the ledger marks the link suspended, so a
+    /// rehire restores it.
+    #[serde(alias = "update")]
     Suspend,
     /// A `delete_user` job: the least destructive delete the account allows (ClientToolbox
     /// marks the user deleted; permanent deletes only with `hard_delete = true`).

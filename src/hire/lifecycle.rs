@@ -10,10 +10,10 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::event::{EmployeeField, Hire, Leave, Update};
-use super::mapping::{derive_one, DerivedJob, Mapper, Rule, Target};
+use super::mapping::{derive_one, typed, DerivedJob, Mapper, Rule, Target};
 use super::template::Var;
 use crate::config::OnLeave;
-use crate::contract::{FieldError, FieldKind, FieldValue, JobKind, VendorKey};
+use crate::contract::{FieldError, JobKind, VendorKey};
 use crate::job::{self, Rejection};
 use crate::ledger::{Link, LinkState};
 
@@ -379,20 +379,13 @@ fn changed_fields(
                 continue;
             }
         };
-        let value = match kind {
-            FieldKind::Integer => match text.parse::<i64>() {
-                Ok(i) => FieldValue::Integer(i),
-                Err(_) => {
-                    errors.push(FieldError::new(
-                        format!("{vendor}.user.{name}"),
-                        format!("must be an integer, the mapping produced {text:?}"),
-                    ));
-                    continue;
-                }
-            },
-            FieldKind::Text | FieldKind::TextOrInteger => FieldValue::Text(text),
+        match typed(*kind, text, format!("{vendor}.user.{name}")) {
+            Ok(value) => changes.insert((*name).to_owned(), value.to_json()),
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
         };
-        changes.insert((*name).to_owned(), value.to_json());
     }
     (changes, errors, notes)
 }

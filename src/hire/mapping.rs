@@ -259,6 +259,17 @@ impl Mapper {
     }
 }
 
+/// A rendered template as the field's value: an integer field needs the text of one.
+pub(super) fn typed(kind: FieldKind, text: String, path: String) -> Result<FieldValue, FieldError> {
+    match kind {
+        FieldKind::Integer => text
+            .parse::<i64>()
+            .map(FieldValue::Integer)
+            .map_err(|_| FieldError::new(path, format!("must be an integer, the mapping produced {text:?}"))),
+        FieldKind::Text | FieldKind::TextOrInteger => Ok(FieldValue::Text(text)),
+    }
+}
+
 pub(super) fn derive_one(
     hire: &Hire,
     vendor: VendorKey,
@@ -281,17 +292,13 @@ pub(super) fn derive_one(
                 }
             },
         };
-        let value = match kind {
-            FieldKind::Integer => match text.parse::<i64>() {
-                Ok(i) => FieldValue::Integer(i),
-                Err(_) => {
-                    errors.push(FieldError::new(path, format!("must be an integer, the mapping produced {text:?}")));
-                    continue;
-                }
-            },
-            FieldKind::Text | FieldKind::TextOrInteger => FieldValue::Text(text),
+        match typed(*kind, text, path) {
+            Ok(value) => user.insert((*name).to_owned(), value.to_json()),
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
         };
-        user.insert((*name).to_owned(), value.to_json());
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -508,6 +515,10 @@ mod tests {
         assert!(Mapper::new(&s).is_ok());
         s.tenants.get_mut("acme").unwrap().clienttoolbox.as_mut().unwrap().on_leave = Some(OnLeave::Suspend);
         assert_eq!(Mapper::new(&s).unwrap_err().key, "tenants.acme.clienttoolbox.on_leave");
+        // `update`, the configured update that takes access away, is the same policy.
+        let parsed: crate::config::TargetSettings =
+            serde_json::from_value(serde_json::json!({"account": "a", "fields": {}, "on_leave": "update"})).unwrap();
+        assert_eq!(parsed.on_leave, Some(OnLeave::Suspend));
     }
 
     #[test]
