@@ -318,10 +318,11 @@ pub struct HeldFilterArgs {
 }
 
 impl HeldFilterArgs {
-    fn filter(&self) -> crate::commands::held::Filter {
-        crate::commands::held::Filter {
+    fn filter(&self) -> crate::commands::dlq::Filter {
+        crate::commands::dlq::Filter {
             vendor: self.vendor,
             account: self.account.clone(),
+            class: None,
             job_id: self.job_id.clone(),
             since: self.since,
             until: self.until,

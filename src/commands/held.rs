@@ -21,7 +21,7 @@ use lapin::{Channel, Connection};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::commands::dlq::DlqError;
+use crate::commands::dlq::{DlqError, Filter};
 use crate::commands::terminal::{self, printable};
 use crate::config::Settings;
 use crate::contract::VendorKey;
@@ -32,47 +32,13 @@ use crate::transport::{HeaderValue, Headers, Inbound, Outbound, OutboundKind};
 /// Marks the walk marker; never a job.
 const MARKER: &str = "provisioner-held-marker";
 
-/// Which held jobs a command applies to. All given conditions must hold.
-#[derive(Clone, Debug, Default)]
-pub struct Filter {
-    pub vendor: Option<VendorKey>,
-    pub account: Option<String>,
-    pub job_id: Option<String>,
-    /// Held at or after.
-    pub since: Option<DateTime<Utc>>,
-    /// Held before.
-    pub until: Option<DateTime<Utc>>,
-    /// Stop after this many matches.
-    pub limit: Option<usize>,
-}
-
-impl Filter {
-    fn matches(&self, j: &HeldJob) -> bool {
-        self.job_id.as_ref().is_none_or(|id| j.job_id.as_deref() == Some(id))
-            && self.since.is_none_or(|s| j.held_at.is_some_and(|t| t >= s))
-            && self.until.is_none_or(|u| j.held_at.is_some_and(|t| t < u))
-    }
-
-    /// The conditions given, as `key=value` words, for the history.
-    fn describe(&self) -> String {
-        let mut words = Vec::new();
-        let mut add = |k: &str, v: Option<String>| {
-            if let Some(v) = v {
-                words.push(format!("{k}={v}"));
-            }
-        };
-        add("vendor", self.vendor.map(|v| v.to_string()));
-        add("account", self.account.clone());
-        add("job_id", self.job_id.clone());
-        add("since", self.since.map(|t| t.to_rfc3339()));
-        add("until", self.until.map(|t| t.to_rfc3339()));
-        add("limit", self.limit.map(|l| l.to_string()));
-        if words.is_empty() {
-            "all".into()
-        } else {
-            words.join(" ")
-        }
-    }
+/// Whether a held job meets the filter's conditions. Held jobs are filtered with the dlq
+/// commands' [`Filter`]: its vendor and account pick the held queues to walk (and it has no
+/// failure class to match), its job id and times are the held job's.
+fn matches(filter: &Filter, j: &HeldJob) -> bool {
+    filter.job_id.as_ref().is_none_or(|id| j.job_id.as_deref() == Some(id))
+        && filter.since.is_none_or(|s| j.held_at.is_some_and(|t| t >= s))
+        && filter.until.is_none_or(|u| j.held_at.is_some_and(|t| t < u))
 }
 
 /// A held job as it reads from its headers (and its body as a fallback).
@@ -383,7 +349,7 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
             }
             let job = HeldJob::read(&msg, &account);
             kept += 1;
-            if filter.limit.is_some_and(|l| matched >= l) || !filter.matches(&job) {
+            if filter.full(matched) || !matches(&filter, &job) {
                 continue;
             }
             matched += 1;
@@ -517,11 +483,11 @@ mod tests {
         let job = HeldJob::read(&held_msg(), "acme");
         assert_eq!(job.job_id.as_deref(), Some("j-1"));
         assert_eq!((job.kind.as_deref(), job.routing_key.as_str()), (Some("delete_user"), "delete_user.glance"));
-        assert!(Filter::default().matches(&job));
-        assert!(!Filter { job_id: Some("j-2".into()), ..Default::default() }.matches(&job));
+        assert!(matches(&Filter::default(), &job));
+        assert!(!matches(&Filter { job_id: Some("j-2".into()), ..Default::default() }, &job));
         let at = |s: &str| Some(DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc));
-        assert!(Filter { since: at("2026-11-27T09:00:00Z"), ..Default::default() }.matches(&job));
-        assert!(!Filter { until: at("2026-11-27T10:00:00Z"), ..Default::default() }.matches(&job));
+        assert!(matches(&Filter { since: at("2026-11-27T09:00:00Z"), ..Default::default() }, &job));
+        assert!(!matches(&Filter { until: at("2026-11-27T10:00:00Z"), ..Default::default() }, &job));
     }
 
     #[test]
