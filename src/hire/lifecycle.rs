@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::event::{EmployeeField, Hire, Leave, Update};
-use super::mapping::{derive_one, typed, DerivedJob, Mapper, Rule, Target};
+use super::mapping::{typed, DerivedJob, Mapper, Rule, Target};
 use super::template::Var;
 use crate::config::OnLeave;
 use crate::contract::{FieldError, JobKind, VendorKey};
@@ -256,7 +256,6 @@ impl Mapper {
     /// person holds no live account gets a create from the mapping, as a hire would.
     pub fn derive_rehire(&self, hire: &Hire, links: &[Link], now: DateTime<Utc>) -> Result<Derived, Vec<FieldError>> {
         self.known_tenant(&hire.tenant)?;
-        let tenant = &self.tenants[&hire.tenant];
         let ev = Event {
             event_id: &hire.event_id,
             tenant: &hire.tenant,
@@ -275,33 +274,17 @@ impl Mapper {
                 Err(e) => errors.extend(e),
             }
         }
-        let targets = hire.targets.as_deref().unwrap_or(&tenant.default_targets);
-        for (i, vendor) in targets.iter().enumerate() {
-            let Some(target) = tenant.targets.get(vendor) else {
-                errors.push(FieldError::new(
-                    format!("targets[{i}]"),
-                    format!("tenant {:?} has no {vendor} mapping", hire.tenant),
-                ));
-                continue;
-            };
-            let holds = links.iter().any(|l| {
-                l.vendor == *vendor
+        // Where no live account is left, the mapping creates one, as for a hire.
+        let creates = self.derive_where(hire, now, |vendor, target| {
+            !links.iter().any(|l| {
+                l.vendor == vendor
                     && l.account == target.account
                     && matches!(l.state, LinkState::Active | LinkState::Suspended | LinkState::Intent)
-            });
-            if holds {
-                continue;
-            }
-            match derive_one(hire, *vendor, target, &self.rules, now) {
-                Ok(derived) => {
-                    let refused = target.policy.check(&derived.job);
-                    errors.extend(
-                        refused.into_iter().map(|e| FieldError::new(format!("{vendor}.{}", e.field), e.message)),
-                    );
-                    out.jobs.push(derived);
-                }
-                Err(e) => errors.extend(e),
-            }
+            })
+        });
+        match creates {
+            Ok(jobs) => out.jobs.extend(jobs),
+            Err(e) => errors.extend(e),
         }
         if out.jobs.is_empty() && errors.is_empty() {
             out.notes.push(format!(

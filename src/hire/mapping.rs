@@ -223,6 +223,17 @@ impl Mapper {
     /// Every job a hire turns into, each already through [`job::decode`] (the vendors' field
     /// rules); or, if any one cannot be made valid, every error and no job at all.
     pub fn derive(&self, hire: &Hire, now: DateTime<Utc>) -> Result<Vec<DerivedJob>, Vec<FieldError>> {
+        self.derive_where(hire, now, |_, _| true)
+    }
+
+    /// [`Mapper::derive`] for the targets `wanted` keeps (a rehire skips those where the
+    /// person still holds an account).
+    pub(super) fn derive_where(
+        &self,
+        hire: &Hire,
+        now: DateTime<Utc>,
+        wanted: impl Fn(VendorKey, &Target) -> bool,
+    ) -> Result<Vec<DerivedJob>, Vec<FieldError>> {
         let Some(tenant) = self.tenants.get(&hire.tenant) else {
             return Err(vec![FieldError::new("tenant", format!("no tenant named {:?} is configured", hire.tenant))]);
         };
@@ -237,6 +248,9 @@ impl Mapper {
                 ));
                 continue;
             };
+            if !wanted(*vendor, target) {
+                continue;
+            }
             match derive_one(hire, *vendor, target, &self.rules, now) {
                 // A job the account's policy refuses would only be dead-lettered by the
                 // worker: refuse the hire now, all or nothing.
@@ -270,7 +284,7 @@ pub(super) fn typed(kind: FieldKind, text: String, path: String) -> Result<Field
     }
 }
 
-pub(super) fn derive_one(
+fn derive_one(
     hire: &Hire,
     vendor: VendorKey,
     target: &Target,
