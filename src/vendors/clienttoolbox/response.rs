@@ -356,6 +356,32 @@ fn by_status(status: u16, retry_after: Option<Duration>, body: &[u8], secrets: &
     }
 }
 
+/// What the answer to a call that writes (`user_new`, `user_update`, `user_delete`) says
+/// before the call's own reading of a refusal.
+enum Written {
+    Done,
+    /// A `status="error"` answer: its message, for the caller to classify.
+    Refused {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Throttling and server faults are transient whatever the body says; an error answer is the
+/// caller's to classify; a success counts only with a 2xx status; anything else is read by
+/// its status.
+fn read_written(status: u16, headers: &HeaderMap, body: &[u8], secrets: &[&str]) -> Result<Written, VendorError> {
+    let retry_after = http::retry_after(headers);
+    if status == 429 || status >= 500 {
+        return Err(by_status(status, retry_after, body, secrets));
+    }
+    match read_answer(body) {
+        Some(a) if a.status == Status::Error => Ok(Written::Refused { message: a.message, retry_after }),
+        Some(_) if (200..300).contains(&status) => Ok(Written::Done),
+        _ => Err(by_status(status, retry_after, body, secrets)),
+    }
+}
+
 /// Reads the answer to `user_new`. A duplicate `user_name` comes back as `Conflict` with code
 /// [`code::DUPLICATE_USER_NAME`], for the adapter to settle with a lookup.
 pub fn interpret_create(
@@ -367,15 +393,9 @@ pub fn interpret_create(
     secrets: &[&str],
     echoes: &[&str],
 ) -> Result<Receipt, VendorError> {
-    let retry_after = http::retry_after(headers);
-    // Throttling and server faults are transient whatever the body says.
-    if status == 429 || status >= 500 {
-        return Err(by_status(status, retry_after, body, secrets));
-    }
-    match read_answer(body) {
-        Some(a) if a.status == Status::Error => Err(classify_error(&a.message, cls, retry_after, secrets, echoes)),
-        Some(_) if (200..300).contains(&status) => Ok(receipt(wire_user_name, false)),
-        _ => Err(by_status(status, retry_after, body, secrets)),
+    match read_written(status, headers, body, secrets)? {
+        Written::Done => Ok(receipt(wire_user_name, false)),
+        Written::Refused { message, retry_after } => Err(classify_error(&message, cls, retry_after, secrets, echoes)),
     }
 }
 
@@ -425,17 +445,12 @@ pub fn interpret_update(
     secrets: &[&str],
     echoes: &[&str],
 ) -> Result<Receipt, VendorError> {
-    let retry_after = http::retry_after(headers);
-    if status == 429 || status >= 500 {
-        return Err(by_status(status, retry_after, body, secrets));
-    }
-    match read_answer(body) {
-        Some(a) if a.status == Status::Error => Err(match refusal(&a.message, cls, retry_after, secrets, echoes) {
+    match read_written(status, headers, body, secrets)? {
+        Written::Done => Ok(receipt(wire_user_name, false)),
+        Written::Refused { message, retry_after } => Err(match refusal(&message, cls, retry_after, secrets, echoes) {
             Refusal::NoSuchUser => no_such_user(wire_user_name),
             Refusal::Other(e) => e,
         }),
-        Some(_) if (200..300).contains(&status) => Ok(receipt(wire_user_name, false)),
-        _ => Err(by_status(status, retry_after, body, secrets)),
     }
 }
 
@@ -450,23 +465,19 @@ pub fn interpret_delete(
     permanent: bool,
     secrets: &[&str],
 ) -> Result<Receipt, VendorError> {
-    let retry_after = http::retry_after(headers);
-    if status == 429 || status >= 500 {
-        return Err(by_status(status, retry_after, body, secrets));
-    }
     let done = |existing| {
         let mut r = receipt(wire_user_name, existing);
         r.details.insert("deletion".into(), if permanent { "permanent" } else { "marked_deleted" }.into());
         r
     };
-    match read_answer(body) {
-        Some(a) if a.status == Status::Error => match refusal(&a.message, cls, retry_after, secrets, &[wire_user_name])
-        {
-            Refusal::NoSuchUser => Ok(done(true)),
-            Refusal::Other(e) => Err(e),
-        },
-        Some(_) if (200..300).contains(&status) => Ok(done(false)),
-        _ => Err(by_status(status, retry_after, body, secrets)),
+    match read_written(status, headers, body, secrets)? {
+        Written::Done => Ok(done(false)),
+        Written::Refused { message, retry_after } => {
+            match refusal(&message, cls, retry_after, secrets, &[wire_user_name]) {
+                Refusal::NoSuchUser => Ok(done(true)),
+                Refusal::Other(e) => Err(e),
+            }
+        }
     }
 }
 
