@@ -4,18 +4,15 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{settings_with, Probe};
+use common::Probe;
 use hmac::{Hmac, Mac};
-use provisioner::config::{FieldRuleSettings, FieldRuleTable, Generate, TargetSettings, TenantSettings};
 use provisioner::config::{SecretSource, Settings};
 use provisioner::contract::VendorKey;
 use provisioner::metrics::Metrics;
 use provisioner::pipeline::Pipeline;
-use provisioner::sandbox::Faults;
 use provisioner::transport::headers as h;
 use provisioner::transport::{Headers, Outbound, OutboundKind, Publisher};
 use provisioner::vendors::build_adapters;
@@ -28,81 +25,9 @@ const WAIT: Duration = Duration::from_secs(20);
 const TOKEN: &str = "intake-test-token-of-at-least-32-bytes";
 const HMAC_SECRET: &str = "intake-test-hmac-key-of-at-least-32-bytes";
 
-fn tpl(s: &str) -> FieldRuleSettings {
-    FieldRuleSettings::Template(s.to_owned())
-}
-
 /// Sandbox accounts for the three vendors and tenant `acme` mapping a hire onto each.
 async fn hire_settings() -> (Settings, common::TestVendors) {
-    let (mut settings, vendors) = settings_with(
-        &[
-            ("acme-glance", VendorKey::Glance),
-            ("acme-ns", VendorKey::Netsapiens),
-            ("acme-ctb", VendorKey::Clienttoolbox),
-        ],
-        Faults::default(),
-    )
-    .await;
-    let fields = |pairs: Vec<(&str, FieldRuleSettings)>| -> BTreeMap<String, FieldRuleSettings> {
-        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-    };
-    let tenant = TenantSettings {
-        default_targets: None,
-        glance: Some(TargetSettings {
-            account: "acme-glance".into(),
-            domain: None,
-            on_leave: None,
-            fields: fields(vec![
-                ("PartnerUserID", tpl("EMP-{id}")),
-                ("UserAddress", tpl("{first_name|slug}.{last_name|slug}.acme.glance.net")),
-                ("UserFirst", tpl("{first_name}")),
-                ("UserLast", tpl("{last_name}")),
-                ("UserEmail", tpl("{email}")),
-            ]),
-        }),
-        netsapiens: Some(TargetSettings {
-            account: "acme-ns".into(),
-            domain: None,
-            on_leave: None,
-            fields: fields(vec![
-                ("user", tpl("{extension|digits}")),
-                ("name-first-name", tpl("{first_name}")),
-                ("name-last-name", tpl("{last_name}")),
-                ("email", tpl("{email}")),
-                ("user-scope", tpl("Basic User")),
-            ]),
-        }),
-        clienttoolbox: Some(TargetSettings {
-            account: "acme-ctb".into(),
-            domain: None,
-            on_leave: None,
-            fields: fields(vec![
-                (
-                    "user_name",
-                    FieldRuleSettings::Table(FieldRuleTable {
-                        template: Some("{first_name|slug:_}_{last_name|slug:_}".into()),
-                        filters: vec!["truncate:20".into()],
-                        ..Default::default()
-                    }),
-                ),
-                (
-                    "user_new_password",
-                    FieldRuleSettings::Table(FieldRuleTable {
-                        generate: Some(Generate::Password),
-                        ..Default::default()
-                    }),
-                ),
-                ("user_first_name", tpl("{first_name}")),
-                ("user_last_name", tpl("{last_name}")),
-                ("user_role", tpl("K")),
-                ("allowed_campaigns", tpl("all")),
-            ]),
-        }),
-        ..Default::default()
-    };
-    settings.tenants.insert("acme".into(), tenant);
-    settings.check().expect("the test mapping is valid");
-    (settings, vendors)
+    common::acme_settings().await
 }
 
 fn hire(event_id: &str, first: &str, last: &str) -> Value {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::Utc;
 use common::ledger::{fresh, Kind, BOTH};
 use common::{Observer, Probe, TestVendors};
-use provisioner::config::{FieldRuleSettings, FieldRuleTable, Generate, Settings, TargetSettings, TenantSettings};
+use provisioner::config::Settings;
 use provisioner::contract::{JobKind, VendorKey};
 use provisioner::ledger::{HistoryKind, IdentityKey, Ledger, LinkState};
 use provisioner::metrics::Metrics;
@@ -27,19 +27,6 @@ use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(20);
 const NS_DOMAIN: &str = provisioner::vendors::netsapiens::sandbox::SANDBOX_DOMAIN;
-
-/// The NetSapiens and ClientToolbox settings that make a suspend and a restore (neither vendor
-/// documents one): a scope without portal access, and no campaigns.
-fn with_suspend_and_restore(settings: &mut Settings, account: &str, vendor: VendorKey) {
-    let (suspend, restore) = match vendor {
-        VendorKey::Netsapiens => (r#"{"user-scope":"No Portal"}"#, r#"{"user-scope":"Basic User"}"#),
-        VendorKey::Clienttoolbox => (r#"{"allowed_campaigns":"none"}"#, r#"{"allowed_campaigns":"all"}"#),
-        VendorKey::Glance => return,
-    };
-    let a = settings.accounts.get_mut(account).unwrap();
-    a.settings.insert("suspend".into(), suspend.into());
-    a.settings.insert("restore".into(), restore.into());
-}
 
 /// A worker in this process, with the ledger on (its pipeline and its projection), over a
 /// topology of the test's own.
@@ -241,7 +228,6 @@ async fn lifecycle_settings(subject: &Subject) -> (Settings, TestVendors) {
     let mut accounts = vec![(subject.account, subject.vendor)];
     accounts.extend(subject.soft_account.map(|a| (a, subject.vendor)));
     let (mut settings, vendors) = common::settings_with(&accounts, Faults::default()).await;
-    with_suspend_and_restore(&mut settings, subject.account, subject.vendor);
     if subject.vendor != VendorKey::Clienttoolbox {
         // ClientToolbox's delete only marks the user: its default is what is wanted here.
         settings.accounts.get_mut(subject.account).unwrap().settings.insert("hard_delete".into(), "true".into());
@@ -359,7 +345,6 @@ async fn a_worker_killed_after_the_vendor_suspended_ends_unchanged_after_redeliv
     let relay = common::HoldingRelay::start(&vendors.url).await;
     let mut settings = common::test_settings();
     settings.accounts.insert("acme-ns".into(), provisioner::sandbox::account(VendorKey::Netsapiens, &relay.url));
-    with_suspend_and_restore(&mut settings, "acme-ns", VendorKey::Netsapiens);
     let probe = Probe::new(&settings).await;
     let mut events = probe.observe_events().await;
     let subject = Subject::of(VendorKey::Netsapiens);
@@ -396,78 +381,11 @@ async fn a_worker_killed_after_the_vendor_suspended_ends_unchanged_after_redeliv
 
 // ---- Person events.
 
-fn tpl(s: &str) -> FieldRuleSettings {
-    FieldRuleSettings::Template(s.to_owned())
-}
-
 /// Sandbox accounts for the three vendors and tenant `acme` mapping an employee onto each,
-/// with the tenant's default `on_leave` (suspend, suspend, ClientToolbox's soft delete).
+/// with the tenant's default `on_leave` (suspend, suspend, ClientToolbox's soft delete); the
+/// sandbox accounts suspend by scope and campaigns.
 async fn person_settings() -> (Settings, TestVendors) {
-    let (mut settings, vendors) = common::settings_with(
-        &[
-            ("acme-glance", VendorKey::Glance),
-            ("acme-ns", VendorKey::Netsapiens),
-            ("acme-ctb", VendorKey::Clienttoolbox),
-        ],
-        Faults::default(),
-    )
-    .await;
-    with_suspend_and_restore(&mut settings, "acme-ns", VendorKey::Netsapiens);
-    let fields = |pairs: Vec<(&str, FieldRuleSettings)>| -> BTreeMap<String, FieldRuleSettings> {
-        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-    };
-    let target =
-        |account: &str, fields| TargetSettings { account: account.into(), domain: None, on_leave: None, fields };
-    let tenant = TenantSettings {
-        glance: Some(target(
-            "acme-glance",
-            fields(vec![
-                ("PartnerUserID", tpl("EMP-{id}")),
-                ("UserAddress", tpl("{first_name|slug}.{last_name|slug}.acme.glance.net")),
-                ("UserFirst", tpl("{first_name}")),
-                ("UserLast", tpl("{last_name}")),
-                ("UserEmail", tpl("{email}")),
-            ]),
-        )),
-        netsapiens: Some(target(
-            "acme-ns",
-            fields(vec![
-                ("user", tpl("{extension|digits}")),
-                ("name-first-name", tpl("{first_name}")),
-                ("name-last-name", tpl("{last_name}")),
-                ("email", tpl("{email}")),
-                ("user-scope", tpl("Basic User")),
-            ]),
-        )),
-        clienttoolbox: Some(target(
-            "acme-ctb",
-            fields(vec![
-                (
-                    "user_name",
-                    FieldRuleSettings::Table(FieldRuleTable {
-                        template: Some("{first_name|slug:_}_{last_name|slug:_}".into()),
-                        filters: vec!["truncate:20".into()],
-                        ..Default::default()
-                    }),
-                ),
-                (
-                    "user_new_password",
-                    FieldRuleSettings::Table(FieldRuleTable {
-                        generate: Some(Generate::Password),
-                        ..Default::default()
-                    }),
-                ),
-                ("user_first_name", tpl("{first_name}")),
-                ("user_last_name", tpl("{last_name}")),
-                ("user_role", tpl("K")),
-                ("allowed_campaigns", tpl("all")),
-            ]),
-        )),
-        ..Default::default()
-    };
-    settings.tenants.insert("acme".into(), tenant);
-    settings.check().expect("the test mapping is valid");
-    (settings, vendors)
+    common::acme_settings().await
 }
 
 fn employee(id: &str, first: &str, last: &str, extension: &str) -> Value {

@@ -82,6 +82,78 @@ pub async fn settings_with(accounts: &[(&str, VendorKey)], faults: Faults) -> (S
     (settings, vendors)
 }
 
+/// Sandbox accounts for the three vendors (`acme-glance`, `acme-ns`, `acme-ctb`) and tenant
+/// `acme` mapping a person onto each, with every vendor's default `on_leave`.
+pub async fn acme_settings() -> (Settings, TestVendors) {
+    use provisioner::config::{FieldRuleSettings, FieldRuleTable, Generate, TargetSettings, TenantSettings};
+    let (mut settings, vendors) = settings_with(
+        &[
+            ("acme-glance", VendorKey::Glance),
+            ("acme-ns", VendorKey::Netsapiens),
+            ("acme-ctb", VendorKey::Clienttoolbox),
+        ],
+        Faults::default(),
+    )
+    .await;
+    let tpl = |s: &str| FieldRuleSettings::Template(s.to_owned());
+    let target = |account: &str, pairs: Vec<(&str, FieldRuleSettings)>| TargetSettings {
+        account: account.into(),
+        domain: None,
+        on_leave: None,
+        fields: pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+    };
+    let tenant = TenantSettings {
+        glance: Some(target(
+            "acme-glance",
+            vec![
+                ("PartnerUserID", tpl("EMP-{id}")),
+                ("UserAddress", tpl("{first_name|slug}.{last_name|slug}.acme.glance.net")),
+                ("UserFirst", tpl("{first_name}")),
+                ("UserLast", tpl("{last_name}")),
+                ("UserEmail", tpl("{email}")),
+            ],
+        )),
+        netsapiens: Some(target(
+            "acme-ns",
+            vec![
+                ("user", tpl("{extension|digits}")),
+                ("name-first-name", tpl("{first_name}")),
+                ("name-last-name", tpl("{last_name}")),
+                ("email", tpl("{email}")),
+                ("user-scope", tpl("Basic User")),
+            ],
+        )),
+        clienttoolbox: Some(target(
+            "acme-ctb",
+            vec![
+                (
+                    "user_name",
+                    FieldRuleSettings::Table(FieldRuleTable {
+                        template: Some("{first_name|slug:_}_{last_name|slug:_}".into()),
+                        filters: vec!["truncate:20".into()],
+                        ..Default::default()
+                    }),
+                ),
+                (
+                    "user_new_password",
+                    FieldRuleSettings::Table(FieldRuleTable {
+                        generate: Some(Generate::Password),
+                        ..Default::default()
+                    }),
+                ),
+                ("user_first_name", tpl("{first_name}")),
+                ("user_last_name", tpl("{last_name}")),
+                ("user_role", tpl("K")),
+                ("allowed_campaigns", tpl("all")),
+            ],
+        )),
+        ..Default::default()
+    };
+    settings.tenants.insert("acme".into(), tenant);
+    settings.check().expect("the test mapping is valid");
+    (settings, vendors)
+}
+
 /// The settings as a `default.toml` for a child process, plus the environment it needs:
 /// secrets built into the settings become `env:` references, since a config file may not
 /// hold a literal secret.
