@@ -64,6 +64,23 @@ pub struct Pipeline {
     safeguard: std::sync::Arc<crate::safeguard::Safeguard>,
 }
 
+/// The refusal of a job whose vendor identity the ledger links to another person; `then`
+/// says what became of the job and what to do.
+fn held_by_another(job: &Job, identity: &VendorIdentity, link: &crate::ledger::Link, then: String) -> Refused {
+    Refused::Conflict(Failure::new(
+        ErrorClass::Conflict,
+        "identity_held_by_another_person",
+        format!(
+            "{} {} in account {} is linked to another person (job {}, state {}); {then}",
+            job.vendor.identity_field(),
+            identity.key,
+            job.account,
+            link.job_id,
+            link.state.as_str(),
+        ),
+    ))
+}
+
 /// Why a job stops before its vendor call, on the ledger's word.
 enum Refused {
     /// The identity is linked to another person.
@@ -326,20 +343,12 @@ impl Pipeline {
             // which must not pass for this person's account. The lookup decides instead.
             Owner::ThisJob | Owner::ThisPerson if claim.link.state == LinkState::Deleted => Ok(LedgerProof::Nothing),
             Owner::ThisJob | Owner::ThisPerson => Ok(LedgerProof::ThisPerson),
-            Owner::SomeoneElse => Err(Refused::Conflict(Failure::new(
-                ErrorClass::Conflict,
-                "identity_held_by_another_person",
-                format!(
-                    "{} {} in account {} is linked to another person (job {}, state {}); not sent. Give this person \
-                     another identity, or see `provisioner whois {}`",
-                    job.vendor.identity_field(),
-                    identity.key,
-                    job.account,
-                    claim.link.job_id,
-                    claim.link.state.as_str(),
-                    identity.key
-                ),
-            ))),
+            Owner::SomeoneElse => Err(held_by_another(
+                job,
+                identity,
+                &claim.link,
+                format!("not sent. Give this person another identity, or see `provisioner whois {}`", identity.key),
+            )),
         }
     }
 
@@ -357,22 +366,15 @@ impl Pipeline {
         let key = IdentityKey { vendor: job.vendor, account: job.account.to_string(), identity: identity.key.clone() };
         let link = ledger.link(&key).await.map_err(|e| Refused::LedgerDown(e.to_string()))?;
         match link.map(|l| (l.owner_relation(job.id.as_str(), Some(person)), l)) {
-            Some((Owner::SomeoneElse, link)) => Err(Refused::Conflict(Failure::new(
-                ErrorClass::Conflict,
-                "identity_held_by_another_person",
+            Some((Owner::SomeoneElse, link)) => Err(held_by_another(
+                job,
+                identity,
+                &link,
                 format!(
-                    "{} {} in account {} is linked to another person (job {}, state {}); this {} job for employee {} \
-                     was not sent. See `provisioner whois {}`",
-                    job.vendor.identity_field(),
-                    identity.key,
-                    job.account,
-                    link.job_id,
-                    link.state.as_str(),
-                    job.kind,
-                    person.employee_id,
-                    identity.key
+                    "this {} job for employee {} was not sent. See `provisioner whois {}`",
+                    job.kind, person.employee_id, identity.key
                 ),
-            ))),
+            )),
             Some((Owner::ThisJob | Owner::ThisPerson, _)) => Ok(LedgerProof::ThisPerson),
             _ => Ok(LedgerProof::Nothing),
         }
