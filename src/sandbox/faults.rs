@@ -114,15 +114,17 @@ impl FaultState {
         self.rng.lock().expect("rng lock").random()
     }
 
-    /// Takes one of the `fail_next` failures or `throttle_next` throttles, if any are left.
-    fn take_forced(&self) -> Option<Fate> {
+    /// Takes one of the `fail_next` failures or `throttle_next` throttles, if any are left,
+    /// with the faults in force as it does: a forced throttle answers the Retry-After set
+    /// with it, not the one of a request that arrived before the change.
+    fn take_forced(&self) -> Option<(Fate, Faults)> {
         let mut f = self.faults.write().expect("faults lock");
         if f.fail_next > 0 {
             f.fail_next -= 1;
-            Some(Fate::ServerError)
+            Some((Fate::ServerError, f.clone()))
         } else if f.throttle_next > 0 {
             f.throttle_next -= 1;
-            Some(Fate::Throttle)
+            Some((Fate::Throttle, f.clone()))
         } else {
             None
         }
@@ -170,7 +172,10 @@ pub async fn inject(State(state): State<FaultState>, req: Request, next: Next) -
     if !faults.latency.is_zero() {
         tokio::time::sleep(faults.latency).await;
     }
-    let fate = state.take_forced().unwrap_or_else(|| fate(&faults, state.roll()));
+    let (fate, faults) = match state.take_forced() {
+        Some((fate, now)) => (fate, now),
+        None => (fate(&faults, state.roll()), faults),
+    };
     match fate {
         Fate::Outage => (StatusCode::SERVICE_UNAVAILABLE, "sandbox outage").into_response(),
         Fate::ServerError => (StatusCode::SERVICE_UNAVAILABLE, "sandbox injected server error").into_response(),

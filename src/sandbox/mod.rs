@@ -277,6 +277,26 @@ mod tests {
         assert_eq!(status("/_sandbox/faults").await, 200, "the control API is never faulted");
     }
 
+    /// A request that arrived under the old faults and is answered after a forced throttle
+    /// was set takes it with the Retry-After set with it, not the old default.
+    #[tokio::test]
+    async fn a_forced_throttle_answers_its_own_retry_after_to_a_request_already_waiting() {
+        use std::time::Duration;
+        let state = FaultState::new(Faults { latency: Duration::from_millis(300), ..Faults::default() }, 1);
+        let base = serve(with_faults(Router::new().route("/api.php", get(|| async { "ok" })), state.clone())).await;
+        let waiting = tokio::spawn(reqwest::get(format!("{base}/api.php")));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while state.requests() == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the request never arrived");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The request is in its latency now, holding the faults it arrived under.
+        state.set(Faults { throttle_next: 1, retry_after: Duration::from_secs(3), ..Faults::default() });
+        let r = waiting.await.unwrap().unwrap();
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "3");
+    }
+
     /// Every kind, on every vendor's create: none is a success, none creates a user, and the
     /// token endpoint's lie is a real token.
     #[tokio::test]
