@@ -220,7 +220,10 @@ pub async fn run(sandbox_url: &str) -> anyhow::Result<Vec<Act>> {
     acts.push(
         stage
             .act(
-                &format!("a mass leave of all {MASS_LEAVE}: past {STORY_MAX_REMOVALS} removals in 10 minutes, the rest are held"),
+                &format!(
+                    "a mass leave of all {MASS_LEAVE}: the safeguard lets {STORY_MAX_REMOVALS} removals an account \
+                     through in 10 minutes (Zoë's suspend among them) and holds the rest"
+                ),
                 &leaves,
             )
             .await?,
