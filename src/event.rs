@@ -6,6 +6,8 @@ use serde_json::Map;
 
 use crate::contract::{JobKind, Person, VendorKey};
 use crate::outcome::{Failure, Outcome};
+use crate::transport::headers as h;
+use crate::transport::{Headers, Outbound, OutboundKind};
 
 /// What an event says about the job, including what could be read from an invalid one.
 #[derive(Clone, Debug)]
@@ -209,6 +211,46 @@ pub fn step(
         doc["traceparent"] = serde_json::json!(tp);
     }
     (id, serde_json::to_vec(&doc).expect("an event serialises"))
+}
+
+/// A [`step`] event as the message that carries it to the events exchange.
+pub fn step_message(
+    source: &str,
+    exchange: &str,
+    step: &str,
+    about: &StepOf<'_>,
+    traceparent: Option<&str>,
+    data: serde_json::Value,
+    now: DateTime<Utc>,
+) -> Outbound {
+    let (id, body) = self::step(source, step, about, traceparent, data, now);
+    message(exchange, step_routing_key(step, about.vendor), id, body, traceparent, now)
+}
+
+/// An event (an outcome or a step) as the message that carries it: a CloudEvent in JSON,
+/// its id the message id, with the trace context as a header when there is one.
+pub fn message(
+    exchange: &str,
+    routing_key: String,
+    id: String,
+    body: Vec<u8>,
+    traceparent: Option<&str>,
+    now: DateTime<Utc>,
+) -> Outbound {
+    let mut headers = Headers::new();
+    if let Some(tp) = traceparent {
+        h::set_text(&mut headers, h::TRACEPARENT, tp);
+    }
+    Outbound {
+        kind: OutboundKind::Event,
+        exchange: exchange.to_owned(),
+        routing_key,
+        body,
+        message_id: Some(id),
+        content_type: Some("application/cloudevents+json".into()),
+        timestamp: Some(now.timestamp().max(0) as u64),
+        headers,
+    }
 }
 
 pub const RESULT_EVENT_SCHEMA_ID: &str = "urn:provisioner:schema:result-event";

@@ -664,21 +664,10 @@ impl Pipeline {
     }
 
     fn event(&self, job: &JobRef<'_>, outcome: &Outcome, attempts: u32) -> Outbound {
-        let event = event::Event::new(&self.event_source, job, outcome, attempts, Utc::now());
-        let mut headers = Headers::new();
-        if let Some(tp) = job.traceparent {
-            h::set_text(&mut headers, h::TRACEPARENT, tp);
-        }
-        Outbound {
-            kind: OutboundKind::Event,
-            exchange: self.topology.events_exchange.clone(),
-            routing_key: event::routing_key(outcome, job.vendor),
-            body: event.to_vec(),
-            message_id: Some(event.id),
-            content_type: Some("application/cloudevents+json".into()),
-            timestamp: Some(Utc::now().timestamp().max(0) as u64),
-            headers,
-        }
+        let now = Utc::now();
+        let event = event::Event::new(&self.event_source, job, outcome, attempts, now);
+        let key = event::routing_key(outcome, job.vendor);
+        event::message(&self.topology.events_exchange, key, event.id.clone(), event.to_vec(), job.traceparent, now)
     }
 
     /// A `provisioning.job.<step>` event: a step of a job that is not its outcome.
@@ -690,21 +679,8 @@ impl Pipeline {
             correlation_id: job.correlation_id.as_deref(),
             person: job.person.as_ref(),
         };
-        let (id, body) = event::step(&self.event_source, step, &about, traceparent, data, Utc::now());
-        let mut headers = Headers::new();
-        if let Some(tp) = traceparent {
-            h::set_text(&mut headers, h::TRACEPARENT, tp);
-        }
-        Outbound {
-            kind: OutboundKind::Event,
-            exchange: self.topology.events_exchange.clone(),
-            routing_key: event::step_routing_key(step, Some(job.vendor)),
-            body,
-            message_id: Some(id),
-            content_type: Some("application/cloudevents+json".into()),
-            timestamp: Some(Utc::now().timestamp().max(0) as u64),
-            headers,
-        }
+        let exchange = &self.topology.events_exchange;
+        event::step_message(&self.event_source, exchange, step, &about, traceparent, data, Utc::now())
     }
 
     #[allow(clippy::too_many_arguments)]

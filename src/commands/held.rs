@@ -16,7 +16,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::{Channel, Connection};
 use serde::Serialize;
 use serde_json::Value;
@@ -144,8 +144,7 @@ impl<'c> Walk<'c> {
             timestamp: None,
             headers,
         };
-        let (exchange, key) = ("".into(), queue.as_str().into());
-        channel.basic_publish(exchange, key, BasicPublishOptions::default(), &m.body, rabbitmq::properties(&m)).await?;
+        rabbitmq::publish_in_transaction(&channel, &m, false).await?;
         channel.tx_commit().await?;
         Ok(Self { conn, channel, queue, marker })
     }
@@ -209,8 +208,9 @@ async fn record(
         person: None,
     };
     let now = Utc::now();
-    let (id, body) = crate::event::step(&settings.events.source, step, &about, None, detail.clone(), now);
-    if let (Some(ledger), "approved") = (ledger, step) {
+    let (source, exchange) = (&settings.events.source, &settings.topology.events_exchange);
+    let event = crate::event::step_message(source, exchange, step, &about, None, detail.clone(), now);
+    if let (Some(ledger), "approved", Some(id)) = (ledger, step, &event.message_id) {
         let entry = crate::ledger::HistoryEntry {
             // The projected step event has the same id: the ledger keeps one entry.
             entry_id: id.clone(),
@@ -228,20 +228,7 @@ async fn record(
             .await
             .map_err(|e| DlqError::Usage(format!("the approval could not be recorded in the ledger: {e}")))?;
     }
-    let event = Outbound {
-        kind: OutboundKind::Event,
-        exchange: settings.topology.events_exchange.clone(),
-        routing_key: crate::event::step_routing_key(step, about.vendor),
-        body,
-        message_id: Some(id),
-        content_type: Some("application/cloudevents+json".into()),
-        timestamp: Some(Utc::now().timestamp().max(0) as u64),
-        headers: Headers::new(),
-    };
-    let (exchange, key) = (event.exchange.as_str().into(), event.routing_key.as_str().into());
-    walk.channel
-        .basic_publish(exchange, key, BasicPublishOptions::default(), &event.body, rabbitmq::properties(&event))
-        .await?;
+    rabbitmq::publish_in_transaction(&walk.channel, &event, false).await?;
     Ok(())
 }
 
@@ -377,9 +364,7 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
             let decided = async {
                 if *what == Move::Approve {
                     let copy = released(&msg, &job, &settings, actor, reason);
-                    let publish = BasicPublishOptions { mandatory: true, ..Default::default() };
-                    let (exchange, key) = (copy.exchange.as_str().into(), copy.routing_key.as_str().into());
-                    walk.channel.basic_publish(exchange, key, publish, &copy.body, rabbitmq::properties(&copy)).await?;
+                    rabbitmq::publish_in_transaction(&walk.channel, &copy, true).await?;
                 }
                 let detail = serde_json::json!({"by": actor, "reason": reason, "filter": filter.describe()});
                 record(&walk, &settings, ledger.as_ref(), &msg, &job, what.step(), detail).await?;

@@ -149,34 +149,8 @@ fn noted(
         person: Some(person),
     };
     let data = serde_json::json!({"event": event.type_name(), "jobs": derived.jobs.len(), "notes": derived.notes});
-    step_outbound(mapper, topology, "noted", &about, None, data, traceparent)
-}
-
-fn step_outbound(
-    mapper: &Mapper,
-    topology: &TopologySettings,
-    step: &str,
-    about: &crate::event::StepOf<'_>,
-    vendor: Option<crate::contract::VendorKey>,
-    data: serde_json::Value,
-    traceparent: Option<&str>,
-) -> Outbound {
-    let now = Utc::now();
-    let (id, body) = crate::event::step(mapper.event_source(), step, about, traceparent, data, now);
-    let mut headers = crate::transport::Headers::new();
-    if let Some(tp) = traceparent {
-        crate::transport::headers::set_text(&mut headers, crate::transport::headers::TRACEPARENT, tp);
-    }
-    Outbound {
-        kind: crate::transport::OutboundKind::Event,
-        exchange: topology.events_exchange.clone(),
-        routing_key: crate::event::step_routing_key(step, vendor),
-        body,
-        message_id: Some(id),
-        content_type: Some("application/cloudevents+json".into()),
-        timestamp: Some(now.timestamp().max(0) as u64),
-        headers,
-    }
+    let (source, exchange) = (mapper.event_source(), &topology.events_exchange);
+    crate::event::step_message(source, exchange, "noted", &about, traceparent, data, Utc::now())
 }
 
 /// The `provisioning.job.published` event of one derived job.
@@ -195,7 +169,8 @@ fn published(
         person: job.person.as_ref(),
     };
     let data = serde_json::json!({"hire": event_id, "routing_key": job.kind.routing_key(job.vendor)});
-    step_outbound(mapper, topology, "published", &about, Some(job.vendor), data, traceparent)
+    let (source, exchange) = (mapper.event_source(), &topology.events_exchange);
+    crate::event::step_message(source, exchange, "published", &about, traceparent, data, Utc::now())
 }
 
 impl From<HireRejection> for FanOut {

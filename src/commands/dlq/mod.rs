@@ -224,21 +224,9 @@ impl Dlq {
         };
         let mut detail = detail;
         detail["letter_id"] = Value::String(crate::transport::letter_id(msg));
-        let source = &self.settings.events.source;
-        let (id, body) = crate::event::step(source, step, &about, None, detail, Utc::now());
-        let event = Outbound {
-            kind: OutboundKind::Event,
-            exchange: self.settings.topology.events_exchange.clone(),
-            routing_key: crate::event::step_routing_key(step, about.vendor),
-            body,
-            message_id: Some(id),
-            content_type: Some("application/cloudevents+json".into()),
-            timestamp: Some(Utc::now().timestamp().max(0) as u64),
-            headers: Headers::new(),
-        };
-        let (exchange, key) = (event.exchange.as_str().into(), event.routing_key.as_str().into());
-        let publish = lapin::options::BasicPublishOptions::default();
-        self.channel.basic_publish(exchange, key, publish, &event.body, rabbitmq::properties(&event)).await?;
+        let (source, exchange) = (&self.settings.events.source, &self.settings.topology.events_exchange);
+        let event = crate::event::step_message(source, exchange, step, &about, None, detail, Utc::now());
+        rabbitmq::publish_in_transaction(&self.channel, &event, false).await?;
         Ok(())
     }
 
@@ -301,9 +289,7 @@ impl Dlq {
                     if let Some(p) = pace.as_mut() {
                         p.tick().await;
                     }
-                    let publish = lapin::options::BasicPublishOptions { mandatory: true, ..Default::default() };
-                    let (exchange, key) = (copy.exchange.as_str().into(), copy.routing_key.as_str().into());
-                    self.channel.basic_publish(exchange, key, publish, &copy.body, rabbitmq::properties(&copy)).await?;
+                    rabbitmq::publish_in_transaction(&self.channel, &copy, true).await?;
                     let detail = serde_json::json!({"by": opts.actor, "reason": opts.reason, "filter": filter.describe(),
                         "edited": opts.patch.is_some()});
                     self.record(&msg, &dl, "replayed", detail).await?;

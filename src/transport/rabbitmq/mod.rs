@@ -254,6 +254,15 @@ impl ConfirmPublisher {
     }
 }
 
+/// Publishes on a transactional channel (the operator commands' walks): nothing to wait
+/// for, the broker applies it when the transaction commits, together with the rest of it.
+pub async fn publish_in_transaction(channel: &Channel, msg: &Outbound, mandatory: bool) -> Result<(), lapin::Error> {
+    let opts = BasicPublishOptions { mandatory, ..Default::default() };
+    let (exchange, key) = (msg.exchange.as_str().into(), msg.routing_key.as_str().into());
+    channel.basic_publish(exchange, key, opts, &msg.body, properties(msg)).await?;
+    Ok(())
+}
+
 pub(crate) fn properties(msg: &Outbound) -> BasicProperties {
     let mut props = BasicProperties::default().with_delivery_mode(2).with_headers(to_field_table(&msg.headers));
     if let Some(id) = msg.message_id.as_deref().and_then(|m| ShortString::try_new(m).ok()) {
