@@ -140,8 +140,7 @@ impl Safeguard {
     pub async fn admit(&self, vendor: VendorKey, account: &str, counts: bool) -> Result<(), Hold> {
         let (limit, by) = self.limit(account);
         if let Some(link) = &self.link {
-            let window = link.account_key(vendor.as_str(), account, "safeguard:window");
-            let latch = link.account_key(vendor.as_str(), account, "safeguard:latch");
+            let (window, latch) = keys(link, vendor, account);
             let member = uuid::Uuid::new_v4().simple().to_string();
             let mut call = SCRIPTS.admit.key(&window);
             call.key(&latch).arg(self.settings.window.as_millis() as u64).arg(limit).arg(member).arg(u8::from(counts));
@@ -192,8 +191,7 @@ impl Safeguard {
         }
         let tripped = match &self.link {
             Some(link) => {
-                let window = link.account_key(vendor.as_str(), account, "safeguard:window");
-                let latch = link.account_key(vendor.as_str(), account, "safeguard:latch");
+                let (window, latch) = keys(link, vendor, account);
                 let mut call = SCRIPTS.observe.key(&window);
                 call.key(&latch).arg(u8::from(held > 0)).arg(self.grace.as_millis() as u64);
                 match link.run::<i64>(&call).await {
@@ -244,6 +242,14 @@ impl Safeguard {
             metrics.safeguard_tripped.with_label_values(&[vendor.as_str()]).set(n);
         }
     }
+}
+
+/// The account's window and latch in Redis, beside its rate-limit keys.
+fn keys(link: &RedisLink, vendor: VendorKey, account: &str) -> (String, String) {
+    (
+        link.account_key(vendor.as_str(), account, "safeguard:window"),
+        link.account_key(vendor.as_str(), account, "safeguard:latch"),
+    )
 }
 
 /// Lets one removal through unless the account is tripped or it would exceed the limit.
@@ -330,66 +336,75 @@ async fn active_links(ledger: &crate::ledger::Ledger, vendor: VendorKey, account
     }
 }
 
-/// Refreshes every `safeguard.refresh` until `stop`, on a connection of its own (so a worker
-/// that lost its session still learns what operators did). A refresh that fails is tried
-/// again next time on a new connection; meanwhile the latches stay as they are.
-pub async fn watch(
+/// Reads the held queues on a connection of its own, kept from one read to the next (so a
+/// worker that lost its session still learns what operators did).
+pub struct Refresher {
     safeguard: Arc<Safeguard>,
-    settings: Arc<Settings>,
+    /// The worker's settings, with a connection name of this reader's own.
+    settings: Settings,
     ledger: Option<crate::ledger::Ledger>,
     metrics: Metrics,
-    stop: CancellationToken,
-) {
-    let mut own = (*settings).clone();
-    own.amqp.connection_name = format!("{}-safeguard", settings.amqp.connection_name);
-    let mut session: Option<(lapin::Connection, lapin::Channel)> = None;
-    loop {
-        if session.is_none() {
-            session = open(&own).await;
-        }
-        if let Some((_, channel)) = &session {
-            let read = tokio::time::timeout(
-                settings.amqp.setup_timeout,
-                refresh(&safeguard, channel, &settings, ledger.as_ref()),
-            );
-            match read.await {
-                Ok(Ok(())) => safeguard.publish_gauge(&metrics),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "cannot read the held queues; the safeguard keeps its latches");
-                    session = None;
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        "reading the held queues timed out (amqp.setup_timeout); the safeguard keeps its latches"
-                    );
-                    session = None;
-                }
-            }
-        }
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(settings.safeguard.refresh) => {}
-        }
-    }
-    if let Some((conn, _)) = session {
-        let _ = conn.close(200, "done".into()).await;
-    }
+    session: Option<(lapin::Connection, lapin::Channel)>,
 }
 
-/// One refresh at start-up, before the worker consumes, so a restarted replica holds the
-/// removals of an account whose held queue is not empty from its first job. Best effort: a
-/// broker that does not answer (or a topology not declared yet) leaves it to [`watch`].
-pub async fn refresh_once(safeguard: &Safeguard, settings: &Settings, ledger: Option<&crate::ledger::Ledger>) {
-    let mut own = settings.clone();
-    own.amqp.connection_name = format!("{}-safeguard", settings.amqp.connection_name);
-    let read = async {
-        let (conn, channel) = open(&own).await?;
-        let done = refresh(safeguard, &channel, settings, ledger).await.ok();
-        let _ = conn.close(200, "done".into()).await;
+/// Why a read of the held queues did not happen; the latches stay as they are.
+#[derive(Debug, thiserror::Error)]
+pub enum Missed {
+    #[error("the broker could not be reached")]
+    NoConnection,
+    #[error("cannot read the held queues: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("reading the held queues timed out (amqp.setup_timeout)")]
+    TimedOut,
+}
+
+impl Refresher {
+    pub fn new(
+        safeguard: Arc<Safeguard>,
+        settings: &Settings,
+        ledger: Option<crate::ledger::Ledger>,
+        metrics: Metrics,
+    ) -> Self {
+        let mut own = settings.clone();
+        own.amqp.connection_name = format!("{}-safeguard", settings.amqp.connection_name);
+        Self { safeguard, settings: own, ledger, metrics, session: None }
+    }
+
+    /// One read of every held queue, connecting first when there is no connection, bounded
+    /// by `amqp.setup_timeout`. A read that fails drops the connection: the next one opens a
+    /// new one.
+    pub async fn refresh(&mut self) -> Result<(), Missed> {
+        let read = async {
+            if self.session.is_none() {
+                self.session = open(&self.settings).await;
+            }
+            let (_, channel) = self.session.as_ref().ok_or(Missed::NoConnection)?;
+            refresh(&self.safeguard, channel, &self.settings, self.ledger.as_ref()).await.map_err(Missed::from)
+        };
+        let done = tokio::time::timeout(self.settings.amqp.setup_timeout, read).await.unwrap_or(Err(Missed::TimedOut));
+        match &done {
+            Ok(()) => self.safeguard.publish_gauge(&self.metrics),
+            Err(_) => self.session = None,
+        }
         done
-    };
-    if tokio::time::timeout(settings.amqp.setup_timeout, read).await.ok().flatten().is_none() {
-        tracing::info!("the held queues could not be read at start-up; the safeguard reads them again shortly");
+    }
+
+    /// Reads every `safeguard.refresh` until `stop`, the first one a `safeguard.refresh` from
+    /// now (start-up has just read them).
+    pub async fn watch(mut self, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(self.settings.safeguard.refresh) => {}
+            }
+            match self.refresh().await {
+                Ok(()) | Err(Missed::NoConnection) => {}
+                Err(e) => tracing::warn!(error = %e, "the safeguard keeps its latches"),
+            }
+        }
+        if let Some((conn, _)) = self.session {
+            let _ = conn.close(200, "done".into()).await;
+        }
     }
 }
 

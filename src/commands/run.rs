@@ -58,15 +58,15 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on admin.listen = {}: {e}", settings.admin.listen))?;
     tracing::info!(admin = %addr, broker = %settings.amqp.redacted(), accounts = settings.accounts.len(), "provisioner starting");
-    crate::safeguard::refresh_once(&safeguard, &settings, ledger.as_ref()).await;
+    // One read before the worker consumes, so a restarted replica holds the removals of an
+    // account whose held queue is not empty from its first job; then one every
+    // safeguard.refresh.
+    let mut held_queues = crate::safeguard::Refresher::new(safeguard, &settings, ledger.clone(), metrics.clone());
+    if let Err(e) = held_queues.refresh().await {
+        tracing::info!(error = %e, "the held queues could not be read at start-up; the safeguard reads them again shortly");
+    }
+    tokio::spawn(held_queues.watch(admin_stop.clone()));
     let settings = Arc::new(settings);
-    tokio::spawn(crate::safeguard::watch(
-        safeguard,
-        settings.clone(),
-        ledger.clone(),
-        metrics.clone(),
-        admin_stop.clone(),
-    ));
     // The intake stops taking hires as soon as shutdown begins; requests in flight finish.
     let intake = crate::hire::intake::serve(settings.clone(), shutdown.clone()).await?;
     if let Some((addr, _)) = &intake {
