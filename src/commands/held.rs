@@ -1,8 +1,8 @@
 //! `provisioner held`: list, approve (release) and reject (drop) the removals the safeguard held.
 //!
-//! The walk is the `dlq` walk (see [`crate::commands::dlq`]): `basic.get` on a transactional
-//! channel, each message held unacked while it is decided, everything not removed handed
-//! back in order when the channel closes. An approve publishes the job to the jobs exchange,
+//! The walk is the `dlq` commands' [`QueueWalk`]: `basic.get` on a transactional channel,
+//! each message held unacked while it is decided, everything not removed handed back in
+//! order when the channel closes. An approve publishes the job to the jobs exchange,
 //! its `approved` step and the held message's ack in ONE transaction, and a reject the
 //! `rejected` step and the ack: a command killed at any instant has released (or dropped) a
 //! job whole or not at all.
@@ -16,12 +16,12 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
-use lapin::options::{BasicAckOptions, BasicGetOptions};
-use lapin::{Channel, Connection};
+use lapin::Connection;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::commands::dlq::{DlqError, Filter};
+use crate::commands::queue_walk::{self, QueueWalk};
 use crate::commands::terminal::{self, printable};
 use crate::config::Settings;
 use crate::contract::VendorKey;
@@ -105,83 +105,39 @@ pub struct Line<'a> {
     pub action: &'static str,
 }
 
-/// A walk of one account's held queue.
-struct Walk<'c> {
-    conn: &'c Connection,
-    channel: Channel,
-    queue: String,
+/// A walk of one account's held queue, ended by a marker of its own.
+struct Walk {
+    queue: QueueWalk,
     /// The message id of this walk's marker.
     marker: String,
 }
 
-/// Connects and makes sure the topology exists: the jobs exchange and its bindings must, or
-/// a released job would be unroutable, and a transaction (unlike a confirm) does not report
-/// returns.
-async fn connect(settings: &Settings) -> Result<Connection, DlqError> {
-    let conn = rabbitmq::connect(settings).await?;
-    let channel = conn.create_channel().await?;
-    rabbitmq::declare(&channel, settings).await?;
-    let _ = channel.close(200, "declared".into()).await;
-    Ok(conn)
-}
-
-impl<'c> Walk<'c> {
-    /// A transactional channel on the account's held queue, with this walk's marker at its end.
-    async fn open(conn: &'c Connection, settings: &Settings, account: &str) -> Result<Self, DlqError> {
-        let channel = conn.create_channel().await?;
-        channel.tx_select().await?;
+impl Walk {
+    /// A walk of the account's held queue, with this walk's marker at its end.
+    async fn open(conn: &Connection, settings: &Settings, account: &str) -> Result<Self, DlqError> {
         let queue = settings.topology.held_queue(account);
+        let walk = QueueWalk::open(conn, queue.clone()).await?;
         let marker = format!("marker-{}", uuid::Uuid::new_v4().simple());
         let mut headers = Headers::new();
         h::set_text(&mut headers, MARKER, "1");
         let m = Outbound {
             kind: OutboundKind::Held,
             exchange: String::new(),
-            routing_key: queue.clone(),
+            routing_key: queue,
             body: Vec::new(),
             message_id: Some(marker.clone()),
             content_type: None,
             timestamp: None,
             headers,
         };
-        rabbitmq::publish_in_transaction(&channel, &m, false).await?;
-        channel.tx_commit().await?;
-        Ok(Self { conn, channel, queue, marker })
-    }
-
-    async fn next(&self) -> Result<Option<lapin::message::Delivery>, DlqError> {
-        let got = self.channel.basic_get(self.queue.as_str().into(), BasicGetOptions { no_ack: false }).await?;
-        Ok(got.map(|m| m.delivery))
-    }
-
-    async fn remove(&self, d: &lapin::message::Delivery) -> Result<(), DlqError> {
-        d.ack(BasicAckOptions::default()).await?;
-        self.channel.tx_commit().await?;
-        Ok(())
+        walk.publish(&m, false).await?;
+        walk.commit().await?;
+        Ok(Self { queue: walk, marker })
     }
 
     /// Whether this delivery is this walk's own marker: the end of the walk.
     fn is_own_marker(&self, d: &lapin::message::Delivery) -> bool {
         d.properties.message_id().as_ref().map(|m| m.as_str()) == Some(self.marker.as_str())
-    }
-
-    /// Closes the walk; every message not removed goes back to the queue, in order. The
-    /// broker returns them asynchronously: waiting until `kept` are back means the queue is
-    /// whole again when the command exits, for the next command and for the replicas.
-    async fn close(self, kept: u32) {
-        use lapin::options::QueueDeclareOptions;
-        let _ = self.channel.close(200, "done".into()).await;
-        if let Ok(check) = self.conn.create_channel().await {
-            let opts = QueueDeclareOptions { passive: true, ..Default::default() };
-            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-            while tokio::time::Instant::now() < deadline {
-                match check.queue_declare(self.queue.as_str().into(), opts, Default::default()).await {
-                    Ok(q) if q.message_count() < kept => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-                    _ => break,
-                }
-            }
-            let _ = check.close(200, "done".into()).await;
-        }
     }
 }
 
@@ -190,7 +146,7 @@ impl<'c> Walk<'c> {
 /// pass the safeguard only once it finds the approval there, so a producer who sets the
 /// approval header on a job of its own gets nothing by it.
 async fn record(
-    walk: &Walk<'_>,
+    walk: &Walk,
     settings: &Settings,
     ledger: Option<&crate::ledger::Ledger>,
     msg: &Inbound,
@@ -228,7 +184,7 @@ async fn record(
             .await
             .map_err(|e| DlqError::Usage(format!("the approval could not be recorded in the ledger: {e}")))?;
     }
-    rabbitmq::publish_in_transaction(&walk.channel, &event, false).await?;
+    walk.queue.publish(&event, false).await?;
     Ok(())
 }
 
@@ -304,7 +260,7 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
         }
         _ => None,
     };
-    let conn = connect(&settings).await?;
+    let conn = queue_walk::connect(&settings).await?;
     for account in accounts {
         let walk = Walk::open(&conn, &settings, &account).await?;
         let mut result = Ok(());
@@ -312,12 +268,12 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
         let mut kept = 0u32;
         // The walk ends at its own marker: jobs held after it started are left for the next.
         loop {
-            let d = match walk.next().await {
+            let d = match walk.queue.next().await {
                 Ok(Some(d)) => d,
                 // The marker is gone (another command took it): the queue is walked.
                 Ok(None) => break,
                 Err(e) => {
-                    result = Err(e);
+                    result = Err(e.into());
                     break;
                 }
             };
@@ -325,8 +281,8 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
             if walk.is_own_marker(&d) || msg.headers.contains_key(MARKER) {
                 // Ours ends the walk; another is one a killed command left behind.
                 let own = walk.is_own_marker(&d);
-                if let Err(e) = walk.remove(&d).await {
-                    result = Err(e);
+                if let Err(e) = walk.queue.remove(&d).await {
+                    result = Err(e.into());
                     break;
                 }
                 if own {
@@ -364,13 +320,13 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
             let decided = async {
                 if *what == Move::Approve {
                     let copy = released(&msg, &job, &settings, actor, reason);
-                    rabbitmq::publish_in_transaction(&walk.channel, &copy, true).await?;
+                    walk.queue.publish(&copy, true).await?;
                 }
                 let detail = serde_json::json!({"by": actor, "reason": reason, "filter": filter.describe()});
                 record(&walk, &settings, ledger.as_ref(), &msg, &job, what.step(), detail).await?;
                 // Until this commits, a failure or a kill drops the copy and the step and
                 // returns the held job: the move happens whole or not at all.
-                walk.remove(&d).await
+                walk.queue.remove(&d).await.map_err(DlqError::from)
             };
             if let Err(e) = decided.await {
                 result = Err(e);
@@ -379,7 +335,7 @@ pub async fn execute(settings: Settings, action: Action, mut out: impl Write) ->
             kept -= 1;
             print_line(&mut out, &job, what.step(), *json)?;
         }
-        walk.close(kept).await;
+        walk.queue.close(&conn, kept).await;
         if let Err(e) = result {
             let _ = conn.close(200, "done".into()).await;
             return Err(e);

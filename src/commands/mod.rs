@@ -7,6 +7,7 @@ pub mod dlq;
 pub mod held;
 pub mod map;
 pub mod publish;
+pub mod queue_walk;
 pub mod run;
 pub mod schema;
 pub mod terminal;

@@ -17,12 +17,11 @@ use std::io::Write;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{Channel, Connection};
+use lapin::Connection;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::commands::queue_walk::{self, QueueWalk};
 use crate::commands::terminal::{self, printable};
 use crate::config::Settings;
 use crate::contract::{all_auth_fields, Job, VendorKey, REDACTED};
@@ -113,10 +112,10 @@ impl Filter {
     }
 }
 
-/// A session on the DLQ: one connection and a transactional channel for the walk.
+/// A session on the DLQ: one connection and a transactional walk of the queue.
 pub struct Dlq {
     conn: Connection,
-    channel: Channel,
+    walk: QueueWalk,
     settings: Settings,
     /// Messages the DLQ should hold again once the unacked ones are back: ready at the
     /// start of the walk, less those removed.
@@ -125,61 +124,36 @@ pub struct Dlq {
 
 impl Dlq {
     pub async fn open(settings: Settings) -> Result<Self, DlqError> {
-        let conn = rabbitmq::connect(&settings).await?;
-        let channel = conn.create_channel().await?;
-        // The jobs exchange and its bindings must exist, or a replayed copy would be
-        // unroutable, and a transaction (unlike a confirm) does not report returns.
-        rabbitmq::declare(&channel, &settings).await?;
-        channel.tx_select().await?;
-        Ok(Self { conn, channel, settings, expect_back: 0.into() })
+        let conn = queue_walk::connect(&settings).await?;
+        let walk = QueueWalk::open(&conn, settings.topology.dead_queue.clone()).await?;
+        Ok(Self { conn, walk, settings, expect_back: 0.into() })
     }
 
     /// Messages ready in the DLQ now: the walk stops there, so messages that arrive during
     /// it (or a replayed job that fails again) are not walked twice.
     async fn ready(&self) -> Result<u32, DlqError> {
-        let opts = QueueDeclareOptions { passive: true, ..Default::default() };
-        let q = self
-            .channel
-            .queue_declare(self.settings.topology.dead_queue.as_str().into(), opts, FieldTable::default())
-            .await?;
-        self.expect_back.store(q.message_count(), std::sync::atomic::Ordering::SeqCst);
-        Ok(q.message_count())
+        let ready = self.walk.ready().await?;
+        self.expect_back.store(ready, std::sync::atomic::Ordering::SeqCst);
+        Ok(ready)
     }
 
     /// Removes a message taken from the DLQ by committing its ack; in a replay the copy's
     /// publish commits in the same transaction.
     async fn remove(&self, d: &lapin::message::Delivery) -> Result<(), DlqError> {
-        d.ack(BasicAckOptions::default()).await?;
-        self.channel.tx_commit().await?;
+        self.walk.remove(d).await?;
         self.expect_back.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 
     async fn next(&self) -> Result<Option<lapin::message::Delivery>, DlqError> {
-        let queue = self.settings.topology.dead_queue.as_str();
-        Ok(self.channel.basic_get(queue.into(), BasicGetOptions { no_ack: false }).await?.map(|m| m.delivery))
+        Ok(self.walk.next().await?)
     }
 
-    /// Closes the session; every message not removed goes back to the DLQ, in order.
-    ///
-    /// The broker returns unacked messages asynchronously after the channel closes. Waiting
-    /// until they are back means that when a command exits the DLQ is whole again, so the
-    /// next command (or an operator's `dlq list`) sees every message, in order.
+    /// Closes the session; every message not removed goes back to the DLQ, in order, before
+    /// this returns (see [`QueueWalk::close`]).
     pub async fn close(self) {
-        let _ = self.channel.close(200, "done".into()).await;
         let want = self.expect_back.load(std::sync::atomic::Ordering::SeqCst);
-        if let Ok(check) = self.conn.create_channel().await {
-            let queue = self.settings.topology.dead_queue.as_str();
-            let opts = QueueDeclareOptions { passive: true, ..Default::default() };
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            while tokio::time::Instant::now() < deadline {
-                match check.queue_declare(queue.into(), opts, FieldTable::default()).await {
-                    Ok(q) if q.message_count() < want => tokio::time::sleep(Duration::from_millis(20)).await,
-                    _ => break,
-                }
-            }
-            let _ = check.close(200, "done".into()).await;
-        }
+        self.walk.close(&self.conn, want).await;
         let _ = self.conn.close(200, "done".into()).await;
     }
 
@@ -226,7 +200,7 @@ impl Dlq {
         detail["letter_id"] = Value::String(crate::transport::letter_id(msg));
         let (source, exchange) = (&self.settings.events.source, &self.settings.topology.events_exchange);
         let event = crate::event::step_message(source, exchange, step, &about, None, detail, Utc::now());
-        rabbitmq::publish_in_transaction(&self.channel, &event, false).await?;
+        self.walk.publish(&event, false).await?;
         Ok(())
     }
 
@@ -289,7 +263,7 @@ impl Dlq {
                     if let Some(p) = pace.as_mut() {
                         p.tick().await;
                     }
-                    rabbitmq::publish_in_transaction(&self.channel, &copy, true).await?;
+                    self.walk.publish(&copy, true).await?;
                     let detail = serde_json::json!({"by": opts.actor, "reason": opts.reason, "filter": filter.describe(),
                         "edited": opts.patch.is_some()});
                     self.record(&msg, &dl, "replayed", detail).await?;
